@@ -1,0 +1,7 @@
+"""Provider strategies behind one :class:`agents.policy.Policy` interface: scripted ones by name, learned ones from
+training runs."""
+
+from agents.policy import Policy, act_all
+from agents.scripted import STRATEGIES, RandomPolicy, ScriptedPolicy, make_strategy
+
+__all__ = ["Policy", "act_all", "ScriptedPolicy", "RandomPolicy", "make_strategy", "STRATEGIES"]

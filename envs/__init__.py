@@ -1,0 +1,18 @@
+"""The LLM provider market (PettingZoo) and its data.
+
+>>> from envs import parallel_env
+>>> market = parallel_env(scenario="uniform", mechanism="second_price", seed=0, n_providers=3)
+>>> obs, infos = market.reset()
+>>> sorted(obs)
+['provider_0', 'provider_1', 'provider_2']
+"""
+
+from envs.config import ConfigError
+from envs.data import CacheError, load_cache, load_llama_cascades
+from envs.market import ACTION_DIM, ObservationLayout, env, parallel_env, raw_env
+from envs.scenarios import ScenarioConfig, build_market, load_scenario, scenario_names
+
+__all__ = [
+    "parallel_env", "env", "raw_env", "ObservationLayout", "ACTION_DIM", "ScenarioConfig", "load_scenario",
+    "build_market", "scenario_names", "load_cache", "load_llama_cascades", "CacheError", "ConfigError",
+]

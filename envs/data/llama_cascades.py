@@ -1,0 +1,403 @@
+"""Importer for the real ``llama-cascades`` results: five Llama models graded on every question of four benchmarks.
+
+The data (Zellinger & Thomson, "Rational Tuning of LLM Cascades via Probabilistic Modeling", arXiv 2501.09345) is, for
+each of MMLU, MedMCQA, TriviaQA and TruthfulQA and each of a test and a train split, the answer, correctness, token
+counts and latency of Llama-3.2-1B/3B and Llama-3.1-8B/70B/405B-Instruct served at temperature 0 by a hosted API.
+It is not shipped with the project: the folder is found through :func:`llama_cache_dir` and holds
+
+    <bench>_llama_<split>.pkl       a dict of per-model lists aligned with ``user_prompts`` (the question id is the
+                                    list index): model_correctness (bool), model_tokens ({'in', 'out'}),
+                                    model_latencies (ms), model_answers (str), and fields this importer ignores
+    <bench>_questions_<split>.pkl   the raw benchmark rows in the same order (mmlu, medmcqa, truthfulqa only)
+
+The files are untrusted pickles, so they are read by :class:`SafeUnpickler`, which reconstructs only numpy scalars and
+dtypes and replaces the authors' ``hcma.chain.ChainResponse`` objects with inert placeholders.
+
+:func:`load_llama_cascades` turns a selection of these files into a canonical :class:`ResponseCache` in memory (one
+query per benchmark question, score 1.0 when the model's answer was graded correct, else 0.0); :func:`cache_rows`
+turns any cache back into the row dicts that :func:`envs.data.cache.write_cache` stores.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import re
+from dataclasses import dataclass
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from envs.data.cache import CacheError, ResponseCache
+
+# List prices of the serving API when the results were collected, USD per 1M tokens (input = output).
+MODEL_PRICES: dict[str, float] = {
+    "llama3.2-1b": 0.10,
+    "llama3.2-3b": 0.10,
+    "llama3.1-8b": 0.20,
+    "llama3.1-70b": 0.90,
+    "llama3.1-405b": 3.00,
+}
+MODELS: tuple[str, ...] = tuple(MODEL_PRICES)
+
+# Benchmarks with a questions file -> the field of that file naming the question's subject.
+SUBJECT_FIELDS: dict[str, str] = {"mmlu": "subject", "medmcqa": "subject_name", "truthfulqa": "category"}
+# Benchmarks whose questions exist only inside the prompts -> the one subject all their questions share.
+PROMPT_ONLY_SUBJECTS: dict[str, str] = {"triviaqa": "trivia"}
+BENCHMARKS: tuple[str, ...] = ("mmlu", "medmcqa", "triviaqa", "truthfulqa")
+SPLITS: tuple[str, ...] = ("test", "train")
+
+ENV_VAR = "LLM_ARENA_LLAMA_DIR"
+NAME = "llama-cascades"
+SOURCE = (
+    "github.com/mzelling/rational-llm-cascades, commit 0d9c8610de48960420ec2352855555a8c1e2c52f, "
+    "benchmarks/data/<benchmark>/; Zellinger & Thomson, 'Rational Tuning of LLM Cascades via Probabilistic "
+    "Modeling', arXiv 2501.09345 (2025)"
+)
+DESCRIPTION = (
+    "Real per-question results of Llama-3.2-1B/3B and Llama-3.1-8B/70B/405B-Instruct (hosted API, temperature 0) on "
+    "MMLU, MedMCQA, TriviaQA and TruthfulQA. score is 1 when the answer was graded correct (exact match for MMLU and "
+    "MedMCQA, an LLM judge for TriviaQA and TruthfulQA), else 0; tokens and latency are as the API reported them."
+)
+
+_RESULTS_FILE = re.compile(r"^(?P<bench>.+)_llama_(?P<split>[^_]+)\.pkl$")
+_PROMPT_QUESTION = re.compile(r"Question: (?P<question>.*?)\n\nAnswer: ?$", re.DOTALL)
+
+
+# --------------------------------------------------------------------------------------------------- safe unpickling
+
+
+class InertChainResponse:
+    """Placeholder for the authors' ``hcma.chain.ChainResponse``: accepts any arguments and state, keeps nothing."""
+
+    __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "InertChainResponse":
+        return super().__new__(cls)
+
+    def __setstate__(self, state: Any) -> None:
+        """Discard the pickled state."""
+
+
+# The scalar reconstructor lives in numpy.core.multiarray (numpy 1) or numpy._core.multiarray (numpy 2); pickles name
+# either, and both resolve to the function this numpy uses to unpickle its scalars.
+_NUMPY_SCALAR = np.float64(0).__reduce__()[0]
+ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "scalar"): _NUMPY_SCALAR,
+    ("numpy._core.multiarray", "scalar"): _NUMPY_SCALAR,
+    ("numpy", "dtype"): np.dtype,
+    ("hcma.chain", "ChainResponse"): InertChainResponse,
+}
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that can rebuild plain containers, numpy scalars and dtypes, and nothing that runs code.
+
+    Every global the pickle references goes through :meth:`find_class`, which resolves only :data:`ALLOWED_GLOBALS`;
+    any other one (``os.system``, ``builtins.eval``, ...) raises :class:`CacheError` naming the file and the global.
+    Persistent ids are refused too.
+    """
+
+    def __init__(self, file: Any, *, source: str | os.PathLike = "<pickle>") -> None:
+        super().__init__(file)
+        self.source = str(source)
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise CacheError(
+                f"{self.source}: refused to load global '{module}.{name}' (only numpy scalars and dtypes and "
+                f"hcma.chain.ChainResponse are allowed in these pickles)"
+            ) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise CacheError(f"{self.source}: refused persistent id {pid!r} (not allowed in these pickles)")
+
+
+def safe_load(path: str | os.PathLike) -> Any:
+    """Read one pickle file with :class:`SafeUnpickler`; any failure becomes a :class:`CacheError` naming the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return SafeUnpickler(fh, source=path).load()
+    except CacheError:
+        raise
+    except OSError as exc:
+        raise CacheError(f"{path}: cannot read: {exc}") from exc
+    except Exception as exc:  # a malformed pickle can fail in any way; none of it may escape unlabelled
+        raise CacheError(f"{path}: not a readable pickle: {type(exc).__name__}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------------------------------- validation
+
+
+def _field(path: Path, data: dict, name: str) -> Any:
+    if name not in data:
+        raise CacheError(f"{path}: missing field {name!r}")
+    return data[name]
+
+
+def _as_list(path: Path, where: str, value: Any, n: int | None) -> Sequence[Any]:
+    if not isinstance(value, (list, tuple)):
+        raise CacheError(f"{path}: {where}: expected a list, got {type(value).__name__}")
+    if n is not None and len(value) != n:
+        raise CacheError(f"{path}: {where}: has {len(value)} entries, expected {n} (one per user prompt)")
+    return value
+
+
+def _per_model(path: Path, data: dict, name: str, n: int) -> dict[str, Sequence[Any]]:
+    """A ``{model: list}`` field, checked to cover exactly the priced models with one entry per prompt."""
+    table = _field(path, data, name)
+    if not isinstance(table, dict):
+        raise CacheError(f"{path}: field {name!r}: expected a dict keyed by model, got {type(table).__name__}")
+    unknown = [m for m in table if m not in MODEL_PRICES]
+    if unknown:
+        raise CacheError(f"{path}: field {name!r}: unknown model(s) {unknown}; priced models are {list(MODELS)}")
+    missing = [m for m in MODELS if m not in table]
+    if missing:
+        raise CacheError(f"{path}: field {name!r}: no results for model(s) {missing}")
+    return {m: _as_list(path, f"field {name!r}, model {m!r}", table[m], n) for m in MODELS}
+
+
+def _score(path: Path, where: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)):
+        return 1.0 if value else 0.0
+    if isinstance(value, Real) and math.isfinite(value) and 0.0 <= value <= 1.0:
+        return float(value)
+    raise CacheError(f"{path}: {where}: expected a bool or a score in [0, 1], got {value!r}")
+
+
+def _tokens(path: Path, where: str, value: Any) -> int:
+    integral = isinstance(value, Integral) or (isinstance(value, Real) and float(value).is_integer())
+    if isinstance(value, (bool, np.bool_)) or not integral or value < 0:
+        raise CacheError(f"{path}: {where}: expected a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _latency(path: Path, where: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+        raise CacheError(f"{path}: {where}: expected a non-negative number of milliseconds, got {value!r}")
+    return float(value)
+
+
+def _string(path: Path, where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise CacheError(f"{path}: {where}: expected a string, got {value!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------------- loading
+
+
+@dataclass
+class _Block:
+    """The queries and results of one ``<bench>_llama_<split>.pkl`` file, arrays shaped [questions, models]."""
+
+    query_ids: list[str]
+    texts: list[str]
+    subjects: list[str]
+    score: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    latency_ms: np.ndarray
+    answers: np.ndarray
+
+
+def _read_questions(path: Path, bench: str, split: str, n: int) -> tuple[list[str], list[str]]:
+    """Question texts and subjects of the questions file of ``bench``/``split`` (``n`` rows expected)."""
+    qpath = path / f"{bench}_questions_{split}.pkl"
+    if not qpath.is_file():
+        raise CacheError(f"{path}: missing {qpath.name} (the questions of {bench} {split})")
+    rows = _as_list(qpath, "questions", safe_load(qpath), None)
+    if len(rows) != n:
+        raise CacheError(f"{qpath}: has {len(rows)} questions, but {bench}_llama_{split}.pkl has {n} results")
+    subject_field = SUBJECT_FIELDS[bench]
+    texts, subjects = [], []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise CacheError(f"{qpath}: index {i}: expected a dict, got {type(row).__name__}")
+        texts.append(_string(qpath, f"index {i}, field 'question'", _field(qpath, row, "question")))
+        subjects.append(_string(qpath, f"index {i}, field {subject_field!r}", _field(qpath, row, subject_field)))
+    return texts, subjects
+
+
+def _read_block(path: Path, bench: str, split: str) -> _Block:
+    """Load and validate one benchmark split (results file, plus its questions file when the benchmark has one)."""
+    rpath = path / f"{bench}_llama_{split}.pkl"
+    if not rpath.is_file():
+        raise CacheError(f"{path}: missing {rpath.name} (the results of {bench} {split})")
+    data = safe_load(rpath)
+    if not isinstance(data, dict):
+        raise CacheError(f"{rpath}: expected a pickled dict, got {type(data).__name__}")
+    prompts = _as_list(rpath, "field 'user_prompts'", _field(rpath, data, "user_prompts"), None)
+    n = len(prompts)
+    if n == 0:
+        raise CacheError(f"{rpath}: field 'user_prompts': no questions")
+    prompts = [_string(rpath, f"field 'user_prompts', index {i}", p) for i, p in enumerate(prompts)]
+    correctness = _per_model(rpath, data, "model_correctness", n)
+    tokens = _per_model(rpath, data, "model_tokens", n)
+    latencies = _per_model(rpath, data, "model_latencies", n)
+    answers = _per_model(rpath, data, "model_answers", n)
+
+    M = len(MODELS)
+    score = np.empty((n, M))
+    tin = np.empty((n, M), dtype=np.int64)
+    tout = np.empty((n, M), dtype=np.int64)
+    latency = np.empty((n, M))
+    answer = np.empty((n, M), dtype=object)
+    for m, model in enumerate(MODELS):
+        for i in range(n):
+            where = f"model {model!r}, index {i}"
+            score[i, m] = _score(rpath, f"field 'model_correctness', {where}", correctness[model][i])
+            used = tokens[model][i]
+            if not isinstance(used, dict):
+                raise CacheError(f"{rpath}: field 'model_tokens', {where}: expected {{'in': int, 'out': int}}, "
+                                 f"got {used!r}")
+            tin[i, m] = _tokens(rpath, f"field 'model_tokens', {where}, key 'in'", _field(rpath, used, "in"))
+            tout[i, m] = _tokens(rpath, f"field 'model_tokens', {where}, key 'out'", _field(rpath, used, "out"))
+            latency[i, m] = _latency(rpath, f"field 'model_latencies', {where}", latencies[model][i])
+            answer[i, m] = _string(rpath, f"field 'model_answers', {where}", answers[model][i])
+
+    if bench in PROMPT_ONLY_SUBJECTS:
+        texts = [(match["question"] if (match := _PROMPT_QUESTION.search(p)) else p) for p in prompts]
+        subjects = [PROMPT_ONLY_SUBJECTS[bench]] * n
+    else:
+        texts, subjects = _read_questions(path, bench, split, n)
+    return _Block(
+        query_ids=[f"{bench}/{split}/{i}" for i in range(n)], texts=texts, subjects=subjects,
+        score=score, input_tokens=tin, output_tokens=tout, latency_ms=latency, answers=answer,
+    )
+
+
+def llama_meta(benchmarks: Sequence[str], splits: Sequence[str]) -> dict:
+    """The ``meta.json`` content of a llama-cascades cache covering ``benchmarks`` x ``splits``."""
+    return {
+        "name": NAME,
+        "provenance": "real",
+        "source": SOURCE,
+        "description": DESCRIPTION,
+        "models": {m: {"price_in": p, "price_out": p} for m, p in MODEL_PRICES.items()},
+        "context_field": "subject",
+        "benchmarks": list(benchmarks),
+        "splits": list(splits),
+    }
+
+
+def _select(path: Path, benchmarks: Iterable[str] | None, splits: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The benchmarks (default: every one with a results file in ``path``) and splits to load, checked."""
+    if not path.is_dir():
+        raise CacheError(f"{path}: not a directory; point it at the llama-cascades folder "
+                         f"(the one holding <bench>_llama_<split>.pkl, e.g. ../shared/data/llama-cascades)")
+    found = [m for f in sorted(path.iterdir()) if (m := _RESULTS_FILE.match(f.name))]
+    if not found:
+        raise CacheError(f"{path}: no *_llama_*.pkl files; point it at the llama-cascades folder "
+                         f"(the one holding <bench>_llama_<split>.pkl, e.g. ../shared/data/llama-cascades)")
+    if benchmarks is None:
+        present = {m["bench"] for m in found}
+        chosen = [b for b in BENCHMARKS if b in present] + sorted(present - set(BENCHMARKS))
+    else:
+        chosen = list(dict.fromkeys([benchmarks] if isinstance(benchmarks, str) else benchmarks))
+    unknown = [b for b in chosen if b not in BENCHMARKS]
+    if unknown:
+        raise CacheError(f"{path}: unknown benchmark(s) {unknown}; this importer knows {list(BENCHMARKS)}")
+    split_list = list(dict.fromkeys([splits] if isinstance(splits, str) else splits))
+    if not chosen or not split_list:
+        raise CacheError(f"{path}: empty selection (benchmarks {chosen}, splits {split_list})")
+    return chosen, split_list
+
+
+def load_llama_cascades(
+    path: str | os.PathLike,
+    benchmarks: Iterable[str] | None = None,
+    splits: Iterable[str] = SPLITS,
+) -> ResponseCache:
+    """Load the llama-cascades folder as a canonical :class:`ResponseCache`, validating every value.
+
+    Queries are ``"<bench>/<split>/<index>"`` in benchmark, split, question order; ``text`` is the benchmark's
+    question (TriviaQA's is cut out of its prompt), ``domain`` the benchmark, and the context columns are
+    ``subject`` (MMLU subject, MedMCQA subject_name, TruthfulQA category, "trivia" for TriviaQA; the grouping field)
+    and ``split``. Each (query, model) holds score 1.0/0.0 (graded correct or not), the API's input and output
+    tokens, the latency in ms and, in ``extra["answer"]``, the model's answer.
+
+    Args:
+        path: the llama-cascades folder (see :func:`llama_cache_dir`).
+        benchmarks: benchmarks to load (default: all with results in the folder); each needs every split. A single
+            name may be given as a string.
+        splits: splits to load, e.g. ``("test",)`` or ``"test"``.
+
+    Raises:
+        CacheError: naming the file, field and index of the first problem, or a refused pickle global.
+    """
+    path = Path(path)
+    chosen, split_list = _select(path, benchmarks, splits)
+    blocks = [(bench, split, _read_block(path, bench, split)) for bench in chosen for split in split_list]
+    meta = llama_meta(chosen, split_list)
+    prices = np.array([MODEL_PRICES[m] for m in MODELS])
+    return ResponseCache(
+        name=NAME, provenance="real", source=SOURCE, description=DESCRIPTION, models=list(MODELS),
+        price_in=prices, price_out=prices.copy(),
+        query_ids=[q for _, _, b in blocks for q in b.query_ids],
+        texts=[t for _, _, b in blocks for t in b.texts],
+        domains=[bench for bench, _, b in blocks for _ in b.query_ids],
+        context={
+            "subject": [s for _, _, b in blocks for s in b.subjects],
+            "split": [split for _, split, b in blocks for _ in b.query_ids],
+        },
+        context_field="subject",
+        score=np.concatenate([b.score for _, _, b in blocks]),
+        input_tokens=np.concatenate([b.input_tokens for _, _, b in blocks]),
+        output_tokens=np.concatenate([b.output_tokens for _, _, b in blocks]),
+        latency_ms=np.concatenate([b.latency_ms for _, _, b in blocks]),
+        extra={"answer": np.concatenate([b.answers for _, _, b in blocks])},
+        meta=meta,
+    )
+
+
+def llama_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
+    """Where the llama-cascades folder is: ``cache_dir`` when given, else ``$LLM_ARENA_LLAMA_DIR``.
+
+    Raises:
+        CacheError: when neither is set, saying how to set one.
+    """
+    if cache_dir:
+        return Path(cache_dir)
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env)
+    raise CacheError(
+        f"no llama-cascades folder given: set `cache_dir` in the scenario (or `--set cache_dir=...`) or the "
+        f"environment variable {ENV_VAR} to the llama-cascades folder (e.g. ../shared/data/llama-cascades)"
+    )
+
+
+# ------------------------------------------------------------------------------------------------------- conversion
+
+
+def cache_rows(cache: ResponseCache) -> tuple[list[dict], list[dict]]:
+    """The query and response row dicts of ``cache``, as :func:`envs.data.cache.write_cache` takes them.
+
+    The inverse of :func:`envs.data.cache.load_cache`: writing these rows with ``cache.meta`` and loading the result
+    gives back the same arrays. (Queries x models with a NaN score, i.e. no result, are left out.)
+    """
+    queries = [
+        {"query_id": qid, "text": cache.texts[q], "domain": cache.domains[q],
+         **{c: values[q] for c, values in cache.context.items()}}
+        for q, qid in enumerate(cache.query_ids)
+    ]
+    responses = []
+    for q, qid in enumerate(cache.query_ids):
+        for m, model in enumerate(cache.models):
+            if math.isnan(cache.score[q, m]):
+                continue
+            latency = float(cache.latency_ms[q, m])
+            responses.append({
+                "query_id": qid, "model": model, "score": float(cache.score[q, m]),
+                "input_tokens": int(cache.input_tokens[q, m]), "output_tokens": int(cache.output_tokens[q, m]),
+                "latency_ms": None if math.isnan(latency) else latency,
+                **{c: values[q, m] for c, values in cache.extra.items()},
+            })
+    return queries, responses

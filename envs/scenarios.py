@@ -1,0 +1,306 @@
+"""Scenarios: who the providers are, what they can run, what it costs them, and which queries arrive.
+
+A scenario is a typed :class:`ScenarioConfig` (presets in ``configs/scenarios/<name>.yaml``, every field
+overridable) compiled into a :class:`Market`: dense numpy arrays the env indexes in its hot path.
+
+Presets (MECHANISMS.md §1, §8):
+- ``capitals``: seed 001. provider_0 declares Llama-3.2-3B and may secretly serve 1B; provider_1 runs Llama-3.2-1B.
+  Private per-token costs in the seed's 6:1 ratio; value scale chosen so both trade profitably and substitution
+  tempts. Values from the embedded calibrated cache.
+- ``llama``: five providers declaring the five Llama models of the real imported cache, each able to substitute any
+  cheaper model of its menu; context = benchmark / subject. Needs ``cache_dir`` or ``LLM_ARENA_LLAMA_DIR``.
+- ``uniform``: the textbook reverse auction: n providers, private cost i.i.d. U[0, 1] per query, value 1, every
+  answer correct.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from envs.config import ConfigError, from_dict, load_yaml
+from envs.data import ResponseCache, embedded_cache_path, load_cache, load_llama_cascades
+from envs.data.llama_cascades import llama_cache_dir
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+SCENARIO_DIR = CONFIG_DIR / "scenarios"
+UNIFORM_MODEL = "ideal"
+
+
+@dataclass
+class ProviderSpec:
+    """One provider: the model it declares (advertises and is billed as), the models it can secretly run instead,
+    and its private base cost per token of each (money units; the realised cost is this times a random type)."""
+
+    declared: str
+    cost_per_token: dict[str, float]
+    menu: list[str] | None = None
+    price_in: float | None = None
+    price_out: float | None = None
+
+    def models(self) -> list[str]:
+        menu = list(self.menu) if self.menu else [self.declared]
+        return menu if self.declared in menu else [self.declared, *menu]
+
+
+@dataclass
+class ScenarioConfig:
+    """Every knob of a market (MECHANISMS.md §1).
+
+    Attributes:
+        name: scenario label.
+        cache: ``capitals`` (embedded), ``llama`` (real cache via ``cache_dir``), ``uniform`` (synthetic), or a path
+            to a cache directory in the canonical format.
+        cache_dir: folder of the llama-cascades files (for ``cache: llama``; else ``LLM_ARENA_LLAMA_DIR``).
+        domains: keep only queries of these domains (``None``: all).
+        providers: provider specs; with ``n_providers`` larger than the list, the list is cycled.
+        n_providers: N (default: number of specs).
+        value_scale: money value of a perfect answer; V = value_scale * S.
+        eta: provider's share of the payment; profit = eta * P - cost.
+        horizon: T, rounds per episode (truncation).
+        cost_low, cost_high: a provider's type multiplies its base costs by U[cost_low, cost_high].
+        cost_resample: draw the type once per ``episode`` or anew every ``query``.
+        list_price_scale: cache list prices (USD per 1M tokens) times this = money units per token.
+        max_output_tokens: L, cap on reported output tokens (default: the cache's largest output).
+        max_inflation: largest inflation iota (reported = ceil(true * (1 + iota))).
+        bid_scale: money units per unit of the bid action (default: value_scale).
+        action_mode: out-of-range actions are ``clip``ped to the Box or raise (``strict``).
+        max_context_groups: above this many query groups, context features keep only the domain.
+        seed_queries_per_draw: how many query indices are drawn from the generator at once (speed; any value gives
+            a deterministic stream for a seed, but changing it changes the stream).
+    """
+
+    name: str = "custom"
+    cache: str = "capitals"
+    cache_dir: str | None = None
+    domains: list[str] | None = None
+    providers: list[ProviderSpec] = field(default_factory=list)
+    n_providers: int | None = None
+    value_scale: float = 1.0
+    eta: float = 1.0
+    horizon: int = 256
+    cost_low: float = 1.0
+    cost_high: float = 1.0
+    cost_resample: Literal["episode", "query"] = "query"
+    list_price_scale: float = 1e-3
+    max_output_tokens: int | None = None
+    max_inflation: float = 1.0
+    bid_scale: float | None = None
+    action_mode: Literal["clip", "strict"] = "clip"
+    max_context_groups: int = 128
+    seed_queries_per_draw: int = 4096
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ConfigError(f"scenario {self.name!r}: {what}")
+
+        need(len(self.providers) > 0, "field 'providers': at least one provider is required")
+        need(self.n_providers is None or self.n_providers >= 1, "field 'n_providers' must be >= 1")
+        need(self.value_scale > 0, "field 'value_scale' must be > 0")
+        need(0 < self.eta <= 1, "field 'eta' must be in (0, 1]")
+        need(self.horizon >= 1, "field 'horizon' must be >= 1")
+        need(0 <= self.cost_low <= self.cost_high, "fields 'cost_low' <= 'cost_high' must hold, both >= 0")
+        need(self.max_inflation >= 0, "field 'max_inflation' must be >= 0")
+        need(self.bid_scale is None or self.bid_scale > 0, "field 'bid_scale' must be > 0")
+        need(self.max_output_tokens is None or self.max_output_tokens >= 1, "field 'max_output_tokens' must be >= 1")
+        need(self.seed_queries_per_draw >= 1, "field 'seed_queries_per_draw' must be >= 1")
+        for k, p in enumerate(self.providers):
+            for m in p.models():
+                c = p.cost_per_token.get(m)
+                need(c is not None and c >= 0,
+                     f"field 'providers[{k}].cost_per_token': model {m!r} of its menu needs a cost >= 0")
+
+    @property
+    def n(self) -> int:
+        return self.n_providers or len(self.providers)
+
+    def provider(self, i: int) -> ProviderSpec:
+        return self.providers[i % len(self.providers)]
+
+
+def scenario_names() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def load_scenario(scenario: str | ScenarioConfig | dict, overrides: dict[str, Any] | None = None) -> ScenarioConfig:
+    """A scenario by preset name, YAML path, mapping or config, with field overrides applied and validated."""
+    if isinstance(scenario, ScenarioConfig):
+        base, source = {f.name: getattr(scenario, f.name) for f in fields(scenario)}, f"scenario {scenario.name!r}"
+    elif isinstance(scenario, dict):
+        base, source = dict(scenario), "scenario mapping"
+    else:
+        path = Path(scenario)
+        if path.suffix not in (".yaml", ".yml"):
+            path = SCENARIO_DIR / f"{scenario}.yaml"
+            if not path.is_file():
+                raise ConfigError(f"unknown scenario {scenario!r}; presets: {scenario_names()} (or a YAML path)")
+        base, source = load_yaml(path), str(path)
+    merged = {**base, **(overrides or {})}
+    return from_dict(ScenarioConfig, merged, source)
+
+
+# ----------------------------------------------------------------------------------------------- compiled market
+
+
+@dataclass(frozen=True)
+class Market:
+    """A scenario compiled to arrays (Q queries, M models the scenario uses, N providers, G query groups).
+
+    Money is in the scenario's units throughout; tokens are counts.
+    """
+
+    config: ScenarioConfig
+    cache_name: str
+    provenance: str
+    models: list[str]
+    score: np.ndarray  # [Q, M]
+    input_tokens: np.ndarray  # [Q, M] int
+    output_tokens: np.ndarray  # [Q, M] int
+    expected_output_tokens: np.ndarray  # [Q, M] mean output tokens of the model on the query's group
+    group: np.ndarray  # [Q] int
+    group_names: list[str]
+    context: np.ndarray  # [Q, d] float32 public features
+    declared: np.ndarray  # [N] model index
+    menu: np.ndarray  # [N, M] bool
+    base_cost: np.ndarray  # [N, M] money per token (0 off-menu)
+    substitutes: np.ndarray  # [N, A] model indices of cheaper menu models, closest first; -1 padding
+    n_substitutes: np.ndarray  # [N]
+    price_in: np.ndarray  # [N] list price per input token of the declared model (money)
+    price_out: np.ndarray  # [N]
+    prior_quality: np.ndarray  # [N, G] advertised mean score of the declared model per group
+    max_output_tokens: int
+    bid_scale: float
+
+    @property
+    def n_queries(self) -> int:
+        return self.score.shape[0]
+
+    @property
+    def n_models(self) -> int:
+        return len(self.models)
+
+
+def uniform_cache() -> ResponseCache:
+    """The synthetic cache of the textbook market: one query, one perfect model using exactly one token, so a
+    per-token cost c is a per-query cost c and every answer is worth value_scale."""
+    one = np.ones((1, 1))
+    return ResponseCache(
+        name="uniform", provenance="generated", source="synthetic (MECHANISMS.md §8)",
+        description="textbook reverse auction: every answer correct, one output token",
+        models=[UNIFORM_MODEL], price_in=np.zeros(1), price_out=np.ones(1) * 1e3,
+        query_ids=["q0"], texts=["any query"], domains=["uniform"], context={}, context_field=None,
+        score=one.copy(), input_tokens=np.zeros((1, 1), dtype=np.int64), output_tokens=np.ones((1, 1), dtype=np.int64),
+        latency_ms=np.full((1, 1), np.nan),
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cache_cached(kind: str, location: str) -> ResponseCache:
+    if kind == "uniform":
+        return uniform_cache()
+    if kind == "llama":
+        return load_llama_cascades(location)
+    return load_cache(location)
+
+
+def resolve_cache(config: ScenarioConfig) -> ResponseCache:
+    """Load (once per process) the response cache a scenario names."""
+    if config.cache == "uniform":
+        return _load_cache_cached("uniform", "")
+    if config.cache == "llama":
+        return _load_cache_cached("llama", str(llama_cache_dir(config.cache_dir)))
+    if config.cache == "capitals":
+        return _load_cache_cached("path", str(embedded_cache_path("capitals")))
+    return _load_cache_cached("path", str(Path(config.cache).resolve()))
+
+
+def build_market(config: ScenarioConfig) -> Market:
+    """Compile a scenario: load its cache, check every provider's models exist, and lay out the arrays."""
+    cache = resolve_cache(config)
+    if config.domains:
+        unknown = sorted(set(config.domains) - set(cache.domains))
+        if unknown:
+            raise ConfigError(f"scenario {config.name!r}: field 'domains': {unknown} not in cache "
+                              f"{cache.name!r} (it has {sorted(set(cache.domains))})")
+        cache = cache.subset(np.isin(cache.domains, config.domains))
+    N = config.n
+    used: list[str] = []
+    for i in range(N):
+        for m in config.provider(i).models():
+            if m not in cache.models:
+                raise ConfigError(f"scenario {config.name!r}: provider_{i} names model {m!r}, "
+                                  f"not in cache {cache.name!r} (models: {cache.models})")
+            if m not in used:
+                used.append(m)
+    models = [m for m in cache.models if m in used]
+    cols = np.array([cache.models.index(m) for m in models])
+    score = cache.score[:, cols]
+    if np.isnan(score).any():
+        q, m = np.argwhere(np.isnan(score))[0]
+        raise ConfigError(f"cache {cache.name!r}: query {cache.query_ids[q]!r} has no result for model {models[m]!r}")
+    tin, tout = cache.input_tokens[:, cols], cache.output_tokens[:, cols]
+
+    group, names = cache.groups()
+    G = len(names)
+    counts = np.bincount(group, minlength=G).astype(float)
+    group_mean = lambda x: np.stack([np.bincount(group, x[:, m], G) for m in range(x.shape[1])], 1) / counts[:, None]  # noqa: E731
+    quality = group_mean(score)  # [G, M]
+    exp_out = group_mean(tout.astype(float))[group]
+
+    domain_names = sorted(set(cache.domains))
+    domain = np.array([domain_names.index(d) for d in cache.domains])
+    context = [np.ones((cache.n_queries, 1)), np.eye(len(domain_names))[domain]]
+    if 1 < G <= config.max_context_groups and G != len(domain_names):
+        context.append(np.eye(G)[group])
+    context = np.concatenate(context, axis=1).astype(np.float32)
+
+    M = len(models)
+    declared = np.array([models.index(config.provider(i).declared) for i in range(N)])
+    menu = np.zeros((N, M), dtype=bool)
+    base_cost = np.zeros((N, M))
+    subs = []
+    for i in range(N):
+        spec = config.provider(i)
+        for m in spec.models():
+            menu[i, models.index(m)] = True
+            base_cost[i, models.index(m)] = spec.cost_per_token[m]
+        d = declared[i]
+        cheaper = [k for k in np.flatnonzero(menu[i]) if k != d and base_cost[i, k] < base_cost[i, d]]
+        subs.append(sorted(cheaper, key=lambda k: -base_cost[i, k]))
+    A = max(1, max(len(s) for s in subs))
+    substitutes = np.full((N, A), -1, dtype=np.int64)
+    for i, s in enumerate(subs):
+        substitutes[i, : len(s)] = s
+    list_in = cache.price_in[cols][declared] * config.list_price_scale
+    list_out = cache.price_out[cols][declared] * config.list_price_scale
+    price_in = np.array([config.provider(i).price_in if config.provider(i).price_in is not None else list_in[i]
+                         for i in range(N)])
+    price_out = np.array([config.provider(i).price_out if config.provider(i).price_out is not None else list_out[i]
+                          for i in range(N)])
+    return Market(
+        config=config, cache_name=cache.name, provenance=cache.provenance, models=models, score=score,
+        input_tokens=tin, output_tokens=tout, expected_output_tokens=exp_out, group=group, group_names=names,
+        context=context, declared=declared, menu=menu, base_cost=base_cost, substitutes=substitutes,
+        n_substitutes=np.array([len(s) for s in subs]), price_in=price_in, price_out=price_out,
+        prior_quality=quality[:, declared].T.copy(),
+        max_output_tokens=int(config.max_output_tokens or max(1, tout.max())),
+        bid_scale=float(config.bid_scale or config.value_scale),
+    )
+
+
+def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``--set`` overrides into scenario fields and the rest (mechanism parameters)."""
+    names = {f.name for f in fields(ScenarioConfig)}
+    scen = {k: v for k, v in overrides.items() if k in names}
+    return scen, {k: v for k, v in overrides.items() if k not in names}
+
+
+__all__ = [
+    "ProviderSpec", "ScenarioConfig", "Market", "load_scenario", "build_market", "scenario_names",
+    "split_overrides",
+]

@@ -1,0 +1,15 @@
+"""first_price: reverse pay-as-bid scoring auction (MECHANISMS.md §2).
+
+The platform picks the provider with the best quality-adjusted score s_i = qhat_i - b_i (if s >= 0) and the user pays
+the winner its bid, P_w = b_w. Not truthful: a provider gains by asking more than its cost (in the textbook uniform
+market the equilibrium bid is b(c) = c + (1 - c) / n, §8).
+"""
+
+from mechanisms.scoring import ScoringAuction
+
+
+class FirstPrice(ScoringAuction):
+    name = "first_price"
+
+    def payment(self, winner, bids, scores) -> float:
+        return float(bids[winner])

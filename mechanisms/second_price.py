@@ -1,0 +1,16 @@
+"""second_price: reverse second-score (Vickrey) procurement auction (MECHANISMS.md §2).
+
+Same winner as first_price; the user pays the largest bid at which the winner would still have won,
+P_w = qhat_w - max(0, s_(2)), with s_(2) the best other score. P_w >= b_w always, and bidding the true cost is a
+dominant strategy as long as qhat does not depend on the provider's own actions (substitution does move qhat).
+"""
+
+from mechanisms.scoring import ScoringAuction, best_other
+
+
+class SecondPrice(ScoringAuction):
+    name = "second_price"
+
+    def payment(self, winner, bids, scores) -> float:
+        qhat_w = scores[winner] + bids[winner]
+        return float(qhat_w - max(0.0, best_other(scores, winner)))

@@ -1,0 +1,114 @@
+"""ucb_myerson: seed 001's UCB quality learning + reverse Myerson selection with a reserve (MECHANISMS.md §3).
+
+Each round the platform computes, for every provider whose bid is at most the reserve r (the user's price cap),
+    index_i = u_i - phi_i(b_i),  u_i = mean observed value of i + c * value_scale * sqrt(ln t / n_i),
+    phi_i(b) = b + F_i(b) / f_i(b),
+with F_i, f_i the empirical CDF and density of i's *own past bids* (a histogram on [0, r] smoothed toward the
+uniform prior with ``prior_weight`` pseudo-bids). Untried providers are chosen first. If every bid exceeds r the
+round is skipped. The winner is paid min(r, next-lowest bid at or above its own). The winner's mean is updated with
+the observed value V = value_scale * S (the price is accounted for by the virtual cost, so V is the gross value).
+
+As published it is not truthful: phi_i depends on i's own bid history, which the provider controls.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
+
+
+class UCBMyerson(Mechanism):
+    name = "ucb_myerson"
+
+    def __init__(self, reserve: float | None = None, exploration: float = 0.5, bins: int = 20,
+                 prior_weight: float = 2.0):
+        """
+        Args:
+            reserve: r, the user's price cap in money units (default: the best advertised expected value,
+                value_scale x the largest mean prior quality of a declared model).
+            exploration: UCB constant c, in units of value_scale.
+            bins: histogram bins of the empirical bid distribution on [0, r].
+            prior_weight: pseudo-bids of the uniform prior that smooth F and f.
+        """
+        if reserve is not None and not reserve > 0:
+            raise ValueError(f"ucb_myerson: reserve must be > 0, got {reserve!r}")
+        if bins < 2:
+            raise ValueError(f"ucb_myerson: bins must be >= 2, got {bins!r}")
+        self.reserve_param = reserve
+        self.exploration = float(exploration)
+        self.bins = int(bins)
+        self.prior_weight = float(prior_weight)
+
+    def reset(self, info: MarketInfo, rng: np.random.Generator) -> None:
+        super().reset(info, rng)
+        N = info.n_providers
+        best_advertised = info.value_scale * float(info.prior_quality.mean(axis=1).max())
+        self.reserve = float(self.reserve_param if self.reserve_param is not None else best_advertised)
+        self.width = self.reserve / self.bins
+        self.hist = np.zeros((N, self.bins))
+        self.n_bids = np.zeros(N)
+        self.wins = np.zeros(N)
+        self.value_sum = np.zeros(N)
+        self.t = 0
+        self.n_skipped = 0
+        self._index = np.zeros(N)
+
+    def virtual_cost(self, bids: np.ndarray) -> np.ndarray:
+        """phi_i(b_i) = b_i + F_i(b_i) / f_i(b_i) from each provider's smoothed empirical bid distribution."""
+        rows = np.arange(bids.shape[0])
+        x = np.clip(bids, 0.0, self.reserve)
+        k = np.minimum((x / self.width).astype(np.int64), self.bins - 1)
+        below = np.cumsum(self.hist, axis=1)[rows, k] - self.hist[rows, k]
+        frac = x / self.width - k  # share of bid's own bin lying below it
+        total = self.n_bids + self.prior_weight
+        cdf = (self.prior_weight * x / self.reserve + below + frac * self.hist[rows, k]) / total
+        pdf = (self.prior_weight / self.reserve + self.hist[rows, k] / self.width) / total
+        return bids + cdf / pdf
+
+    def ucb(self) -> np.ndarray:
+        """[N] optimistic value index (inf for providers that never won)."""
+        t = max(self.t, 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = self.value_sum / self.wins
+            bonus = self.exploration * self.info.value_scale * np.sqrt(np.log(t) / self.wins)
+        return np.where(self.wins > 0, mean + bonus, np.inf)
+
+    def allocate(self, bids: np.ndarray, context: np.ndarray, group: int) -> tuple[int, float]:
+        self.t += 1
+        index = self.ucb() - self.virtual_cost(bids)
+        eligible = bids <= self.reserve
+        self._record_bids(bids)
+        if not eligible.any():
+            self.n_skipped += 1
+            return NO_WINNER, 0.0
+        index[~eligible] = -np.inf
+        untried = eligible & (self.wins == 0)
+        if untried.any():  # explore untried providers first, cheapest ask first
+            w = int(np.where(untried, bids, np.inf).argmin())
+        else:
+            w = int(index.argmax())
+        above = bids[(bids >= bids[w]) & (np.arange(bids.shape[0]) != w)]
+        payment = min(self.reserve, float(above.min())) if above.size else self.reserve
+        return w, payment
+
+    def _record_bids(self, bids: np.ndarray) -> None:
+        k = np.minimum((np.clip(bids, 0.0, self.reserve) / self.width).astype(np.int64), self.bins - 1)
+        self.hist[np.arange(bids.shape[0]), k] += 1.0
+        self.n_bids += 1.0
+
+    def update(self, winner, score, input_tokens, reported_output_tokens, payment, context, group) -> None:
+        if winner != NO_WINNER:
+            self.wins[winner] += 1.0
+            self.value_sum[winner] += self.info.value_scale * score
+
+    @property
+    def public_state_dim(self) -> int:
+        return 1 + self.info.n_providers
+
+    def public_state(self, context: np.ndarray, group: int) -> np.ndarray:
+        ucb = np.minimum(self.ucb(), 2.0 * self.info.value_scale)  # untried = inf, shown capped
+        return np.concatenate(([self.reserve], ucb)) / self.info.value_scale
+
+    def diagnostics(self) -> dict[str, float]:
+        return {"skipped_rate": self.n_skipped / max(1, self.t), "reserve": self.reserve}
