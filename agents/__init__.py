@@ -2,6 +2,6 @@
 training runs."""
 
 from agents.policy import Policy, act_all
-from agents.scripted import STRATEGIES, RandomPolicy, ScriptedPolicy, make_strategy
+from agents.scripted import RandomPolicy, ScriptedPolicy, make_strategy, register_strategy, strategy_names
 
-__all__ = ["Policy", "act_all", "ScriptedPolicy", "RandomPolicy", "make_strategy", "STRATEGIES"]
+__all__ = ["Policy", "act_all", "ScriptedPolicy", "RandomPolicy", "make_strategy", "register_strategy", "strategy_names"]

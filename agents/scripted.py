@@ -12,7 +12,7 @@ All are one :class:`ScriptedPolicy` with a bid rule, a substitution level and an
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -93,18 +93,39 @@ PRESETS: dict[str, dict[str, Any]] = {
     "substitute": {"substitution": 1.0},
     "inflate": {"inflation": 1.0},
 }
-STRATEGIES = sorted([*PRESETS, "random"])
+
+StrategyFactory = Callable[..., Policy]
+"""``factory(layout, seed=None, **params) -> Policy``."""
+
+def _preset(name: str) -> StrategyFactory:
+    def factory(layout: ObservationLayout, seed: int | None = None, **params: Any) -> Policy:
+        return ScriptedPolicy(layout, name=name, **{**PRESETS[name], **params})
+    return factory
+
+
+def _random(layout: ObservationLayout, seed: int | None = None) -> Policy:
+    return RandomPolicy(layout, seed)
+
+
+REGISTRY: dict[str, StrategyFactory] = {**{name: _preset(name) for name in PRESETS}, "random": _random}
+
+
+def register_strategy(name: str, factory: StrategyFactory) -> None:
+    """Add a scripted strategy ``factory(layout, seed=None, **params) -> Policy`` under ``name``."""
+    if name in REGISTRY:
+        raise ValueError(f"strategy {name!r} is already registered")
+    REGISTRY[name] = factory
+
+
+def strategy_names() -> list[str]:
+    return sorted(REGISTRY)
 
 
 def make_strategy(name: str, layout: ObservationLayout, seed: int | None = None, **params: Any) -> Policy:
     """A scripted strategy by name (see the module docstring), with parameter overrides."""
-    if name == "random":
-        if params:
-            raise ValueError(f"strategy 'random' takes no parameters, got {sorted(params)}")
-        return RandomPolicy(layout, seed)
-    if name not in PRESETS:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
+    if name not in REGISTRY:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {strategy_names()}")
     try:
-        return ScriptedPolicy(layout, name=name, **{**PRESETS[name], **params})
+        return REGISTRY[name](layout, seed=seed, **params)
     except TypeError as exc:
         raise ValueError(f"strategy {name!r}: {exc}") from None
