@@ -63,9 +63,9 @@ class ObservationLayout:
     """Named slices of the observation vector, so policies read it by meaning, not by index."""
 
     context: slice
-    expected_cost: slice
     expected_input_tokens: slice
     expected_output_tokens: slice
+    expected_cost: slice
     menu: slice
     declared: slice
     last_price: int
@@ -83,8 +83,9 @@ class ObservationLayout:
     @staticmethod
     def build(context_dim: int, n_models: int, mechanism_dim: int, n_agents: int, value_scale: float,
               bid_scale: float, max_inflation: float, max_output_tokens: int) -> "ObservationLayout":
-        sizes = [("context", context_dim), ("expected_cost", n_models), ("expected_input_tokens", n_models),
-                 ("expected_output_tokens", n_models), ("menu", n_models), ("declared", n_models),
+        # Per-query public features first, as one contiguous block the env copies in a single assignment.
+        sizes = [("context", context_dim), ("expected_input_tokens", n_models), ("expected_output_tokens", n_models),
+                 ("expected_cost", n_models), ("menu", n_models), ("declared", n_models),
                  ("last_price", 1), ("win_rate", 1), ("mechanism", mechanism_dim), ("time_left", 1),
                  ("agent_id", n_agents)]
         out: dict[str, Any] = {}
@@ -169,12 +170,17 @@ class raw_env(ParallelEnv):
         self._declared_value = cfg.value_scale * mk.score[:, mk.declared]  # [Q, N]
         self._declared_tokens = (mk.input_tokens + mk.output_tokens)[:, mk.declared].astype(np.float64)  # [Q, N]
         self._honest_served = mk.declared.copy()
+        self._declared_names = [mk.models[d] for d in mk.declared]
         self._no_inflation = np.zeros(N)
         L = mk.max_output_tokens
         self._obs[:, self.layout.menu] = mk.menu
         self._obs[:, self.layout.declared] = np.eye(M)[mk.declared]
         self._obs[:, self.layout.agent_id] = np.eye(N)
-        self._obs_tokens_scale = 1.0 / L
+        # Context and expected tokens per query do not depend on the round: one table, one copy per step.
+        self._query_block = np.concatenate(
+            [mk.context, mk.input_tokens / L, mk.expected_output_tokens / L], axis=1).astype(np.float32)
+        self._query_slice = slice(0, self._query_block.shape[1])
+        self._inv_value_scale = 1.0 / cfg.value_scale
         self._rng: np.random.Generator | None = None
 
     # -------------------------------------------------------------------------------------------------- spaces
@@ -221,11 +227,9 @@ class raw_env(ParallelEnv):
     def _observe(self) -> dict[str, np.ndarray]:
         mk, lay, o = self.market, self.layout, self._obs
         q = self.q
-        o[:, lay.context] = mk.context[q]
-        o[:, lay.expected_cost] = self._exp_cost * (1.0 / self.config.value_scale)
-        o[:, lay.expected_input_tokens] = mk.input_tokens[q] * self._obs_tokens_scale
-        o[:, lay.expected_output_tokens] = mk.expected_output_tokens[q] * self._obs_tokens_scale
-        o[:, lay.last_price] = self.last_price / self.config.value_scale
+        o[:, self._query_slice] = self._query_block[q]
+        o[:, lay.expected_cost] = self._exp_cost * self._inv_value_scale
+        o[:, lay.last_price] = self.last_price * self._inv_value_scale
         o[:, lay.win_rate] = self.wins / max(1, self.t)
         o[:, lay.mechanism] = self.mechanism.public_state(mk.context[q], int(mk.group[q]))
         o[:, lay.time_left] = 1.0 - self.t / self.config.horizon
@@ -328,13 +332,16 @@ class raw_env(ParallelEnv):
             "unserved": winner == NO_WINNER, "mechanism": mech.diagnostics(),
         }
         infos = {}
+        names = mk.models
+        bid_l, honest_l, reward_l = bids.tolist(), honest_bid.tolist(), rewards.tolist()
+        served_l, subst_l, infl_l = served.tolist(), substitute.tolist(), inflation.tolist()
         for i, a in enumerate(self.agents):
             won = i == winner
             infos[a] = {
-                "won": won, "bid": float(bids[i]), "honest_bid": float(honest_bid[i]),
-                "payment": payment if won else 0.0, "cost": cost if won else 0.0, "profit": float(rewards[i]),
-                "declared": mk.models[mk.declared[i]], "served": mk.models[served[i]],
-                "substituted": bool(substitute[i]), "inflation": float(inflation[i]),
+                "won": won, "bid": bid_l[i], "honest_bid": honest_l[i],
+                "payment": payment if won else 0.0, "cost": cost if won else 0.0, "profit": reward_l[i],
+                "declared": self._declared_names[i], "served": names[served_l[i]],
+                "substituted": subst_l[i], "inflation": infl_l[i],
                 "true_tokens": tau_out if won else 0, "reported_tokens": reported if won else 0,
                 "market": market,
             }
@@ -342,7 +349,7 @@ class raw_env(ParallelEnv):
 
         done = self.t >= cfg.horizon
         agents = self.agents
-        reward_dict = {a: float(rewards[i]) for i, a in enumerate(agents)}
+        reward_dict = dict(zip(agents, reward_l))
         terminations = {a: False for a in agents}
         truncations = {a: done for a in agents}
         if done:

@@ -203,6 +203,9 @@ def uniform_cache() -> ResponseCache:
 def _load_cache_cached(kind: str, location: str) -> ResponseCache:
     if kind == "uniform":
         return uniform_cache()
+    if kind == "second_best_toy":  # generated toy game of seed 003 (envs/synthetic.py)
+        from envs.synthetic import second_best_toy_cache
+        return second_best_toy_cache()
     if kind == "llama":
         return load_llama_cascades(location)
     return load_cache(location)
@@ -216,6 +219,8 @@ def resolve_cache(config: ScenarioConfig) -> ResponseCache:
         return _load_cache_cached("llama", str(llama_cache_dir(config.cache_dir)))
     if config.cache == "capitals":
         return _load_cache_cached("path", str(embedded_cache_path("capitals")))
+    if config.cache == "second_best_toy":
+        return _load_cache_cached("second_best_toy", "")
     return _load_cache_cached("path", str(Path(config.cache).resolve()))
 
 

@@ -2,7 +2,7 @@
 
 >>> import mechanisms
 >>> sorted(mechanisms.REGISTRY)[:2]
-['first_price', 'second_price']
+['first_price', 'myerson']
 >>> m = mechanisms.make("ucb_myerson", reserve=2.0)
 """
 
@@ -13,10 +13,14 @@ from typing import Any
 
 from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
 from mechanisms.first_price import FirstPrice
+from mechanisms.myerson import Myerson
+from mechanisms.rosa import Rosa
+from mechanisms.second_best import SecondBest
 from mechanisms.second_price import SecondPrice
+from mechanisms.soft_rochet import SoftRochet
 from mechanisms.ucb_myerson import UCBMyerson
 
-REGISTRY: dict[str, type[Mechanism]] = {cls.name: cls for cls in (FirstPrice, SecondPrice, UCBMyerson)}
+REGISTRY: dict[str, type[Mechanism]] = {cls.name: cls for cls in (FirstPrice, SecondPrice, UCBMyerson, Myerson, Rosa, SoftRochet, SecondBest)}
 DEFAULT_MECHANISMS = ("first_price", "second_price", "ucb_myerson")
 
 

@@ -45,6 +45,9 @@ class UCBMyerson(Mechanism):
         N = info.n_providers
         best_advertised = info.value_scale * float(info.prior_quality.mean(axis=1).max())
         self.reserve = float(self.reserve_param if self.reserve_param is not None else best_advertised)
+        if not self.reserve > 0:  # the default is 0 when every provider advertises quality 0
+            raise ValueError(f"ucb_myerson: the default reserve (value_scale x best advertised quality) is "
+                             f"{self.reserve!r}; pass a reserve > 0")
         self.width = self.reserve / self.bins
         self.hist = np.zeros((N, self.bins))
         self.n_bids = np.zeros(N)

@@ -5,6 +5,9 @@ Subcommands:
         read the llama-cascades pickles in SRC and write them to OUT in the canonical cache format
     validate DIR
         load a canonical cache with every check and print its summary; exit 1 with the error when it is malformed
+    build --backend transformers|openai --model ID[=NAME] ... --out DIR [--task capitals] [--limit N]
+        ask real models every query of a task, grade the replies and write a cache (provenance "generated");
+        resumable, see envs/data/build.py
 
 Each subcommand is one ``_register_*`` function that adds its parser and sets ``handler``; add new ones to
 ``SUBCOMMANDS``.
@@ -18,6 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from envs.data.build import register_build
 from envs.data.cache import CacheError, ResponseCache, load_cache, write_cache
 from envs.data.llama_cascades import SPLITS, cache_rows, load_llama_cascades
 
@@ -91,7 +95,9 @@ def _register_validate(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_validate)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_convert_llama, _register_validate]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _register_convert_llama, _register_validate, register_build,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -208,6 +208,22 @@ def format_coordinate(value: float, positive: str, negative: str) -> str:
     return f"{abs(value):.2f}{positive if value >= 0 else negative}"
 
 
+def query_row(country: Country) -> dict:
+    """The country's row of the cache's queries table: the user message as text, the ground truth as context."""
+    return {
+        "query_id": country.code, "text": USER_TEMPLATE.format(country=country.name), "domain": "capitals",
+        "continent": country.continent, "capital": country.capital, "latitude": country.latitude,
+        "longitude": country.longitude,
+    }
+
+
+def chat_messages(country: Country) -> list[dict[str, str]]:
+    """The seed's prompt for ``country`` as chat messages (system, user); ``CHAT_TEMPLATE`` is their Llama-3.2
+    rendering."""
+    return [{"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": USER_TEMPLATE.format(country=country.name)}]
+
+
 def truth_strings(country: Country) -> dict[str, str]:
     """The four fields as the seed's dataset holds them (what a correct answer says)."""
     return {
@@ -363,10 +379,7 @@ def build(seed: int) -> tuple[dict, list[dict], list[dict]]:
     responses: list[dict] = []
     for q, country in enumerate(countries):
         user = USER_TEMPLATE.format(country=country.name)
-        queries.append({
-            "query_id": country.code, "text": user, "domain": "capitals", "continent": country.continent,
-            "capital": country.capital, "latitude": country.latitude, "longitude": country.longitude,
-        })
+        queries.append(query_row(country))
         input_tokens = count_tokens(tokenizer, CHAT_TEMPLATE.format(system=SYSTEM_PROMPT, user=user))
         truth = truth_strings(country)
         for model in MODELS:

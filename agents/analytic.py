@@ -1,0 +1,43 @@
+"""Analytic benchmarks of MECHANISMS.md §8 and how to read a policy's bid function off the market.
+
+The reverse first-price auction with n bidders, costs i.i.d. U[0, c_max] and a value that never binds has the
+symmetric Bayes-Nash equilibrium b(c) = c + (c_max - c) / n; under second price bidding the cost is dominant.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.policy import Policy
+from envs.market import BID, raw_env
+
+
+def bne_bid(cost: np.ndarray, n: int, c_max: float = 1.0) -> np.ndarray:
+    """Equilibrium bid of the reverse first-price auction with uniform costs (MECHANISMS.md §8)."""
+    cost = np.asarray(cost, dtype=float)
+    return cost + (c_max - cost) / n
+
+
+def bid_function(policy: Policy, market: raw_env, agent: str, costs: np.ndarray, seed: int = 0,
+                 n_states: int = 32) -> np.ndarray:
+    """The money bid ``policy`` makes at each cost in ``costs``, averaged over ``n_states`` real market states.
+
+    States (context, public signals, time left) are sampled from a truthful rollout; in each, only the agent's own
+    expected cost of its declared model is replaced by the grid value, which is what the policy bids on.
+    """
+    lay = market.layout
+    obs, _ = market.reset(seed=seed)
+    states = []
+    zero = {a: np.zeros(3, dtype=np.float32) for a in market.possible_agents}
+    for _ in range(n_states):
+        states.append(obs[agent].copy())
+        obs, *_ = market.step(zero)
+        if not market.agents:
+            obs, _ = market.reset()
+    states = np.array(states)  # [S, D]
+    declared = int(states[0, lay.declared].argmax())
+    grid = np.repeat(states[None], len(costs), axis=0)  # [C, S, D]
+    grid[:, :, lay.expected_cost.start + declared] = (np.asarray(costs) / lay.value_scale)[:, None]
+    actions = policy.act(grid.reshape(-1, lay.size)).reshape(len(costs), n_states, 3)
+    bids = np.maximum(np.asarray(costs)[:, None] + actions[..., BID] * lay.bid_scale, 0.0)
+    return bids.mean(axis=1)

@@ -1,0 +1,142 @@
+"""Learned strategies: SB3 models behind the :class:`agents.policy.Policy` interface, saved with a manifest.
+
+A run directory's ``manifest.json`` says what its policies were trained on - scenario, mechanism, agent ids, the
+observation layout and action encoding, library versions - and :func:`check_manifest` refuses to load a policy into
+a market whose observation or action layout differs (a silent mismatch would make a policy act on the wrong inputs).
+Policies are stored in SB3's own zip format (``policies/<agent>.zip`` or ``policies/shared.zip``) and loaded through
+SB3, which reads parameters with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from agents.policy import Policy
+from envs.market import ACTION_DIM, ObservationLayout, raw_env
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
+MANIFEST = "manifest.json"
+SHARED = "shared"
+
+
+class RunDirError(ValueError):
+    """A run directory is missing, incomplete or does not match the market it is used in."""
+
+
+class LearnedPolicy(Policy):
+    """A trained SB3 model acting deterministically (its mean action)."""
+
+    def __init__(self, model: BaseAlgorithm, name: str = "learned"):
+        self.model = model
+        self.name = name
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        action, _ = self.model.predict(np.asarray(obs, dtype=np.float32), deterministic=True)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+def layout_record(layout: ObservationLayout) -> dict[str, Any]:
+    """The observation layout as JSON-friendly data (slices as [start, stop])."""
+    out = {}
+    for f in dataclasses.fields(layout):
+        v = getattr(layout, f.name)
+        out[f.name] = [v.start, v.stop] if isinstance(v, slice) else v
+    return out
+
+
+def versions() -> dict[str, str]:
+    names = ("llm-market-arena", "stable-baselines3", "torch", "numpy", "pettingzoo", "gymnasium")
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def make_manifest(market: raw_env, mechanism: str, algo: str, mode: str, policies: dict[str, str],
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Manifest of a run: ``policies`` maps agent ids to policy file names under ``policies/``."""
+    return {
+        "env": market.metadata["name"],
+        "scenario": market.config.name,
+        "mechanism": mechanism,
+        "agents": market.possible_agents,
+        "policies": policies,
+        "algo": algo,
+        "mode": mode,
+        "observation_layout": layout_record(market.layout),
+        "action": {"dim": ACTION_DIM, "encoding": ["bid", "substitution", "inflation"], "low": -1.0, "high": 1.0},
+        "versions": versions(),
+        **(extra or {}),
+    }
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    path = run_dir / MANIFEST
+    if not run_dir.is_dir():
+        raise RunDirError(f"run dir {run_dir} does not exist")
+    if not path.is_file():
+        raise RunDirError(f"{run_dir}: no {MANIFEST}; is this a finished train.py run dir?")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{path}: not valid JSON: {exc}") from exc
+    for key in ("env", "agents", "policies", "algo", "observation_layout", "action"):
+        if key not in manifest:
+            raise RunDirError(f"{path}: missing field {key!r}")
+    return manifest
+
+
+def check_manifest(manifest: dict[str, Any], market: raw_env, source: str) -> None:
+    """Raise RunDirError naming what differs between a run's manifest and the target market."""
+    problems = []
+    if manifest["env"] != market.metadata["name"]:
+        problems.append(f"env {manifest['env']!r} != {market.metadata['name']!r}")
+    if manifest["agents"] != market.possible_agents:
+        problems.append(f"agents {manifest['agents']} != {market.possible_agents}")
+    if manifest["action"].get("dim") != ACTION_DIM:
+        problems.append(f"action dim {manifest['action'].get('dim')} != {ACTION_DIM}")
+    want = layout_record(market.layout)
+    have = manifest["observation_layout"]
+    diffs = [k for k in want if have.get(k) != want[k]]
+    if diffs:
+        problems.append("observation layout differs in " + ", ".join(f"{k} ({have.get(k)} != {want[k]})"
+                                                                       for k in diffs))
+    if problems:
+        raise RunDirError(f"{source}: trained for scenario {manifest.get('scenario')!r} / mechanism "
+                          f"{manifest.get('mechanism')!r}, which does not match this market: " + "; ".join(problems))
+
+
+def load_policies(run_dir: str | Path, market: raw_env, agents: list[str] | None = None) -> dict[str, Policy]:
+    """The learned policies of a run dir, checked against ``market``; ``agents`` selects some (default: all)."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    check_manifest(manifest, market, str(run_dir))
+    algo = ALGORITHMS.get(manifest["algo"])
+    if algo is None:
+        raise RunDirError(f"{run_dir / MANIFEST}: unknown algo {manifest['algo']!r}; known: {sorted(ALGORITHMS)}")
+    wanted = agents or list(manifest["policies"])
+    missing = [a for a in wanted if a not in manifest["policies"]]
+    if missing:
+        raise RunDirError(f"{run_dir}: no learned policy for {missing}; it has {sorted(manifest['policies'])}")
+    loaded: dict[str, BaseAlgorithm] = {}
+    out: dict[str, Policy] = {}
+    for agent in wanted:
+        file = run_dir / "policies" / manifest["policies"][agent]
+        if not file.is_file():
+            raise RunDirError(f"{run_dir}: policy file {file} listed in the manifest is missing")
+        if file not in loaded:
+            loaded[file] = algo.load(file, device="cpu")
+        out[agent] = LearnedPolicy(loaded[file], name=f"learned:{run_dir.name}")
+    return out

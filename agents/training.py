@@ -1,0 +1,400 @@
+"""Training provider agents with Stable-Baselines3 (PPO or SAC, torch on CPU), logged to TensorBoard.
+
+Modes:
+- ``best-response``: each learner trains alone while every other provider plays a fixed strategy (a scripted one by
+  name, or a saved policy). The learner's gain over honest play measures how exploitable the mechanism is.
+- ``independent``: every learner learns, in R alternating rounds; in each, each learner trains K steps against the
+  others' latest frozen policies (iterated best response).
+- ``shared``: one policy for all providers (parameter sharing; the agent id is in the observation), trained on every
+  agent's experience.
+
+A run directory holds ``config.yaml`` (the resolved config and seeds), ``manifest.json``, ``policies/``,
+``checkpoints/`` (every ``checkpoint_every`` steps and on Ctrl-C; ``resume`` continues to the same total step count),
+``tb/<learner>/`` (TensorBoard) and ``summary.json`` (each learner's profit against its honest baseline).
+Timesteps count SB3 transitions: one per learner-round (in ``shared`` mode, one per provider-round).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import HParam, TensorBoardOutputFormat, configure
+from tqdm.auto import tqdm
+
+from agents.learned import ALGORITHMS, SHARED, LearnedPolicy, load_policies, make_manifest
+from agents.policy import Policy
+from agents.rollout import mean_ci, play
+from agents.scripted import make_strategy
+from agents.vec_env import MarketVecEnv
+from envs.config import ConfigError, from_dict, load_yaml, to_dict
+from envs.market import parallel_env, raw_env
+from envs.metrics import MARKET_METRICS, PROVIDER_METRICS
+
+Mode = Literal["best-response", "independent", "shared"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; the same keys work in YAML (``configs/train/*.yaml``) and as flags.
+
+    Attributes:
+        scenario, mechanism: the market (preset names or paths).
+        overrides: scenario fields and mechanism parameters (``--set KEY=VALUE``).
+        mode: ``best-response``, ``independent`` or ``shared``.
+        learners: agents that learn (default: provider_0; ``all`` for every provider).
+        opponents: strategy of the non-learners: a scripted strategy name (``truthful``), or a run dir whose saved
+            policies they use; ``agent=spec`` pairs separated by commas set them per agent.
+        algo: ``ppo`` or ``sac``.
+        timesteps: transitions per learner (``best-response``, ``shared``) or in total per learner over all rounds
+            (``independent``).
+        rounds: R, rounds of ``independent`` mode (K = timesteps // rounds per learner per round).
+        n_envs: market copies stepped together.
+        seed: seeds numpy, torch, the markets (copy k: seed + k) and evaluation (seed + 10_000 + episode).
+        run_dir: where everything is written.
+        checkpoint_every, eval_every: in learner transitions (0 disables periodic evaluation).
+        eval_episodes: episodes of each periodic evaluation and of the final summary.
+        learning_rate, n_steps, batch_size, n_epochs, gamma, ent_coef, net_arch, log_std_init: algorithm settings
+            (``n_steps``/``n_epochs`` PPO only; SAC uses ``batch_size``, ``learning_rate``, ``gamma``).
+        algo_kwargs: any other keyword of the SB3 algorithm.
+    """
+
+    scenario: str = "capitals"
+    mechanism: str = "first_price"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    mode: Mode = "best-response"
+    learners: list[str] = field(default_factory=lambda: ["provider_0"])
+    opponents: str = "truthful"
+    algo: Literal["ppo", "sac"] = "ppo"
+    timesteps: int = 50_000
+    rounds: int = 3
+    n_envs: int = 8
+    seed: int = 0
+    run_dir: str = "runs/latest"
+    checkpoint_every: int = 25_000
+    eval_every: int = 10_000
+    eval_episodes: int = 8
+    learning_rate: float = 3e-4
+    n_steps: int = 256
+    batch_size: int = 128
+    n_epochs: int = 10
+    gamma: float = 0.9
+    ent_coef: float = 0.0
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    log_std_init: float = -1.0
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("timesteps", "n_envs", "rounds", "eval_episodes", "n_steps", "batch_size", "n_epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train config: field {name!r} must be >= 1, got {getattr(self, name)}")
+        if self.checkpoint_every < 0 or self.eval_every < 0:
+            raise ConfigError("train config: checkpoint_every and eval_every must be >= 0")
+
+
+def load_train_config(path: str | Path | None = None, **fields: Any) -> TrainConfig:
+    """A TrainConfig from an optional YAML file, with keyword fields on top (``None`` values are ignored)."""
+    data = load_yaml(path) if path else {}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    overrides = {**data.get("overrides", {}), **fields.pop("overrides", {})}
+    return from_dict(TrainConfig, {**data, **fields, "overrides": overrides}, str(path or "train config"))
+
+
+# ------------------------------------------------------------------------------------------------ the run's market
+
+
+def make_market(cfg: TrainConfig) -> raw_env:
+    return parallel_env(cfg.scenario, cfg.mechanism, seed=cfg.seed, **cfg.overrides)
+
+
+def resolve_learners(cfg: TrainConfig, agents: list[str]) -> list[str]:
+    learners = list(agents) if cfg.learners in (["all"], []) or cfg.mode == "shared" else list(cfg.learners)
+    unknown = [a for a in learners if a not in agents]
+    if unknown:
+        raise ConfigError(f"train config: field 'learners': unknown agent(s) {unknown}; the market has {agents}")
+    return learners
+
+
+def opponent_policies(spec: str, market: raw_env, agents: list[str], seed: int) -> dict[str, Policy]:
+    """Policies for ``agents`` from a spec: a strategy name or run dir for all, or ``agent=spec,...`` pairs."""
+    pairs = dict(p.split("=", 1) for p in spec.split(",")) if "=" in spec else {a: spec for a in agents}
+    out: dict[str, Policy] = {}
+    for k, agent in enumerate(agents):
+        if agent not in pairs:
+            raise ConfigError(f"opponents {spec!r}: no strategy given for {agent}")
+        source = pairs[agent].strip()
+        if Path(source).is_dir():
+            out.update(load_policies(source, market, [agent]))
+        else:
+            out[agent] = make_strategy(source, market.layout, seed=seed + k)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- callbacks
+
+
+def custom_scalar_layout(agents: list[str]) -> dict[str, dict[str, list]]:
+    """TensorBoard's Custom Scalars page: one chart per metric with every provider's curve on it."""
+    return {
+        "providers": {m: ["Multiline", [rf"{a}/{m}$" for a in agents]] for m in PROVIDER_METRICS},
+        "market": {m: ["Multiline", [rf"market/{m}$"]] for m in MARKET_METRICS},
+        "evaluation": {"manipulation gain": ["Multiline", [r"eval/manipulation_gain", r"eval/gain_ci_.*"]],
+                       "profit vs honest": ["Multiline", [r"eval/profit", r"eval/honest_profit"]]},
+        "mechanism": {"diagnostics": ["Multiline", [r"mechanism/.*"]]},
+    }
+
+
+class MarketLogger(BaseCallback):
+    """Logs episode metrics (provider_<i>/..., market/..., mechanism/...), steps per second, the share of time in
+    the env, a progress bar, hparams and the custom-scalars layout."""
+
+    def __init__(self, total: int, hparams: dict[str, Any], label: str, progress: bool = True):
+        super().__init__()
+        self.total, self.hparams, self.label, self.progress = total, hparams, label, progress
+        self.env_time = 0.0
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.total, initial=self.model.num_timesteps, desc=self.label, unit="step",
+                        disable=not self.progress, dynamic_ncols=True)
+        self.start_steps, self.start_time = self.model.num_timesteps, time.perf_counter()
+        for fmt in self.logger.output_formats:
+            if isinstance(fmt, TensorBoardOutputFormat):
+                fmt.writer.add_custom_scalars(custom_scalar_layout(self.training_env.agents))
+        self.logger.record("hparams", HParam(self.hparams, {"rollout/ep_rew_mean": 0.0, "eval/manipulation_gain": 0.0}),
+                           exclude=("stdout", "log", "json", "csv"))
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        episodes = [info["market_metrics"] for info in self.locals["infos"] if "market_metrics" in info]
+        if episodes:
+            for key in episodes[0]:
+                self.logger.record_mean(key, float(np.mean([e[key] for e in episodes])))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        elapsed = time.perf_counter() - self.start_time
+        self.logger.record("time/sps", (self.model.num_timesteps - self.start_steps) / max(elapsed, 1e-9))
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+class GainEvaluator(BaseCallback):
+    """Every ``every`` steps: the learner's mean profit per round and its gain over honest play on the same seeds."""
+
+    def __init__(self, every: int, evaluate):
+        super().__init__()
+        self.every, self.evaluate, self.next_at = every, evaluate, every
+
+    def _on_step(self) -> bool:
+        if self.every and self.model.num_timesteps >= self.next_at:
+            self.next_at += self.every
+            for key, value in self.evaluate(self.model).items():
+                self.logger.record(f"eval/{key}", value)
+        return True
+
+
+class Checkpointer(BaseCallback):
+    """Saves ``checkpoints/<stage>_<steps>_steps.zip`` every ``every`` steps (SB3's format)."""
+
+    def __init__(self, every: int, directory: Path, stage: str):
+        super().__init__()
+        self.every, self.directory, self.stage = every, directory, stage
+        self.next_at = 0
+
+    def _on_training_start(self) -> None:
+        self.next_at = (self.model.num_timesteps // self.every + 1) * self.every if self.every else 0
+
+    def _on_step(self) -> bool:
+        if self.every and self.model.num_timesteps >= self.next_at:
+            self.next_at += self.every
+            save_checkpoint(self.model, self.directory, self.stage)
+        return True
+
+
+def save_checkpoint(model: BaseAlgorithm, directory: Path, stage: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{stage}_{model.num_timesteps}_steps.zip"
+    model.save(path)
+    return path
+
+
+def latest_checkpoint(directory: Path, stage: str) -> Path | None:
+    pattern = re.compile(rf"^{re.escape(stage)}_(\d+)_steps\.zip$")
+    found = [(int(m.group(1)), p) for p in directory.glob(f"{stage}_*_steps.zip") if (m := pattern.match(p.name))]
+    return max(found)[1] if found else None
+
+
+# ---------------------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class Stage:
+    """One learn() call: ``learners`` train for ``steps`` against ``fixed`` (resolved when the stage starts)."""
+
+    name: str
+    learners: list[str]
+    steps: int  # the model's total step count when the stage ends
+
+
+def plan_stages(cfg: TrainConfig, learners: list[str]) -> list[Stage]:
+    if cfg.mode == "shared":
+        return [Stage(SHARED, learners, cfg.timesteps)]
+    if cfg.mode == "best-response":
+        return [Stage(a, [a], cfg.timesteps) for a in learners]
+    per_round = max(1, cfg.timesteps // cfg.rounds)
+    return [Stage(f"round{r}_{a}", [a], per_round * (r + 1)) for r in range(cfg.rounds) for a in learners]
+
+
+def new_model(cfg: TrainConfig, env: MarketVecEnv) -> BaseAlgorithm:
+    policy_kwargs = {"net_arch": list(cfg.net_arch), "log_std_init": cfg.log_std_init}
+    common = {"learning_rate": cfg.learning_rate, "gamma": cfg.gamma, "batch_size": cfg.batch_size,
+              "seed": cfg.seed, "device": "cpu", "verbose": 0}
+    if cfg.algo == "ppo":
+        kwargs = {**common, "n_steps": cfg.n_steps, "n_epochs": cfg.n_epochs, "ent_coef": cfg.ent_coef}
+    else:
+        kwargs = {**common, "learning_starts": 1_000, "ent_coef": "auto"}
+        policy_kwargs.pop("log_std_init")
+    return ALGORITHMS[cfg.algo]("MlpPolicy", env, policy_kwargs=policy_kwargs, **{**kwargs, **cfg.algo_kwargs})
+
+
+def gain_against_honest(cfg: TrainConfig, market: raw_env, learner: str, policy: Policy,
+                        others: dict[str, Policy], episodes: int) -> dict[str, float]:
+    """Mean profit per round of ``learner`` playing ``policy`` and playing truthful, paired on the same seeds."""
+    seeds = [cfg.seed + 10_000 + e for e in range(episodes)]
+    honest = make_strategy("truthful", market.layout)
+    learned = play(market, {**others, learner: policy}, seeds)
+    baseline = play(market, {**others, learner: honest}, seeds)
+    key = f"{learner}/profit"
+    gains = np.array([a[key] - b[key] for a, b in zip(learned, baseline)])
+    gain, half = mean_ci(gains)
+    return {"profit": float(np.mean([e[key] for e in learned])),
+            "honest_profit": float(np.mean([e[key] for e in baseline])),
+            "manipulation_gain": gain, "gain_ci_low": gain - half, "gain_ci_high": gain + half}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    summary: dict[str, dict[str, float]]
+    policies: dict[str, Policy]
+
+
+def _write_run_files(cfg: TrainConfig, run_dir: Path, market: raw_env, learners: list[str]) -> None:
+    resolved = to_dict(cfg)
+    resolved["resolved_scenario"] = to_dict(market.config)
+    resolved["seeds"] = {"numpy_torch": cfg.seed, "markets": [cfg.seed + k for k in range(cfg.n_envs)],
+                         "evaluation": [cfg.seed + 10_000 + e for e in range(cfg.eval_episodes)]}
+    resolved["learners_resolved"] = learners
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Run the training a config describes (or continue it with ``resume``) and write the run dir."""
+    run_dir = Path(cfg.run_dir)
+    state_path = run_dir / "checkpoints" / "state.json"
+    if resume:
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"--resume: {run_dir} has no config.yaml; nothing to resume")
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        saved_cfg = {k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+        cfg = from_dict(TrainConfig, saved_cfg, str(run_dir / "config.yaml"))
+    elif (run_dir / "manifest.json").exists() or (run_dir / "checkpoints").exists():
+        raise ConfigError(f"run dir {run_dir} already holds a run; pass --resume to continue it or choose another")
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    market = make_market(cfg)
+    agents = market.possible_agents
+    learners = resolve_learners(cfg, agents)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        _write_run_files(cfg, run_dir, market, learners)
+    done_stages = json.loads(state_path.read_text())["completed_stages"] if state_path.is_file() else 0
+
+    non_learners = [a for a in agents if a not in learners]
+    base_opponents = opponent_policies(cfg.opponents, market, agents, cfg.seed) if cfg.mode != "shared" else {}
+    current: dict[str, Policy] = dict(base_opponents)
+    saved_policies: dict[str, str] = {}
+    for a in learners:  # policies finished by earlier stages (resume, later rounds of independent mode)
+        file = run_dir / "policies" / f"{SHARED if cfg.mode == 'shared' else a}.zip"
+        if file.is_file():
+            current[a] = LearnedPolicy(ALGORITHMS[cfg.algo].load(file, device="cpu"))
+            saved_policies[a] = file.name
+
+    hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in to_dict(cfg).items()}
+    stages = plan_stages(cfg, learners)
+    for index, stage in enumerate(stages):
+        if index < done_stages:
+            continue
+        fixed = {a: current[a] for a in agents if a not in stage.learners}
+        env = MarketVecEnv(lambda: make_market(cfg), cfg.n_envs, stage.learners, fixed, seed=cfg.seed + 97 * index)
+        owner = SHARED if cfg.mode == "shared" else stage.learners[0]
+        checkpoint = latest_checkpoint(run_dir / "checkpoints", stage.name)
+        previous = run_dir / "policies" / f"{owner}.zip"
+        if checkpoint is not None:
+            model = ALGORITHMS[cfg.algo].load(checkpoint, env=env, device="cpu")
+        elif previous.is_file():  # independent mode: keep improving the learner's own model
+            model = ALGORITHMS[cfg.algo].load(previous, env=env, device="cpu")
+        else:
+            model = new_model(cfg, env)
+        model.set_logger(configure(str(run_dir / "tb" / owner), ["tensorboard", "csv"]))
+
+        def evaluate(m: BaseAlgorithm, _learner=stage.learners[0], _fixed=fixed) -> dict[str, float]:
+            others = {a: p for a, p in _fixed.items()} if cfg.mode != "shared" else {
+                a: LearnedPolicy(m) for a in agents if a != _learner}
+            return gain_against_honest(cfg, make_market(cfg), _learner, LearnedPolicy(m), others, cfg.eval_episodes)
+
+        remaining = stage.steps - model.num_timesteps
+        callbacks = CallbackList([
+            MarketLogger(stage.steps, hparams, stage.name, progress),
+            GainEvaluator(cfg.eval_every, evaluate),
+            Checkpointer(cfg.checkpoint_every, run_dir / "checkpoints", stage.name),
+        ])
+        try:
+            if remaining > 0:
+                model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=False)
+        except KeyboardInterrupt:
+            path = save_checkpoint(model, run_dir / "checkpoints", stage.name)
+            print(f"\ninterrupted: checkpoint {path}; continue with --resume --run-dir {run_dir}")
+            raise
+        (run_dir / "policies").mkdir(exist_ok=True)
+        model.save(run_dir / "policies" / f"{owner}.zip")
+        for a in stage.learners:
+            current[a] = LearnedPolicy(model)
+            saved_policies[a] = f"{owner}.zip"
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        state_path.write_text(json.dumps({"completed_stages": index + 1, "stages": [s.name for s in stages]}))
+        manifest = make_manifest(market, cfg.mechanism, cfg.algo, cfg.mode, dict(saved_policies),
+                                 {"overrides": cfg.overrides, "learners": learners, "opponents": cfg.opponents,
+                                  "non_learners": non_learners, "timesteps": cfg.timesteps, "seed": cfg.seed})
+        (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        env.close()
+
+    summary = {}
+    for a in learners:
+        others = {o: current[o] for o in agents if o != a}
+        summary[a] = gain_against_honest(cfg, market, a, current[a], others, cfg.eval_episodes)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return TrainResult(run_dir, summary, {a: current[a] for a in learners})
+
+
+def format_summary(summary: dict[str, dict[str, float]]) -> str:
+    """The end-of-run table: each learner's profit per round against its honest baseline."""
+    lines = [f"{'learner':<14}{'profit':>10}{'honest':>10}{'gain':>10}  95% CI"]
+    for a, s in summary.items():
+        lines.append(f"{a:<14}{s['profit']:>10.4f}{s['honest_profit']:>10.4f}{s['manipulation_gain']:>10.4f}"
+                     f"  [{s['gain_ci_low']:.4f}, {s['gain_ci_high']:.4f}]")
+    return "\n".join(lines)

@@ -1,0 +1,142 @@
+"""soft_rochet: MOSAIC-style soft (logit) allocation with Rochet payments (MECHANISMS.md §7, seed 002).
+
+Economics. Each round the platform buys at most one answer. Provider i's per-query cost is private; it asks b_i and
+gets the quality-adjusted score s_i = qhat_i - b_i (§2; qhat learned from observed scores, or the advertised quality
+with ``quality="prior"``). With temperature t (money units), reference weights w_i >= 0 (the platform's reference
+routing distribution) and w_0 > 0 for "no allocation" (an outside option of score 0):
+
+- allocation: the winner is drawn (with the mechanism's rng, given at reset) from
+  x_i = w_i e^{s_i/t} / (w_0 + sum_k w_k e^{s_k/t}), and nobody is served with probability w_0 / (...);
+- payment, user -> winner only (losers pay and get nothing): P_i / x_i, where
+  P_i = b_i x_i + t ln(1 + w_i e^{s_i/t} / C_i), C_i = w_0 + sum_{k != i} w_k e^{s_k/t},
+  so i's expected payment is P_i and the winner is always paid at least its ask.
+
+x is the gradient of the convex t LSE(ln w_0, ln w_k + s_k/t), so by Rochet's characterization expected profit
+P_i - c_i x_i is maximized at b_i = c_i (dominant strategy in the bid, given qhat) and the truthful expected profit is
+t [LSE(all) - LSE(all but i)] >= 0; ex post a truthful winner earns (P_i / x_i - c_i) >= 0. As t -> 0 the allocation
+concentrates on argmax s_i (if s >= 0) and the payment tends to second_price's qhat_w - max(0, s_(2)); a larger t
+trades allocative efficiency and user surplus for smoother (harder to game, explorative) routing.
+
+Numerics: logits ln w_k + s_k / t with log-sum-exp and a softplus / sigmoid form of P_i / x_i, so t -> 0 neither
+overflows nor divides by a vanishing probability.
+
+Public state: qhat_i / value_scale (as the other scoring auctions). Diagnostics: unserved rate, mean payment, the share
+of served rounds won by a provider without the best weighted score ln w_i + s_i / t (the softness of the rule).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from mechanisms.base import NO_WINNER, MarketInfo
+from mechanisms.quality import QualityMode
+from mechanisms.scoring import ScoringAuction
+
+
+def _payment_ratio(d: float) -> float:
+    """softplus(d) / sigmoid(d) = ln(1 + e^d)(1 + e^-d), stable for any real d (-> 1 as d -> -inf, ~d for large d)."""
+    if d >= 0.0:
+        e = math.exp(-d)
+        return (d + math.log1p(e)) * (1.0 + e)
+    u = math.exp(d)
+    return (math.log1p(u) / u if u > 0.0 else 1.0) * (1.0 + u)
+
+
+def _lse(a: np.ndarray) -> float:
+    m = float(a.max())
+    if m == -np.inf:
+        return -np.inf
+    return m + math.log(float(np.exp(a - m).sum()))
+
+
+class SoftRochet(ScoringAuction):
+    """Logit allocation x_i proportional to w_i e^{s_i/t}, Rochet payments (MECHANISMS.md §7)."""
+
+    name = "soft_rochet"
+
+    def __init__(self, temperature: float | None = None, w0: float = 1.0, weights: Sequence[float] | None = None,
+                 quality: QualityMode = "learned", prior_weight: float = 5.0):
+        """
+        Args:
+            temperature: t in money units (default 0.05 x value_scale); must be > 0.
+            w0: weight of "no allocation" (> 0); with w0 = w_i a score s_i = 0 ties with not serving.
+            weights: reference weight w_i >= 0 per provider (default 1 each, uniform).
+            quality, prior_weight: the quality estimator (see :class:`mechanisms.quality.QualityEstimator`).
+        """
+        super().__init__(quality, prior_weight)
+        if temperature is not None and not temperature > 0:
+            raise ValueError(f"soft_rochet: temperature must be > 0, got {temperature!r}")
+        if not (w0 > 0 and math.isfinite(w0)):
+            raise ValueError(f"soft_rochet: w0 must be a finite number > 0, got {w0!r}")
+        self.temperature_param = temperature
+        self.w0 = float(w0)
+        self.weights_param = None if weights is None else np.asarray(weights, dtype=float)
+        if self.weights_param is not None and not (np.all(self.weights_param >= 0)
+                                                   and np.all(np.isfinite(self.weights_param))):
+            raise ValueError(f"soft_rochet: weights must be finite and >= 0, got {weights!r}")
+
+    def reset(self, info: MarketInfo, rng: np.random.Generator) -> None:
+        super().reset(info, rng)
+        N = info.n_providers
+        self.t = float(self.temperature_param if self.temperature_param is not None else 0.05 * info.value_scale)
+        w = np.ones(N) if self.weights_param is None else self.weights_param
+        if w.shape != (N,):
+            raise ValueError(f"soft_rochet: {w.shape[0] if w.ndim else 1} weights given for {N} providers")
+        with np.errstate(divide="ignore"):
+            self.log_w = np.log(w)
+        self._logits = np.empty(N + 1)  # [no allocation, provider 0..N-1]
+        self._logits[0] = math.log(self.w0)
+        self.payment_sum = 0.0
+        self.n_soft = 0
+
+    def logits(self, bids: np.ndarray, group: int) -> np.ndarray:
+        """[N + 1] logits (ln w_0, ln w_i + s_i / t) (a reused buffer)."""
+        out = self._logits
+        np.divide(self.scores(bids, group), self.t, out=out[1:])
+        out[1:] += self.log_w
+        return out
+
+    def allocation_probabilities(self, bids: np.ndarray, group: int) -> np.ndarray:
+        """[N] x_i (the rest, 1 - sum x, is the probability of not serving)."""
+        lg = self.logits(bids, group)
+        return np.exp(lg[1:] - _lse(lg))
+
+    def expected_payments(self, bids: np.ndarray, group: int) -> np.ndarray:
+        """[N] P_i = b_i x_i + t ln(1 + w_i e^{s_i/t} / C_i), the expected payment to i."""
+        lg = self.logits(bids, group).copy()
+        x = np.exp(lg[1:] - _lse(lg))
+        rent = np.empty_like(x)
+        for i in range(x.shape[0]):
+            d = lg[i + 1] - _lse(np.delete(lg, i + 1))
+            rent[i] = self.t * (d + math.log1p(math.exp(-d)) if d >= 0 else math.log1p(math.exp(d)))
+        return bids * x + rent
+
+    def allocate(self, bids: np.ndarray, context: np.ndarray, group: int) -> tuple[int, float]:
+        self.n_rounds += 1
+        lg = self.logits(bids, group)
+        lse = _lse(lg)
+        cum = np.cumsum(np.exp(lg - lse))
+        k = min(int(np.searchsorted(cum, self.rng.random() * cum[-1], side="right")), lg.shape[0] - 1)
+        if k == 0:
+            self.n_unserved += 1
+            return NO_WINNER, 0.0
+        w = k - 1
+        saved = float(lg[k])
+        lg[k] = -np.inf
+        log_c = _lse(lg)  # ln C_w
+        lg[k] = saved
+        d = saved - log_c
+        payment = float(bids[w]) + self.t * _payment_ratio(d)
+        self.payment_sum += payment
+        if w != int(lg[1:].argmax()):
+            self.n_soft += 1
+        return w, payment
+
+    def diagnostics(self) -> dict[str, float]:
+        served = self.n_rounds - self.n_unserved
+        return {"unserved_rate": self.n_unserved / max(1, self.n_rounds),
+                "mean_payment": self.payment_sum / max(1, served),
+                "non_argmax_rate": self.n_soft / max(1, served)}

@@ -1,0 +1,121 @@
+"""Training: every mode trains and saves policies that load back; resume continues; manifests guard loading."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import train as train_cli
+from agents.analytic import bid_function, bne_bid
+from agents.learned import RunDirError, load_policies
+from agents.training import MarketLogger, TrainConfig, make_market, train
+from agents.vec_env import MarketVecEnv
+from envs import parallel_env
+
+SMALL = dict(scenario="capitals", mechanism="first_price", timesteps=1024, n_envs=2, n_steps=64, batch_size=64,
+             n_epochs=2, eval_every=512, eval_episodes=2, checkpoint_every=512)
+
+
+@pytest.mark.parametrize("mode, learners", [("best-response", ["provider_0"]), ("independent", ["all"]),
+                                            ("shared", ["all"])])
+def test_each_mode_trains_and_policies_load_back(tmp_path, mode, learners):
+    cfg = TrainConfig(**SMALL, mode=mode, learners=learners, rounds=2, run_dir=str(tmp_path / mode))
+    result = train(cfg, progress=False)
+    run = result.run_dir
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["mode"] == mode and manifest["mechanism"] == "first_price"
+    assert (run / "config.yaml").is_file() and (run / "summary.json").is_file()
+    assert list((run / "tb").rglob("events.out.tfevents*")), "no TensorBoard events written"
+    market = make_market(cfg)
+    loaded = load_policies(run, market)
+    expected = ["provider_0"] if mode == "best-response" else market.possible_agents
+    assert sorted(loaded) == expected
+    obs, _ = market.reset(seed=1)
+    for agent, policy in loaded.items():  # the loaded policy acts exactly like the trained one
+        np.testing.assert_array_equal(policy.act(obs[agent]), result.policies[agent].act(obs[agent]))
+        assert policy.act(obs[agent]).shape == (3,)
+
+
+def test_tensorboard_has_market_and_provider_metrics(tmp_path):
+    cfg = TrainConfig(**{**SMALL, "timesteps": 2048}, run_dir=str(tmp_path / "tb"))
+    train(cfg, progress=False)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(tmp_path / "tb" / "tb" / "provider_0"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("provider_0/profit", "provider_0/bid_markup", "provider_0/substitution_rate",
+                "provider_1/win_rate", "market/user_utility", "market/allocative_efficiency",
+                "market/unserved_share", "eval/manipulation_gain", "time/sps", "mechanism/unserved_rate"):
+        assert tag in tags, f"{tag} missing from TensorBoard ({sorted(tags)[:20]}...)"
+
+
+def test_resume_continues_the_step_count(tmp_path, monkeypatch):
+    cfg = TrainConfig(**{**SMALL, "timesteps": 2048, "checkpoint_every": 256}, run_dir=str(tmp_path / "r"))
+    calls = {"n": 0}
+    original = MarketLogger._on_step
+
+    def interrupt_midway(self):
+        calls["n"] += 1
+        if calls["n"] == 600:  # 600 vec steps x 2 envs = 1200 transitions, after the 1024 checkpoint
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(MarketLogger, "_on_step", interrupt_midway)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.setattr(MarketLogger, "_on_step", original)
+    checkpoints = sorted((tmp_path / "r" / "checkpoints").glob("provider_0_*_steps.zip"))
+    assert checkpoints, "no checkpoint written on interruption"
+
+    stepped = {"n": 0}
+    original_step = MarketVecEnv.step_wait
+
+    def counting(self):
+        stepped["n"] += self.num_envs
+        return original_step(self)
+
+    monkeypatch.setattr(MarketVecEnv, "step_wait", counting)
+    result = train(TrainConfig(run_dir=str(tmp_path / "r")), resume=True, progress=False)
+    from stable_baselines3 import PPO
+    final = PPO.load(result.run_dir / "policies" / "provider_0.zip")
+    assert 2048 <= final.num_timesteps < 2048 + 128
+    assert stepped["n"] < 2048 - 1000, f"resumed run stepped {stepped['n']} times: it restarted"
+
+
+def test_fresh_run_refuses_to_overwrite_and_cli_reports(tmp_path, capsys):
+    run = tmp_path / "cli"
+    argv = ["--scenario", "uniform", "--mechanism", "second_price", "--timesteps", "256", "--n-envs", "2",
+            "--run-dir", str(run), "--set", "n_providers=3", "--no-progress"]
+    assert train_cli.main(argv) == 0
+    assert "provider_0" in capsys.readouterr().out
+    assert json.loads((run / "manifest.json").read_text())["agents"] == ["provider_0", "provider_1", "provider_2"]
+    assert train_cli.main(argv) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert train_cli.main(["--scenario", "capitals", "--set", "bogus=1", "--run-dir", str(tmp_path / "x")]) == 2
+    assert "bogus" in capsys.readouterr().err
+
+
+def test_mismatched_or_missing_run_dir_is_a_clear_error(tmp_path):
+    cfg = TrainConfig(**{**SMALL, "timesteps": 256}, run_dir=str(tmp_path / "cap"))
+    train(cfg, progress=False)
+    with pytest.raises(RunDirError, match="does not match this market"):
+        load_policies(tmp_path / "cap", parallel_env("uniform", "first_price", n_providers=3))
+    with pytest.raises(RunDirError, match="does not exist"):
+        load_policies(tmp_path / "nowhere", make_market(cfg))
+
+
+@pytest.mark.slow
+def test_best_response_learns_the_first_price_equilibrium(tmp_path):
+    """Reduced version of benchmarks/learn_equilibrium.py: a broken learner stays far from b(c) = c + (1-c)/n."""
+    n = 3
+    cfg = TrainConfig(scenario="uniform", mechanism="first_price", overrides={"n_providers": n}, opponents="bne",
+                      timesteps=40_000, gamma=0.0, eval_every=0, checkpoint_every=0, eval_episodes=2,
+                      run_dir=str(tmp_path / "eq"))
+    policy = train(cfg, progress=False).policies["provider_0"]
+    grid = np.linspace(0.05, 0.95, 19)
+    learned = bid_function(policy, make_market(cfg), "provider_0", grid)
+    truthful_distance = np.abs(grid - bne_bid(grid, n)).mean()  # what an untrained (honest) policy scores
+    distance = np.abs(learned - bne_bid(grid, n)).mean()
+    assert distance < 0.05 < truthful_distance, (distance, learned.round(3))
