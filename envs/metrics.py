@@ -4,7 +4,8 @@ One accumulator serves training (TensorBoard) and evaluation (reports), so a met
 Per provider: ``profit`` (mean per round), ``episode_profit``, ``win_rate``, ``bid_markup`` (mean bid / honest bid),
 ``substitution_rate`` (share of won rounds served by a model other than the declared one), ``mean_inflation`` (over
 won rounds), ``payment`` (mean received per round). Market: ``user_utility``, ``payment``, ``value``, ``welfare``
-(means per round), ``allocative_efficiency`` (realised welfare / best achievable welfare), ``unserved_share``.
+(means per round), ``allocative_efficiency`` (realised welfare / best achievable welfare), ``unserved_share``,
+``full_info_utility`` (the user's utility under full information: the best provider serves every query at cost).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 
 PROVIDER_METRICS = ("profit", "episode_profit", "win_rate", "bid_markup", "substitution_rate", "mean_inflation",
                     "payment")
-MARKET_METRICS = ("user_utility", "payment", "value", "welfare", "allocative_efficiency", "unserved_share")
+MARKET_METRICS = ("user_utility", "payment", "value", "welfare", "allocative_efficiency", "unserved_share",
+                  "full_info_utility")
 
 
 class EpisodeStats:
@@ -75,7 +77,7 @@ class EpisodeStats:
             "market/user_utility": m["user_utility"] / t, "market/payment": m["payment"] / t,
             "market/value": m["value"] / t, "market/welfare": m["welfare"] / t,
             "market/allocative_efficiency": m["welfare"] / m["best_welfare"] if m["best_welfare"] > 0 else 1.0,
-            "market/unserved_share": m["unserved"] / t,
+            "market/unserved_share": m["unserved"] / t, "market/full_info_utility": m["best_welfare"] / t,
         })
         out.update({f"mechanism/{k}": float(v) for k, v in self.mechanism.items()
                     if isinstance(v, (int, float, np.number))})
