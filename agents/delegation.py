@@ -36,7 +36,6 @@ Registered strategies: ``sb_ours``, ``sb_honest``, ``sb_dishonest_model``, ``sb_
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 

@@ -92,8 +92,7 @@ def grid(T: int, workers: int, seeds: int) -> None:
     ours = NAMES.index("ours")
     print(f"best responses of each provider over the 36 profiles of the others (T^(1-eps) ln T = {bound:,.0f}; "
           f"the threshold's slack over T queries, M T (b + L p_max) / gamma = {slack:,.0f}):")
-    header = f"{'provider':<9}" + "".join(f"{SHORT[n]:>11}" for n in NAMES) + f"{'ours BR':>9}{'max gain over ours':>20}"
-    print(header)
+    print(f"{'provider':<9}" + "".join(f"{SHORT[n]:>11}" for n in NAMES) + f"{'ours BR':>9}{'max gain over ours':>20}")
     for i in range(3):
         counts = np.zeros(len(NAMES), dtype=int)
         ours_br, max_gain, worst = 0, 0.0, None

@@ -8,7 +8,12 @@ uniform prior with ``prior_weight`` pseudo-bids). Untried providers are chosen f
 round is skipped. The winner is paid min(r, next-lowest bid at or above its own). The winner's mean is updated with
 the observed value V = value_scale * S (the price is accounted for by the virtual cost, so V is the gross value).
 
-As published it is not truthful: phi_i depends on i's own bid history, which the provider controls.
+With ``ironed=True`` (the default) phi_i is replaced by its monotone envelope: the empirical F/f can drop at a
+histogram bin edge where the density of past bids rises, which would let a higher ask win where a lower one loses;
+the envelope (running maximum over lower bids) keeps the allocation monotone in the own bid, as a procurement rule
+must be. ``ironed=False`` is the rule exactly as published.
+
+Either way it is not truthful: phi_i depends on i's own bid history, which the provider controls.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ class UCBMyerson(Mechanism):
     name = "ucb_myerson"
 
     def __init__(self, reserve: float | None = None, exploration: float = 0.5, bins: int = 20,
-                 prior_weight: float = 2.0):
+                 prior_weight: float = 2.0, ironed: bool = True):
         """
         Args:
             reserve: r, the user's price cap in money units (default: the best advertised expected value,
@@ -30,6 +35,7 @@ class UCBMyerson(Mechanism):
             exploration: UCB constant c, in units of value_scale.
             bins: histogram bins of the empirical bid distribution on [0, r].
             prior_weight: pseudo-bids of the uniform prior that smooth F and f.
+            ironed: use the monotone envelope of the empirical virtual cost (see the module docstring).
         """
         if reserve is not None and not reserve > 0:
             raise ValueError(f"ucb_myerson: reserve must be > 0, got {reserve!r}")
@@ -39,6 +45,7 @@ class UCBMyerson(Mechanism):
         self.exploration = float(exploration)
         self.bins = int(bins)
         self.prior_weight = float(prior_weight)
+        self.ironed = bool(ironed)
 
     def reset(self, info: MarketInfo, rng: np.random.Generator) -> None:
         super().reset(info, rng)
@@ -49,6 +56,7 @@ class UCBMyerson(Mechanism):
             raise ValueError(f"ucb_myerson: the default reserve (value_scale x best advertised quality) is "
                              f"{self.reserve!r}; pass a reserve > 0")
         self.width = self.reserve / self.bins
+        self.edges = self.width * np.arange(1, self.bins + 1)  # right edge of every bin
         self.hist = np.zeros((N, self.bins))
         self.n_bids = np.zeros(N)
         self.wins = np.zeros(N)
@@ -58,16 +66,27 @@ class UCBMyerson(Mechanism):
         self._index = np.zeros(N)
 
     def virtual_cost(self, bids: np.ndarray) -> np.ndarray:
-        """phi_i(b_i) = b_i + F_i(b_i) / f_i(b_i) from each provider's smoothed empirical bid distribution."""
+        """phi_i(b_i) = b_i + F_i(b_i) / f_i(b_i) from each provider's smoothed empirical bid distribution
+        (monotone envelope when ``ironed``)."""
         rows = np.arange(bids.shape[0])
         x = np.clip(bids, 0.0, self.reserve)
         k = np.minimum((x / self.width).astype(np.int64), self.bins - 1)
-        below = np.cumsum(self.hist, axis=1)[rows, k] - self.hist[rows, k]
-        frac = x / self.width - k  # share of bid's own bin lying below it
-        total = self.n_bids + self.prior_weight
-        cdf = (self.prior_weight * x / self.reserve + below + frac * self.hist[rows, k]) / total
-        pdf = (self.prior_weight / self.reserve + self.hist[rows, k] / self.width) / total
-        return bids + cdf / pdf
+        cum = np.cumsum(self.hist, axis=1)
+        own = self.hist[rows, k]
+        frac = x / self.width - k  # share of the bid's own bin lying below it
+        # F/f: the common normalisation (n_bids + prior_weight) cancels.
+        cdf = self.prior_weight * x / self.reserve + cum[rows, k] - own + frac * own
+        pdf = self.prior_weight / self.reserve + own / self.width
+        phi = bids + cdf / pdf
+        if self.ironed:
+            # phi rises inside a bin (slope 2) and can only drop at an edge: lift it to the largest left limit
+            # phi(e^-) over the edges below the bid.
+            left = self.edges + (self.prior_weight * self.edges / self.reserve + cum) / (
+                self.prior_weight / self.reserve + self.hist / self.width)
+            envelope = np.maximum.accumulate(left, axis=1)
+            below = np.where(k > 0, envelope[rows, np.maximum(k - 1, 0)], -np.inf)
+            phi = np.maximum(phi, below)
+        return phi
 
     def ucb(self) -> np.ndarray:
         """[N] optimistic value index (inf for providers that never won)."""

@@ -439,7 +439,8 @@ def _record(run: ModelRun, query_id: str, key: str, c: Completion) -> dict:
             "model_id": run.backend.model_id, "time": _now(), "attempts": c.attempts}
     if c.error is not None:
         return {"type": "failure", **base, "error": c.error}
-    return {"type": "result", **base, "text": c.text, "input_tokens": int(c.input_tokens),
+    text = c.text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates from a server would not encode
+    return {"type": "result", **base, "text": text, "input_tokens": int(c.input_tokens),
             "output_tokens": int(c.output_tokens), "latency_ms": c.latency_ms}
 
 

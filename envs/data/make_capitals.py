@@ -217,13 +217,6 @@ def query_row(country: Country) -> dict:
     }
 
 
-def chat_messages(country: Country) -> list[dict[str, str]]:
-    """The seed's prompt for ``country`` as chat messages (system, user); ``CHAT_TEMPLATE`` is their Llama-3.2
-    rendering."""
-    return [{"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": USER_TEMPLATE.format(country=country.name)}]
-
-
 def truth_strings(country: Country) -> dict[str, str]:
     """The four fields as the seed's dataset holds them (what a correct answer says)."""
     return {

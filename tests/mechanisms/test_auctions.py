@@ -247,7 +247,7 @@ def concentrated_histories(draw):
 def test_ucb_myerson_allocation_moves_only_with_the_virtual_cost(market, i, extra) -> None:
     """With any fixed history, winning at a higher own bid and losing at a lower one requires the virtual cost to be
     higher at the lower bid: eligibility (reserve) and untried-first are monotone, and the index falls with phi.
-    So the allocation is monotone in the bid exactly when phi_i is (see the xfail tests below)."""
+    So the allocation is monotone in the bid exactly when phi_i is."""
     info, bids, history = market
     assume(i < info.n_providers)
     mech = fresh("ucb_myerson", info)
@@ -266,38 +266,42 @@ def test_ucb_myerson_allocation_moves_only_with_the_virtual_cost(market, i, extr
     assert not np.any(won & (grid > mech.reserve))  # never serves an ask above the reserve
 
 
-def ucb_with_concentrated_history() -> UCBMyerson:
+def ucb_with_concentrated_history(ironed: bool = True) -> UCBMyerson:
     """Provider 0 has asked 0.52 (bin [0.50, 0.55) of 20 on [0, 1]) a hundred times, provider 1 asked 0.9; both have
     won and delivered value 1 every time (no exploration bonus)."""
     info = make_info(np.array([[0.5], [0.5]]), 1.0)
-    mech = fresh("ucb_myerson", info, reserve=1.0, bins=20, prior_weight=2.0, exploration=0.0)
+    mech = fresh("ucb_myerson", info, reserve=1.0, bins=20, prior_weight=2.0, exploration=0.0, ironed=ironed)
     play(mech, [(np.array([0.52, 0.9]), 1.0)] * 100)
     assert mech.wins.min() > 0
     return mech
 
 
-def test_ucb_myerson_virtual_cost_drops_at_a_dense_bin_edge() -> None:
-    """Pins down the known gap behind the xfails below: F/f of the unironed histogram halves phi at the edge."""
-    mech = ucb_with_concentrated_history()
+def test_unironed_ucb_myerson_virtual_cost_drops_at_a_dense_bin_edge() -> None:
+    """The rule as published (ironed=False): F/f of the histogram halves phi at the edge, which is why the default
+    irons it."""
+    mech = ucb_with_concentrated_history(ironed=False)
     phi = lambda b0: mech.virtual_cost(np.array([b0, 0.0]))[0]  # noqa: E731
     assert phi(0.499) == pytest.approx(0.998, abs=1e-3)  # below the edge: F/f of the uniform prior, b
     assert phi(0.5) == pytest.approx(0.5, abs=1e-3)  # at the edge: f jumps by 100 pseudo-bids
 
 
-UNIRONED = ("ucb_myerson's empirical virtual cost b + F(b)/f(b) is not ironed (MECHANISMS.md §3 as published): it "
-            "drops at a histogram bin edge where the density of the provider's past bids rises, so a higher ask can "
-            "win where a lower one loses. Remove the marker once phi is ironed.")
-
-
-@pytest.mark.xfail(strict=True, reason=UNIRONED)
 def test_ucb_myerson_allocation_is_monotone_in_own_bid() -> None:
-    mech = ucb_with_concentrated_history()
-    other = 0.3  # provider 1's virtual cost 0.6 (its history lies far above 0.3, so F/f is the prior's)
-    assert copy.deepcopy(mech).allocate(np.array([0.5, other]), CONTEXT, 0)[0] == 0
-    assert copy.deepcopy(mech).allocate(np.array([0.499, other]), CONTEXT, 0)[0] == 0
+    """The history where the published rule inverts the allocation: ironed, a lower ask never loses where a higher
+    one wins, and the unironed rule does invert it (so this test can tell the two apart)."""
+    other = np.array([0.0, 0.3])  # provider 1's virtual cost 0.6 (its history lies far above 0.3)
+    grid = np.linspace(0.0, 1.0, 401)
+
+    def wins(mech):
+        return np.array([copy.deepcopy(mech).allocate(np.array([b, 0.3]), CONTEXT, 0)[0] == 0 for b in grid])
+
+    ironed = wins(ucb_with_concentrated_history())
+    if ironed.any():
+        assert ironed[: np.flatnonzero(ironed).max() + 1].all()
+    raw = wins(ucb_with_concentrated_history(ironed=False))
+    assert raw.any() and not raw[: np.flatnonzero(raw).max() + 1].all()
+    assert other[1] == 0.3
 
 
-@pytest.mark.xfail(strict=True, reason=UNIRONED)
 def test_ucb_myerson_virtual_cost_is_increasing_in_the_bid() -> None:
     mech = ucb_with_concentrated_history()
     grid = np.linspace(0.0, 1.0, 401)
@@ -374,10 +378,11 @@ def test_ucb_myerson_virtual_cost_without_history_is_twice_the_bid(n, v, reserve
 @settings(SETTINGS, max_examples=100)
 @given(ucb_markets(max_history=30), st.integers(0, 3), st.integers(2, 30))
 def test_ucb_myerson_virtual_cost_increases_within_a_histogram_bin(market, i, bins) -> None:
-    """Inside one bin F rises at the rate f, so F/f has slope 1 and phi slope 2: increasing between edges."""
+    """Inside one bin F rises at the rate f, so F/f has slope 1 and the raw phi slope 2: increasing between edges
+    (the drops can only be at edges, which is what ironing lifts)."""
     info, bids, history = market
     assume(i < info.n_providers)
-    mech = fresh("ucb_myerson", info, reserve=1.0, bins=bins)
+    mech = fresh("ucb_myerson", info, reserve=1.0, bins=bins, ironed=False)
     play(mech, history)
     grid = np.linspace(0.0, 1.0, 6 * bins + 1)
     phi = np.array([mech.virtual_cost(np.where(np.arange(info.n_providers) == i, b, 0.0))[i] for b in grid])

@@ -237,3 +237,9 @@ def test_public_state_and_diagnostics_in_observations_and_infos():
     assert set(diag) >= {"phase", "early_stopped", "stop_time"}
     assert diag["phase"] == sb.DONE and diag["early_stopped"] == 0.0 and diag["stop_time"] == -1.0
     assert [mk["winner"] for _, mk, _ in trace[:K * B:B]] == list(range(K))  # exploration in blocks
+
+
+def test_pettingzoo_api_with_the_toy_scenario():
+    from pettingzoo.test import parallel_api_test
+
+    parallel_api_test(parallel_env("second_best_toy", "second_best", seed=0, horizon=60, T=60), num_cycles=100)
