@@ -25,10 +25,10 @@ import numpy as np
 from envs.config import ConfigError, from_dict, load_yaml
 from envs.data import ResponseCache, embedded_cache_path, load_cache, load_llama_cascades
 from envs.data.llama_cascades import llama_cache_dir
+from envs.synthetic import GENERATED
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 SCENARIO_DIR = CONFIG_DIR / "scenarios"
-UNIFORM_MODEL = "ideal"
 
 
 @dataclass
@@ -53,8 +53,8 @@ class ScenarioConfig:
 
     Attributes:
         name: scenario label.
-        cache: ``capitals`` (embedded), ``llama`` (real cache via ``cache_dir``), ``uniform`` (synthetic), or a path
-            to a cache directory in the canonical format.
+        cache: ``capitals`` (embedded), ``llama`` (real cache via ``cache_dir``), a generated cache (``uniform``,
+            ``second_best_toy``: :mod:`envs.synthetic`), or a path to a cache directory in the canonical format.
         cache_dir: folder of the llama-cascades files (for ``cache: llama``; else ``LLM_ARENA_LLAMA_DIR``).
         domains: keep only queries of these domains (``None``: all).
         providers: provider specs; with ``n_providers`` larger than the list, the list is cycled.
@@ -185,27 +185,10 @@ class Market:
         return len(self.models)
 
 
-def uniform_cache() -> ResponseCache:
-    """The synthetic cache of the textbook market: one query, one perfect model using exactly one token, so a
-    per-token cost c is a per-query cost c and every answer is worth value_scale."""
-    one = np.ones((1, 1))
-    return ResponseCache(
-        name="uniform", provenance="generated", source="synthetic (MECHANISMS.md §8)",
-        description="textbook reverse auction: every answer correct, one output token",
-        models=[UNIFORM_MODEL], price_in=np.zeros(1), price_out=np.ones(1) * 1e3,
-        query_ids=["q0"], texts=["any query"], domains=["uniform"], context={}, context_field=None,
-        score=one.copy(), input_tokens=np.zeros((1, 1), dtype=np.int64), output_tokens=np.ones((1, 1), dtype=np.int64),
-        latency_ms=np.full((1, 1), np.nan),
-    )
-
-
 @functools.lru_cache(maxsize=8)
 def _load_cache_cached(kind: str, location: str) -> ResponseCache:
-    if kind == "uniform":
-        return uniform_cache()
-    if kind == "second_best_toy":  # generated toy game of seed 003 (envs/synthetic.py)
-        from envs.synthetic import second_best_toy_cache
-        return second_best_toy_cache()
+    if kind in GENERATED:
+        return GENERATED[kind]()
     if kind == "llama":
         return load_llama_cascades(location)
     return load_cache(location)
@@ -213,14 +196,12 @@ def _load_cache_cached(kind: str, location: str) -> ResponseCache:
 
 def resolve_cache(config: ScenarioConfig) -> ResponseCache:
     """Load (once per process) the response cache a scenario names."""
-    if config.cache == "uniform":
-        return _load_cache_cached("uniform", "")
+    if config.cache in GENERATED:
+        return _load_cache_cached(config.cache, "")
     if config.cache == "llama":
         return _load_cache_cached("llama", str(llama_cache_dir(config.cache_dir)))
     if config.cache == "capitals":
         return _load_cache_cached("path", str(embedded_cache_path("capitals")))
-    if config.cache == "second_best_toy":
-        return _load_cache_cached("second_best_toy", "")
     return _load_cache_cached("path", str(Path(config.cache).resolve()))
 
 

@@ -1,4 +1,7 @@
-"""Synthetic response caches generated from a model table (provenance ``generated``).
+"""Synthetic response caches generated in code (provenance ``generated``), by scenario ``cache`` name.
+
+``uniform``: the textbook market of MECHANISMS.md §8: one query, one perfect model using exactly one token, so a
+per-token cost c is a per-query cost c and every answer is worth value_scale.
 
 ``second_best_toy``: the toy game of seed 003 (Cao et al., MECHANISMS.md §6) as a canonical cache, so the market env
 can play it: 3 providers x (good, mid, weak) models named ``p1-good`` ... ``p3-weak``. Per query, input tokens
@@ -11,11 +14,26 @@ turns them back into money per token).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from envs.data import ResponseCache
 
 SECOND_BEST_TOY = "second_best_toy"
+
+
+def uniform_cache() -> ResponseCache:
+    """The cache of the textbook uniform market (see the module docstring)."""
+    one = np.ones((1, 1))
+    return ResponseCache(
+        name="uniform", provenance="generated", source="synthetic (MECHANISMS.md §8)",
+        description="textbook reverse auction: every answer correct, one output token",
+        models=["ideal"], price_in=np.zeros(1), price_out=np.ones(1) * 1e3,
+        query_ids=["q0"], texts=["any query"], domains=["uniform"], context={}, context_field=None,
+        score=one.copy(), input_tokens=np.zeros((1, 1), dtype=np.int64), output_tokens=np.ones((1, 1), dtype=np.int64),
+        latency_ms=np.full((1, 1), np.nan),
+    )
 
 
 def second_best_toy_cache(n_queries: int = 4096, seed: int = 0) -> ResponseCache:
@@ -47,4 +65,6 @@ def second_best_toy_cache(n_queries: int = 4096, seed: int = 0) -> ResponseCache
     )
 
 
-__all__ = ["SECOND_BEST_TOY", "second_best_toy_cache"]
+GENERATED: dict[str, Callable[[], ResponseCache]] = {"uniform": uniform_cache, SECOND_BEST_TOY: second_best_toy_cache}
+
+__all__ = ["GENERATED", "SECOND_BEST_TOY", "uniform_cache", "second_best_toy_cache"]

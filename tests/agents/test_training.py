@@ -111,7 +111,7 @@ def test_best_response_learns_the_first_price_equilibrium(tmp_path):
     """Reduced version of benchmarks/learn_equilibrium.py: a broken learner stays far from b(c) = c + (1-c)/n."""
     n = 3
     cfg = TrainConfig(scenario="uniform", mechanism="first_price", overrides={"n_providers": n}, opponents="bne",
-                      timesteps=40_000, gamma=0.0, eval_every=0, checkpoint_every=0, eval_episodes=2,
+                      timesteps=100_000, gamma=0.0, eval_every=0, checkpoint_every=0, eval_episodes=2,
                       run_dir=str(tmp_path / "eq"))
     policy = train(cfg, progress=False).policies["provider_0"]
     grid = np.linspace(0.05, 0.95, 19)
