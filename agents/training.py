@@ -264,7 +264,7 @@ def new_model(cfg: TrainConfig, env: MarketVecEnv) -> BaseAlgorithm:
     if cfg.algo == "ppo":
         kwargs = {**common, "n_steps": cfg.n_steps, "n_epochs": cfg.n_epochs, "ent_coef": cfg.ent_coef}
     else:
-        kwargs = {**common, "learning_starts": 1_000, "ent_coef": "auto"}
+        kwargs = {**common, "learning_starts": min(1_000, cfg.timesteps // 4), "ent_coef": "auto"}
         policy_kwargs.pop("log_std_init")
     return ALGORITHMS[cfg.algo]("MlpPolicy", env, policy_kwargs=policy_kwargs, **{**kwargs, **cfg.algo_kwargs})
 

@@ -5,7 +5,7 @@ PPO learner under first_price should learn that same bid function; under second_
 should learn to bid its cost. Prints the mean absolute distance of the learned bid function from the analytic one
 over a cost grid, and the wall time.
 
-    python benchmarks/learn_equilibrium.py [--n 3] [--timesteps 150000]
+    python benchmarks/learn_equilibrium.py [--n 3] [--timesteps 300000]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def learned_distance(mechanism: str, n: int, timesteps: int, seed: int = 0, prog
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=3)
-    p.add_argument("--timesteps", type=int, default=150_000)
+    p.add_argument("--timesteps", type=int, default=300_000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     for mechanism in ("first_price", "second_price"):

@@ -38,6 +38,14 @@ def test_each_mode_trains_and_policies_load_back(tmp_path, mode, learners):
         assert policy.act(obs[agent]).shape == (3,)
 
 
+def test_sac_trains_and_loads_back(tmp_path):
+    cfg = TrainConfig(**{**SMALL, "timesteps": 600, "batch_size": 32}, algo="sac", run_dir=str(tmp_path / "sac"))
+    result = train(cfg, progress=False)
+    policy = load_policies(result.run_dir, make_market(cfg))["provider_0"]
+    assert type(policy.model).__name__ == "SAC"
+    assert json.loads((result.run_dir / "manifest.json").read_text())["algo"] == "sac"
+
+
 def test_tensorboard_has_market_and_provider_metrics(tmp_path):
     cfg = TrainConfig(**{**SMALL, "timesteps": 2048}, run_dir=str(tmp_path / "tb"))
     train(cfg, progress=False)
