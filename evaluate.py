@@ -17,14 +17,13 @@ import argparse
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mechanisms
-from agents.evaluation import (DEFAULT_STRATEGIES, EvalSpec, analytic_checks, check_run_dirs, run_evaluation,
-                               summarize)
+from agents.evaluation import (DEFAULT_STRATEGIES, EvalSpec, analytic_checks, check_run_dirs, process_pool,
+                               run_evaluation, summarize)
 from agents.learned import read_manifest
 from agents.report import write_report
 from envs.config import ConfigError, from_dict, load_yaml, parse_overrides
@@ -39,12 +38,12 @@ class EvalConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     strategies: list[str] = field(default_factory=lambda: list(DEFAULT_STRATEGIES))
     run_dirs: list[str] = field(default_factory=list)
-    seeds: int = 10
+    seeds: int = 20
     episodes: int = 1
     horizon: int | None = None
     out: str = "reports/latest"
     train: bool = False
-    train_timesteps: int = 30_000
+    train_timesteps: int = 100_000
     train_learners: list[str] = field(default_factory=lambda: ["all"])
     workers: int = 2
     tolerance: float = 0.0
@@ -93,11 +92,9 @@ def resolve_config(args: argparse.Namespace) -> EvalConfig:
 
 
 def _train_job(job: tuple[dict[str, Any], bool]) -> str:
-    import torch
-
     from agents.training import TrainConfig, train
+
     fields, progress = job
-    torch.set_num_threads(1)  # one process per core
     return str(train(TrainConfig(**fields), progress=progress).run_dir)
 
 
@@ -113,7 +110,7 @@ def train_learners(cfg: EvalConfig, progress: bool) -> dict[str, list[str]]:
                       "learners": cfg.train_learners, "opponents": "truthful", "timesteps": cfg.train_timesteps,
                       "run_dir": str(run_dir), "eval_every": 0, "checkpoint_every": 0, "eval_episodes": 4}, progress))
     if jobs:
-        with ProcessPoolExecutor(max_workers=max(1, cfg.workers)) as pool:
+        with process_pool(max(1, cfg.workers)) as pool:
             list(pool.map(_train_job, jobs))
     return {m: [str(Path(cfg.out) / "runs" / m)] for m in cfg.mechanisms}
 

@@ -53,8 +53,12 @@ def _profile_table(s: dict[str, Any]) -> str:
 
 def plot_gains(summaries: list[dict[str, Any]], path: Path) -> plt.Figure:
     """Manipulation gain with 95% CI of every deviation, one panel per mechanism."""
-    fig, axes = plt.subplots(1, len(summaries), figsize=(4.2 * len(summaries), 4.5), sharex=False, squeeze=False)
-    for ax, s in zip(axes[0], summaries):
+    cols = min(4, len(summaries))
+    rows_ = -(-len(summaries) // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(4.2 * cols, 4.0 * rows_), squeeze=False)
+    for ax in axes.flat[len(summaries):]:
+        ax.set_visible(False)
+    for ax, s in zip(axes.flat, summaries):
         rows = [r for r in s["records"] if r["deviator"]]
         labels = [f"{r['profile'].split('@')[0]}@{r['provider'].split('_')[-1]}" for r in rows]
         gains = np.array([r["gain"] for r in rows])
@@ -82,8 +86,9 @@ def plot_bids(result: dict[str, Any], path: Path, equilibrium_n: int | None) -> 
             if not tr["cost"].size or (name != "honest" and agent not in rec["deviators"]):
                 continue
             ax.scatter(tr["cost"][:, i], tr["bid"][:, i], s=6, alpha=0.5, label=name)
-            hi = max(hi, float(tr["cost"][:, i].max()), float(tr["bid"][:, i].max()))
-        grid = np.linspace(0, hi or 1.0, 50)
+            hi = max(hi, float(tr["cost"][:, i].max()))
+        grid = np.linspace(0, 1.1 * hi or 1.0, 50)
+        ax.set_xlim(0, grid[-1])
         ax.plot(grid, grid, "k--", lw=0.8, label="bid = cost")
         if equilibrium_n:
             ax.plot(grid, bne_bid(grid, equilibrium_n), "g-", lw=1.2, label="first-price equilibrium")
@@ -147,8 +152,9 @@ def write_report(out: Path, header: dict[str, Any], results: list[dict[str, Any]
     md = [f"# Robustness report: {header['scenario']}", "",
           f"{header['seeds']} seeds x {header['episodes']} episode(s) x {header['horizon']} rounds per profile; "
           f"profiles are paired on the same queries and costs. Gains are per round, relative to the same profile "
-          f"with the deviator(s) honest; 'exploited' means the 95% CI of the largest gain lies above "
-          f"{header['tolerance']:g}.", "", table, ""]
+          f"with the deviator(s) honest; brackets are 95% CIs over seeds. 'exploited' means the largest gain "
+          f"exceeds {header['tolerance']:g} with family-wise 95% confidence (Bonferroni over the deviations tested "
+          f"for that mechanism).", "", table, ""]
     for s in summaries:
         md += [f"## {s['mechanism']}", "", f"Verdict: {s['verdict']}", "", _profile_table(s), "",
                f"![gains](plots/manipulation_gain.png) ![bids](plots/bids_{s['mechanism']}.png) "

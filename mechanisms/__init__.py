@@ -21,7 +21,7 @@ from mechanisms.soft_rochet import SoftRochet
 from mechanisms.ucb_myerson import UCBMyerson
 
 REGISTRY: dict[str, type[Mechanism]] = {cls.name: cls for cls in (FirstPrice, SecondPrice, UCBMyerson, Myerson, Rosa, SoftRochet, SecondBest)}
-DEFAULT_MECHANISMS = ("first_price", "second_price", "ucb_myerson")
+DEFAULT_MECHANISMS = ("first_price", "second_price", "ucb_myerson", "myerson", "rosa", "soft_rochet", "second_best")
 
 
 def register(cls: type[Mechanism]) -> type[Mechanism]:
