@@ -37,7 +37,7 @@ def play_episode(market: raw_env, policies: dict[str, Policy], seed: int, trace:
     obs, _ = market.reset(seed=seed)
     while market.agents:
         obs, rewards, _, _, infos = market.step(act_all(policies, obs))
-        stats.add(rewards, infos)
+        stats.add(market.last_round)
         if trace is not None:
             trace.cost.append(np.array([infos[a]["honest_bid"] for a in market.possible_agents]))
             trace.bid.append(np.array([infos[a]["bid"] for a in market.possible_agents]))

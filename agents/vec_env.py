@@ -91,7 +91,7 @@ class MarketVecEnv(VecEnv):
             for j, a in enumerate(self.learners):
                 joint[a] = self._actions[k * L + j]
             next_obs, rew, _, trunc, info = market.step(joint)
-            self.stats[k].add(rew, info)
+            self.stats[k].add(market.last_round)
             done = not market.agents
             for j, a in enumerate(self.learners):
                 slot = k * L + j

@@ -34,9 +34,12 @@ def main() -> None:
     p.add_argument("--n-envs", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--mechanism", default="first_price")
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--n-epochs", type=int, default=TrainConfig.n_epochs)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig(scenario="capitals", mechanism=args.mechanism, n_envs=args.n_envs, run_dir=tempfile.mkdtemp())
+    cfg = TrainConfig(scenario="capitals", mechanism=args.mechanism, n_envs=args.n_envs, batch_size=args.batch_size,
+                      n_epochs=args.n_epochs, run_dir=tempfile.mkdtemp())
     market = make_market(cfg)
     fixed = opponent_policies("truthful", market, ["provider_1"], cfg.seed)
     env = TimedVecEnv(lambda: make_market(cfg), cfg.n_envs, ["provider_0"], fixed, seed=0)
@@ -46,7 +49,8 @@ def main() -> None:
     start = time.perf_counter()
     model.learn(args.timesteps, reset_num_timesteps=False)
     wall = time.perf_counter() - start
-    print(f"PPO on capitals (2 providers), {args.n_envs} envs, {torch.get_num_threads()} torch threads")
+    print(f"PPO on capitals (2 providers), {args.n_envs} envs, n_steps {cfg.n_steps}, batch {cfg.batch_size}, "
+          f"{cfg.n_epochs} epochs, {torch.get_num_threads()} torch threads")
     print(f"  steps/s: {args.timesteps / wall:,.0f}   wall: {wall:.1f} s   "
           f"time in env: {100 * TimedVecEnv.env_seconds / wall:.1f}%")
 

@@ -162,9 +162,9 @@ class raw_env(ParallelEnv):
         self._obs = np.zeros((N, self.layout.size), dtype=np.float32)
         self._actions = np.zeros((N, ACTION_DIM))
         self._cost = np.zeros((N, M))  # realised cost per token
-        self._type = np.ones(N)
         self._expected_tokens = (mk.input_tokens + mk.expected_output_tokens).astype(np.float64)  # [Q, M]
         self._exp_cost = np.zeros((N, M))
+        self._declared_cost = np.zeros(N)  # realised cost per token of each declared model
         self._rows = np.arange(N)
         # Per query, what each provider's declared model yields: value and true tokens (best-welfare benchmark).
         self._declared_value = cfg.value_scale * mk.score[:, mk.declared]  # [Q, N]
@@ -207,21 +207,23 @@ class raw_env(ParallelEnv):
         per_query = mk.base_cost[np.arange(cfg.n), mk.declared] * mean_tokens[mk.declared]
         return np.stack([per_query * cfg.cost_low, per_query * cfg.cost_high], axis=1)
 
-    def _draw_types(self) -> None:
-        cfg = self.config
-        self._rng.random(out=self._type)
-        self._type *= cfg.cost_high - cfg.cost_low
-        self._type += cfg.cost_low
-        np.multiply(self.market.base_cost, self._type[:, None], out=self._cost)
+    def _set_types(self, types: np.ndarray) -> None:
+        """Realised private costs per token: base costs times each provider's type."""
+        np.multiply(self.market.base_cost, types[:, None], out=self._cost)
+        np.multiply(self.market.base_cost[self._rows, self.market.declared], types, out=self._declared_cost)
 
     def _next_query(self) -> None:
-        if self._qpos == self._qbuf.shape[0]:
-            self._qbuf = self._rng.integers(0, self.market.n_queries, self.config.seed_queries_per_draw)
+        cfg = self.config
+        if self._qpos == self._qbuf.shape[0]:  # draw queries (and per-query types) in blocks: fewer generator calls
+            k = cfg.seed_queries_per_draw
+            self._qbuf = self._rng.integers(0, self.market.n_queries, k)
+            if cfg.cost_resample == "query":
+                self._tbuf = self._rng.uniform(cfg.cost_low, cfg.cost_high, (k, cfg.n))
             self._qpos = 0
         self.q = int(self._qbuf[self._qpos])
+        if cfg.cost_resample == "query":
+            self._set_types(self._tbuf[self._qpos])
         self._qpos += 1
-        if self.config.cost_resample == "query":
-            self._draw_types()
         np.multiply(self._cost, self._expected_tokens[self.q], out=self._exp_cost)
 
     def _observe(self) -> dict[str, np.ndarray]:
@@ -233,8 +235,7 @@ class raw_env(ParallelEnv):
         o[:, lay.win_rate] = self.wins / max(1, self.t)
         o[:, lay.mechanism] = self.mechanism.public_state(mk.context[q], int(mk.group[q]))
         o[:, lay.time_left] = 1.0 - self.t / self.config.horizon
-        obs = o.copy()  # one allocation: callers may keep what they were given
-        return {a: obs[i] for i, a in enumerate(self.agents)}
+        return dict(zip(self.agents, o.copy()))  # one copy: callers may keep what they were given
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         if seed is None and self._rng is None:
@@ -249,36 +250,52 @@ class raw_env(ParallelEnv):
         self.last_round: dict[str, Any] | None = None
         self._qbuf = np.empty(0, dtype=np.int64)
         self._qpos = 0
-        self._draw_types()
+        if self.config.cost_resample == "episode":
+            self._set_types(self._rng.uniform(self.config.cost_low, self.config.cost_high, self.config.n))
         self._next_query()
         infos = {a: {} for a in self.agents}
         return self._observe(), infos
 
     def _decode(self, actions: dict[str, Any]) -> np.ndarray:
         """Validate the joint action and write it into ``self._actions`` (clipped per ``action_mode``)."""
-        if len(actions) != len(self.agents) or any(a not in self._agent_index for a in actions):
-            unknown = [a for a in actions if a not in self._agent_index]
-            if unknown:
-                raise ValueError(f"unknown agent(s) {unknown}; agents are {self.agents}")
-            missing = [a for a in self.agents if a not in actions]
-            raise ValueError(f"missing action(s) for {missing}; every live agent acts each round")
+        try:
+            joint = np.array([actions[a] for a in self.agents], dtype=np.float64)
+        except (KeyError, ValueError, TypeError):
+            joint = None
+        if joint is None or joint.shape != self._actions.shape or len(actions) != len(self.agents):
+            self._explain_bad_actions(actions)
         acts = self._actions
-        for a, act in actions.items():
-            i = self._agent_index[a]
-            arr = np.asarray(act, dtype=np.float64)
-            if arr.shape != (ACTION_DIM,):
-                raise ValueError(f"{a}: action must have shape ({ACTION_DIM},) (bid, substitution, inflation), "
-                                 f"got shape {arr.shape}")
-            acts[i] = arr
-        if not np.isfinite(acts).all():
-            bad = self.possible_agents[int(np.flatnonzero(~np.isfinite(acts).all(1))[0])]
-            raise ValueError(f"{bad}: action contains NaN or inf: {acts[self._agent_index[bad]].tolist()}")
-        if self.config.action_mode == "strict" and np.abs(acts).max() > 1.0:
-            bad = self.possible_agents[int(np.flatnonzero(np.abs(acts).max(1) > 1.0)[0])]
-            raise ValueError(f"{bad}: action {acts[self._agent_index[bad]].tolist()} outside [-1, 1] "
-                             f"(action_mode='strict'; use 'clip' to clip)")
-        np.clip(acts, -1.0, 1.0, out=acts)
+        acts[:] = joint
+        lo, hi = acts.min(), acts.max()  # NaN propagates into both; one pass each instead of per-element checks
+        if not (-1.0 <= lo and hi <= 1.0):
+            if not np.isfinite(acts).all():
+                bad = self.possible_agents[int(np.flatnonzero(~np.isfinite(acts).all(1))[0])]
+                raise ValueError(f"{bad}: action contains NaN or inf: {acts[self._agent_index[bad]].tolist()}")
+            if self.config.action_mode == "strict":
+                bad = self.possible_agents[int(np.flatnonzero(np.abs(acts).max(1) > 1.0)[0])]
+                raise ValueError(f"{bad}: action {acts[self._agent_index[bad]].tolist()} outside [-1, 1] "
+                                 f"(action_mode='strict'; use 'clip' to clip)")
+            np.clip(acts, -1.0, 1.0, out=acts)
         return acts
+
+    def _explain_bad_actions(self, actions: dict[str, Any]) -> None:
+        """Raise the ValueError that names what is wrong with a joint action (the slow path of ``_decode``)."""
+        unknown = [a for a in actions if a not in self._agent_index]
+        if unknown:
+            raise ValueError(f"unknown agent(s) {unknown}; agents are {self.agents}")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"missing action(s) for {missing}; every live agent acts each round")
+        for a in self.agents:
+            try:
+                shape = np.asarray(actions[a], dtype=np.float64).shape
+            except (ValueError, TypeError):
+                raise ValueError(f"{a}: action must be 3 numbers (bid, substitution, inflation), "
+                                 f"got {actions[a]!r}") from None
+            if shape != (ACTION_DIM,):
+                raise ValueError(f"{a}: action must have shape ({ACTION_DIM},) (bid, substitution, inflation), "
+                                 f"got shape {shape}")
+        raise ValueError(f"malformed joint action {actions!r}")
 
     def step(self, actions: dict[str, Any]):
         if not self.agents:
@@ -305,7 +322,7 @@ class raw_env(ParallelEnv):
         winner, payment = mech.allocate(bids, context, group)
         rewards = np.zeros(cfg.n)
         # Best achievable welfare this round: the best provider serving its declared model at its true cost.
-        welfare_each = self._declared_value[q] - self._cost[rows, mk.declared] * self._declared_tokens[q]
+        welfare_each = self._declared_value[q] - self._declared_cost * self._declared_tokens[q]
         best_welfare = max(0.0, float(welfare_each.max()))
         if winner == NO_WINNER:
             value = payment = cost = 0.0
@@ -345,7 +362,9 @@ class raw_env(ParallelEnv):
                 "true_tokens": tau_out if won else 0, "reported_tokens": reported if won else 0,
                 "market": market,
             }
-        self.last_round = {"bids": bids, "served": served, "inflation": inflation, **market}
+        # The round as arrays over providers (rendering and EpisodeStats read it; infos carry the same per agent).
+        self.last_round = {"bids": bids, "honest_bid": honest_bid, "served": served, "substituted": substitute,
+                           "inflation": inflation, "rewards": rewards, **market}
 
         done = self.t >= cfg.horizon
         agents = self.agents

@@ -1,7 +1,8 @@
 """Episode metrics of the market (MECHANISMS.md §9), accumulated round by round from the env's infos.
 
 One accumulator serves training (TensorBoard) and evaluation (reports), so a metric means the same everywhere.
-Per provider: ``profit`` (mean per round), ``episode_profit``, ``win_rate``, ``bid_markup`` (mean bid / honest bid),
+Per provider: ``profit`` (mean per round), ``episode_profit``, ``win_rate``, ``bid_markup`` (total bids / total
+honest bids, i.e. the cost-weighted mean of bid / cost),
 ``substitution_rate`` (share of won rounds served by a model other than the declared one), ``mean_inflation`` (over
 won rounds), ``payment`` (mean received per round). Market: ``user_utility``, ``payment``, ``value``, ``welfare``
 (means per round), ``allocative_efficiency`` (realised welfare / best achievable welfare), ``unserved_share``,
@@ -32,35 +33,32 @@ class EpisodeStats:
         self.rounds = 0
         self.profit = np.zeros(n)
         self.wins = np.zeros(n)
-        self.markup_sum = np.zeros(n)
-        self.markup_n = np.zeros(n)
+        self.bid_sum = np.zeros(n)
+        self.honest_sum = np.zeros(n)
         self.substitutions = np.zeros(n)
         self.inflation_sum = np.zeros(n)
         self.received = np.zeros(n)
         self.market = dict.fromkeys(("user_utility", "payment", "value", "welfare", "best_welfare", "unserved"), 0.0)
         self.mechanism: dict[str, float] = {}
 
-    def add(self, rewards: dict[str, float], infos: dict[str, dict[str, Any]]) -> None:
-        """Record one round from the env's rewards and infos."""
+    def add(self, last_round: dict[str, Any]) -> None:
+        """Record one round from the env's ``last_round`` (arrays over providers plus the market fields)."""
+        r = last_round
         self.rounds += 1
-        market = None
-        for i, agent in enumerate(self.agents):
-            info = infos[agent]
-            market = info["market"]
-            self.profit[i] += rewards[agent]
-            if info["honest_bid"] > 0:
-                self.markup_sum[i] += info["bid"] / info["honest_bid"]
-                self.markup_n[i] += 1
-            if info["won"]:
-                self.wins[i] += 1
-                self.substitutions[i] += info["substituted"]
-                self.inflation_sum[i] += info["inflation"]
-                self.received[i] += info["payment"]
+        self.profit += r["rewards"]
+        self.bid_sum += r["bids"]
+        self.honest_sum += r["honest_bid"]
+        w = r["winner"]
+        if w >= 0:
+            self.wins[w] += 1
+            self.substitutions[w] += r["substituted"][w]
+            self.inflation_sum[w] += r["inflation"][w]
+            self.received[w] += r["payment"]
         m = self.market
         for key in ("user_utility", "payment", "value", "welfare", "best_welfare"):
-            m[key] += market[key]
-        m["unserved"] += market["unserved"]
-        self.mechanism = market["mechanism"]
+            m[key] += r[key]
+        m["unserved"] += r["unserved"]
+        self.mechanism = r["mechanism"]
 
     def summary(self) -> dict[str, float]:
         """Flat ``provider_<i>/<metric>``, ``market/<metric>`` and ``mechanism/<key>`` means of the episode."""
@@ -68,7 +66,7 @@ class EpisodeStats:
         safe = lambda num, den: np.divide(num, den, out=np.zeros_like(num), where=den > 0)  # noqa: E731
         per = {
             "profit": self.profit / t, "episode_profit": self.profit, "win_rate": self.wins / t,
-            "bid_markup": safe(self.markup_sum, self.markup_n), "substitution_rate": safe(self.substitutions, self.wins),
+            "bid_markup": safe(self.bid_sum, self.honest_sum), "substitution_rate": safe(self.substitutions, self.wins),
             "mean_inflation": safe(self.inflation_sum, self.wins), "payment": self.received / t,
         }
         out = {f"{agent}/{name}": float(per[name][i]) for i, agent in enumerate(self.agents) for name in per}

@@ -40,6 +40,10 @@ class QualityEstimator:
         self._qhat *= self.value_scale
         return self._qhat
 
+    def mean_score(self, group: int) -> np.ndarray:
+        """[N] estimated mean score (qhat / value_scale) on ``group``."""
+        return self.sums[:, group] / self.counts[:, group]
+
     def observe(self, provider: int, group: int, score: float) -> None:
         if self.mode == "learned":
             self.sums[provider, group] += score

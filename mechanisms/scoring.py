@@ -50,7 +50,7 @@ class ScoringAuction(Mechanism):
         return self.info.n_providers
 
     def public_state(self, context: np.ndarray, group: int) -> np.ndarray:
-        return self.quality.qhat(group) / self.info.value_scale
+        return self.quality.mean_score(group)
 
     def diagnostics(self) -> dict[str, float]:
         return {"unserved_rate": self.n_unserved / max(1, self.n_rounds)}
