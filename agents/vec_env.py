@@ -7,7 +7,8 @@ is part of every observation). The fixed providers' policies are applied to all 
 
 Episodes end together in all slots of a copy (truncation at the horizon); the slot's info then carries SB3's
 ``terminal_observation``, ``TimeLimit.truncated`` and ``episode`` (the learner's return), and ``market_metrics``: the
-episode's metrics of :class:`envs.metrics.EpisodeStats`.
+episode's metrics of :class:`envs.metrics.EpisodeStats`. Per-round infos are otherwise empty (the markets' per-provider
+infos are switched off for speed).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class MarketVecEnv(VecEnv):
     def __init__(self, make_market: Callable[[], raw_env], n_envs: int, learners: Sequence[str],
                  fixed: dict[str, Policy], seed: int | None = None):
         self.markets = [make_market() for _ in range(n_envs)]
+        for market in self.markets:  # episode metrics come from ``last_round``; SB3 needs no per-provider infos
+            market.per_agent_infos = False
         agents = self.markets[0].possible_agents
         unknown = [a for a in [*learners, *fixed] if a not in agents]
         if unknown:

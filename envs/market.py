@@ -182,6 +182,8 @@ class raw_env(ParallelEnv):
         self._query_slice = slice(0, self._query_block.shape[1])
         self._inv_value_scale = 1.0 / cfg.value_scale
         self._rng: np.random.Generator | None = None
+        # Per-provider infos cost a few microseconds a round; trainers that read ``last_round`` may switch them off.
+        self.per_agent_infos = True
 
     # -------------------------------------------------------------------------------------------------- spaces
 
@@ -278,6 +280,25 @@ class raw_env(ParallelEnv):
             np.clip(acts, -1.0, 1.0, out=acts)
         return acts
 
+    def _agent_infos(self, winner, bids, honest_bid, rewards, served, substitute, inflation, payment, cost, tau_out,
+                     reported, market) -> dict[str, dict[str, Any]]:
+        """Per-provider infos of a round (see the module docstring)."""
+        infos = {}
+        names = self.market.models
+        bid_l, honest_l, reward_l = bids.tolist(), honest_bid.tolist(), rewards.tolist()
+        served_l, subst_l, infl_l = served.tolist(), substitute.tolist(), inflation.tolist()
+        for i, a in enumerate(self.agents):
+            won = i == winner
+            infos[a] = {
+                "won": won, "bid": bid_l[i], "honest_bid": honest_l[i],
+                "payment": payment if won else 0.0, "cost": cost if won else 0.0, "profit": reward_l[i],
+                "declared": self._declared_names[i], "served": names[served_l[i]],
+                "substituted": subst_l[i], "inflation": infl_l[i],
+                "true_tokens": tau_out if won else 0, "reported_tokens": reported if won else 0,
+                "market": market,
+            }
+        return infos
+
     def _explain_bad_actions(self, actions: dict[str, Any]) -> None:
         """Raise the ValueError that names what is wrong with a joint action (the slow path of ``_decode``)."""
         unknown = [a for a in actions if a not in self._agent_index]
@@ -348,27 +369,18 @@ class raw_env(ParallelEnv):
             "cost": cost, "user_utility": value - payment, "welfare": value - cost, "best_welfare": best_welfare,
             "unserved": winner == NO_WINNER, "mechanism": mech.diagnostics(),
         }
-        infos = {}
-        names = mk.models
-        bid_l, honest_l, reward_l = bids.tolist(), honest_bid.tolist(), rewards.tolist()
-        served_l, subst_l, infl_l = served.tolist(), substitute.tolist(), inflation.tolist()
-        for i, a in enumerate(self.agents):
-            won = i == winner
-            infos[a] = {
-                "won": won, "bid": bid_l[i], "honest_bid": honest_l[i],
-                "payment": payment if won else 0.0, "cost": cost if won else 0.0, "profit": reward_l[i],
-                "declared": self._declared_names[i], "served": names[served_l[i]],
-                "substituted": subst_l[i], "inflation": infl_l[i],
-                "true_tokens": tau_out if won else 0, "reported_tokens": reported if won else 0,
-                "market": market,
-            }
+        if self.per_agent_infos:
+            infos = self._agent_infos(winner, bids, honest_bid, rewards, served, substitute, inflation, payment, cost,
+                                      tau_out, reported, market)
+        else:
+            infos = {a: {} for a in self.agents}
         # The round as arrays over providers (rendering and EpisodeStats read it; infos carry the same per agent).
         self.last_round = {"bids": bids, "honest_bid": honest_bid, "served": served, "substituted": substitute,
                            "inflation": inflation, "rewards": rewards, **market}
 
         done = self.t >= cfg.horizon
         agents = self.agents
-        reward_dict = dict(zip(agents, reward_l))
+        reward_dict = dict(zip(agents, rewards.tolist()))
         terminations = {a: False for a in agents}
         truncations = {a: done for a in agents}
         if done:
