@@ -8,10 +8,8 @@ Each measurement runs in a fresh subprocess and reports its peak resident set si
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
-import tempfile
 
 TRAIN = """
 import resource, sys, tempfile

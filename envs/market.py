@@ -407,8 +407,9 @@ class raw_env(ParallelEnv):
                  f"#{r['query']}  mechanism {self.mechanism.name}",
                  f"{'provider':<12}{'bid':>10}{'declared':>24}{'served':>24}{'inflation':>10}  won"]
         for i, a in enumerate(self.possible_agents):
+            won = "*" if i == r["winner"] else ""
             lines.append(f"{a:<12}{r['bids'][i]:>10.4f}{mk.models[mk.declared[i]]:>24}"
-                         f"{mk.models[r['served'][i]]:>24}{r['inflation'][i]:>10.2f}  {'*' if i == r['winner'] else ''}")
+                         f"{mk.models[r['served'][i]]:>24}{r['inflation'][i]:>10.2f}  {won}")
         lines.append(f"value {r['value']:.4f}  payment {r['payment']:.4f}  user utility {r['user_utility']:.4f}  "
                      f"welfare {r['welfare']:.4f}{'  (unserved)' if r['unserved'] else ''}")
         text = "\n".join(lines)

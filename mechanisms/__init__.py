@@ -20,7 +20,8 @@ from mechanisms.second_price import SecondPrice
 from mechanisms.soft_rochet import SoftRochet
 from mechanisms.ucb_myerson import UCBMyerson
 
-REGISTRY: dict[str, type[Mechanism]] = {cls.name: cls for cls in (FirstPrice, SecondPrice, UCBMyerson, Myerson, Rosa, SoftRochet, SecondBest)}
+REGISTRY: dict[str, type[Mechanism]] = {
+    cls.name: cls for cls in (FirstPrice, SecondPrice, UCBMyerson, Myerson, Rosa, SoftRochet, SecondBest)}
 DEFAULT_MECHANISMS = ("first_price", "second_price", "ucb_myerson", "myerson", "rosa", "soft_rochet", "second_best")
 
 

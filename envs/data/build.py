@@ -106,7 +106,8 @@ class CapitalsTask:
         try:
             countries = load_countries()
         except ImportError as exc:
-            raise BuildError(f"the capitals task needs the countryinfo package (pip install countryinfo): {exc}")
+            raise BuildError("the capitals task needs the countryinfo package (pip install countryinfo): "
+                             f"{exc}") from exc
         return [query_row(c) for c in countries]
 
     def messages(self, query: dict) -> Messages:

@@ -113,7 +113,7 @@ def test_per_token_billing_pays_for_reported_tokens():
     market = parallel_env("capitals", PerTokenFirstPrice(), seed=1, max_inflation=0.5)
     mk = market.market
     wins = 0
-    for _, rewards, infos in play(market, "inflate"):
+    for _, _, infos in play(market, "inflate"):
         for a, info in infos.items():
             if not info["won"]:
                 continue
