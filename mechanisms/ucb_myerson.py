@@ -90,11 +90,13 @@ class UCBMyerson(Mechanism):
 
     def ucb(self) -> np.ndarray:
         """[N] optimistic value index (inf for providers that never won)."""
-        t = max(self.t, 1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean = self.value_sum / self.wins
-            bonus = self.exploration * self.info.value_scale * np.sqrt(np.log(t) / self.wins)
-        return np.where(self.wins > 0, mean + bonus, np.inf)
+        tried = self.wins > 0
+        out = np.full(self.wins.shape, np.inf)
+        if tried.any():
+            n = self.wins[tried]
+            out[tried] = self.value_sum[tried] / n + self.exploration * self.info.value_scale * np.sqrt(
+                np.log(max(self.t, 1)) / n)
+        return out
 
     def allocate(self, bids: np.ndarray, context: np.ndarray, group: int) -> tuple[int, float]:
         self.t += 1
