@@ -37,6 +37,14 @@ for _ in range({steps}):
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
+EVAL = """
+import resource
+from agents.evaluation import EvalSpec, run_evaluation
+spec = EvalSpec(scenario="capitals", mechanisms=["first_price", "ucb_myerson"], seeds={seeds}, horizon=1000)
+run_evaluation(spec, workers=1, progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
 
 def peak_mb(code: str) -> float:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -53,6 +61,9 @@ def main() -> None:
     for steps in args.steps:
         code = TRAIN.format(steps=steps, eval_every=steps // 4, checkpoint_every=steps // 2)
         print(f"{'PPO training (ucb_myerson)':<34}{steps:>10,}{peak_mb(code):>16.0f}")
+    for seeds in (2, 20):
+        rounds = 2 * 6 * seeds * 1000
+        print(f"{'evaluation (2 mechanisms)':<34}{rounds:>10,}{peak_mb(EVAL.format(seeds=seeds)):>16.0f}")
 
 
 if __name__ == "__main__":
