@@ -67,26 +67,35 @@ def scripted_profiles(market: raw_env, strategies: list[str]) -> list[Profile]:
             if s != "substitute" or can_substitute[k]]
 
 
-def learned_profile(run_dir: str | Path, market: raw_env) -> Profile:
-    """The learners of a train.py run against the opponents they trained with (scripted ones only)."""
+def learned_profiles(run_dir: str | Path, market: raw_env) -> list[Profile]:
+    """Profiles of a train.py run, checked against ``market`` first.
+
+    A best-response run gives one unilateral profile per learner, ``learned@<agent>:<run>``: that learner's policy
+    against the strategy it trained against (a scripted opponents spec; truthful otherwise). Independent and shared
+    runs give one joint profile, ``learned:<run>``, in which all learners play their policies at once (its gains are
+    against all of them honest).
+    """
     manifest = read_manifest(run_dir)
     load_policies(run_dir, market)  # checks the manifest against this market before anything runs
     learners = list(manifest["policies"])
-    opponents = manifest.get("opponents", "truthful")
-    others: dict[str, Callable[[raw_env], Policy]] = {}
-    if manifest.get("mode") == "best-response" and "=" not in opponents and not Path(opponents).is_dir():
-        others = {a: (lambda m, _s=opponents: make_strategy(_s, m.layout))
-                  for a in market.possible_agents if a not in learners}
+    run = Path(run_dir).name
     cache: dict[str, Policy] = {}
 
-    def factory(agent: str) -> Callable[[raw_env], Policy]:
+    def learned(agent: str) -> Callable[[raw_env], Policy]:
         def build(m: raw_env) -> Policy:
             if agent not in cache:
                 cache.update(load_policies(run_dir, m))
             return cache[agent]
         return build
 
-    return Profile(f"learned:{Path(run_dir).name}", {a: factory(a) for a in learners}, others, kind="learned")
+    if manifest.get("mode") != "best-response":
+        return [Profile(f"learned:{run}", {a: learned(a) for a in learners}, kind="learned")]
+    spec = manifest.get("opponents", "truthful")
+    # Others default to truthful (and then share the all-honest baseline); a scripted opponent spec is kept.
+    scripted = spec != "truthful" and "=" not in spec and not Path(spec).is_dir()
+    others = {a: (lambda m, _s=spec: make_strategy(_s, m.layout)) for a in market.possible_agents} if scripted else {}
+    return [Profile(f"learned@{a}:{run}", {a: learned(a)}, {o: f for o, f in others.items() if o != a},
+                    kind="learned") for a in learners]
 
 
 @dataclass
@@ -122,7 +131,7 @@ def evaluate_mechanism(spec: EvalSpec, mechanism: str, traces: bool = True) -> d
     market = spec.market(mechanism)
     agents = market.possible_agents
     profiles = [Profile("honest", {})] + scripted_profiles(market, spec.strategies)
-    profiles += [learned_profile(d, market) for d in spec.run_dirs.get(mechanism, [])]
+    profiles += [p for d in spec.run_dirs.get(mechanism, []) for p in learned_profiles(d, market)]
     per_profile: dict[str, dict[str, Any]] = {}
     baselines: dict[tuple, list[dict[str, float]]] = {}
     for profile in profiles:
@@ -235,7 +244,7 @@ def check_run_dirs(spec: EvalSpec) -> None:
         for d in dirs:
             if not Path(d).is_dir():
                 raise ConfigError(f"--run-dir {d}: does not exist")
-            learned_profile(d, spec.market(mechanism))
+            learned_profiles(d, spec.market(mechanism))
 
 
 def dump_json(path: Path, data: Any) -> None:

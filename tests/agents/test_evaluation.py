@@ -74,7 +74,7 @@ def test_learned_run_is_evaluated_and_mismatches_are_clear_errors(tmp_path, caps
     assert evaluate_cli.main(["--mechanism", "first_price", "--run-dir", str(run), "--seeds", "2", "--horizon", "30",
                               "--strategies", "markup", "--out", str(out), "--workers", "1", "--no-progress"]) == 0
     profiles = {r["profile"] for r in json.loads((out / "report.json").read_text())["records"]}
-    assert "learned:run" in profiles
+    assert "learned@provider_0:run" in profiles
     capsys.readouterr()
     assert evaluate_cli.main(["--scenario", "uniform", "--set", "n_providers=3", "--mechanism", "first_price",
                               "--run-dir", str(run), "--out", str(out), "--no-progress"]) == 2
