@@ -69,7 +69,7 @@ def plot_gains(summaries: list[dict[str, Any]], path: Path) -> plt.Figure:
         ax.axvline(0.0, color="black", lw=0.8)
         ax.set_title(s["mechanism"])
         ax.set_xlabel("gain per round vs honest")
-    fig.suptitle("Manipulation gain (red: significantly > 0)")
+    fig.suptitle("Manipulation gain per round, 95% CI (red: CI above 0; verdicts use family-wise confidence)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return fig
