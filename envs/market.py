@@ -56,6 +56,7 @@ from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
 
 ACTION_DIM = 3
 BID, SUBSTITUTION, INFLATION = range(ACTION_DIM)
+REWARD, BIDS, HONEST = range(3)  # rows of ``last_round["per_provider"]``
 
 
 @dataclass(frozen=True)
@@ -161,11 +162,10 @@ class raw_env(ParallelEnv):
         # Preallocated per-round state: the hot path writes into these.
         self._obs = np.zeros((N, self.layout.size), dtype=np.float32)
         self._actions = np.zeros((N, ACTION_DIM))
-        self._cost = np.zeros((N, M))  # realised cost per token
         self._expected_tokens = (mk.input_tokens + mk.expected_output_tokens).astype(np.float64)  # [Q, M]
-        self._exp_cost = np.zeros((N, M))
-        self._declared_cost = np.zeros(N)  # realised cost per token of each declared model
         self._rows = np.arange(N)
+        self._declared_flat = self._rows * M + mk.declared  # flat index of each declared model in an [N, M] array
+        self._per_provider = np.zeros((3, N))
         # Per query, what each provider's declared model yields: value and true tokens (best-welfare benchmark).
         self._declared_value = cfg.value_scale * mk.score[:, mk.declared]  # [Q, N]
         self._declared_tokens = (mk.input_tokens + mk.output_tokens)[:, mk.declared].astype(np.float64)  # [Q, N]
@@ -209,30 +209,38 @@ class raw_env(ParallelEnv):
         per_query = mk.base_cost[np.arange(cfg.n), mk.declared] * mean_tokens[mk.declared]
         return np.stack([per_query * cfg.cost_low, per_query * cfg.cost_high], axis=1)
 
-    def _set_types(self, types: np.ndarray) -> None:
-        """Realised private costs per token: base costs times each provider's type."""
-        np.multiply(self.market.base_cost, types[:, None], out=self._cost)
-        np.multiply(self.market.base_cost[self._rows, self.market.declared], types, out=self._declared_cost)
+    def _draw_block(self) -> None:
+        """Draw the next block of queries (and per-query types) and lay out their costs as arrays, so a round only
+        takes views: realised cost per token [k, N, M], expected cost of serving each query [k, N, M] and the
+        declared models' costs [k, N]."""
+        cfg, mk = self.config, self.market
+        k = min(cfg.seed_queries_per_draw, cfg.horizon)
+        self._qbuf = self._rng.integers(0, mk.n_queries, k)
+        if cfg.cost_resample == "query":
+            types = self._rng.uniform(cfg.cost_low, cfg.cost_high, (k, cfg.n))
+        else:
+            types = np.broadcast_to(self._episode_types, (k, cfg.n))
+        self._cost_block = mk.base_cost[None] * types[:, :, None]
+        self._exp_cost_block = self._cost_block * self._expected_tokens[self._qbuf][:, None, :]
+        self._declared_cost_block = self._cost_block[:, self._rows, mk.declared]
+        self._exp_cost_obs_block = (self._exp_cost_block * self._inv_value_scale).astype(np.float32)
+        self._qpos = 0
 
     def _next_query(self) -> None:
-        cfg = self.config
-        if self._qpos == self._qbuf.shape[0]:  # draw queries (and per-query types) in blocks: fewer generator calls
-            k = cfg.seed_queries_per_draw
-            self._qbuf = self._rng.integers(0, self.market.n_queries, k)
-            if cfg.cost_resample == "query":
-                self._tbuf = self._rng.uniform(cfg.cost_low, cfg.cost_high, (k, cfg.n))
-            self._qpos = 0
-        self.q = int(self._qbuf[self._qpos])
-        if cfg.cost_resample == "query":
-            self._set_types(self._tbuf[self._qpos])
+        if self._qpos == self._qbuf.shape[0]:
+            self._draw_block()
+        pos = self._qpos
+        self.q = int(self._qbuf[pos])
+        self._cost = self._cost_block[pos]
+        self._exp_cost = self._exp_cost_block[pos]
+        self._declared_cost = self._declared_cost_block[pos]
         self._qpos += 1
-        np.multiply(self._cost, self._expected_tokens[self.q], out=self._exp_cost)
 
     def _observe(self) -> dict[str, np.ndarray]:
         mk, lay, o = self.market, self.layout, self._obs
         q = self.q
         o[:, self._query_slice] = self._query_block[q]
-        o[:, lay.expected_cost] = self._exp_cost * self._inv_value_scale
+        o[:, lay.expected_cost] = self._exp_cost_obs_block[self._qpos - 1]
         o[:, lay.last_price] = self.last_price * self._inv_value_scale
         o[:, lay.win_rate] = self.wins / max(1, self.t)
         o[:, lay.mechanism] = self.mechanism.public_state(mk.context[q], int(mk.group[q]))
@@ -253,7 +261,7 @@ class raw_env(ParallelEnv):
         self._qbuf = np.empty(0, dtype=np.int64)
         self._qpos = 0
         if self.config.cost_resample == "episode":
-            self._set_types(self._rng.uniform(self.config.cost_low, self.config.cost_high, self.config.n))
+            self._episode_types = self._rng.uniform(self.config.cost_low, self.config.cost_high, self.config.n)
         self._next_query()
         infos = {a: {} for a in self.agents}
         return self._observe(), infos
@@ -268,8 +276,7 @@ class raw_env(ParallelEnv):
             self._explain_bad_actions(actions)
         acts = self._actions
         acts[:] = joint
-        lo, hi = acts.min(), acts.max()  # NaN propagates into both; one pass each instead of per-element checks
-        if not (-1.0 <= lo and hi <= 1.0):
+        if not np.abs(acts).max() <= 1.0:  # also true for NaN: one pass instead of per-element checks
             if not np.isfinite(acts).all():
                 bad = self.possible_agents[int(np.flatnonzero(~np.isfinite(acts).all(1))[0])]
                 raise ValueError(f"{bad}: action contains NaN or inf: {acts[self._agent_index[bad]].tolist()}")
@@ -327,21 +334,29 @@ class raw_env(ParallelEnv):
         group = int(mk.group[q])
         context = mk.context[q]
 
-        honest_bid = self._exp_cost[rows, mk.declared]
-        bids = honest_bid + acts[:, BID] * mk.bid_scale
+        # Per-provider results of the round live in one reused [3, N] array (rewards, bids, honest bids), which
+        # EpisodeStats adds up in one operation.
+        per = self._per_provider
+        rewards, bids, honest_bid = per[REWARD], per[BIDS], per[HONEST]
+        rewards.fill(0.0)
+        np.take(self._exp_cost.ravel(), self._declared_flat, out=honest_bid)
+        np.multiply(acts[:, BID], mk.bid_scale, out=bids)
+        bids += honest_bid
         np.maximum(bids, 0.0, out=bids)
-        if acts[:, SUBSTITUTION].max() > 0.0:
+        manipulates = acts[:, SUBSTITUTION:].max() > 0.0  # honest play skips the decoding below
+        if manipulates and acts[:, SUBSTITUTION].max() > 0.0:
             k = np.ceil(acts[:, SUBSTITUTION] * mk.n_substitutes).astype(np.int64)
             substitute = (k > 0) & (mk.n_substitutes > 0)
             served = np.where(substitute, mk.substitutes[rows, np.maximum(k, 1) - 1], mk.declared)
-        else:  # the common honest case skips the decoding
+        else:
             served = self._honest_served
         substitute = served != mk.declared
-        inflation = (np.maximum(acts[:, INFLATION], 0.0) * cfg.max_inflation if acts[:, INFLATION].max() > 0.0
-                     else self._no_inflation)
+        if manipulates and acts[:, INFLATION].max() > 0.0:
+            inflation = np.maximum(acts[:, INFLATION], 0.0) * cfg.max_inflation
+        else:
+            inflation = self._no_inflation
 
         winner, payment = mech.allocate(bids, context, group)
-        rewards = np.zeros(cfg.n)
         # Best achievable welfare this round: the best provider serving its declared model at its true cost.
         welfare_each = self._declared_value[q] - self._declared_cost * self._declared_tokens[q]
         best_welfare = max(0.0, float(welfare_each.max()))
@@ -375,8 +390,8 @@ class raw_env(ParallelEnv):
         else:
             infos = {a: {} for a in self.agents}
         # The round as arrays over providers (rendering and EpisodeStats read it; infos carry the same per agent).
-        self.last_round = {"bids": bids, "honest_bid": honest_bid, "served": served, "substituted": substitute,
-                           "inflation": inflation, "rewards": rewards, **market}
+        self.last_round = {"per_provider": per, "bids": bids, "honest_bid": honest_bid, "served": served,
+                           "substituted": substitute, "inflation": inflation, "rewards": rewards, **market}
 
         done = self.t >= cfg.horizon
         agents = self.agents

@@ -31,10 +31,8 @@ class EpisodeStats:
     def reset(self) -> None:
         n = len(self.agents)
         self.rounds = 0
-        self.profit = np.zeros(n)
+        self.sums = np.zeros((3, n))  # rewards, bids, honest bids (rows of the env's ``per_provider``)
         self.wins = np.zeros(n)
-        self.bid_sum = np.zeros(n)
-        self.honest_sum = np.zeros(n)
         self.substitutions = np.zeros(n)
         self.inflation_sum = np.zeros(n)
         self.received = np.zeros(n)
@@ -45,9 +43,7 @@ class EpisodeStats:
         """Record one round from the env's ``last_round`` (arrays over providers plus the market fields)."""
         r = last_round
         self.rounds += 1
-        self.profit += r["rewards"]
-        self.bid_sum += r["bids"]
-        self.honest_sum += r["honest_bid"]
+        self.sums += r["per_provider"]
         w = r["winner"]
         if w >= 0:
             self.wins[w] += 1
@@ -64,9 +60,10 @@ class EpisodeStats:
         """Flat ``provider_<i>/<metric>``, ``market/<metric>`` and ``mechanism/<key>`` means of the episode."""
         t = max(1, self.rounds)
         safe = lambda num, den: np.divide(num, den, out=np.zeros_like(num), where=den > 0)  # noqa: E731
+        profit, bids, honest = self.sums
         per = {
-            "profit": self.profit / t, "episode_profit": self.profit, "win_rate": self.wins / t,
-            "bid_markup": safe(self.bid_sum, self.honest_sum), "substitution_rate": safe(self.substitutions, self.wins),
+            "profit": profit / t, "episode_profit": profit, "win_rate": self.wins / t,
+            "bid_markup": safe(bids, honest), "substitution_rate": safe(self.substitutions, self.wins),
             "mean_inflation": safe(self.inflation_sum, self.wins), "payment": self.received / t,
         }
         out = {f"{agent}/{name}": float(per[name][i]) for i, agent in enumerate(self.agents) for name in per}

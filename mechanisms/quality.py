@@ -30,21 +30,23 @@ class QualityEstimator:
 
     def reset(self, info: MarketInfo) -> None:
         self.value_scale = info.value_scale
-        self.sums = info.prior_quality * self.prior_weight  # [N, G], in score units
+        # Per group (rows) and provider: running sum and count of scores, and their ratio kept up to date, so a
+        # round reads a contiguous row instead of dividing columns.
+        self.sums = info.prior_quality.T * self.prior_weight  # [G, N], in score units
         self.counts = np.full_like(self.sums, self.prior_weight)
+        self.means = self.sums / self.counts
         self._qhat = np.empty(info.n_providers)
 
     def qhat(self, group: int) -> np.ndarray:
         """[N] estimated expected value (money) of each provider on a query of ``group``; a reused buffer."""
-        np.divide(self.sums[:, group], self.counts[:, group], out=self._qhat)
-        self._qhat *= self.value_scale
-        return self._qhat
+        return np.multiply(self.means[group], self.value_scale, out=self._qhat)
 
     def mean_score(self, group: int) -> np.ndarray:
-        """[N] estimated mean score (qhat / value_scale) on ``group``."""
-        return self.sums[:, group] / self.counts[:, group]
+        """[N] estimated mean score (qhat / value_scale) on ``group`` (a view: copy before keeping it)."""
+        return self.means[group]
 
     def observe(self, provider: int, group: int, score: float) -> None:
         if self.mode == "learned":
-            self.sums[provider, group] += score
-            self.counts[provider, group] += 1.0
+            self.sums[group, provider] += score
+            self.counts[group, provider] += 1.0
+            self.means[group, provider] = self.sums[group, provider] / self.counts[group, provider]
