@@ -38,8 +38,6 @@ class MarketVecEnv(VecEnv):
     def __init__(self, make_market: Callable[[], raw_env], n_envs: int, learners: Sequence[str],
                  fixed: dict[str, Policy], seed: int | None = None):
         self.markets = [make_market() for _ in range(n_envs)]
-        for market in self.markets:  # episode metrics come from ``last_round``; SB3 needs no per-provider infos
-            market.per_agent_infos = False
         agents = self.markets[0].possible_agents
         unknown = [a for a in [*learners, *fixed] if a not in agents]
         if unknown:
@@ -53,70 +51,64 @@ class MarketVecEnv(VecEnv):
         self.fixed = fixed
         self.n_markets = n_envs
         self.stats = [EpisodeStats(agents) for _ in range(n_envs)]
-        self._last_obs: list[dict[str, np.ndarray]] = [{} for _ in range(n_envs)]
+        self._index = {a: i for i, a in enumerate(agents)}
+        self._learner_rows = np.array([self._index[a] for a in self.learners])
+        m0 = self.markets[0]
+        self._obs = np.zeros((n_envs, len(agents), m0.layout.size), dtype=np.float32)  # every agent, every market
+        self._joint = np.zeros((n_envs, len(agents), 3), dtype=np.float32)  # the joint actions being played
         self._returns = np.zeros(n_envs * len(self.learners))
         self._start = time.time()
-        m0 = self.markets[0]
         super().__init__(n_envs * len(self.learners), m0.observation_space(self.learners[0]),
                          m0.action_space(self.learners[0]))
         self._seeds = [None if seed is None else seed + k for k in range(self.num_envs)]
-        self._actions: np.ndarray | None = None
 
     @property
     def layout(self):
         return self.markets[0].layout
 
-    def _learner_obs(self) -> np.ndarray:
-        return np.stack([self._last_obs[k][a] for k in range(self.n_markets) for a in self.learners])
-
     def reset(self) -> np.ndarray:
         L = len(self.learners)
         for k, market in enumerate(self.markets):
-            seed = self._seeds[k * L]
-            self._last_obs[k], _ = market.reset(seed=seed)
+            obs, _ = market.reset(seed=self._seeds[k * L])
+            self._obs[k] = [obs[a] for a in self.agents]
             self.stats[k].reset()
         self._seeds = [None] * self.num_envs
         self._returns[:] = 0.0
-        return self._learner_obs()
+        return self._obs[:, self._learner_rows].reshape(self.num_envs, -1)
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions)
+        self._joint[:, self._learner_rows] = np.asarray(actions).reshape(self.n_markets, len(self.learners), -1)
 
     def step_wait(self):
         L = len(self.learners)
-        fixed_actions = {a: policy.act(np.stack([o[a] for o in self._last_obs])) for a, policy in self.fixed.items()}
-        obs = np.empty((self.num_envs, *self.observation_space.shape), dtype=np.float32)
+        for a, policy in self.fixed.items():  # one batched call per fixed agent over all markets
+            i = self._index[a]
+            self._joint[:, i] = policy.act(self._obs[:, i])
         rewards = np.zeros(self.num_envs, dtype=np.float32)
         dones = np.zeros(self.num_envs, dtype=bool)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for k, market in enumerate(self.markets):
-            joint = {a: acts[k] for a, acts in fixed_actions.items()}
-            for j, a in enumerate(self.learners):
-                joint[a] = self._actions[k * L + j]
-            next_obs, rew, _, trunc, info = market.step(joint)
+            obs, rew, done = market.step_arrays(self._joint[k])
             self.stats[k].add(market.last_round)
-            done = not market.agents
-            for j, a in enumerate(self.learners):
-                slot = k * L + j
-                rewards[slot] = rew[a]
-                self._returns[slot] += rew[a]
-                infos[slot] = info[a]
+            slots = slice(k * L, (k + 1) * L)
+            rewards[slots] = rew[self._learner_rows]
+            self._returns[slots] += rew[self._learner_rows]
             if done:
                 metrics = self.stats[k].summary()
-                for j, a in enumerate(self.learners):
+                for j, row in enumerate(self._learner_rows):
                     slot = k * L + j
-                    infos[slot] = {**infos[slot], "terminal_observation": next_obs[a], "TimeLimit.truncated": True,
+                    infos[slot] = {"terminal_observation": obs[row].copy(), "TimeLimit.truncated": True,
                                    "episode": {"r": float(self._returns[slot]), "l": self.stats[k].rounds,
                                                "t": round(time.time() - self._start, 6)},
                                    "market_metrics": metrics}
-                    self._returns[slot] = 0.0
-                    dones[slot] = True
-                next_obs, _ = market.reset()
+                self._returns[slots] = 0.0
+                dones[slots] = True
+                first, _ = market.reset()
+                self._obs[k] = [first[a] for a in self.agents]
                 self.stats[k].reset()
-            self._last_obs[k] = next_obs
-            for j, a in enumerate(self.learners):
-                obs[k * L + j] = next_obs[a]
-        return obs, rewards, dones, infos
+            else:
+                self._obs[k] = obs
+        return self._obs[:, self._learner_rows].reshape(self.num_envs, -1), rewards, dones, infos
 
     def close(self) -> None:
         for market in self.markets:

@@ -56,6 +56,8 @@ from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
 
 ACTION_DIM = 3
 BID, SUBSTITUTION, INFLATION = range(ACTION_DIM)
+MARKET_FIELDS = ("t", "query", "winner", "score", "value", "payment", "cost", "user_utility", "welfare",
+                 "best_welfare", "unserved", "mechanism")
 REWARD, BIDS, HONEST = range(3)  # rows of ``last_round["per_provider"]``
 
 
@@ -182,8 +184,6 @@ class raw_env(ParallelEnv):
         self._query_slice = slice(0, self._query_block.shape[1])
         self._inv_value_scale = 1.0 / cfg.value_scale
         self._rng: np.random.Generator | None = None
-        # Per-provider infos cost a few microseconds a round; trainers that read ``last_round`` may switch them off.
-        self.per_agent_infos = True
 
     # -------------------------------------------------------------------------------------------------- spaces
 
@@ -236,7 +236,8 @@ class raw_env(ParallelEnv):
         self._declared_cost = self._declared_cost_block[pos]
         self._qpos += 1
 
-    def _observe(self) -> dict[str, np.ndarray]:
+    def _fill_observation(self) -> None:
+        """Write every provider's observation of the coming query into the reused buffer ``self._obs``."""
         mk, lay, o = self.market, self.layout, self._obs
         q = self.q
         o[:, self._query_slice] = self._query_block[q]
@@ -245,7 +246,6 @@ class raw_env(ParallelEnv):
         o[:, lay.win_rate] = self.wins / max(1, self.t)
         o[:, lay.mechanism] = self.mechanism.public_state(mk.context[q], int(mk.group[q]))
         o[:, lay.time_left] = 1.0 - self.t / self.config.horizon
-        return dict(zip(self.agents, o.copy()))  # one copy: callers may keep what they were given
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         if seed is None and self._rng is None:
@@ -263,8 +263,8 @@ class raw_env(ParallelEnv):
         if self.config.cost_resample == "episode":
             self._episode_types = self._rng.uniform(self.config.cost_low, self.config.cost_high, self.config.n)
         self._next_query()
-        infos = {a: {} for a in self.agents}
-        return self._observe(), infos
+        self._fill_observation()
+        return dict(zip(self.agents, self._obs.copy())), {a: {} for a in self.agents}
 
     def _decode(self, actions: dict[str, Any]) -> np.ndarray:
         """Validate the joint action and write it into ``self._actions`` (clipped per ``action_mode``)."""
@@ -274,8 +274,11 @@ class raw_env(ParallelEnv):
             joint = None
         if joint is None or joint.shape != self._actions.shape or len(actions) != len(self.agents):
             self._explain_bad_actions(actions)
-        acts = self._actions
-        acts[:] = joint
+        self._actions[:] = joint
+        return self._check_range(self._actions)
+
+    def _check_range(self, acts: np.ndarray) -> np.ndarray:
+        """Reject NaN and inf, and out-of-range values in strict mode; clip in place otherwise."""
         if not np.abs(acts).max() <= 1.0:  # also true for NaN: one pass instead of per-element checks
             if not np.isfinite(acts).all():
                 bad = self.possible_agents[int(np.flatnonzero(~np.isfinite(acts).all(1))[0])]
@@ -287,21 +290,21 @@ class raw_env(ParallelEnv):
             np.clip(acts, -1.0, 1.0, out=acts)
         return acts
 
-    def _agent_infos(self, winner, bids, honest_bid, rewards, served, substitute, inflation, payment, cost, tau_out,
-                     reported, market) -> dict[str, dict[str, Any]]:
-        """Per-provider infos of a round (see the module docstring)."""
+    def _agent_infos(self, r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Per-provider infos of the round ``r`` (see the module docstring)."""
+        names, winner = self.market.models, r["winner"]
+        market = {k: r[k] for k in MARKET_FIELDS}
+        bid_l, honest_l, reward_l = r["bids"].tolist(), r["honest_bid"].tolist(), r["rewards"].tolist()
+        served_l, subst_l, infl_l = r["served"].tolist(), r["substituted"].tolist(), r["inflation"].tolist()
         infos = {}
-        names = self.market.models
-        bid_l, honest_l, reward_l = bids.tolist(), honest_bid.tolist(), rewards.tolist()
-        served_l, subst_l, infl_l = served.tolist(), substitute.tolist(), inflation.tolist()
-        for i, a in enumerate(self.agents):
+        for i, a in enumerate(self.possible_agents):
             won = i == winner
             infos[a] = {
                 "won": won, "bid": bid_l[i], "honest_bid": honest_l[i],
-                "payment": payment if won else 0.0, "cost": cost if won else 0.0, "profit": reward_l[i],
+                "payment": r["payment"] if won else 0.0, "cost": r["cost"] if won else 0.0, "profit": reward_l[i],
                 "declared": self._declared_names[i], "served": names[served_l[i]],
                 "substituted": subst_l[i], "inflation": infl_l[i],
-                "true_tokens": tau_out if won else 0, "reported_tokens": reported if won else 0,
+                "true_tokens": r["true_tokens"] if won else 0, "reported_tokens": r["reported_tokens"] if won else 0,
                 "market": market,
             }
         return infos
@@ -328,7 +331,45 @@ class raw_env(ParallelEnv):
     def step(self, actions: dict[str, Any]):
         if not self.agents:
             raise RuntimeError("step() called on a finished episode; call reset()")
-        acts = self._decode(actions)
+        agents = self.agents
+        done = self._play_round(self._decode(actions))
+        r = self.last_round
+        infos = self._agent_infos(r)
+        reward_dict = dict(zip(agents, r["rewards"].tolist()))
+        terminations = {a: False for a in agents}
+        truncations = {a: done for a in agents}
+        obs = dict(zip(agents, self._obs.copy()))  # one copy: callers may keep what they were given
+        if done:
+            self.agents = []
+        if self.render_mode == "human":
+            self.render()
+        return obs, reward_dict, terminations, truncations, infos
+
+    def step_arrays(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The round of :meth:`step` without the per-agent dicts, for vectorized trainers.
+
+        Args:
+            actions: [N, 3] joint action in agent order (validated and clipped as in :meth:`step`).
+
+        Returns:
+            ``(observations [N, D], rewards [N], done)``: views of the env's own buffers, valid until the next step
+            (copy them to keep them). When ``done`` the observations are the final ones; call :meth:`reset`.
+        """
+        if not self.agents:
+            raise RuntimeError("step_arrays() called on a finished episode; call reset()")
+        acts = np.asarray(actions, dtype=np.float64)
+        if acts.shape != self._actions.shape:
+            raise ValueError(f"joint action must have shape {self._actions.shape} (agents x (bid, substitution, "
+                             f"inflation)), got {acts.shape}")
+        self._actions[:] = acts
+        done = self._play_round(self._check_range(self._actions))
+        if done:
+            self.agents = []
+        return self._obs, self.last_round["rewards"], done
+
+    def _play_round(self, acts: np.ndarray) -> bool:
+        """Resolve one round from a validated [N, 3] joint action, record it in ``last_round`` and, unless the
+        episode is over, draw the next query and fill the observation buffer. Returns whether the episode ended."""
         mk, cfg, mech = self.market, self.config, self.mechanism
         q, rows = self.q, self._rows
         group = int(mk.group[q])
@@ -379,34 +420,21 @@ class raw_env(ParallelEnv):
             mech.update(winner, score, tau_in, reported, payment, context, group)
 
         self.t += 1
-        market = {
+        # The round: arrays over providers (valid until the next round) and the market's MARKET_FIELDS; infos,
+        # rendering and EpisodeStats read it.
+        self.last_round = {
+            "per_provider": per, "bids": bids, "honest_bid": honest_bid, "served": served, "substituted": substitute,
+            "inflation": inflation, "rewards": rewards, "true_tokens": tau_out, "reported_tokens": reported,
             "t": self.t, "query": q, "winner": winner, "score": score, "value": value, "payment": payment,
             "cost": cost, "user_utility": value - payment, "welfare": value - cost, "best_welfare": best_welfare,
             "unserved": winner == NO_WINNER, "mechanism": mech.diagnostics(),
         }
-        if self.per_agent_infos:
-            infos = self._agent_infos(winner, bids, honest_bid, rewards, served, substitute, inflation, payment, cost,
-                                      tau_out, reported, market)
-        else:
-            infos = {a: {} for a in self.agents}
-        # The round as arrays over providers (rendering and EpisodeStats read it; infos carry the same per agent).
-        self.last_round = {"per_provider": per, "bids": bids, "honest_bid": honest_bid, "served": served,
-                           "substituted": substitute, "inflation": inflation, "rewards": rewards, **market}
 
         done = self.t >= cfg.horizon
-        agents = self.agents
-        reward_dict = dict(zip(agents, rewards.tolist()))
-        terminations = {a: False for a in agents}
-        truncations = {a: done for a in agents}
-        if done:
-            obs = {a: self._obs[i].copy() for i, a in enumerate(agents)}
-            self.agents = []
-        else:
+        if not done:
             self._next_query()
-            obs = self._observe()
-        if self.render_mode == "human":
-            self.render()
-        return obs, reward_dict, terminations, truncations, infos
+            self._fill_observation()
+        return done
 
     # --------------------------------------------------------------------------------------------- rendering
 
