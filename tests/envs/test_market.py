@@ -30,7 +30,7 @@ def play(market, strategy="markup", steps=None):
         yield obs, rewards, infos
 
 
-@pytest.mark.parametrize("scenario", ["capitals", "uniform"])
+@pytest.mark.parametrize("scenario", ["capitals", "uniform", "second_best_toy"])
 @pytest.mark.parametrize("mechanism", ["first_price", "second_price", "ucb_myerson"])
 def test_parallel_api(scenario, mechanism):
     parallel_api_test(parallel_env(scenario, mechanism, seed=0, horizon=50), num_cycles=200)
