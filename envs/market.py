@@ -36,6 +36,10 @@ Infos per provider: won, bid, payment, cost, profit, declared and served model, 
 reported output tokens; ``market``: the round's query, winner, value, user utility, welfare, payment, the best
 achievable welfare and the mechanism's diagnostics.
 
+``env.last_round`` holds the round just played as arrays over providers (bids, honest bids, rewards, served models,
+inflation) plus the market fields, valid until the next step; ``env.step_arrays(actions[N, 3])`` plays a round from a
+joint action array without building the per-agent dicts (what the trainers' vectorized env uses).
+
 Version history: v0 - initial release.
 """
 
