@@ -231,3 +231,25 @@ def test_memory_state_is_fixed_size():
     for _ in range(2000):
         next(gen)
     assert sizes == {k: v.nbytes for k, v in vars(market.mechanism).items() if isinstance(v, np.ndarray)}
+
+
+def test_step_arrays_plays_the_same_round_as_step():
+    a = parallel_env("capitals", "ucb_myerson", seed=5)
+    b = parallel_env("capitals", "ucb_myerson", seed=5)
+    policies = {x: make_strategy("random", a.layout, seed=k) for k, x in enumerate(a.possible_agents)}
+    obs_a, _ = a.reset()
+    b.reset()
+    while a.agents:
+        joint = act_all(policies, obs_a)
+        obs_a, rew_a, _, trunc, _ = a.step(joint)
+        obs_b, rew_b, done = b.step_arrays(np.stack([joint[x] for x in b.possible_agents]))
+        np.testing.assert_array_equal(np.stack([obs_a[x] for x in a.possible_agents]), obs_b)
+        assert [rew_a[x] for x in a.possible_agents] == rew_b.tolist()
+        assert done == trunc["provider_0"]
+    with pytest.raises(RuntimeError, match="reset"):
+        b.step_arrays(np.zeros((2, 3)))
+    b.reset()
+    with pytest.raises(ValueError, match=r"shape \(2, 3\)"):
+        b.step_arrays(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        b.step_arrays(np.full((2, 3), np.nan))
