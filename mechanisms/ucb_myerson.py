@@ -63,46 +63,58 @@ class UCBMyerson(Mechanism):
         self.value_sum = np.zeros(N)
         self.t = 0
         self.n_skipped = 0
-        self._index = np.zeros(N)
+        self._rows = np.arange(N)
+        self._prior_density = self.prior_weight / self.reserve  # the uniform prior's pseudo-bids per unit of bid
+        # Column k + 1 holds the envelope of phi's left limits over the right edges of bins 0..k; column 0 is -inf.
+        self._envelope = np.full((N, self.bins + 1), -np.inf)
+        self._ucb_next: np.ndarray | None = None  # the index of round t + 1, computed for the public state
+
+    def _bin(self, bids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bids clipped to [0, r] and their histogram bin."""
+        x = np.minimum(np.maximum(bids, 0.0), self.reserve)
+        k = (x / self.width).astype(np.int64)
+        np.minimum(k, self.bins - 1, out=k)
+        return x, k
 
     def virtual_cost(self, bids: np.ndarray) -> np.ndarray:
         """phi_i(b_i) = b_i + F_i(b_i) / f_i(b_i) from each provider's smoothed empirical bid distribution
         (monotone envelope when ``ironed``)."""
-        rows = np.arange(bids.shape[0])
-        x = np.clip(bids, 0.0, self.reserve)
-        k = np.minimum((x / self.width).astype(np.int64), self.bins - 1)
+        return self._virtual_cost(bids, *self._bin(bids))
+
+    def _virtual_cost(self, bids: np.ndarray, x: np.ndarray, k: np.ndarray) -> np.ndarray:
+        rows = self._rows
         cum = np.cumsum(self.hist, axis=1)
         own = self.hist[rows, k]
-        frac = x / self.width - k  # share of the bid's own bin lying below it
-        # F/f: the common normalisation (n_bids + prior_weight) cancels.
-        cdf = self.prior_weight * x / self.reserve + cum[rows, k] - own + frac * own
-        pdf = self.prior_weight / self.reserve + own / self.width
+        # F/f: the common normalisation (n_bids + prior_weight) cancels; (x / width - k) is the share of the bid's
+        # own bin lying below it.
+        cdf = self._prior_density * x + cum[rows, k] - own + (x / self.width - k) * own
+        pdf = self._prior_density + own / self.width
         phi = bids + cdf / pdf
         if self.ironed:
             # phi rises inside a bin (slope 2) and can only drop at an edge: lift it to the largest left limit
             # phi(e^-) over the edges below the bid.
-            left = self.edges + (self.prior_weight * self.edges / self.reserve + cum) / (
-                self.prior_weight / self.reserve + self.hist / self.width)
-            envelope = np.maximum.accumulate(left, axis=1)
-            below = np.where(k > 0, envelope[rows, np.maximum(k - 1, 0)], -np.inf)
-            phi = np.maximum(phi, below)
+            left = self.edges + (self._prior_density * self.edges + cum) / (self._prior_density + self.hist / self.width)
+            np.maximum.accumulate(left, axis=1, out=self._envelope[:, 1:])
+            np.maximum(phi, self._envelope[rows, k], out=phi)
         return phi
 
-    def ucb(self) -> np.ndarray:
-        """[N] optimistic value index (inf for providers that never won)."""
-        tried = self.wins > 0
-        out = np.full(self.wins.shape, np.inf)
-        if tried.any():
-            n = self.wins[tried]
-            out[tried] = self.value_sum[tried] / n + self.exploration * self.info.value_scale * np.sqrt(
-                np.log(max(self.t, 1)) / n)
+    def ucb(self, t: int | None = None) -> np.ndarray:
+        """[N] optimistic value index at round ``t`` (default: the current one); inf for providers that never won."""
+        n = np.maximum(self.wins, 1.0)
+        out = self.value_sum / n + self.exploration * self.info.value_scale * np.sqrt(
+            np.log(max(self.t if t is None else t, 1)) / n)
+        out[self.wins == 0] = np.inf
         return out
 
     def allocate(self, bids: np.ndarray, context: np.ndarray, group: int) -> tuple[int, float]:
         self.t += 1
-        index = self.ucb() - self.virtual_cost(bids)
+        ucb = self._ucb_next if self._ucb_next is not None else self.ucb()
+        self._ucb_next = None
+        x, k = self._bin(bids)
+        index = ucb - self._virtual_cost(bids, x, k)
+        self.hist[self._rows, k] += 1.0  # record the bids (after pricing this round with the history before it)
+        self.n_bids += 1.0
         eligible = bids <= self.reserve
-        self._record_bids(bids)
         if not eligible.any():
             self.n_skipped += 1
             return NO_WINNER, 0.0
@@ -112,16 +124,12 @@ class UCBMyerson(Mechanism):
             w = int(np.where(untried, bids, np.inf).argmin())
         else:
             w = int(index.argmax())
-        above = bids[(bids >= bids[w]) & (np.arange(bids.shape[0]) != w)]
+        above = bids[(bids >= bids[w]) & (self._rows != w)]
         payment = min(self.reserve, float(above.min())) if above.size else self.reserve
         return w, payment
 
-    def _record_bids(self, bids: np.ndarray) -> None:
-        k = np.minimum((np.clip(bids, 0.0, self.reserve) / self.width).astype(np.int64), self.bins - 1)
-        self.hist[np.arange(bids.shape[0]), k] += 1.0
-        self.n_bids += 1.0
-
     def update(self, winner, score, input_tokens, reported_output_tokens, payment, context, group) -> None:
+        self._ucb_next = None
         if winner != NO_WINNER:
             self.wins[winner] += 1.0
             self.value_sum[winner] += self.info.value_scale * score
@@ -131,7 +139,10 @@ class UCBMyerson(Mechanism):
         return 1 + self.info.n_providers
 
     def public_state(self, context: np.ndarray, group: int) -> np.ndarray:
-        ucb = np.minimum(self.ucb(), 2.0 * self.info.value_scale)  # untried = inf, shown capped
+        """The reserve and the UCB index the next allocation will use (untried providers shown capped at 2), both
+        / value_scale."""
+        self._ucb_next = self.ucb(self.t + 1)
+        ucb = np.minimum(self._ucb_next, 2.0 * self.info.value_scale)
         return np.concatenate(([self.reserve], ucb)) / self.info.value_scale
 
     def diagnostics(self) -> dict[str, float]:
