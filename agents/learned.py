@@ -3,8 +3,10 @@
 A run directory's ``manifest.json`` says what its policies were trained on - scenario, mechanism, agent ids, the
 observation layout and action encoding, library versions - and :func:`check_manifest` refuses to load a policy into
 a market whose observation or action layout differs (a silent mismatch would make a policy act on the wrong inputs).
-Policies are stored in SB3's own zip format (``policies/<agent>.zip`` or ``policies/shared.zip``) and loaded through
-SB3, which reads parameters with ``torch.load(weights_only=True)``.
+Policies are stored in SB3's own zip format (``policies/<agent>.zip`` or ``policies/shared.zip``). Loading never
+unpickles anything from the file: the model is rebuilt from the manifest's algorithm and ``policy_kwargs`` and the
+market's spaces, and only its weights are read (SB3's ``set_parameters``, i.e. ``torch.load(weights_only=True)``);
+the zip's cloudpickled ``data`` entry is never opened.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import numpy as np
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -29,6 +32,37 @@ SHARED = "shared"
 
 class RunDirError(ValueError):
     """A run directory is missing, incomplete or does not match the market it is used in."""
+
+
+class _SpacesOnly(gymnasium.Env):
+    """Carries the spaces a model is built for; it is never reset or stepped."""
+
+    def __init__(self, observation_space: gymnasium.Space, action_space: gymnasium.Space):
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def reset(self, *, seed=None, options=None):
+        raise RuntimeError("a model rebuilt for loading weights has no environment")
+
+    def step(self, action):
+        raise RuntimeError("a model rebuilt for loading weights has no environment")
+
+
+def load_weights(file: str | Path, algo: str, observation_space: gymnasium.Space, action_space: gymnasium.Space,
+                 policy_kwargs: dict[str, Any], env=None, **algo_kwargs: Any) -> BaseAlgorithm:
+    """A model of ``algo`` with ``policy_kwargs`` whose weights (and optimizer state) are read from an SB3 zip
+    without unpickling anything from it. ``env`` (default: none) is the environment it will train on."""
+    if algo not in ALGORITHMS:
+        raise RunDirError(f"{file}: unknown algo {algo!r}; known: {sorted(ALGORITHMS)}")
+    if env is None:
+        env = _SpacesOnly(observation_space, action_space)
+        if algo == "sac":
+            algo_kwargs.setdefault("buffer_size", 1)  # acting only: no replay memory
+    model = ALGORITHMS[algo]("MlpPolicy", env, policy_kwargs=policy_kwargs, device="cpu", **algo_kwargs)
+    try:
+        model.set_parameters(str(file), device="cpu")
+    except (ValueError, RuntimeError, KeyError, OSError) as exc:
+        raise RunDirError(f"{file}: cannot read the policy weights: {exc}") from exc
+    return model
 
 
 class LearnedPolicy(Policy):
@@ -123,9 +157,11 @@ def load_policies(run_dir: str | Path, market: raw_env, agents: list[str] | None
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     check_manifest(manifest, market, str(run_dir))
-    algo = ALGORITHMS.get(manifest["algo"])
-    if algo is None:
+    if manifest["algo"] not in ALGORITHMS:
         raise RunDirError(f"{run_dir / MANIFEST}: unknown algo {manifest['algo']!r}; known: {sorted(ALGORITHMS)}")
+    if "policy_kwargs" not in manifest:
+        raise RunDirError(f"{run_dir / MANIFEST}: missing field 'policy_kwargs' (the network the policies were built "
+                          f"with)")
     wanted = agents or list(manifest["policies"])
     missing = [a for a in wanted if a not in manifest["policies"]]
     if missing:
@@ -137,6 +173,7 @@ def load_policies(run_dir: str | Path, market: raw_env, agents: list[str] | None
         if not file.is_file():
             raise RunDirError(f"{run_dir}: policy file {file} listed in the manifest is missing")
         if file not in loaded:
-            loaded[file] = algo.load(file, device="cpu")
+            loaded[file] = load_weights(file, manifest["algo"], market.observation_space(agent),
+                                        market.action_space(agent), manifest["policy_kwargs"])
         out[agent] = LearnedPolicy(loaded[file], name=f"learned:{run_dir.name}")
     return out

@@ -33,7 +33,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import HParam, TensorBoardOutputFormat, configure
 from tqdm.auto import tqdm
 
-from agents.learned import ALGORITHMS, SHARED, LearnedPolicy, load_policies, make_manifest
+from agents.learned import ALGORITHMS, SHARED, LearnedPolicy, load_policies, load_weights, make_manifest
 from agents.policy import Policy
 from agents.rollout import mean_ci, play
 from agents.scripted import make_strategy
@@ -230,10 +230,14 @@ def save_checkpoint(model: BaseAlgorithm, directory: Path, stage: str) -> Path:
     return path
 
 
-def latest_checkpoint(directory: Path, stage: str) -> Path | None:
+def latest_checkpoint(directory: Path, stage: str) -> tuple[Path, int] | None:
+    """The newest checkpoint of a stage and its step count (from its name)."""
     pattern = re.compile(rf"^{re.escape(stage)}_(\d+)_steps\.zip$")
     found = [(int(m.group(1)), p) for p in directory.glob(f"{stage}_*_steps.zip") if (m := pattern.match(p.name))]
-    return max(found)[1] if found else None
+    if not found:
+        return None
+    steps, path = max(found)
+    return path, steps
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -257,16 +261,35 @@ def plan_stages(cfg: TrainConfig, learners: list[str]) -> list[Stage]:
     return [Stage(f"round{r}_{a}", [a], per_round * (r + 1)) for r in range(cfg.rounds) for a in learners]
 
 
-def new_model(cfg: TrainConfig, env: MarketVecEnv) -> BaseAlgorithm:
-    policy_kwargs = {"net_arch": list(cfg.net_arch), "log_std_init": cfg.log_std_init}
+def policy_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """The network of the policies (recorded in the manifest, which is how they are rebuilt for loading)."""
+    out: dict[str, Any] = {"net_arch": list(cfg.net_arch)}
+    if cfg.algo == "ppo":
+        out["log_std_init"] = cfg.log_std_init
+    return out
+
+
+def algo_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     common = {"learning_rate": cfg.learning_rate, "gamma": cfg.gamma, "batch_size": cfg.batch_size,
-              "seed": cfg.seed, "device": "cpu", "verbose": 0}
+              "seed": cfg.seed, "verbose": 0}
     if cfg.algo == "ppo":
         kwargs = {**common, "n_steps": cfg.n_steps, "n_epochs": cfg.n_epochs, "ent_coef": cfg.ent_coef}
     else:
         kwargs = {**common, "learning_starts": min(1_000, cfg.timesteps // 4), "ent_coef": "auto"}
-        policy_kwargs.pop("log_std_init")
-    return ALGORITHMS[cfg.algo]("MlpPolicy", env, policy_kwargs=policy_kwargs, **{**kwargs, **cfg.algo_kwargs})
+    return {**kwargs, **cfg.algo_kwargs}
+
+
+def new_model(cfg: TrainConfig, env: MarketVecEnv) -> BaseAlgorithm:
+    return ALGORITHMS[cfg.algo]("MlpPolicy", env, policy_kwargs=policy_kwargs(cfg), device="cpu",
+                                **algo_kwargs(cfg))
+
+
+def resume_model(cfg: TrainConfig, env: MarketVecEnv, file: Path, steps: int) -> BaseAlgorithm:
+    """A model that continues from ``file`` (weights and optimizer state, read without unpickling) at ``steps``."""
+    model = load_weights(file, cfg.algo, env.observation_space, env.action_space, policy_kwargs(cfg), env=env,
+                         **algo_kwargs(cfg))
+    model.num_timesteps = steps
+    return model
 
 
 def gain_against_honest(cfg: TrainConfig, market: raw_env, learner: str, policy: Policy,
@@ -322,7 +345,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         _write_run_files(cfg, run_dir, market, learners)
-    done_stages = json.loads(state_path.read_text())["completed_stages"] if state_path.is_file() else 0
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    done_stages = state.get("completed_stages", 0)
+    model_steps: dict[str, int] = dict(state.get("model_steps", {}))
 
     non_learners = [a for a in agents if a not in learners]
     base_opponents = opponent_policies(cfg.opponents, market, agents, cfg.seed) if cfg.mode != "shared" else {}
@@ -331,7 +356,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     for a in learners:  # policies finished by earlier stages (resume, later rounds of independent mode)
         file = run_dir / "policies" / f"{SHARED if cfg.mode == 'shared' else a}.zip"
         if file.is_file():
-            current[a] = LearnedPolicy(ALGORITHMS[cfg.algo].load(file, device="cpu"))
+            current[a] = LearnedPolicy(load_weights(file, cfg.algo, market.observation_space(a),
+                                                    market.action_space(a), policy_kwargs(cfg)))
             saved_policies[a] = file.name
 
     hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in to_dict(cfg).items()}
@@ -345,9 +371,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         checkpoint = latest_checkpoint(run_dir / "checkpoints", stage.name)
         previous = run_dir / "policies" / f"{owner}.zip"
         if checkpoint is not None:
-            model = ALGORITHMS[cfg.algo].load(checkpoint, env=env, device="cpu")
+            model = resume_model(cfg, env, *checkpoint)
         elif previous.is_file():  # independent mode: keep improving the learner's own model
-            model = ALGORITHMS[cfg.algo].load(previous, env=env, device="cpu")
+            model = resume_model(cfg, env, previous, model_steps[owner])
         else:
             model = new_model(cfg, env)
         model.set_logger(configure(str(run_dir / "tb" / owner), ["tensorboard", "csv"]))
@@ -376,9 +402,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             current[a] = LearnedPolicy(model)
             saved_policies[a] = f"{owner}.zip"
         state_path.parent.mkdir(parents=True, exist_ok=True)
-        state_path.write_text(json.dumps({"completed_stages": index + 1, "stages": [s.name for s in stages]}))
+        model_steps[owner] = model.num_timesteps
+        state_path.write_text(json.dumps({"completed_stages": index + 1, "stages": [s.name for s in stages],
+                                          "model_steps": model_steps}))
         manifest = make_manifest(market, cfg.mechanism, cfg.algo, cfg.mode, dict(saved_policies),
-                                 {"overrides": cfg.overrides, "learners": learners, "opponents": cfg.opponents,
+                                 {"policy_kwargs": policy_kwargs(cfg), "overrides": cfg.overrides,
+                                  "learners": learners, "opponents": cfg.opponents,
                                   "non_learners": non_learners, "timesteps": cfg.timesteps, "seed": cfg.seed})
         (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         env.close()

@@ -127,3 +127,39 @@ def test_best_response_learns_the_first_price_equilibrium(tmp_path):
     truthful_distance = np.abs(grid - bne_bid(grid, n)).mean()  # what an untrained (honest) policy scores
     distance = np.abs(learned - bne_bid(grid, n)).mean()
     assert distance < 0.05 < truthful_distance, (distance, learned.round(3))
+
+
+class _Pwn:
+    """Unpickling this runs a shell command: what a malicious policy file would carry."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.target}",)
+
+
+def test_loading_a_policy_never_unpickles_the_file(tmp_path):
+    import base64
+    import pickle
+    import zipfile
+
+    cfg = TrainConfig(**{**SMALL, "timesteps": 256}, run_dir=str(tmp_path / "run"))
+    train(cfg, progress=False)
+    policy_file = tmp_path / "run" / "policies" / "provider_0.zip"
+    target = tmp_path / "pwned"
+    with zipfile.ZipFile(policy_file) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(members["data"])
+    payload = base64.b64encode(pickle.dumps(_Pwn(target))).decode()
+    for key in ("policy_class", "observation_space", "lr_schedule"):
+        data[key] = {":type:": "<class 'evil'>", ":serialized:": payload}
+    members["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(policy_file, "w") as archive:
+        for name, blob in members.items():
+            archive.writestr(name, blob)
+    policy = load_policies(tmp_path / "run", make_market(cfg))["provider_0"]
+    obs, _ = make_market(cfg).reset(seed=0)
+    assert policy.act(obs["provider_0"]).shape == (3,)
+    assert not target.exists(), "a pickle inside the policy file was executed"
