@@ -16,7 +16,6 @@ the tolerance with family-wise 95% confidence (Bonferroni over the deviations te
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 from statistics import NormalDist
 from concurrent.futures import ProcessPoolExecutor
@@ -245,10 +244,6 @@ def check_run_dirs(spec: EvalSpec) -> None:
             if not Path(d).is_dir():
                 raise ConfigError(f"--run-dir {d}: does not exist")
             learned_profiles(d, spec.market(mechanism))
-
-
-def dump_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=float), encoding="utf-8")
 
 
 def analytic_checks(spec: EvalSpec) -> dict[str, Any]:

@@ -52,7 +52,9 @@ class ScriptedPolicy(Policy):
 
     def bid(self, obs: np.ndarray) -> np.ndarray:
         """The money bid for observation(s)."""
-        cost = self.layout.honest_bid(obs)
+        return self._bid_at(self.layout.honest_bid(obs))
+
+    def _bid_at(self, cost: np.ndarray) -> np.ndarray:
         if self.bid_rule == "markup":
             return cost * self.markup
         if self.bid_rule == "bne":
@@ -64,7 +66,7 @@ class ScriptedPolicy(Policy):
         action = np.zeros(obs.shape[:-1] + (3,), dtype=np.float32)
         if self.bid_rule != "cost":  # truthful is exactly a[0] = 0, no round-off from the observation
             cost = self.layout.honest_bid(obs)
-            action[..., BID] = np.clip((self.bid(obs) - cost) / self.layout.bid_scale, -1.0, 1.0)
+            action[..., BID] = np.clip((self._bid_at(cost) - cost) / self.layout.bid_scale, -1.0, 1.0)
         action[..., SUBSTITUTION] = self.substitution
         action[..., INFLATION] = self.inflation
         return action

@@ -379,8 +379,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         model.set_logger(configure(str(run_dir / "tb" / owner), ["tensorboard", "csv"]))
 
         def evaluate(m: BaseAlgorithm, _learner=stage.learners[0], _fixed=fixed) -> dict[str, float]:
-            others = {a: p for a, p in _fixed.items()} if cfg.mode != "shared" else {
-                a: LearnedPolicy(m) for a in agents if a != _learner}
+            # In shared mode the others play the same (current) policy; otherwise the stage's fixed strategies.
+            others = dict(_fixed) if cfg.mode != "shared" else {a: LearnedPolicy(m) for a in agents if a != _learner}
             return gain_against_honest(cfg, make_market(cfg), _learner, LearnedPolicy(m), others, cfg.eval_episodes)
 
         remaining = stage.steps - model.num_timesteps
