@@ -17,7 +17,6 @@ the tolerance with family-wise 95% confidence (Bonferroni over the deviations te
 from __future__ import annotations
 
 import multiprocessing
-from statistics import NormalDist
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 
 from agents.learned import load_policies, read_manifest
 from agents.policy import Policy
-from agents.rollout import Trace, mean_ci, play_episode
+from agents.rollout import Trace, mean_ci, play_episode, t_quantile
 from agents.scripted import make_strategy
 from envs.config import ConfigError
 from envs.market import parallel_env, raw_env
@@ -186,8 +185,10 @@ def summarize(result: dict[str, Any], tolerance: float) -> dict[str, Any]:
                    "deviator": a in rec["deviators"]}
             for key in PROVIDER_KEYS:
                 row[key], row[f"{key}_ci"] = mean_ci(col(runs, f"{a}/{key}"))
-            gain, half = mean_ci(col(runs, f"{a}/profit") - col(base, f"{a}/profit"))
-            row.update(gain=gain, gain_ci_low=gain - half, gain_ci_high=gain + half, gain_se=half / 1.96)
+            diff = col(runs, f"{a}/profit") - col(base, f"{a}/profit")
+            gain, half = mean_ci(diff)
+            se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+            row.update(gain=gain, gain_ci_low=gain - half, gain_ci_high=gain + half, gain_se=se)
             row.update({k: mrow[k] for k in ("user_utility", "user_utility_ratio", "full_info_ratio",
                                               "allocative_efficiency", "unserved_share")})
             row["market_payment"] = mrow["payment"]
@@ -195,9 +196,10 @@ def summarize(result: dict[str, Any], tolerance: float) -> dict[str, Any]:
             if row["deviator"] and (best is None or row["gain"] > best["gain"]):
                 best = row
     # Many deviations are tested per mechanism and the verdict looks at the largest gain, so its lower bound uses
-    # a Bonferroni-adjusted z (family-wise 95%) rather than each deviation's own 95% CI.
+    # a Bonferroni-adjusted Student-t quantile (family-wise 95%) rather than each deviation's own 95% CI.
     tested = sum(r["deviator"] for r in records)
-    z_family = NormalDist().inv_cdf(1 - 0.05 / (2 * max(1, tested)))
+    n_seeds = len(honest)
+    z_family = t_quantile(1 - 0.05 / max(1, tested), max(1, n_seeds - 1))
     exploited = best is not None and best["gain"] - z_family * best["gain_se"] > tolerance
     verdict = ("holds" if not exploited else
                f"exploited by {best['provider']} via {best['profile']}: gain {best['gain']:.4f} per round "

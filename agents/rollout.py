@@ -50,9 +50,18 @@ def play(market: raw_env, policies: dict[str, Policy], seeds: list[int]) -> list
     return [play_episode(market, policies, s) for s in seeds]
 
 
-def mean_ci(values: np.ndarray, z: float = 1.96) -> tuple[float, float]:
-    """Mean and half-width of its normal 95% confidence interval (0 for a single value)."""
+def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of its Student-t confidence interval at ``level`` over independent seeds (0 for a single
+    value): with 20 seeds the 95% quantile is 2.09, not the normal 1.96."""
     values = np.asarray(values, dtype=float)
     if values.size < 2:
         return float(values.mean()) if values.size else float("nan"), 0.0
-    return float(values.mean()), float(z * values.std(ddof=1) / np.sqrt(values.size))
+    se = values.std(ddof=1) / np.sqrt(values.size)
+    return float(values.mean()), float(t_quantile(level, values.size - 1) * se)
+
+
+def t_quantile(level: float, df: int) -> float:
+    """The two-sided Student-t quantile: P(|T_df| <= q) = level."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + level / 2.0, df))

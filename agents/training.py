@@ -252,6 +252,18 @@ class Stage:
     steps: int  # the model's total step count when the stage ends
 
 
+def stage_opponents(cfg: TrainConfig, learners: list[str], agents: list[str], configured: dict[str, Policy],
+                    current: dict[str, Policy]) -> dict[str, Policy]:
+    """What everyone but ``learners`` plays while they train and in their honest baseline.
+
+    ``best-response``: the configured opponents, always - a later learner never faces an earlier learner's learned
+    policy (each learner answers "can I gain by lying against these opponents?"). ``independent``: the latest policy
+    of every other provider (iterated best response). ``shared``: nobody is fixed."""
+    others = [a for a in agents if a not in learners]
+    source = configured if cfg.mode == "best-response" else current
+    return {a: source[a] for a in others}
+
+
 def plan_stages(cfg: TrainConfig, learners: list[str]) -> list[Stage]:
     if cfg.mode == "shared":
         return [Stage(SHARED, learners, cfg.timesteps)]
@@ -365,7 +377,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     for index, stage in enumerate(stages):
         if index < done_stages:
             continue
-        fixed = {a: current[a] for a in agents if a not in stage.learners}
+        fixed = stage_opponents(cfg, stage.learners, agents, base_opponents, current)
         env = MarketVecEnv(lambda: make_market(cfg), cfg.n_envs, stage.learners, fixed, seed=cfg.seed + 97 * index)
         owner = SHARED if cfg.mode == "shared" else stage.learners[0]
         checkpoint = latest_checkpoint(run_dir / "checkpoints", stage.name)
@@ -414,7 +426,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
 
     summary = {}
     for a in learners:
-        others = {o: current[o] for o in agents if o != a}
+        others = stage_opponents(cfg, [a], agents, base_opponents, current)
         summary[a] = gain_against_honest(cfg, market, a, current[a], others, cfg.eval_episodes)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return TrainResult(run_dir, summary, {a: current[a] for a in learners})

@@ -208,10 +208,12 @@ class raw_env(ParallelEnv):
     # ---------------------------------------------------------------------------------------------- dynamics
 
     def _cost_range(self) -> np.ndarray:
+        """[N, 2] the public range of each provider's per-query cost at mean token counts, over every model on its
+        menu (a provider that may serve a cheaper model may have that model's cost) and every type."""
         mk, cfg = self.market, self.config
         mean_tokens = (mk.input_tokens + mk.output_tokens).mean(axis=0)  # [M]
-        per_query = mk.base_cost[np.arange(cfg.n), mk.declared] * mean_tokens[mk.declared]
-        return np.stack([per_query * cfg.cost_low, per_query * cfg.cost_high], axis=1)
+        per_query = np.where(mk.menu, mk.base_cost * mean_tokens, np.nan)  # [N, M]
+        return np.stack([np.nanmin(per_query, 1) * cfg.cost_low, np.nanmax(per_query, 1) * cfg.cost_high], axis=1)
 
     def _draw_block(self) -> None:
         """Draw the next block of queries (and per-query types) and lay out their costs as arrays, so a round only

@@ -30,7 +30,8 @@ class MarketInfo:
         bid_scale: the money range of meaningful per-query bids (the action scaling).
         prior_quality: [N, n_groups] advertised mean score of each provider's declared model per group (public
             benchmark results), the starting point of quality estimates.
-        cost_range: [N, 2] range of per-query costs a provider's type can take (the known prior of §4), in money.
+        cost_range: [N, 2] range of per-query costs a provider can have (the known prior of §4), in money: over
+            every model on its menu and every type, at mean token counts.
         price_in, price_out: [N] list price per token of each provider's declared model (per-token billing).
         max_output_tokens: L, the cap on reported output tokens.
         horizon: T, rounds per episode.

@@ -2,7 +2,8 @@
 
 Economics. Each round the user (through the platform) buys one answer. Provider i's per-query cost c_i is private;
 the platform knows only its prior F_i (by default uniform on ``MarketInfo.cost_range[i]``, the public range of
-per-query costs of i's type) and its value v_i = qhat_i for the query (the platform's quality estimate, §2: learned
+per-query costs of i's type over every model on its menu: a provider that may secretly serve a cheaper model may also
+have that model's cost) and its value v_i = qhat_i for the query (the platform's quality estimate, §2: learned
 from observed scores, or the advertised prior with ``quality="prior"``). With virtual cost
 phi_i(c) = c + F_i(c) / f_i(c) (increasing for a regular prior; 2c - lo for U[lo, hi]):
 
@@ -14,15 +15,23 @@ phi_i(c) = c + F_i(c) / f_i(c) (increasing for a regular prior; 2c - lo for U[lo
 - private: the costs (and the served model, §1); public before bidding: the quality estimates v_i and the reserves
   r_i = phi_i^{-1}(v_i) (each / value_scale).
 
-Bidding the cost is a dominant strategy (monotone allocation + threshold payment) and truthful bidders never lose
-money; when the priors are right, the user's expected utility is the largest any truthful mechanism achieves.
+A bid below the support is treated as the support's bottom: phi_i(b) = phi_i(max(b, lo_i)) >= lo_i, so no ask buys a
+virtual cost below what the prior allows (extending phi(c) = 2c - lo below lo would hand a negative virtual cost,
+and every round, to a provider asking less than any cost it can have).
+
+Bidding the cost is a dominant strategy (monotone allocation + threshold payment) and the payment is never below the
+bid, so a provider that bids its realised per-query cost never loses money. In the market the honest bid is the
+*expected* cost of the query (its output length is unknown before serving), so truthful play is individually rational
+in expectation: a winner whose reply runs longer than expected can lose a little in that round.
+When the priors are right, the user's expected utility is the largest any truthful mechanism achieves.
 U[0, 1] costs, v = 1: reserve 1/2; one provider yields user utility v^2/4; identical providers: the lowest bid wins
 and is paid min(second-lowest bid, 1/2).
 
 Caveat. The env's cost range is computed at mean token counts, so the true per-query cost of a long query can exceed
 the support top (about 15-20% of queries in ``llama``). Such honest bids are then never served. ``support_cap=False``
 extends the virtual cost beyond the support (for the uniform prior, phi(c) = 2c - lo for every c) and pays the
-uncapped threshold: still truthful and individually rational, no longer optimal for the stated prior.
+uncapped threshold: still truthful and individually rational (in the sense above), no longer optimal for the stated
+prior.
 
 The prior is pluggable: pass ``priors`` (one :class:`CostPrior` per provider, or one shared) to replace the uniform
 default.
@@ -53,7 +62,8 @@ class CostPrior:
         raise NotImplementedError
 
     def virtual_cost(self, c: float) -> float:
-        """phi(c) = c + F(c) / f(c)."""
+        """phi(c) = c + F(c) / f(c), with a cost below the support read as the support's bottom."""
+        c = max(c, self.lo)
         return c + self.cdf(c) / self.pdf(c)
 
     def inverse_virtual_cost(self, y: float) -> float:
@@ -73,9 +83,10 @@ class CostPrior:
 
 
 class UniformPrior(CostPrior):
-    """U[lo, hi]: F(c) = (c - lo) / (hi - lo), phi(c) = 2c - lo, phi^{-1}(y) = (y + lo) / 2.
+    """U[lo, hi]: F(c) = (c - lo) / (hi - lo), phi(c) = 2 max(c, lo) - lo, phi^{-1}(y) = (max(y, lo) + lo) / 2.
 
-    The closed forms are used for every real c, i.e. beyond the support too (used by ``support_cap=False``).
+    Below the support phi is flat at lo (a bid below lo is read as lo); above it the closed form 2c - lo is used for
+    every real c (``support_cap=False`` relies on that).
     """
 
     def __init__(self, lo: float, hi: float):
@@ -90,10 +101,10 @@ class UniformPrior(CostPrior):
         return 1.0 / (self.hi - self.lo) if self.lo <= c <= self.hi else 0.0
 
     def virtual_cost(self, c: float) -> float:
-        return 2.0 * c - self.lo
+        return 2.0 * max(c, self.lo) - self.lo
 
     def inverse_virtual_cost(self, y: float) -> float:
-        return 0.5 * (y + self.lo)
+        return 0.5 * (max(y, self.lo) + self.lo)
 
     def __repr__(self) -> str:
         return f"UniformPrior({self.lo:g}, {self.hi:g})"

@@ -21,8 +21,10 @@ Why it is truthful (*derived* in §5, checked in tests/mechanisms/test_truthful_
 others' bids fixed, the smoothed allocation Abar(b) = P(i wins | b_i = b) is non-increasing and
 E[P_i] = b Abar(b) + integral_b^cbar Abar(t) dt, Myerson's payment for Abar. So expected profit
 integral_b^cbar Abar - (c - b) Abar(b) is maximized at b = c, and truthful profit (b - c) N_i + rebate >= 0 in every
-realization (ex-post IR). Costs: the outcome differs from A(b) with probability <= N mu and a rebated payment is
-of order cbar / mu (ex post the user may pay more than the value; in expectation at most cbar).
+realization when b_i is the realised cost (ex-post IR; in the market the honest bid is the *expected* cost of the
+query, so truthful play is individually rational in expectation over the reply's length). Costs: the outcome
+differs from A(b) with probability <= N mu and a rebated payment is of order cbar / mu (ex post the user may pay
+more than the value; in expectation at most cbar).
 
 Caveat: truthfulness is per round given the history. A learning allocation trains on the rounds i wins, which depend
 on its bids, so a far-sighted provider could shape its future UCB (the seed's mechanism shares this; with
@@ -75,7 +77,8 @@ class LinUCBAllocation(Allocation):
     UCB_i(x) = m_i + theta_i . x + alpha sqrt(x' V_i^-1 x), theta_i = V_i^-1 sum (S - m_i) x over i's wins,
     V_i = ridge I + sum x x'. m_i is the advertised quality of i on the group (``prior_offset``, so the regression
     learns a correction to the public benchmark) or 0. V_i^-1 is kept with Sherman-Morrison updates: O(d^2) per win.
-    cost_i(b) = b, or the uniform-prior virtual cost 2b - lo_i on ``MarketInfo.cost_range`` with ``virtual``.
+    cost_i(b) = b, or the uniform-prior virtual cost 2 max(b, lo_i) - lo_i on ``MarketInfo.cost_range`` with
+    ``virtual`` (a bid below the support is read as its bottom, as in :mod:`mechanisms.myerson`).
     """
 
     name = "linucb"
@@ -120,7 +123,7 @@ class LinUCBAllocation(Allocation):
         return self._ucb
 
     def choose(self, bids: np.ndarray, context: np.ndarray, group: int) -> int:
-        cost = 2.0 * bids - self.cost_lo if self.virtual else bids
+        cost = 2.0 * np.maximum(bids, self.cost_lo) - self.cost_lo if self.virtual else bids
         index = self.info.value_scale * self.ucb(context, group) - cost
         w = int(index.argmax())
         return w if index[w] > 0.0 else NO_WINNER

@@ -627,7 +627,8 @@ class SecondBest(Mechanism):
 
     Public state (fixed size 6 + N): phase one-hot (exploration, exploitation, incentive - also i*'s bonus -,
     utility, done), u' / b, and each provider's uhat / b (0 before exploration ends). Diagnostics: phase, early_stopped,
-    stop_time, best, u_second, R, threshold, delegated.
+    stop_time, best, u_second, R, threshold, delegated; all finite (R = -1, best = -1 and the rest 0 until
+    exploration ends).
     """
 
     name = "second_best"
@@ -661,11 +662,13 @@ class SecondBest(Mechanism):
         self.L = int(info.max_output_tokens)
         self.B = batch_size(self.horizon, self.epsilon)
         self.M = margin(self.horizon, self.epsilon, K)
-        self.d1 = float(self.delta_1) if self.delta_1 is not None else float("nan")
+        # Constants known only once exploration ends are 0 until then (R = -1 marks that): diagnostics stay finite,
+        # so infos compare equal across identical runs.
+        self.d1 = float(self.delta_1) if self.delta_1 is not None else 0.0
         self.d2 = delta_2(self.scale)
-        self.d3 = float("nan")
+        self.d3 = 0.0
         self.R = -1
-        self.threshold = float("nan")
+        self.threshold = 0.0
         self.t = 0
         self.best = -1
         self.second = -1
@@ -673,7 +676,7 @@ class SecondBest(Mechanism):
         self.u_hat = np.zeros(K)
         self.vbar = np.zeros(K)
         self.taubar = np.zeros(K)
-        self.deltas = np.full(K, np.nan)
+        self.deltas = np.zeros(K)
         self.delegations = np.zeros((K, N_PLAY_PHASES), dtype=np.int64)
         self.early_stopped = False
         self.stop_time = -1
@@ -710,7 +713,7 @@ class SecondBest(Mechanism):
         order = np.argsort(self.u_hat, kind="stable")
         self.best, self.second = int(order[-1]), int(order[-2])
         self.u_second = float(self.u_hat[self.second])
-        if math.isnan(self.d1):
+        if self.delta_1 is None:
             self.d1 = delta_1(float(self.vbar.min()), float(self.taubar.max()), L)
         self.d3 = delta_3(self.vbar, self.taubar, L, self.best)
         self.R = exploitation_length(self.horizon, self.B, K, self.d1, self.d2, self.d3)

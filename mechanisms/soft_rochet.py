@@ -13,9 +13,11 @@ routing distribution) and w_0 > 0 for "no allocation" (an outside option of scor
 
 x is the gradient of the convex t LSE(ln w_0, ln w_k + s_k/t), so by Rochet's characterization expected profit
 P_i - c_i x_i is maximized at b_i = c_i (dominant strategy in the bid, given qhat) and the truthful expected profit is
-t [LSE(all) - LSE(all but i)] >= 0; ex post a truthful winner earns (P_i / x_i - c_i) >= 0. As t -> 0 the allocation
-concentrates on argmax s_i (if s >= 0) and the payment tends to second_price's qhat_w - max(0, s_(2)); a larger t
-trades allocative efficiency and user surplus for smoother (harder to game, explorative) routing.
+t [LSE(all) - LSE(all but i)] >= 0; ex post a winner that bid its realised cost earns (P_i / x_i - c_i) >= 0 (in the
+market the honest bid is the query's *expected* cost, so this holds in expectation over the reply's length). As
+t -> 0 the allocation concentrates on argmax s_i (if s >= 0) and the payment tends to second_price's
+qhat_w - max(0, s_(2)); a larger t trades allocative efficiency and user surplus for smoother (harder to game,
+explorative) routing.
 
 Numerics: logits ln w_k + s_k / t with log-sum-exp and a softplus / sigmoid form of P_i / x_i, so t -> 0 neither
 overflows nor divides by a vanishing probability.

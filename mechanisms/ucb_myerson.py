@@ -1,33 +1,49 @@
 """ucb_myerson: seed 001's UCB quality learning + reverse Myerson selection with a reserve (MECHANISMS.md §3).
 
-Each round the platform computes, for every provider whose bid is at most the reserve r (the user's price cap),
-    index_i = u_i - phi_i(b_i),  u_i = mean observed value of i + c * value_scale * sqrt(ln t / n_i),
+Economics. Each round the user (through the platform) buys one answer; provider i's cost is private, it asks b_i.
+For every provider whose bid is at most the reserve r (the user's price cap) the platform computes
+    index_i = u_i - phi_i(b_i),  u_i = mean observed net value of i + c * value_scale * sqrt(ln t / n_i),
     phi_i(b) = b + F_i(b) / f_i(b),
 with F_i, f_i the empirical CDF and density of i's *own past bids* (a histogram on [0, r] smoothed toward the
-uniform prior with ``prior_weight`` pseudo-bids). Untried providers are chosen first. If every bid exceeds r the
-round is skipped. The winner is paid min(r, next-lowest bid at or above its own). The winner's mean is updated with
-the observed value V = value_scale * S (the price is accounted for by the virtual cost, so V is the gross value).
+uniform prior with ``prior_weight`` pseudo-bids). Untried providers are chosen first (cheapest ask first). If every
+bid exceeds r the round is skipped. The user pays the winner
 
-With ``ironed=True`` (the default) phi_i is replaced by its monotone envelope: the empirical F/f can drop at a
-histogram bin edge where the density of past bids rises, which would let a higher ask win where a lower one loses;
-the envelope (running maximum over lower bids) keeps the allocation monotone in the own bid, as a procurement rule
-must be. ``ironed=False`` is the rule exactly as published.
+    P_w = min(r, second-lowest bid among all N bids)      (``payment="second_lowest"``, the default)
 
-Either way it is not truthful: phi_i depends on i's own bid history, which the provider controls.
+and the winner's mean is updated with the observed *net* value V - P_w, V = value_scale * S (``value="net"``). This
+is the rule of the seed's own code (``calculate_payment`` and ``update_model_stats`` in its ``added_payment.py``),
+MECHANISMS.md §3: with two providers a winner that is the higher bidder is paid its own bid; with three or more a
+winner with a high index but a high ask can be paid less than its ask (the rule is not individually rational then).
+
+Named variants (not the published rule): ``payment="next_higher"`` pays min(r, the lowest other bid at or above the
+winner's, r when there is none), the threshold-like price of an earlier version; ``value="gross"`` learns the mean
+of V instead of V - P; ``ironed=True`` replaces phi_i by its monotone envelope (the empirical F/f can drop at a bin
+edge where the density of past bids rises, which lets a higher ask win where a lower one loses; the envelope,
+a running maximum over lower bids, keeps the allocation monotone in the own bid).
+
+It is not truthful: phi_i depends on i's own bid history, which the provider controls, and the payment depends on
+the provider's own bid whenever it is the second-lowest.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 
 from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
 
 
+PaymentRule = Literal["second_lowest", "next_higher"]
+ValueSignal = Literal["net", "gross"]
+
+
 class UCBMyerson(Mechanism):
     name = "ucb_myerson"
 
     def __init__(self, reserve: float | None = None, exploration: float = 0.5, bins: int = 20,
-                 prior_weight: float = 2.0, ironed: bool = True):
+                 prior_weight: float = 2.0, ironed: bool = False, payment: PaymentRule = "second_lowest",
+                 value: ValueSignal = "net"):
         """
         Args:
             reserve: r, the user's price cap in money units (default: the best advertised expected value,
@@ -35,17 +51,25 @@ class UCBMyerson(Mechanism):
             exploration: UCB constant c, in units of value_scale.
             bins: histogram bins of the empirical bid distribution on [0, r].
             prior_weight: pseudo-bids of the uniform prior that smooth F and f.
-            ironed: use the monotone envelope of the empirical virtual cost (see the module docstring).
+            ironed: use the monotone envelope of the empirical virtual cost (a variant; see the module docstring).
+            payment: ``second_lowest`` (published) or ``next_higher`` (a variant).
+            value: the UCB mean learns the ``net`` value V - P (published) or the ``gross`` value V.
         """
         if reserve is not None and not reserve > 0:
             raise ValueError(f"ucb_myerson: reserve must be > 0, got {reserve!r}")
         if bins < 2:
             raise ValueError(f"ucb_myerson: bins must be >= 2, got {bins!r}")
+        if payment not in ("second_lowest", "next_higher"):
+            raise ValueError(f"ucb_myerson: payment must be 'second_lowest' or 'next_higher', got {payment!r}")
+        if value not in ("net", "gross"):
+            raise ValueError(f"ucb_myerson: value must be 'net' or 'gross', got {value!r}")
         self.reserve_param = reserve
         self.exploration = float(exploration)
         self.bins = int(bins)
         self.prior_weight = float(prior_weight)
         self.ironed = bool(ironed)
+        self.payment_rule = payment
+        self.value_signal = value
 
     def reset(self, info: MarketInfo, rng: np.random.Generator) -> None:
         super().reset(info, rng)
@@ -99,7 +123,8 @@ class UCBMyerson(Mechanism):
         return phi
 
     def ucb(self, t: int | None = None) -> np.ndarray:
-        """[N] optimistic value index at round ``t`` (default: the current one); inf for providers that never won."""
+        """[N] optimistic (net) value index at round ``t`` (default: the current one); inf for providers that never
+        won."""
         n = np.maximum(self.wins, 1.0)
         out = self.value_sum / n + self.exploration * self.info.value_scale * np.sqrt(
             np.log(max(self.t if t is None else t, 1)) / n)
@@ -124,15 +149,18 @@ class UCBMyerson(Mechanism):
             w = int(np.where(untried, bids, np.inf).argmin())
         else:
             w = int(index.argmax())
+        if self.payment_rule == "second_lowest":
+            second = float(np.partition(bids, 1)[1]) if bids.shape[0] > 1 else float(bids[0])
+            return w, min(self.reserve, second)
         above = bids[(bids >= bids[w]) & (self._rows != w)]
-        payment = min(self.reserve, float(above.min())) if above.size else self.reserve
-        return w, payment
+        return w, min(self.reserve, float(above.min())) if above.size else self.reserve
 
     def update(self, winner, score, input_tokens, reported_output_tokens, payment, context, group) -> None:
         self._ucb_next = None
         if winner != NO_WINNER:
             self.wins[winner] += 1.0
-            self.value_sum[winner] += self.info.value_scale * score
+            value = self.info.value_scale * score
+            self.value_sum[winner] += value - payment if self.value_signal == "net" else value
 
     @property
     def public_state_dim(self) -> int:

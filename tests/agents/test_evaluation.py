@@ -37,6 +37,18 @@ def test_first_price_markup_gains_second_price_markup_does_not():
     assert sp["gain_ci_high"] < 0.005 and sp["gain"] <= 1e-9, sp  # a markup can only lose rounds under 2nd price
 
 
+def test_confidence_intervals_use_student_t():
+    """20 seeds: the 95% half-width is t_{0.975, 19} = 2.093 standard errors, not the normal 1.96."""
+    from agents.rollout import mean_ci
+
+    x = np.random.default_rng(0).normal(size=20)
+    mean, half = mean_ci(x)
+    se = x.std(ddof=1) / np.sqrt(20)
+    assert mean == pytest.approx(x.mean())
+    assert half / se == pytest.approx(2.0930, abs=1e-4)
+    assert mean_ci(x[:2])[1] / (x[:2].std(ddof=1) / np.sqrt(2)) == pytest.approx(12.706, abs=1e-3)
+
+
 def test_confidence_intervals_shrink_with_seeds():
     widths = []
     for seeds in (4, 16):

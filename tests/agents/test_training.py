@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import train as train_cli
+from agents import make_strategy
 from agents.analytic import bid_function, bne_bid
 from agents.learned import RunDirError, load_policies
 from agents.training import MarketLogger, TrainConfig, make_market, train
@@ -36,6 +37,32 @@ def test_each_mode_trains_and_policies_load_back(tmp_path, mode, learners):
     for agent, policy in loaded.items():  # the loaded policy acts exactly like the trained one
         np.testing.assert_array_equal(policy.act(obs[agent]), result.policies[agent].act(obs[agent]))
         assert policy.act(obs[agent]).shape == (3,)
+
+
+def test_best_response_learners_train_and_are_baselined_against_the_configured_opponents(tmp_path, monkeypatch):
+    """The defect: with ``learners: all`` the stages ran in sequence and provider_1 trained (and had its honest
+    baseline measured) against provider_0's *learned* policy. Every learner must face the configured opponents."""
+    import agents.training as training
+
+    seen: list[tuple[list[str], dict]] = []
+    original = training.MarketVecEnv.__init__
+
+    def record(self, make_market, n_envs, learners, fixed, seed=None):
+        seen.append((list(learners), {a: p.name for a, p in fixed.items()}))
+        original(self, make_market, n_envs, learners, fixed, seed)
+
+    monkeypatch.setattr(training.MarketVecEnv, "__init__", record)
+    cfg = TrainConfig(**{**SMALL, "mechanism": "myerson", "timesteps": 256, "eval_every": 0}, learners=["all"],
+                      run_dir=str(tmp_path / "br"))
+    result = train(cfg, progress=False)
+    assert seen == [(["provider_0"], {"provider_1": "truthful"}), (["provider_1"], {"provider_0": "truthful"})]
+    market = make_market(cfg)
+    truthful = {a: make_strategy("truthful", market.layout) for a in market.possible_agents}
+    for a in market.possible_agents:
+        others = {o: p for o, p in truthful.items() if o != a}
+        honest = training.gain_against_honest(cfg, market, a, truthful[a], others, cfg.eval_episodes)
+        assert result.summary[a]["honest_profit"] == pytest.approx(honest["profit"], abs=1e-12)
+    assert result.summary["provider_1"]["honest_profit"] > 0.0
 
 
 def test_sac_trains_and_loads_back(tmp_path):

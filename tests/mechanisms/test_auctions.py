@@ -335,7 +335,9 @@ def test_ucb_myerson_default_reserve_is_the_best_advertised_value(market) -> Non
 
 @SETTINGS
 @given(ucb_markets(), st.one_of(st.none(), st.floats(0.05, 5.0)))
-def test_ucb_myerson_pays_between_the_bid_and_the_reserve(market, reserve) -> None:
+def test_ucb_myerson_pays_the_reserve_capped_second_lowest_bid(market, reserve) -> None:
+    """The published rule (seed 001's calculate_payment): P = min(r, second-lowest of all N bids), ineligible bids
+    included; with two providers the higher bidder, if it wins, is paid its own bid."""
     info, bids, history = market
     mech = fresh("ucb_myerson", info, reserve=reserve)
     play(mech, history)
@@ -346,10 +348,48 @@ def test_ucb_myerson_pays_between_the_bid_and_the_reserve(market, reserve) -> No
         assert w == NO_WINNER
         return
     assert w != NO_WINNER and eligible[w]  # some eligible provider is always served
+    second = np.sort(bids)[1] if bids.size > 1 else bids[0]
+    assert p == min(r, second)
+    if bids.size == 2:
+        assert p >= bids[w]
+
+
+@SETTINGS
+@given(ucb_markets(), st.one_of(st.none(), st.floats(0.05, 5.0)))
+def test_ucb_myerson_next_higher_variant_pays_between_the_bid_and_the_reserve(market, reserve) -> None:
+    info, bids, history = market
+    mech = fresh("ucb_myerson", info, reserve=reserve, payment="next_higher")
+    play(mech, history)
+    r = mech.reserve
+    w, p = mech.allocate(bids, CONTEXT, 0)
+    if w == NO_WINNER:
+        assert not (bids <= r).any()
+        return
     assert bids[w] <= p <= r
     above = np.delete(bids, w)
     above = above[above >= bids[w]]
-    assert p == (min(r, above.min()) if above.size else r)  # min(reserve, next-lowest bid)
+    assert p == (min(r, above.min()) if above.size else r)  # min(reserve, next-lowest bid at or above its own)
+
+
+def test_ucb_myerson_pays_a_lone_low_bidder_the_other_bid_not_the_reserve() -> None:
+    """The defect of the earlier rule: a winner with no higher bid was paid the reserve; the published rule pays
+    min(r, second-lowest bid) - here the winner's own bid, as the other ask is higher than the reserve."""
+    mech = fresh("ucb_myerson", make_info(np.array([[0.9], [0.9]]), 1.0), reserve=1.0)
+    w, p = mech.allocate(np.array([0.3, 1.5]), CONTEXT, 0)
+    assert (w, p) == (0, 1.0)  # second-lowest bid 1.5 is capped at r
+    w, p = mech.allocate(np.array([0.3, 0.45]), CONTEXT, 0)
+    assert p == 0.45
+
+
+@pytest.mark.parametrize("value, expected", [("net", 0.8 - 0.35), ("gross", 0.8)])
+def test_ucb_myerson_learns_the_net_value_by_default(value, expected) -> None:
+    """Seed 001's update_model_stats: the UCB mean is the observed net value V - P (``value="gross"``: V)."""
+    kwargs = {} if value == "net" else {"value": value}
+    mech = fresh("ucb_myerson", make_info(np.array([[0.9], [0.9]]), 2.0), reserve=1.0, exploration=0.0, **kwargs)
+    w, p = mech.allocate(np.array([0.2, 0.35]), CONTEXT, 0)
+    assert (w, p) == (0, 0.35)
+    mech.update(w, 0.4, 10, 20, p, CONTEXT, 0)
+    assert mech.ucb()[0] == pytest.approx(expected)
 
 
 @SETTINGS

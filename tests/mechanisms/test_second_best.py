@@ -243,3 +243,15 @@ def test_pettingzoo_api_with_the_toy_scenario():
     from pettingzoo.test import parallel_api_test
 
     parallel_api_test(parallel_env("second_best_toy", "second_best", seed=0, horizon=60, T=60), num_cycles=100)
+
+
+def test_second_best_infos_are_finite_so_seeded_runs_compare_equal():
+    """Diagnostics held NaN until exploration ended, and NaN != NaN broke PettingZoo's parallel_seed_test."""
+    from pettingzoo.test import parallel_seed_test
+
+    market = parallel_env("second_best_toy", "second_best", seed=0, horizon=2000)
+    market.reset(seed=0)
+    zero = {a: np.zeros(3, dtype=np.float32) for a in market.possible_agents}
+    _, _, _, _, infos = market.step(zero)
+    assert all(np.isfinite(v) for v in infos["provider_0"]["market"]["mechanism"].values())
+    parallel_seed_test(lambda: parallel_env("second_best_toy", "second_best", horizon=2000))

@@ -359,6 +359,69 @@ def test_myerson_threshold_payment_reserve_and_pluggable_prior() -> None:
         Myerson(priors=[PowerPrior(), PowerPrior()]).reset(make_info([0.9]), np.random.default_rng(0))
 
 
+def test_myerson_reads_a_bid_below_the_support_as_its_bottom() -> None:
+    """The defect: phi(c) = 2c - lo extended below lo gave a negative virtual cost, and every round, to a provider
+    asking less than any cost it can have. Below the support phi is lo, and the payment is still the threshold."""
+    pr = UniformPrior(0.4, 1.0)
+    assert pr.virtual_cost(0.1) == pr.virtual_cost(0.4) == pytest.approx(0.4)
+    assert pr.inverse_virtual_cost(-1.0) == pytest.approx(0.4)
+    mech = Myerson(quality="prior")
+    mech.reset(make_info([0.5, 0.5], cost_range=[[0.4, 1.0], [0.0, 1.0]]), np.random.default_rng(0))
+    # Provider 0 asks 0 (below its support [0.4, 1]): index 0.5 - 0.4 = 0.1, never above what the prior allows.
+    np.testing.assert_allclose(mech.indices(np.array([0.0, 0.2]), 0), [0.1, 0.1])
+    w, p = mech.allocate(np.array([0.0, 0.22]), CONTEXTS[0], 0)  # rival index 0.5 - 0.44 = 0.06
+    assert w == 0 and p == pytest.approx((0.5 - 0.06 + 0.4) / 2)
+
+
+def test_myerson_prior_covers_every_model_on_the_menu() -> None:
+    """capitals: provider_0 declares the 3B but may serve the 1B, so its public cost range reaches down to the 1B's
+    per-query cost; a substituting provider bidding the 1B's cost gets a virtual cost inside its prior, >= lo."""
+    market = parallel_env("capitals", "myerson", seed=0)
+    mk, cfg = market.market, market.config
+    mean_tokens = (mk.input_tokens + mk.output_tokens).mean(axis=0)
+    per_query = mk.base_cost * mean_tokens  # [N, M]
+    lo, hi = market.info.cost_range.T
+    for i in range(cfg.n):
+        on_menu = per_query[i, mk.menu[i]]
+        assert lo[i] == pytest.approx(on_menu.min() * cfg.cost_low)
+        assert hi[i] == pytest.approx(on_menu.max() * cfg.cost_high)
+    assert lo[0] < per_query[0, mk.declared[0]] * cfg.cost_low  # the 1B is cheaper than the declared 3B
+    market.reset(seed=0)
+    phi = market.mechanism.virtual_costs(np.array([0.0, 0.0]))
+    assert np.all(phi >= lo - 1e-12)
+
+
+def test_myerson_substitution_no_longer_buys_every_round() -> None:
+    """Serving the 1B and bidding its cost bought phi < 0 and won every round (+0.33 per round at T = 1024 on these
+    seeds). With the prior covering the menu and phi flat below it, the deviation wins only where its index does
+    (about 80% of rounds here: quality learning is slow to unmask it, a real and smaller exploit of +0.12)."""
+    from agents import make_strategy
+    from agents.rollout import play_episode
+
+    market = parallel_env("capitals", "myerson", seed=0, horizon=1024)
+    lay = market.layout
+    honest = {a: make_strategy("truthful", lay) for a in market.possible_agents}
+    one_b = market.market.models.index("llama-3.2-1b-instruct")
+
+    class SubstituteAtCost:  # serve the 1B, ask its expected cost
+        name = "substitute_at_cost"
+
+        def reset(self, seed=None):
+            pass
+
+        def act(self, obs):
+            action = np.zeros(3, dtype=np.float32)
+            action[0] = np.clip(lay.bid_action(obs, obs[lay.expected_cost][one_b] * lay.value_scale), -1, 1)
+            action[1] = 1.0
+            return action
+
+    deviate = {**honest, "provider_0": SubstituteAtCost()}
+    runs = [(play_episode(market, deviate, s), play_episode(market, honest, s)) for s in range(3)]
+    win_rate = np.mean([d["provider_0/win_rate"] for d, _ in runs])
+    gain = np.mean([d["provider_0/profit"] - h["provider_0/profit"] for d, h in runs])
+    assert win_rate < 0.95 and gain < 0.2, (win_rate, gain)
+
+
 def run_truthful(market, steps: int):
     """Truthful play (the all-zero action is honest, exactly); yields the infos of each round."""
     market.reset(seed=0)
