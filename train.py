@@ -1,5 +1,8 @@
 #!/usr/bin/env python
-"""Train provider agents against a mechanism and log to TensorBoard (a thin CLI over ``agents.training``).
+"""Train provider agents against a mechanism and log to TensorBoard (a thin CLI over ``training``).
+
+Every field of :class:`training.TrainConfig` is a flag (``--learning-rate``, ``--net-arch 64,64``, ...); a YAML file
+(``--config``) gives the same keys, and flags override it.
 
 Examples:
     python train.py --scenario capitals --mechanism first_price --timesteps 50000 --run-dir runs/fp
@@ -15,29 +18,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agents.training import format_summary, load_train_config, train
-from envs.config import ConfigError, parse_overrides
+from envs.config import ConfigError, add_config_flags, flags_to_dict
+from training import TrainConfig, format_summary, load_train_config, train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
+    add_config_flags(p, TrainConfig, aliases={"overrides": ["--set"]})
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
-    p.add_argument("--scenario", help="scenario preset or YAML path (default capitals)")
-    p.add_argument("--mechanism", help="mechanism name (default first_price)")
-    p.add_argument("--mode", choices=["best-response", "independent", "shared"])
-    p.add_argument("--learners", help="comma-separated agents, or 'all' (default provider_0)")
-    p.add_argument("--opponents", help="strategy of non-learners: scripted name, run dir, or agent=spec,...")
-    p.add_argument("--algo", choices=["ppo", "sac"])
-    p.add_argument("--timesteps", type=int, help="transitions per learner")
-    p.add_argument("--rounds", type=int, help="rounds of independent mode")
-    p.add_argument("--n-envs", type=int, dest="n_envs", help="market copies stepped together")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--run-dir", dest="run_dir")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
-                   help="override a scenario field or mechanism parameter (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,11 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("--resume needs --run-dir")
             cfg = load_train_config(run_dir=args.run_dir)
         else:
-            cfg = load_train_config(
-                args.config, scenario=args.scenario, mechanism=args.mechanism, mode=args.mode,
-                learners=args.learners.split(",") if args.learners else None, opponents=args.opponents,
-                algo=args.algo, timesteps=args.timesteps, rounds=args.rounds, n_envs=args.n_envs, seed=args.seed,
-                run_dir=args.run_dir, overrides=parse_overrides(args.overrides))
+            cfg = load_train_config(args.config, **flags_to_dict(args, TrainConfig))
         result = train(cfg, resume=args.resume, progress=not args.no_progress)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

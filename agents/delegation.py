@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.policy import Policy
-from agents.scripted import register_strategy
+from agents.registry import register_strategy
 from envs.market import INFLATION, SUBSTITUTION, ObservationLayout
 from envs.scenarios import Market, build_market, load_scenario, resolve_cache
 from mechanisms.second_best import EXPLOITATION, EXPLORATION, N_PLAY_PHASES, STRATEGIES, Menu, resolve_behaviour

@@ -12,11 +12,12 @@ All are one :class:`ScriptedPolicy` with a bid rule, a substitution level and an
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from agents.policy import Policy
+from agents.registry import StrategyFactory, register_strategy
 from envs.market import BID, INFLATION, SUBSTITUTION, ObservationLayout
 
 BidRule = Literal["cost", "markup", "bne"]
@@ -96,9 +97,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "inflate": {"inflation": 1.0},
 }
 
-StrategyFactory = Callable[..., Policy]
-"""``factory(layout, seed=None, **params) -> Policy``."""
-
 def _preset(name: str) -> StrategyFactory:
     def factory(layout: ObservationLayout, seed: int | None = None, **params: Any) -> Policy:
         return ScriptedPolicy(layout, name=name, **{**PRESETS[name], **params})
@@ -109,25 +107,6 @@ def _random(layout: ObservationLayout, seed: int | None = None) -> Policy:
     return RandomPolicy(layout, seed)
 
 
-REGISTRY: dict[str, StrategyFactory] = {**{name: _preset(name) for name in PRESETS}, "random": _random}
-
-
-def register_strategy(name: str, factory: StrategyFactory) -> None:
-    """Add a scripted strategy ``factory(layout, seed=None, **params) -> Policy`` under ``name``."""
-    if name in REGISTRY:
-        raise ValueError(f"strategy {name!r} is already registered")
-    REGISTRY[name] = factory
-
-
-def strategy_names() -> list[str]:
-    return sorted(REGISTRY)
-
-
-def make_strategy(name: str, layout: ObservationLayout, seed: int | None = None, **params: Any) -> Policy:
-    """A scripted strategy by name (see the module docstring), with parameter overrides."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {strategy_names()}")
-    try:
-        return REGISTRY[name](layout, seed=seed, **params)
-    except TypeError as exc:
-        raise ValueError(f"strategy {name!r}: {exc}") from None
+for _name in PRESETS:
+    register_strategy(_name, _preset(_name))
+register_strategy("random", _random)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from agents.evaluation import EvalSpec, run_evaluation, summarize
+from evaluation import EvalSpec, run_evaluation, summarize
 
 
 def main() -> None:
@@ -25,10 +25,10 @@ def main() -> None:
     start = time.perf_counter()
     results = run_evaluation(spec, workers=args.workers, progress=False)
     wall = time.perf_counter() - start
-    profiles = len(results[0]["profiles"])
+    profiles = len(results[0].profiles)
     rounds = len(results) * profiles * spec.seeds * spec.horizon
     for r in results:
-        print(f"{r['mechanism']:<14} {summarize(r, 0.0)['verdict']}")
+        print(f"{r.mechanism:<14} {summarize(r, 0.0).verdict}")
     print(f"{len(results)} mechanisms x {profiles} profiles x {spec.seeds} seeds x {spec.horizon} queries = "
           f"{rounds:,} rounds in {wall:.1f} s ({rounds / wall:,.0f} rounds/s, {args.workers} workers)")
 

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from agents.analytic import bid_function, bne_bid
-from agents.training import TrainConfig, make_market, train
+from training.trainer import TrainConfig, make_market, train
 
 GRID = np.linspace(0.05, 0.95, 19)
 

@@ -13,7 +13,7 @@ import sys
 
 TRAIN = """
 import resource, sys, tempfile
-from agents.training import TrainConfig, train
+from training import TrainConfig, train
 train(TrainConfig(scenario="capitals", mechanism="ucb_myerson", timesteps={steps}, eval_every={eval_every},
                   checkpoint_every={checkpoint_every}, run_dir=tempfile.mkdtemp()), progress=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -39,7 +39,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 EVAL = """
 import resource
-from agents.evaluation import EvalSpec, run_evaluation
+from evaluation import EvalSpec, run_evaluation
 spec = EvalSpec(scenario="capitals", mechanisms=["first_price", "ucb_myerson"], seeds={seeds}, horizon=1000)
 run_evaluation(spec, workers=1, progress=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from agents.training import TrainConfig, make_market, new_model, opponent_policies
-from agents.vec_env import MarketVecEnv
+from training.trainer import TrainConfig, make_market, new_model, opponent_policies
+from training.vec_env import MarketVecEnv
 
 
 class TimedVecEnv(MarketVecEnv):

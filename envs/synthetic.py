@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from envs.data import ResponseCache
+from mechanisms.second_best import TOY, toy_draw, toy_input_draw
 
 SECOND_BEST_TOY = "second_best_toy"
 
@@ -38,8 +39,6 @@ def uniform_cache() -> ResponseCache:
 
 def second_best_toy_cache(n_queries: int = 4096, seed: int = 0) -> ResponseCache:
     """The toy game of MECHANISMS.md §6 as a deterministic cache of ``n_queries`` queries."""
-    from mechanisms.second_best import TOY, toy_draw, toy_input_draw  # local: mechanisms import the env package
-
     rng = np.random.default_rng(seed)
     models, price, score_cols, token_cols = [], [], [], []
     tin = toy_input_draw(rng, n_queries, TOY.input_mu, TOY.input_sd).astype(np.int64)

@@ -58,6 +58,7 @@ class Mechanism(ABC):
 
     Class attributes:
         name: registry name.
+        reference: where the rules are defined (``MECHANISMS.md §k``); orders the registry.
         billing: ``"per_query"`` (the mechanism's payment is the price of the query) or ``"per_token"`` (the market
             bills list prices of the declared model times the *reported* tokens, MECHANISMS.md §1, and the
             mechanism's ``payment`` is ignored).
@@ -65,6 +66,7 @@ class Mechanism(ABC):
     """
 
     name: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
     billing: ClassVar[Billing] = "per_query"
     uses_bids: ClassVar[bool] = True
 

@@ -5,11 +5,14 @@ the winner its bid, P_w = b_w. Not truthful: a provider gains by asking more tha
 market the equilibrium bid is b(c) = c + (1 - c) / n, §8).
 """
 
+from mechanisms.registry import register
 from mechanisms.scoring import ScoringAuction
 
 
+@register
 class FirstPrice(ScoringAuction):
     name = "first_price"
+    reference = "MECHANISMS.md §2"
 
     def payment(self, winner, bids, scores) -> float:
         return float(bids[winner])

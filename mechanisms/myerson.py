@@ -43,6 +43,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mechanisms.registry import register
 from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
 from mechanisms.quality import QualityEstimator, QualityMode
 
@@ -110,10 +111,12 @@ class UniformPrior(CostPrior):
         return f"UniformPrior({self.lo:g}, {self.hi:g})"
 
 
+@register
 class Myerson(Mechanism):
     """Myerson's optimal procurement auction with known priors (MECHANISMS.md §4)."""
 
     name = "myerson"
+    reference = "MECHANISMS.md §4"
 
     def __init__(self, quality: QualityMode = "learned", prior_weight: float = 5.0,
                  priors: CostPrior | Sequence[CostPrior] | None = None, support_cap: bool = True):

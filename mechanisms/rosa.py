@@ -42,6 +42,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from mechanisms.registry import register
 from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
 from mechanisms.quality import QualityEstimator, QualityMode
 
@@ -170,10 +171,12 @@ class GreedyAllocation(Allocation):
 ALLOCATIONS = ("linucb", "linucb_opt", "greedy")
 
 
+@register
 class Rosa(Mechanism):
     """Reverse self-resampling wrapper (MECHANISMS.md §5) around a monotone :class:`Allocation`."""
 
     name = "rosa"
+    reference = "MECHANISMS.md §5"
 
     def __init__(self, mu: float = 0.1, cbar: float | None = None, allocation: str | Allocation = "linucb",
                  alpha: float = 0.5, ridge: float = 1.0, prior_offset: bool = True,

@@ -5,11 +5,14 @@ P_w = qhat_w - max(0, s_(2)), with s_(2) the best other score. P_w >= b_w always
 dominant strategy as long as qhat does not depend on the provider's own actions (substitution does move qhat).
 """
 
+from mechanisms.registry import register
 from mechanisms.scoring import ScoringAuction, best_other
 
 
+@register
 class SecondPrice(ScoringAuction):
     name = "second_price"
+    reference = "MECHANISMS.md §2"
 
     def payment(self, winner, bids, scores) -> float:
         qhat_w = scores[winner] + bids[winner]

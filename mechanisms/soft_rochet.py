@@ -33,6 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mechanisms.registry import register
 from mechanisms.base import NO_WINNER, MarketInfo
 from mechanisms.quality import QualityMode
 from mechanisms.scoring import ScoringAuction
@@ -54,10 +55,12 @@ def _lse(a: np.ndarray) -> float:
     return m + math.log(float(np.exp(a - m).sum()))
 
 
+@register
 class SoftRochet(ScoringAuction):
     """Logit allocation x_i proportional to w_i e^{s_i/t}, Rochet payments (MECHANISMS.md §7)."""
 
     name = "soft_rochet"
+    reference = "MECHANISMS.md §7"
 
     def __init__(self, temperature: float | None = None, w0: float = 1.0, weights: Sequence[float] | None = None,
                  quality: QualityMode = "learned", prior_weight: float = 5.0):

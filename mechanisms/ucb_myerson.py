@@ -31,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 
+from mechanisms.registry import register
 from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
 
 
@@ -38,8 +39,10 @@ PaymentRule = Literal["second_lowest", "next_higher"]
 ValueSignal = Literal["net", "gross"]
 
 
+@register
 class UCBMyerson(Mechanism):
     name = "ucb_myerson"
+    reference = "MECHANISMS.md §3"
 
     def __init__(self, reserve: float | None = None, exploration: float = 0.5, bins: int = 20,
                  prior_weight: float = 2.0, ironed: bool = False, payment: PaymentRule = "second_lowest",

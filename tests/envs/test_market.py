@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
-from pettingzoo.test import api_test, parallel_api_test
+from pettingzoo.test import api_test
 
 from agents import act_all, make_strategy
 from envs import ConfigError, env, parallel_env
 from envs.data import CacheError
 from mechanisms.first_price import FirstPrice
-
-SHARED_LLAMA = Path(__file__).resolve().parents[3] / "shared" / "data" / "llama-cascades"
-LLAMA_DIR = os.environ.get("LLM_ARENA_LLAMA_DIR", str(SHARED_LLAMA))
-needs_llama = pytest.mark.skipif(not Path(LLAMA_DIR).is_dir(),
-                                 reason=f"real Llama results not found at {LLAMA_DIR} (../shared absent)")
-
 
 def play(market, strategy="markup", steps=None):
     """Run one episode with a scripted profile; yield (obs, rewards, infos) per round."""
@@ -28,17 +20,6 @@ def play(market, strategy="markup", steps=None):
     while market.agents:
         obs, rewards, _, _, infos = market.step(act_all(policies, obs))
         yield obs, rewards, infos
-
-
-@pytest.mark.parametrize("scenario", ["capitals", "uniform", "second_best_toy"])
-@pytest.mark.parametrize("mechanism", ["first_price", "second_price", "ucb_myerson"])
-def test_parallel_api(scenario, mechanism):
-    parallel_api_test(parallel_env(scenario, mechanism, seed=0, horizon=50), num_cycles=200)
-
-
-@needs_llama
-def test_parallel_api_llama():
-    parallel_api_test(parallel_env("llama", "first_price", seed=0, cache_dir=LLAMA_DIR, horizon=50), num_cycles=200)
 
 
 @pytest.mark.filterwarnings("ignore:Agent.s (minimum|maximum) observation space value")
@@ -200,9 +181,8 @@ def test_llama_scenario_without_data_location_says_what_to_set(monkeypatch):
         parallel_env("llama")
 
 
-@needs_llama
-def test_llama_scenario_runs_on_real_results():
-    market = parallel_env("llama", "second_price", seed=0, cache_dir=LLAMA_DIR, horizon=300)
+def test_llama_scenario_runs_on_real_results(llama_dir):
+    market = parallel_env("llama", "second_price", seed=0, cache_dir=llama_dir, horizon=300)
     assert market.market.provenance == "real" and len(market.possible_agents) == 5
     winners = [infos["provider_0"]["market"]["winner"] for _, _, infos in play(market, "truthful")]
     assert len(set(winners)) >= 2  # several providers trade on real results

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,8 +31,6 @@ Z = 3.0  # width of the confidence intervals, in standard errors
 D = 4  # context dimension of the hand-made markets
 DELTAS = np.array([-0.3, -0.15, -0.05, 0.0, 0.05, 0.15, 0.3])  # bid - cost
 TRUTH = int(np.flatnonzero(DELTAS == 0.0)[0])
-SHARED_LLAMA = Path(__file__).resolve().parents[3] / "shared" / "data" / "llama-cascades"
-LLAMA_DIR = os.environ.get("LLM_ARENA_LLAMA_DIR", str(SHARED_LLAMA))
 
 
 def make_info(prior, d: int = D, value_scale: float = 1.0, cost_range=None) -> MarketInfo:
@@ -396,7 +392,7 @@ def test_myerson_substitution_no_longer_buys_every_round() -> None:
     seeds). With the prior covering the menu and phi flat below it, the deviation wins only where its index does
     (about 80% of rounds here: quality learning is slow to unmask it, a real and smaller exploit of +0.12)."""
     from agents import make_strategy
-    from agents.rollout import play_episode
+    from evaluation.rollout import play_episode
 
     market = parallel_env("capitals", "myerson", seed=0, horizon=1024)
     lay = market.layout
@@ -587,9 +583,6 @@ def test_parameters_are_validated() -> None:
 @pytest.mark.parametrize("mechanism, params", [("myerson", {}), ("rosa", {}), ("rosa", {"allocation": "greedy"}),
                                                ("soft_rochet", {})])
 def test_env_runs_the_mechanism(scenario, mechanism, params) -> None:
-    from pettingzoo.test import parallel_api_test
-
-    parallel_api_test(parallel_env(scenario, mechanism, seed=0, horizon=100, **params), num_cycles=300)
     market = parallel_env(scenario, mechanism, seed=0, horizon=100, **params)
     served = 0
     for infos in run_truthful(market, 300):
@@ -600,12 +593,3 @@ def test_env_runs_the_mechanism(scenario, mechanism, params) -> None:
             assert all(infos[a]["profit"] >= -1e-9 for a in market.possible_agents)
     assert served > 100
     assert market.mechanism.public_state_dim == market.layout.mechanism.stop - market.layout.mechanism.start
-
-
-@pytest.mark.skipif(not Path(LLAMA_DIR).is_dir(), reason=f"real Llama results not found at {LLAMA_DIR}")
-@pytest.mark.parametrize("mechanism", ["myerson", "rosa", "soft_rochet"])
-def test_env_runs_the_mechanism_on_llama(mechanism) -> None:
-    """Five providers, a 100+ dimensional context (LinUCB's Sherman-Morrison path at full size)."""
-    from pettingzoo.test import parallel_api_test
-
-    parallel_api_test(parallel_env("llama", mechanism, seed=0, cache_dir=LLAMA_DIR, horizon=100), num_cycles=300)

@@ -19,96 +19,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import re
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import HParam, TensorBoardOutputFormat, configure
-from tqdm.auto import tqdm
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.logger import configure
 
 from agents.learned import ALGORITHMS, SHARED, LearnedPolicy, load_policies, load_weights, make_manifest
 from agents.policy import Policy
-from agents.rollout import mean_ci, play
-from agents.scripted import make_strategy
-from agents.vec_env import MarketVecEnv
-from envs.config import ConfigError, from_dict, load_yaml, to_dict
+from agents.registry import make_strategy
+from envs.config import ConfigError, from_dict, to_dict
 from envs.market import parallel_env, raw_env
-from envs.metrics import MARKET_METRICS, PROVIDER_METRICS
-
-Mode = Literal["best-response", "independent", "shared"]
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs; the same keys work in YAML (``configs/train/*.yaml``) and as flags.
-
-    Attributes:
-        scenario, mechanism: the market (preset names or paths).
-        overrides: scenario fields and mechanism parameters (``--set KEY=VALUE``).
-        mode: ``best-response``, ``independent`` or ``shared``.
-        learners: agents that learn (default: provider_0; ``all`` for every provider).
-        opponents: strategy of the non-learners: a scripted strategy name (``truthful``), or a run dir whose saved
-            policies they use; ``agent=spec`` pairs separated by commas set them per agent.
-        algo: ``ppo`` or ``sac``.
-        timesteps: transitions per learner (``best-response``, ``shared``) or in total per learner over all rounds
-            (``independent``).
-        rounds: R, rounds of ``independent`` mode (K = timesteps // rounds per learner per round).
-        n_envs: market copies stepped together.
-        seed: seeds numpy, torch, the markets (copy k: seed + k) and evaluation (seed + 10_000 + episode).
-        run_dir: where everything is written.
-        checkpoint_every, eval_every: in learner transitions (0 disables periodic evaluation).
-        eval_episodes: episodes of each periodic evaluation and of the final summary.
-        learning_rate, n_steps, batch_size, n_epochs, gamma, ent_coef, net_arch, log_std_init: algorithm settings
-            (``n_steps``/``n_epochs`` PPO only; SAC uses ``batch_size``, ``learning_rate``, ``gamma``).
-        algo_kwargs: any other keyword of the SB3 algorithm.
-    """
-
-    scenario: str = "capitals"
-    mechanism: str = "first_price"
-    overrides: dict[str, Any] = field(default_factory=dict)
-    mode: Mode = "best-response"
-    learners: list[str] = field(default_factory=lambda: ["provider_0"])
-    opponents: str = "truthful"
-    algo: Literal["ppo", "sac"] = "ppo"
-    timesteps: int = 50_000
-    rounds: int = 3
-    n_envs: int = 8
-    seed: int = 0
-    run_dir: str = "runs/latest"
-    checkpoint_every: int = 25_000
-    eval_every: int = 10_000
-    eval_episodes: int = 8
-    learning_rate: float = 3e-4
-    n_steps: int = 256
-    batch_size: int = 128
-    n_epochs: int = 10
-    gamma: float = 0.9
-    ent_coef: float = 0.0
-    net_arch: list[int] = field(default_factory=lambda: [64, 64])
-    log_std_init: float = -1.0
-    algo_kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name in ("timesteps", "n_envs", "rounds", "eval_episodes", "n_steps", "batch_size", "n_epochs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train config: field {name!r} must be >= 1, got {getattr(self, name)}")
-        if self.checkpoint_every < 0 or self.eval_every < 0:
-            raise ConfigError("train config: checkpoint_every and eval_every must be >= 0")
-
-
-def load_train_config(path: str | Path | None = None, **fields: Any) -> TrainConfig:
-    """A TrainConfig from an optional YAML file, with keyword fields on top (``None`` values are ignored)."""
-    data = load_yaml(path) if path else {}
-    fields = {k: v for k, v in fields.items() if v is not None}
-    overrides = {**data.get("overrides", {}), **fields.pop("overrides", {})}
-    return from_dict(TrainConfig, {**data, **fields, "overrides": overrides}, str(path or "train config"))
+from evaluation.rollout import play
+from evaluation.statistics import mean_ci
+from training.callbacks import Checkpointer, GainEvaluator, MarketLogger, latest_checkpoint, save_checkpoint
+from training.config import TrainConfig
+from training.vec_env import MarketVecEnv
 
 
 # ------------------------------------------------------------------------------------------------ the run's market
@@ -139,105 +70,6 @@ def opponent_policies(spec: str, market: raw_env, agents: list[str], seed: int) 
         else:
             out[agent] = make_strategy(source, market.layout, seed=seed + k)
     return out
-
-
-# ---------------------------------------------------------------------------------------------------- callbacks
-
-
-def custom_scalar_layout(agents: list[str]) -> dict[str, dict[str, list]]:
-    """TensorBoard's Custom Scalars page: one chart per metric with every provider's curve on it."""
-    return {
-        "providers": {m: ["Multiline", [rf"{a}/{m}$" for a in agents]] for m in PROVIDER_METRICS},
-        "market": {m: ["Multiline", [rf"market/{m}$"]] for m in MARKET_METRICS},
-        "evaluation": {"manipulation gain": ["Multiline", [r"eval/manipulation_gain", r"eval/gain_ci_.*"]],
-                       "profit vs honest": ["Multiline", [r"eval/profit", r"eval/honest_profit"]]},
-        "mechanism": {"diagnostics": ["Multiline", [r"mechanism/.*"]]},
-    }
-
-
-class MarketLogger(BaseCallback):
-    """Logs episode metrics (provider_<i>/..., market/..., mechanism/...), steps per second, the share of time in
-    the env, a progress bar, hparams and the custom-scalars layout."""
-
-    def __init__(self, total: int, hparams: dict[str, Any], label: str, progress: bool = True):
-        super().__init__()
-        self.total, self.hparams, self.label, self.progress = total, hparams, label, progress
-        self.env_time = 0.0
-
-    def _on_training_start(self) -> None:
-        self.bar = tqdm(total=self.total, initial=self.model.num_timesteps, desc=self.label, unit="step",
-                        disable=not self.progress, dynamic_ncols=True)
-        self.start_steps, self.start_time = self.model.num_timesteps, time.perf_counter()
-        for fmt in self.logger.output_formats:
-            if isinstance(fmt, TensorBoardOutputFormat):
-                fmt.writer.add_custom_scalars(custom_scalar_layout(self.training_env.agents))
-        self.logger.record("hparams", HParam(self.hparams, {"rollout/ep_rew_mean": 0.0, "eval/manipulation_gain": 0.0}),
-                           exclude=("stdout", "log", "json", "csv"))
-
-    def _on_step(self) -> bool:
-        self.bar.update(self.training_env.num_envs)
-        episodes = [info["market_metrics"] for info in self.locals["infos"] if "market_metrics" in info]
-        if episodes:
-            for key in episodes[0]:
-                self.logger.record_mean(key, float(np.mean([e[key] for e in episodes])))
-        return True
-
-    def _on_rollout_end(self) -> None:
-        elapsed = time.perf_counter() - self.start_time
-        self.logger.record("time/sps", (self.model.num_timesteps - self.start_steps) / max(elapsed, 1e-9))
-
-    def _on_training_end(self) -> None:
-        self.bar.close()
-
-
-class GainEvaluator(BaseCallback):
-    """Every ``every`` steps: the learner's mean profit per round and its gain over honest play on the same seeds."""
-
-    def __init__(self, every: int, evaluate):
-        super().__init__()
-        self.every, self.evaluate, self.next_at = every, evaluate, every
-
-    def _on_step(self) -> bool:
-        if self.every and self.model.num_timesteps >= self.next_at:
-            self.next_at += self.every
-            for key, value in self.evaluate(self.model).items():
-                self.logger.record(f"eval/{key}", value)
-        return True
-
-
-class Checkpointer(BaseCallback):
-    """Saves ``checkpoints/<stage>_<steps>_steps.zip`` every ``every`` steps (SB3's format)."""
-
-    def __init__(self, every: int, directory: Path, stage: str):
-        super().__init__()
-        self.every, self.directory, self.stage = every, directory, stage
-        self.next_at = 0
-
-    def _on_training_start(self) -> None:
-        self.next_at = (self.model.num_timesteps // self.every + 1) * self.every if self.every else 0
-
-    def _on_step(self) -> bool:
-        if self.every and self.model.num_timesteps >= self.next_at:
-            self.next_at += self.every
-            save_checkpoint(self.model, self.directory, self.stage)
-        return True
-
-
-def save_checkpoint(model: BaseAlgorithm, directory: Path, stage: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{stage}_{model.num_timesteps}_steps.zip"
-    model.save(path)
-    return path
-
-
-def latest_checkpoint(directory: Path, stage: str) -> tuple[Path, int] | None:
-    """The newest checkpoint of a stage and its step count (from its name)."""
-    pattern = re.compile(rf"^{re.escape(stage)}_(\d+)_steps\.zip$")
-    found = [(int(m.group(1)), p) for p in directory.glob(f"{stage}_*_steps.zip") if (m := pattern.match(p.name))]
-    if not found:
-        return None
-    steps, path = max(found)
-    return path, steps
 
 
 # ---------------------------------------------------------------------------------------------------- training

@@ -1,4 +1,4 @@
-"""Playing a strategy profile in the market: the one loop shared by training-time evaluation and evaluate.py.
+"""Playing a strategy profile in the market: the one loop shared by training-time evaluation and the evaluation.
 
 Episodes are seeded ``seed, seed + 1, ...``; the market's draws (queries, private costs) depend only on the seed, not
 on the actions, so two profiles played with the same seeds face the same queries and the same costs (common random
@@ -48,20 +48,3 @@ def play_episode(market: raw_env, policies: dict[str, Policy], seed: int, trace:
 def play(market: raw_env, policies: dict[str, Policy], seeds: list[int]) -> list[dict[str, float]]:
     """Metrics of one episode per seed."""
     return [play_episode(market, policies, s) for s in seeds]
-
-
-def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of its Student-t confidence interval at ``level`` over independent seeds (0 for a single
-    value): with 20 seeds the 95% quantile is 2.09, not the normal 1.96."""
-    values = np.asarray(values, dtype=float)
-    if values.size < 2:
-        return float(values.mean()) if values.size else float("nan"), 0.0
-    se = values.std(ddof=1) / np.sqrt(values.size)
-    return float(values.mean()), float(t_quantile(level, values.size - 1) * se)
-
-
-def t_quantile(level: float, df: int) -> float:
-    """The two-sided Student-t quantile: P(|T_df| <= q) = level."""
-    from scipy.stats import t
-
-    return float(t.ppf(0.5 + level / 2.0, df))

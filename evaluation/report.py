@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,44 +15,45 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from agents.analytic import bne_bid  # noqa: E402
+from evaluation.results import MechanismResult, MechanismSummary, ReportHeader  # noqa: E402
 
 
-def verdict_table(summaries: list[dict[str, Any]]) -> str:
+def verdict_table(summaries: list[MechanismSummary]) -> str:
     """Markdown table: per mechanism the verdict, the IC regret with its CI and the user's utility."""
     lines = ["| mechanism | verdict | IC regret (gain per round, 95% CI) | user utility (honest) | "
              "worst user utility ratio |", "|---|---|---|---|---|"]
     for s in summaries:
-        honest = next(m for m in s["market"] if m["profile"] == "honest")
-        worst = min(s["market"], key=lambda m: m["user_utility_ratio"] if np.isfinite(m["user_utility_ratio"])
+        honest = next(m for m in s.market if m.profile == "honest")
+        worst = min(s.market, key=lambda m: m.user_utility_ratio if np.isfinite(m.user_utility_ratio)
                     else np.inf)
-        r = s["ic_regret"]
-        regret = "n/a" if r is None else (f"{r['gain']:+.4f} [{r['gain_ci_low']:+.4f}, {r['gain_ci_high']:+.4f}] "
-                                          f"({r['provider']}, {r['profile']})")
-        verdict = "holds" if not s["exploited"] else "**exploited**"
-        lines.append(f"| {s['mechanism']} | {verdict} | {regret} | {honest['user_utility']:.4f} | "
-                     f"{worst['user_utility_ratio']:.3f} ({worst['profile']}) |")
+        r = s.ic_regret
+        regret = "n/a" if r is None else (f"{r.gain:+.4f} [{r.gain_ci_low:+.4f}, {r.gain_ci_high:+.4f}] "
+                                          f"({r.provider}, {r.profile})")
+        verdict = "holds" if not s.exploited else "**exploited**"
+        lines.append(f"| {s.mechanism} | {verdict} | {regret} | {honest.user_utility:.4f} | "
+                     f"{worst.user_utility_ratio:.3f} ({worst.profile}) |")
     return "\n".join(lines)
 
 
-def _profile_table(s: dict[str, Any]) -> str:
+def _profile_table(s: MechanismSummary) -> str:
     lines = ["| profile | provider | profit | gain [95% CI] | markup | substitution | inflation | win rate |",
              "|---|---|---|---|---|---|---|---|"]
-    for r in s["records"]:
-        if r["profile"] != "honest" and not r["deviator"]:
+    for r in s.records:
+        if r.profile != "honest" and not r.deviator:
             continue
-        lines.append(f"| {r['profile']} | {r['provider']} | {r['profit']:.4f} | {r['gain']:+.4f} "
-                     f"[{r['gain_ci_low']:+.4f}, {r['gain_ci_high']:+.4f}] | {r['bid_markup']:.3f} | "
-                     f"{r['substitution_rate']:.3f} | {r['mean_inflation']:.3f} | {r['win_rate']:.3f} |")
+        lines.append(f"| {r.profile} | {r.provider} | {r.profit:.4f} | {r.gain:+.4f} "
+                     f"[{r.gain_ci_low:+.4f}, {r.gain_ci_high:+.4f}] | {r.bid_markup:.3f} | "
+                     f"{r.substitution_rate:.3f} | {r.mean_inflation:.3f} | {r.win_rate:.3f} |")
     lines += ["", "| profile | user utility | vs honest | vs full information | payment | efficiency | unserved |",
               "|---|---|---|---|---|---|---|"]
-    for m in s["market"]:
-        lines.append(f"| {m['profile']} | {m['user_utility']:.4f} ± {m['user_utility_ci']:.4f} | "
-                     f"{m['user_utility_ratio']:.3f} | {m['full_info_ratio']:.3f} | {m['payment']:.4f} | "
-                     f"{m['allocative_efficiency']:.3f} | {m['unserved_share']:.3f} |")
+    for m in s.market:
+        lines.append(f"| {m.profile} | {m.user_utility:.4f} ± {m.user_utility_ci:.4f} | "
+                     f"{m.user_utility_ratio:.3f} | {m.full_info_ratio:.3f} | {m.payment:.4f} | "
+                     f"{m.allocative_efficiency:.3f} | {m.unserved_share:.3f} |")
     return "\n".join(lines)
 
 
-def plot_gains(summaries: list[dict[str, Any]], path: Path) -> plt.Figure:
+def plot_gains(summaries: list[MechanismSummary], path: Path) -> plt.Figure:
     """Manipulation gain with 95% CI of every deviation, one panel per mechanism."""
     cols = min(4, len(summaries))
     rows_ = -(-len(summaries) // cols)
@@ -59,15 +61,15 @@ def plot_gains(summaries: list[dict[str, Any]], path: Path) -> plt.Figure:
     for ax in axes.flat[len(summaries):]:
         ax.set_visible(False)
     for ax, s in zip(axes.flat, summaries):
-        rows = [r for r in s["records"] if r["deviator"]]
-        labels = [f"{r['profile'].split('@')[0]}@{r['provider'].split('_')[-1]}" for r in rows]
-        gains = np.array([r["gain"] for r in rows])
-        err = np.array([[r["gain"] - r["gain_ci_low"] for r in rows], [r["gain_ci_high"] - r["gain"] for r in rows]])
-        colors = ["tab:red" if r["gain_ci_low"] > 0 else "tab:gray" for r in rows]
+        rows = [r for r in s.records if r.deviator]
+        labels = [f"{r.profile.split('@')[0]}@{r.provider.split('_')[-1]}" for r in rows]
+        gains = np.array([r.gain for r in rows])
+        err = np.array([[r.gain - r.gain_ci_low for r in rows], [r.gain_ci_high - r.gain for r in rows]])
+        colors = ["tab:red" if r.gain_ci_low > 0 else "tab:gray" for r in rows]
         ax.barh(np.arange(len(rows)), gains, xerr=err, color=colors, capsize=3)
         ax.set_yticks(np.arange(len(rows)), labels, fontsize=8)
         ax.axvline(0.0, color="black", lw=0.8)
-        ax.set_title(s["mechanism"])
+        ax.set_title(s.mechanism)
         ax.set_xlabel("gain per round vs honest")
     fig.suptitle("Manipulation gain per round, 95% CI (red: CI above 0; verdicts use family-wise confidence)")
     fig.tight_layout()
@@ -75,15 +77,15 @@ def plot_gains(summaries: list[dict[str, Any]], path: Path) -> plt.Figure:
     return fig
 
 
-def plot_bids(result: dict[str, Any], path: Path, equilibrium_n: int | None) -> plt.Figure:
+def plot_bids(result: MechanismResult, path: Path, equilibrium_n: int | None) -> plt.Figure:
     """Bid against own cost for each deviating profile, beside honest bids (and the equilibrium when known)."""
-    agents = result["agents"]
+    agents = result.agents
     fig, axes = plt.subplots(1, len(agents), figsize=(4.5 * len(agents), 4), squeeze=False)
     for i, (ax, agent) in enumerate(zip(axes[0], agents)):
         hi = 0.0
-        for name, rec in result["profiles"].items():
-            tr = rec["trace"]
-            if not tr["cost"].size or (name != "honest" and agent not in rec["deviators"]):
+        for name, rec in result.profiles.items():
+            tr = rec.trace
+            if not tr["cost"].size or (name != "honest" and agent not in rec.deviators):
                 continue
             ax.scatter(tr["cost"][:, i], tr["bid"][:, i], s=6, alpha=0.5, label=name)
             hi = max(hi, float(tr["cost"][:, i].max()))
@@ -92,7 +94,7 @@ def plot_bids(result: dict[str, Any], path: Path, equilibrium_n: int | None) -> 
         ax.plot(grid, grid, "k--", lw=0.8, label="bid = cost")
         if equilibrium_n:
             ax.plot(grid, bne_bid(grid, equilibrium_n), "g-", lw=1.2, label="first-price equilibrium")
-        ax.set_title(f"{result['mechanism']}: {agent}")
+        ax.set_title(f"{result.mechanism}: {agent}")
         ax.set_xlabel("own expected cost")
         ax.set_ylabel("bid")
         ax.legend(fontsize=7)
@@ -101,24 +103,24 @@ def plot_bids(result: dict[str, Any], path: Path, equilibrium_n: int | None) -> 
     return fig
 
 
-def plot_user_utility(result: dict[str, Any], path: Path) -> plt.Figure:
+def plot_user_utility(result: MechanismResult, path: Path) -> plt.Figure:
     """Running mean of the user's utility over the first evaluation episode, per profile."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, rec in result["profiles"].items():
-        u = rec["trace"]["user_utility"]
+    for name, rec in result.profiles.items():
+        u = rec.trace["user_utility"]
         if u.size:
             ax.plot(np.cumsum(u) / np.arange(1, u.size + 1), label=name, lw=1)
     ax.set_xlabel("round")
     ax.set_ylabel("mean user utility so far")
-    ax.set_title(f"{result['mechanism']}: user utility over the episode")
+    ax.set_title(f"{result.mechanism}: user utility over the episode")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return fig
 
 
-def write_report(out: Path, header: dict[str, Any], results: list[dict[str, Any]],
-                 summaries: list[dict[str, Any]], analytic: dict[str, Any]) -> str:
+def write_report(out: Path, header: ReportHeader, results: list[MechanismResult], summaries: list[MechanismSummary],
+                 analytic: dict[str, Any]) -> str:
     """Write report.md, report.json, metrics.csv, plots/*.png and tb/; return the verdict table."""
     from torch.utils.tensorboard import SummaryWriter
 
@@ -127,47 +129,47 @@ def write_report(out: Path, header: dict[str, Any], results: list[dict[str, Any]
     table = verdict_table(summaries)
     writer = SummaryWriter(str(out / "tb"))
     figures = {"manipulation_gain": plot_gains(summaries, out / "plots" / "manipulation_gain.png")}
-    eq_n = header["n_providers"] if header["scenario"] == "uniform" else None
+    eq_n = header.n_providers if header.scenario == "uniform" else None
     for result in results:
-        m = result["mechanism"]
+        m = result.mechanism
         figures[f"bids_{m}"] = plot_bids(result, out / "plots" / f"bids_{m}.png",
                                          eq_n if m == "first_price" else None)
         figures[f"user_utility_{m}"] = plot_user_utility(result, out / "plots" / f"user_utility_{m}.png")
     for s in summaries:
-        m = s["mechanism"]
-        if s["ic_regret"]:
-            writer.add_scalar(f"eval/{m}/ic_regret", s["ic_regret"]["gain"])
-        for r in s["records"]:
-            writer.add_scalar(f"eval/{m}/{r['profile']}/{r['provider']}/profit", r["profit"])
-            if r["deviator"]:
-                writer.add_scalar(f"eval/{m}/{r['profile']}/{r['provider']}/gain", r["gain"])
-        for row in s["market"]:
+        m = s.mechanism
+        if s.ic_regret:
+            writer.add_scalar(f"eval/{m}/ic_regret", s.ic_regret.gain)
+        for r in s.records:
+            writer.add_scalar(f"eval/{m}/{r.profile}/{r.provider}/profit", r.profit)
+            if r.deviator:
+                writer.add_scalar(f"eval/{m}/{r.profile}/{r.provider}/gain", r.gain)
+        for row in s.market:
             for key in ("user_utility", "user_utility_ratio", "allocative_efficiency", "payment"):
-                writer.add_scalar(f"eval/{m}/{row['profile']}/{key}", row[key])
+                writer.add_scalar(f"eval/{m}/{row.profile}/{key}", getattr(row, key))
     for name, fig in figures.items():
         writer.add_figure(f"plots/{name}", fig)
         plt.close(fig)
     writer.close()
 
-    md = [f"# Robustness report: {header['scenario']}", "",
-          f"{header['seeds']} seeds x {header['episodes']} episode(s) x {header['horizon']} rounds per profile; "
+    md = [f"# Robustness report: {header.scenario}", "",
+          f"{header.seeds} seeds x {header.episodes} episode(s) x {header.horizon} rounds per profile; "
           f"profiles are paired on the same queries and costs. Gains are per round, relative to the same profile "
           f"with the deviator(s) honest; brackets are 95% CIs over seeds. 'exploited' means the largest gain "
-          f"exceeds {header['tolerance']:g} with family-wise 95% confidence (Bonferroni over the deviations tested "
+          f"exceeds {header.tolerance:g} with family-wise 95% confidence (Bonferroni over the deviations tested "
           f"for that mechanism).", "", table, ""]
     for s in summaries:
-        md += [f"## {s['mechanism']}", "", f"Verdict: {s['verdict']}", "", _profile_table(s), "",
-               f"![gains](plots/manipulation_gain.png) ![bids](plots/bids_{s['mechanism']}.png) "
-               f"![user utility](plots/user_utility_{s['mechanism']}.png)", ""]
+        md += [f"## {s.mechanism}", "", f"Verdict: {s.verdict}", "", _profile_table(s), "",
+               f"![gains](plots/manipulation_gain.png) ![bids](plots/bids_{s.mechanism}.png) "
+               f"![user utility](plots/user_utility_{s.mechanism}.png)", ""]
     if analytic:
         md += ["## Analytic checks (MECHANISMS.md §8)", "", "```", json.dumps(analytic, indent=2), "```", ""]
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
 
-    records = [r for s in summaries for r in s["records"]]
-    report = {"header": header, "records": records,
-              "market": [m for s in summaries for m in s["market"]],
-              "ic_regret": {s["mechanism"]: s["ic_regret"] for s in summaries},
-              "verdicts": {s["mechanism"]: s["verdict"] for s in summaries}, "analytic": analytic}
+    records = [asdict(r) for s in summaries for r in s.records]
+    report = {"header": asdict(header), "records": records,
+              "market": [asdict(m) for s in summaries for m in s.market],
+              "ic_regret": {s.mechanism: None if s.ic_regret is None else asdict(s.ic_regret) for s in summaries},
+              "verdicts": {s.mechanism: s.verdict for s in summaries}, "analytic": analytic}
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
     with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as fh:
         writer_csv = csv.DictWriter(fh, fieldnames=list(records[0]))

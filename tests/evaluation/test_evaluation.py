@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import evaluate as evaluate_cli
-from agents.evaluation import EvalSpec, evaluate_mechanism, summarize
-from agents.training import TrainConfig, train
+from evaluation import EvalSpec, evaluate_mechanism, summarize
+from training import TrainConfig, train
 from envs.metrics import MARKET_METRICS
 
 
@@ -20,26 +20,26 @@ def summary(mechanism, strategies=("markup",), seeds=6, scenario="uniform", hori
 
 
 def deviation(s, profile, provider="provider_0"):
-    return next(r for r in s["records"] if r["profile"] == profile and r["provider"] == provider)
+    return next(r for r in s.records if r.profile == profile and r.provider == provider)
 
 
 def test_honest_against_honest_gains_exactly_zero():
     s = summary("first_price", seeds=3)
-    for r in s["records"]:
-        if r["profile"] == "honest":
-            assert r["gain"] == 0.0 and r["gain_ci_low"] == 0.0 == r["gain_ci_high"]
+    for r in s.records:
+        if r.profile == "honest":
+            assert r.gain == 0.0 and r.gain_ci_low == 0.0 == r.gain_ci_high
 
 
 def test_first_price_markup_gains_second_price_markup_does_not():
     fp = deviation(summary("first_price", n_providers=3), "markup@provider_0")
     sp = deviation(summary("second_price", n_providers=3), "markup@provider_0")
-    assert fp["gain_ci_low"] > 0.0, fp
-    assert sp["gain_ci_high"] < 0.005 and sp["gain"] <= 1e-9, sp  # a markup can only lose rounds under 2nd price
+    assert fp.gain_ci_low > 0.0, fp
+    assert sp.gain_ci_high < 0.005 and sp.gain <= 1e-9, sp  # a markup can only lose rounds under 2nd price
 
 
 def test_confidence_intervals_use_student_t():
     """20 seeds: the 95% half-width is t_{0.975, 19} = 2.093 standard errors, not the normal 1.96."""
-    from agents.rollout import mean_ci
+    from evaluation.statistics import mean_ci
 
     x = np.random.default_rng(0).normal(size=20)
     mean, half = mean_ci(x)
@@ -53,7 +53,7 @@ def test_confidence_intervals_shrink_with_seeds():
     widths = []
     for seeds in (4, 16):
         r = deviation(summary("first_price", seeds=seeds, horizon=100), "markup@provider_0")
-        widths.append(r["gain_ci_high"] - r["gain_ci_low"])
+        widths.append(r.gain_ci_high - r.gain_ci_low)
     assert widths[1] < 0.75 * widths[0], widths
 
 
@@ -99,7 +99,7 @@ def test_learned_run_is_evaluated_and_mismatches_are_clear_errors(tmp_path, caps
 
 
 def test_uniform_revenue_equivalence_in_the_analytic_checks(tmp_path):
-    from agents.evaluation import analytic_checks
+    from evaluation import analytic_checks
     spec = EvalSpec(scenario="uniform", mechanisms=["first_price", "second_price"], seeds=8, horizon=250,
                     overrides={"n_providers": 3})
     check = analytic_checks(spec)["revenue_equivalence"]

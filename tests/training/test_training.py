@@ -11,8 +11,9 @@ import train as train_cli
 from agents import make_strategy
 from agents.analytic import bid_function, bne_bid
 from agents.learned import RunDirError, load_policies
-from agents.training import MarketLogger, TrainConfig, make_market, train
-from agents.vec_env import MarketVecEnv
+from training.callbacks import MarketLogger
+from training.trainer import TrainConfig, make_market, train
+from training.vec_env import MarketVecEnv
 from envs import parallel_env
 
 SMALL = dict(scenario="capitals", mechanism="first_price", timesteps=1024, n_envs=2, n_steps=64, batch_size=64,
@@ -42,7 +43,7 @@ def test_each_mode_trains_and_policies_load_back(tmp_path, mode, learners):
 def test_best_response_learners_train_and_are_baselined_against_the_configured_opponents(tmp_path, monkeypatch):
     """The defect: with ``learners: all`` the stages ran in sequence and provider_1 trained (and had its honest
     baseline measured) against provider_0's *learned* policy. Every learner must face the configured opponents."""
-    import agents.training as training
+    import training.trainer as training
 
     seen: list[tuple[list[str], dict]] = []
     original = training.MarketVecEnv.__init__

@@ -1,0 +1,106 @@
+"""The schedule of seed 003's delegation mechanism (MECHANISMS.md §6): phases, batch size, margins, the deltas, the
+exploitation length and plan, the early-stop threshold and the utility-based counts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+PHASES = ("exploration", "exploitation", "incentive", "utility", "done")
+EXPLORATION, EXPLOITATION, INCENTIVE, UTILITY, DONE = range(5)
+N_PLAY_PHASES = 4  # phases in which queries are delegated (behaviour index = phase index)
+
+# Floor of vbar and taubar inside logarithms (a provider whose answers all score 0 would make ln undefined; the
+# authors' code would fail there, this treats it as a hugely negative term).
+_LOG_FLOOR = 1e-12
+
+
+def check_schedule(T: int, epsilon: float) -> None:
+    if int(T) != T or T < 1:
+        raise ValueError(f"horizon T must be a positive integer, got {T!r}")
+    if not 0.0 < epsilon < 0.5:
+        raise ValueError(f"epsilon must be in (0, 1/2), got {epsilon!r}")
+
+
+def batch_size(T: int, epsilon: float) -> int:
+    """B = floor(T^(2 epsilon)): queries per provider in exploration, per batch in exploitation, per incentive.
+
+    A relative tolerance of 1e-12 keeps exact powers exact (T = 10^4, epsilon = 1/4 gives 100, not 99).
+    """
+    check_schedule(T, epsilon)
+    x = float(T) ** (2.0 * epsilon)
+    return max(1, int(math.floor(x * (1.0 + 1e-12))))
+
+
+def margin(T: int, epsilon: float, K: int) -> float:
+    """M = T^(-epsilon) ln(K T), the confidence margin of the early-stop threshold."""
+    check_schedule(T, epsilon)
+    return float(T) ** (-epsilon) * math.log(K * T)
+
+
+def delta_1(min_value: float, max_tokens: float, L: float) -> float:
+    """delta_1 = -ln(min mean reward) + ln(max mean output tokens) + max mean output tokens / L + 1.
+
+    ``min_value`` is the smallest b * mean score and ``max_tokens`` the largest mean output tokens over *all* models of
+    all providers (the published constant; the authors' earlier real-record code used -ln min(reward/tokens) instead).
+    """
+    return -math.log(max(min_value, _LOG_FLOOR)) + math.log(max(max_tokens, _LOG_FLOOR)) + max_tokens / L + 1.0
+
+
+def delta_2(b: float) -> float:
+    """delta_2 = ln b."""
+    return math.log(b)
+
+
+def provider_term(vbar: np.ndarray | float, taubar: np.ndarray | float, L: float) -> np.ndarray:
+    """ln vbar - ln taubar - taubar / L: the per-provider term of delta_3 and of the utility-phase delta_i."""
+    vbar = np.maximum(np.asarray(vbar, dtype=np.float64), _LOG_FLOOR)
+    taubar = np.maximum(np.asarray(taubar, dtype=np.float64), _LOG_FLOOR)
+    return np.log(vbar) - np.log(taubar) - taubar / L
+
+
+def delta_3(vbar: np.ndarray, taubar: np.ndarray, L: float, best: int) -> float:
+    """delta_3 = sum over i != i* of [ln vbar_i - ln taubar_i - taubar_i / L] (exploration means)."""
+    terms = provider_term(vbar, taubar, L)
+    return float(terms.sum() - terms[best])
+
+
+def exploitation_length(T: int, B: int, K: int, d1: float, d2: float, d3: float) -> int:
+    """R = max(0, int(T - ((delta_1 + 3) K + delta_2 + delta_3) B)) exploitation queries (int truncates to zero)."""
+    x = T - ((d1 + 3.0) * K + d2 + d3) * B
+    if not math.isfinite(x):
+        return 0 if x < 0 else int(T)
+    return max(0, int(x))
+
+
+def early_stop_threshold(u_second: float, M: float, b: float, L: float, p_max: float, gamma: float) -> float:
+    """threshold = u' - M (b + L p_max(i*)) / gamma: exploitation stops when its mean user utility falls below."""
+    return u_second - M * (b + L * p_max) / gamma
+
+
+def exploitation_plan(R: int, budget: int, B: int) -> tuple[int, int, int]:
+    """Split exploitation into ``(first, n_batches, remainder)`` as the authors' simulator does.
+
+    With R_eff = min(R, budget): a first block of ``first = min(B, budget)`` queries, then ``n_batches =
+    max(0, (R_eff - B) // B)`` checked batches of B, then (if never stopped) ``remainder = (R_eff - B) mod B`` with
+    Python's modulo. For R_eff >= B the total is exactly R_eff; for R_eff < B the authors' code sends B + R_eff queries
+    ((R_eff - B) mod B = R_eff), and so does this. The caller still caps everything at the T budget.
+    """
+    R_eff = min(int(R), int(budget))
+    rest = R_eff - B
+    return min(B, max(0, int(budget))), max(0, rest // B), rest % B
+
+
+def utility_deltas(d1: float, vbar: np.ndarray, taubar: np.ndarray, L: float) -> np.ndarray:
+    """delta_i = delta_1 + ln vbar_i - ln taubar_i - taubar_i / L for every provider (exploration means)."""
+    return d1 + provider_term(vbar, taubar, L)
+
+
+def utility_counts(deltas: np.ndarray, B: int, uniforms: np.ndarray) -> np.ndarray:
+    """Phase-4 queries per provider: int(delta_i B) plus one with probability frac(delta_i B) (``uniforms`` ~ U[0,1)
+    decide), for positive delta_i; 0 otherwise."""
+    x = np.asarray(deltas, dtype=np.float64) * B
+    whole = np.floor(np.where(x > 0, x, 0.0))
+    extra = (x > 0) & (np.asarray(uniforms) < x - whole)
+    return (whole + extra).astype(np.int64)

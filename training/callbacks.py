@@ -1,0 +1,113 @@
+"""Stable-Baselines3 callbacks of a training run: TensorBoard metrics and progress, periodic evaluation of the
+manipulation gain, checkpoints."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import HParam, TensorBoardOutputFormat
+from tqdm.auto import tqdm
+
+from envs.metrics import MARKET_METRICS, PROVIDER_METRICS
+
+
+def custom_scalar_layout(agents: list[str]) -> dict[str, dict[str, list]]:
+    """TensorBoard's Custom Scalars page: one chart per metric with every provider's curve on it."""
+    return {
+        "providers": {m: ["Multiline", [rf"{a}/{m}$" for a in agents]] for m in PROVIDER_METRICS},
+        "market": {m: ["Multiline", [rf"market/{m}$"]] for m in MARKET_METRICS},
+        "evaluation": {"manipulation gain": ["Multiline", [r"eval/manipulation_gain", r"eval/gain_ci_.*"]],
+                       "profit vs honest": ["Multiline", [r"eval/profit", r"eval/honest_profit"]]},
+        "mechanism": {"diagnostics": ["Multiline", [r"mechanism/.*"]]},
+    }
+
+
+class MarketLogger(BaseCallback):
+    """Logs episode metrics (provider_<i>/..., market/..., mechanism/...), steps per second, the share of time in
+    the env, a progress bar, hparams and the custom-scalars layout."""
+
+    def __init__(self, total: int, hparams: dict[str, Any], label: str, progress: bool = True):
+        super().__init__()
+        self.total, self.hparams, self.label, self.progress = total, hparams, label, progress
+        self.env_time = 0.0
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.total, initial=self.model.num_timesteps, desc=self.label, unit="step",
+                        disable=not self.progress, dynamic_ncols=True)
+        self.start_steps, self.start_time = self.model.num_timesteps, time.perf_counter()
+        for fmt in self.logger.output_formats:
+            if isinstance(fmt, TensorBoardOutputFormat):
+                fmt.writer.add_custom_scalars(custom_scalar_layout(self.training_env.agents))
+        self.logger.record("hparams", HParam(self.hparams, {"rollout/ep_rew_mean": 0.0, "eval/manipulation_gain": 0.0}),
+                           exclude=("stdout", "log", "json", "csv"))
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        episodes = [info["market_metrics"] for info in self.locals["infos"] if "market_metrics" in info]
+        if episodes:
+            for key in episodes[0]:
+                self.logger.record_mean(key, float(np.mean([e[key] for e in episodes])))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        elapsed = time.perf_counter() - self.start_time
+        self.logger.record("time/sps", (self.model.num_timesteps - self.start_steps) / max(elapsed, 1e-9))
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+class GainEvaluator(BaseCallback):
+    """Every ``every`` steps: the learner's mean profit per round and its gain over honest play on the same seeds."""
+
+    def __init__(self, every: int, evaluate):
+        super().__init__()
+        self.every, self.evaluate, self.next_at = every, evaluate, every
+
+    def _on_step(self) -> bool:
+        if self.every and self.model.num_timesteps >= self.next_at:
+            self.next_at += self.every
+            for key, value in self.evaluate(self.model).items():
+                self.logger.record(f"eval/{key}", value)
+        return True
+
+
+class Checkpointer(BaseCallback):
+    """Saves ``checkpoints/<stage>_<steps>_steps.zip`` every ``every`` steps (SB3's format)."""
+
+    def __init__(self, every: int, directory: Path, stage: str):
+        super().__init__()
+        self.every, self.directory, self.stage = every, directory, stage
+        self.next_at = 0
+
+    def _on_training_start(self) -> None:
+        self.next_at = (self.model.num_timesteps // self.every + 1) * self.every if self.every else 0
+
+    def _on_step(self) -> bool:
+        if self.every and self.model.num_timesteps >= self.next_at:
+            self.next_at += self.every
+            save_checkpoint(self.model, self.directory, self.stage)
+        return True
+
+
+def save_checkpoint(model: BaseAlgorithm, directory: Path, stage: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{stage}_{model.num_timesteps}_steps.zip"
+    model.save(path)
+    return path
+
+
+def latest_checkpoint(directory: Path, stage: str) -> tuple[Path, int] | None:
+    """The newest checkpoint of a stage and its step count (from its name)."""
+    pattern = re.compile(rf"^{re.escape(stage)}_(\d+)_steps\.zip$")
+    found = [(int(m.group(1)), p) for p in directory.glob(f"{stage}_*_steps.zip") if (m := pattern.match(p.name))]
+    if not found:
+        return None
+    steps, path = max(found)
+    return path, steps

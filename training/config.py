@@ -1,0 +1,82 @@
+"""The training run's settings: one typed dataclass, loadable from YAML (``configs/train/*.yaml``) and flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from envs.config import ConfigError, load_config
+
+Mode = Literal["best-response", "independent", "shared"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; the same keys work in YAML (``configs/train/*.yaml``) and as flags.
+
+    Attributes:
+        scenario: scenario preset name or YAML path.
+        mechanism: mechanism name.
+        overrides: scenario fields and mechanism parameters (``--set KEY=VALUE``).
+        mode: ``best-response``, ``independent`` or ``shared``.
+        learners: agents that learn (default: provider_0; ``all`` for every provider).
+        opponents: strategy of the non-learners: a scripted strategy name (``truthful``), or a run dir whose saved
+            policies they use; ``agent=spec`` pairs separated by commas set them per agent.
+        algo: ``ppo`` or ``sac``.
+        timesteps: transitions per learner (``best-response``, ``shared``) or in total per learner over all rounds
+            (``independent``).
+        rounds: R, rounds of ``independent`` mode (K = timesteps // rounds per learner per round).
+        n_envs: market copies stepped together.
+        seed: seeds numpy, torch, the markets (copy k: seed + k) and evaluation (seed + 10_000 + episode).
+        run_dir: where everything is written.
+        checkpoint_every: save a checkpoint every this many learner transitions (0: only on Ctrl-C).
+        eval_every: measure the gain over honest play every this many learner transitions (0: never).
+        eval_episodes: episodes of each periodic evaluation and of the final summary.
+        learning_rate: the optimizer's step size.
+        n_steps: PPO rollout length per environment slot.
+        batch_size: minibatch size (PPO and SAC).
+        n_epochs: PPO epochs per rollout.
+        gamma: discount factor.
+        ent_coef: PPO entropy bonus.
+        net_arch: hidden layer sizes of the policy and value networks.
+        log_std_init: PPO's initial log standard deviation of the Gaussian policy.
+        algo_kwargs: any other keyword of the SB3 algorithm.
+    """
+
+    scenario: str = "capitals"
+    mechanism: str = "first_price"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    mode: Mode = "best-response"
+    learners: list[str] = field(default_factory=lambda: ["provider_0"])
+    opponents: str = "truthful"
+    algo: Literal["ppo", "sac"] = "ppo"
+    timesteps: int = 50_000
+    rounds: int = 3
+    n_envs: int = 8
+    seed: int = 0
+    run_dir: str = "runs/latest"
+    checkpoint_every: int = 25_000
+    eval_every: int = 10_000
+    eval_episodes: int = 8
+    learning_rate: float = 3e-4
+    n_steps: int = 256
+    batch_size: int = 128
+    n_epochs: int = 10
+    gamma: float = 0.9
+    ent_coef: float = 0.0
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    log_std_init: float = -1.0
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("timesteps", "n_envs", "rounds", "eval_episodes", "n_steps", "batch_size", "n_epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train config: field {name!r} must be >= 1, got {getattr(self, name)}")
+        if self.checkpoint_every < 0 or self.eval_every < 0:
+            raise ConfigError("train config: checkpoint_every and eval_every must be >= 0")
+
+
+def load_train_config(path: str | Path | None = None, **fields: Any) -> TrainConfig:
+    """A TrainConfig from an optional YAML file, with keyword fields on top (``None`` values are ignored)."""
+    return load_config(TrainConfig, path, **fields)
