@@ -22,6 +22,7 @@ from pathlib import Path
 from agents.learned import read_manifest
 from envs.config import ConfigError, add_config_flags, flags_to_dict, load_config
 from evaluation import EvalConfig, evaluate_all, write_report
+from training import train_learners
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         run_dirs: dict[str, list[str]] = {}
         for d in cfg.run_dirs:
             run_dirs.setdefault(read_manifest(d)["mechanism"], []).append(d)
+        if cfg.train:
+            for m, dirs in train_learners(cfg, progress).items():
+                run_dirs.setdefault(m, []).extend(d for d in dirs if d not in run_dirs.get(m, []))
         header, results, summaries, analytic = evaluate_all(cfg, run_dirs, progress)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

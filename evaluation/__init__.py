@@ -12,7 +12,7 @@ from evaluation.profiles import DEFAULT_STRATEGIES, Profile, learned_profiles, s
 from evaluation.report import write_report
 from evaluation.results import (DeviationRecord, ICRegret, MarketRecord, MechanismResult, MechanismSummary,
                                 ProfileRuns, ReportHeader)
-from evaluation.runner import analytic_checks, evaluate_all, evaluate_mechanism, run_evaluation, train_learners
+from evaluation.runner import analytic_checks, evaluate_all, evaluate_mechanism, run_evaluation
 from evaluation.statistics import mean_ci
 from evaluation.summary import summarize
 
@@ -20,5 +20,5 @@ __all__ = [
     "EvalConfig", "EvalSpec", "DEFAULT_STRATEGIES", "Profile", "scripted_profiles", "learned_profiles",
     "write_report", "DeviationRecord", "ICRegret", "MarketRecord", "MechanismResult", "MechanismSummary",
     "ProfileRuns", "ReportHeader", "analytic_checks", "evaluate_all", "evaluate_mechanism", "run_evaluation",
-    "train_learners", "mean_ci", "summarize",
+    "mean_ci", "summarize",
 ]

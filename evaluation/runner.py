@@ -1,5 +1,5 @@
-"""Running an evaluation: every profile of every mechanism over every seed (in parallel processes), the best-response
-learners of the main job, and the analytic checks of MECHANISMS.md §8.
+"""Running an evaluation: every profile of every mechanism over every seed (in parallel processes) and the analytic
+checks of MECHANISMS.md §8.
 
 For every mechanism, every profile is played on the same seeds, so all profiles face the same query sequences and
 private costs (common random numbers) and gains are paired differences (:mod:`evaluation.summary`).
@@ -129,38 +129,10 @@ def analytic_checks(spec: EvalSpec) -> dict[str, Any]:
     return out
 
 
-def _train_job(job: tuple[dict, bool]) -> str:
-    from training import TrainConfig, train
-
-    fields, progress = job
-    return str(train(TrainConfig(**fields), progress=progress).run_dir)
-
-
-def train_learners(cfg: EvalConfig, progress: bool) -> dict[str, list[str]]:
-    """Best-response learners (each provider against truthful others) for every mechanism, one run dir each."""
-    jobs = []
-    for m in cfg.mechanisms:
-        run_dir = Path(cfg.out) / "runs" / m
-        if (run_dir / "manifest.json").is_file():
-            print(f"reusing trained learners in {run_dir}")
-            continue
-        jobs.append(({"scenario": cfg.scenario, "mechanism": m, "overrides": cfg.overrides,
-                      "learners": cfg.train_learners, "opponents": "truthful", "timesteps": cfg.train_timesteps,
-                      "run_dir": str(run_dir), "eval_every": 0, "checkpoint_every": 0, "eval_episodes": 4}, progress))
-    if jobs:
-        with process_pool(max(1, cfg.workers)) as pool:
-            list(pool.map(_train_job, jobs))
-    return {m: [str(Path(cfg.out) / "runs" / m)] for m in cfg.mechanisms}
-
-
 def evaluate_all(cfg: EvalConfig, run_dirs: dict[str, list[str]], progress: bool = True
                  ) -> tuple[ReportHeader, list[MechanismResult], list[MechanismSummary], dict[str, Any]]:
-    """The whole evaluation a config asks for: train the learners first (``cfg.train``), play every profile of every
-    mechanism, summarize, and run the analytic checks. ``run_dirs`` maps mechanisms to extra learned runs."""
-    run_dirs = {m: list(d) for m, d in run_dirs.items()}
-    if cfg.train:
-        for m, dirs in train_learners(cfg, progress).items():
-            run_dirs.setdefault(m, []).extend(d for d in dirs if d not in run_dirs.get(m, []))
+    """The whole evaluation a config asks for: play every profile of every mechanism (scripted deviations and the
+    learned runs of ``run_dirs``, mechanism -> run dirs), summarize, and run the analytic checks."""
     missing = sorted(set(run_dirs) - set(cfg.mechanisms))
     if missing:
         raise ConfigError(f"--run-dir: runs trained on mechanism(s) {missing}, which are not evaluated "
