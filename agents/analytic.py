@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from agents.policy import Policy
-from envs.market import BID, raw_env
+from envs.layout import BID
+from envs.market import raw_env
 
 
 def bne_bid(cost: np.ndarray, n: int, c_max: float = 1.0) -> np.ndarray:
@@ -20,7 +21,7 @@ def bne_bid(cost: np.ndarray, n: int, c_max: float = 1.0) -> np.ndarray:
 
 def bid_function(policy: Policy, market: raw_env, agent: str, costs: np.ndarray, seed: int = 0,
                  n_states: int = 32) -> np.ndarray:
-    """The money bid ``policy`` makes at each cost in ``costs``, averaged over ``n_states`` real market states.
+    """The ask ``policy`` makes at each cost in ``costs``, averaged over ``n_states`` real market states.
 
     States (context, public signals, time left) are sampled from a truthful rollout; in each, only the agent's own
     expected cost of its declared model is replaced by the grid value, which is what the policy bids on.
@@ -38,6 +39,6 @@ def bid_function(policy: Policy, market: raw_env, agent: str, costs: np.ndarray,
     declared = int(states[0, lay.declared].argmax())
     grid = np.repeat(states[None], len(costs), axis=0)  # [C, S, D]
     grid[:, :, lay.expected_cost.start + declared] = (np.asarray(costs) / lay.value_scale)[:, None]
-    actions = policy.act(grid.reshape(-1, lay.size)).reshape(len(costs), n_states, 3)
-    bids = np.maximum(np.asarray(costs)[:, None] + actions[..., BID] * lay.bid_scale, 0.0)
-    return bids.mean(axis=1)
+    flat = grid.reshape(-1, lay.size)
+    asks = lay.decode_asks(policy.act(flat)[:, BID], lay.honest_ask(flat)).reshape(len(costs), n_states)
+    return asks.mean(axis=1)

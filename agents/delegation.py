@@ -5,8 +5,9 @@ utility-based; :data:`mechanisms.second_best.STRATEGIES`). The policy reads the 
 from the mechanism's public state (``obs[layout.mechanism]``: phase one-hot of 5, then u' / b, then uhat / b) and
 its own identity from the agent-id one-hot, and turns the behaviour into the market's action:
 
-- model: a[1] = 0 serves the declared model (model 0); any other model is served through the env's substitution
-  decoding (k-th cheaper menu model, closest in cost first): a[1] = (k - 0.5) / n_substitutes picks exactly the k-th.
+- model: a[1] = 0 serves the declared model (model 0); any other model is served through the layout's codec
+  (:meth:`envs.layout.ObservationLayout.substitution_action`: a[1] = (k - 0.5) / n_substitutes picks exactly the k-th
+  cheaper menu model).
   lie_model / lie_all run the *last-ranked* model (ranking by b * mean score - mean tokens * p_out); in the toy game
   that is the cheapest substitute, a[1] = 1. A model that is not a cheaper substitute of the declared one cannot be
   served in this market; the policy then serves the declared model.
@@ -41,7 +42,7 @@ import numpy as np
 
 from agents.policy import Policy
 from agents.registry import register_strategy
-from envs.market import INFLATION, SUBSTITUTION, ObservationLayout
+from envs.layout import INFLATION, SUBSTITUTION, ObservationLayout
 from envs.scenarios import Market, build_market, load_scenario, resolve_cache
 from mechanisms.second_best import EXPLOITATION, EXPLORATION, N_PLAY_PHASES, STRATEGIES, Menu, resolve_behaviour
 
@@ -83,18 +84,6 @@ def menus_from_market(market: Market, b: float | None = None) -> tuple[list[Menu
     return menus, index
 
 
-def substitution_action(market: Market, i: int, model: int) -> float | None:
-    """The a[1] that makes provider i serve market model ``model`` (0.0 for its declared model; None if it is not one
-    of its cheaper substitutes)."""
-    if model == market.declared[i]:
-        return 0.0
-    n = int(market.n_substitutes[i])
-    hits = np.flatnonzero(market.substitutes[i, :n] == model)
-    if hits.size == 0:
-        return None
-    return (int(hits[0]) + 0.5) / n  # ceil(a * n) = k = hits + 1
-
-
 class DelegationPolicy(Policy):
     """One of the paper's six strategies (a name of :data:`mechanisms.second_best.STRATEGIES`) as a market policy.
 
@@ -127,11 +116,11 @@ class DelegationPolicy(Policy):
         self.has_phases = layout.mechanism.stop - layout.mechanism.start == 6 + n_agents
         self.exact = market is not None
         self.L = int(layout.max_output_tokens)
-        self.max_inflation = float(layout.max_inflation)
         if self.exact:
             self.b = float(market.config.value_scale if b is None else b)
             self.menus, self.model_index = menus_from_market(market, self.b)
-            self.subst = [[substitution_action(market, i, m) for m in idx] for i, idx in enumerate(self.model_index)]
+            self.subst = [[layout.substitution_action(i, m, int(market.declared[i])) for m in idx]
+                          for i, idx in enumerate(self.model_index)]
         else:
             self.b = float(layout.value_scale if b is None else b)
         self._memo: dict[tuple[int, int, float], tuple[int, float, int]] = {}
@@ -173,10 +162,10 @@ class DelegationPolicy(Policy):
             out[r, SUBSTITUTION] = a1
             if add >= self.L:
                 out[r, INFLATION] = 1.0
-            elif add > 0 and self.max_inflation > 0:
+            elif add > 0:
                 m = self.model_index[i][model]
                 mean_tokens = float(rows[r, lay.expected_output_tokens][m]) * self.L or self.menus[i].tokens[model]
-                out[r, INFLATION] = min(1.0, add / mean_tokens / self.max_inflation)
+                out[r, INFLATION] = lay.inflation_action(add / mean_tokens)
         return out.reshape(obs.shape[:-1] + (3,))
 
 
@@ -191,4 +180,4 @@ for _name, _strategy in REGISTERED.items():
     register_strategy(_name, _factory(_strategy))
 
 
-__all__ = ["DelegationPolicy", "REGISTERED", "menus_from_market", "substitution_action"]
+__all__ = ["DelegationPolicy", "REGISTERED", "menus_from_market"]

@@ -11,7 +11,6 @@ the zip's cloudpickled ``data`` entry is never opened.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import json
 from pathlib import Path
@@ -23,7 +22,9 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents.policy import Policy
-from envs.market import ACTION_DIM, ObservationLayout, raw_env
+from envs.layout import ACTION_DIM
+from envs.batched import BatchedMarket
+from envs.market import raw_env
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
 MANIFEST = "manifest.json"
@@ -77,15 +78,6 @@ class LearnedPolicy(Policy):
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
-def layout_record(layout: ObservationLayout) -> dict[str, Any]:
-    """The observation layout as JSON-friendly data (slices as [start, stop])."""
-    out = {}
-    for f in dataclasses.fields(layout):
-        v = getattr(layout, f.name)
-        out[f.name] = [v.start, v.stop] if isinstance(v, slice) else v
-    return out
-
-
 def versions() -> dict[str, str]:
     names = ("llm-market-arena", "stable-baselines3", "torch", "numpy", "pettingzoo", "gymnasium")
     out = {}
@@ -97,7 +89,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def make_manifest(market: raw_env, mechanism: str, algo: str, mode: str, policies: dict[str, str],
+def make_manifest(market: raw_env | BatchedMarket, mechanism: str, algo: str, mode: str, policies: dict[str, str],
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Manifest of a run: ``policies`` maps agent ids to policy file names under ``policies/``."""
     return {
@@ -108,7 +100,7 @@ def make_manifest(market: raw_env, mechanism: str, algo: str, mode: str, policie
         "policies": policies,
         "algo": algo,
         "mode": mode,
-        "observation_layout": layout_record(market.layout),
+        "observation_layout": market.layout.record(),
         "action": {"dim": ACTION_DIM, "encoding": ["bid", "substitution", "inflation"], "low": -1.0, "high": 1.0},
         "versions": versions(),
         **(extra or {}),
@@ -132,7 +124,7 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def check_manifest(manifest: dict[str, Any], market: raw_env, source: str) -> None:
+def check_manifest(manifest: dict[str, Any], market: raw_env | BatchedMarket, source: str) -> None:
     """Raise RunDirError naming what differs between a run's manifest and the target market."""
     problems = []
     if manifest["env"] != market.metadata["name"]:
@@ -141,7 +133,7 @@ def check_manifest(manifest: dict[str, Any], market: raw_env, source: str) -> No
         problems.append(f"agents {manifest['agents']} != {market.possible_agents}")
     if manifest["action"].get("dim") != ACTION_DIM:
         problems.append(f"action dim {manifest['action'].get('dim')} != {ACTION_DIM}")
-    want = layout_record(market.layout)
+    want = market.layout.record()
     have = manifest["observation_layout"]
     diffs = [k for k in want if have.get(k) != want[k]]
     if diffs:
@@ -152,7 +144,7 @@ def check_manifest(manifest: dict[str, Any], market: raw_env, source: str) -> No
                           f"{manifest.get('mechanism')!r}, which does not match this market: " + "; ".join(problems))
 
 
-def load_policies(run_dir: str | Path, market: raw_env, agents: list[str] | None = None) -> dict[str, Policy]:
+def load_policies(run_dir: str | Path, market: raw_env | BatchedMarket, agents: list[str] | None = None) -> dict[str, Policy]:
     """The learned policies of a run dir, checked against ``market``; ``agents`` selects some (default: all)."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)

@@ -18,56 +18,75 @@ import numpy as np
 
 from agents.policy import Policy
 from agents.registry import StrategyFactory, register_strategy
-from envs.market import BID, INFLATION, SUBSTITUTION, ObservationLayout
+from envs.layout import BID, INFLATION, SUBSTITUTION, ObservationLayout
 
 BidRule = Literal["cost", "markup", "bne"]
+CostBasis = Literal["declared", "served"]
 
 
 class ScriptedPolicy(Policy):
     """A fixed strategy reading its own costs from the observation.
 
     Args:
-        layout: the market's observation layout.
-        bid: ``cost`` (truthful), ``markup`` (factor x cost) or ``bne`` (first-price equilibrium for uniform costs).
+        layout: the market's observation layout (its codec turns asks, models and inflation into actions).
+        bid: ``cost`` (ask the cost), ``markup`` (factor x cost) or ``bne`` (first-price equilibrium for uniform
+            costs).
         markup: the factor of the ``markup`` rule.
+        cost_of: whose expected cost the bid starts from: the ``declared`` model's (the honest ask) or the model
+            actually ``served`` (a substituting provider asking what its cheaper model costs).
         n: number of bidders in the ``bne`` rule (default: the market's N).
         c_max: upper end of the cost prior in the ``bne`` rule (money units; default value_scale).
         substitution: action a[1] (0 = serve declared, 1 = serve the cheapest substitute).
         inflation: action a[2] (share of ``max_inflation``).
     """
 
-    def __init__(self, layout: ObservationLayout, bid: BidRule = "cost", markup: float = 1.25, n: int | None = None,
-                 c_max: float | None = None, substitution: float = 0.0, inflation: float = 0.0, name: str = ""):
+    def __init__(self, layout: ObservationLayout, bid: BidRule = "cost", markup: float = 1.25,
+                 cost_of: CostBasis = "declared", n: int | None = None, c_max: float | None = None,
+                 substitution: float = 0.0, inflation: float = 0.0, name: str = ""):
         if bid not in ("cost", "markup", "bne"):
             raise ValueError(f"bid rule must be 'cost', 'markup' or 'bne', got {bid!r}")
+        if cost_of not in ("declared", "served"):
+            raise ValueError(f"cost_of must be 'declared' or 'served', got {cost_of!r}")
         if not (-1.0 <= substitution <= 1.0 and 0.0 <= inflation <= 1.0):
             raise ValueError("substitution must be in [-1, 1] and inflation in [0, 1] (action units)")
+        if not (np.isfinite(markup) and markup >= 0):
+            raise ValueError(f"markup must be a finite number >= 0, got {markup!r}")
         self.layout = layout
         self.bid_rule = bid
         self.markup = float(markup)
-        self.n = int(n if n is not None else layout.agent_id.stop - layout.agent_id.start)
+        self.cost_of = cost_of
+        self.n = int(n if n is not None else layout.n_agents)
         self.c_max = float(c_max if c_max is not None else layout.value_scale)
         self.substitution = float(substitution)
         self.inflation = float(inflation)
         self.name = name or bid
 
-    def bid(self, obs: np.ndarray) -> np.ndarray:
-        """The money bid for observation(s)."""
-        return self._bid_at(self.layout.honest_bid(obs))
-
-    def _bid_at(self, cost: np.ndarray) -> np.ndarray:
-        if self.bid_rule == "markup":
-            return cost * self.markup
-        if self.bid_rule == "bne":
-            return cost + np.maximum(self.c_max - cost, 0.0) / self.n
+    def base_ask(self, obs: np.ndarray) -> np.ndarray:
+        """The ask the bid rule starts from (the billing's unit): the honest ask, or the served model's cost."""
+        lay = self.layout
+        if self.cost_of == "declared" or self.substitution <= 0:
+            return lay.honest_ask(obs)
+        served = lay.served_model(obs, self.substitution)
+        cost = np.take_along_axis(obs[..., lay.expected_cost], np.asarray(served)[..., None], -1)[..., 0]
+        cost = cost.astype(np.float64) * lay.value_scale
+        if lay.billing == "per_token":
+            return cost / np.maximum(lay.expected_output_tokens_declared(obs), 1.0)
         return cost
+
+    def ask(self, obs: np.ndarray) -> np.ndarray:
+        """The ask for observation(s), in the billing's unit."""
+        base = self.base_ask(obs)
+        if self.bid_rule == "markup":
+            return base * self.markup
+        if self.bid_rule == "bne":
+            return base + np.maximum(self.c_max - base, 0.0) / self.n
+        return base
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs)
         action = np.zeros(obs.shape[:-1] + (3,), dtype=np.float32)
-        if self.bid_rule != "cost":  # truthful is exactly a[0] = 0, no round-off from the observation
-            cost = self.layout.honest_bid(obs)
-            action[..., BID] = np.clip((self._bid_at(cost) - cost) / self.layout.bid_scale, -1.0, 1.0)
+        if self.bid_rule != "cost" or self.cost_of == "served":  # truthful is exactly a[0] = 0, no round-off
+            action[..., BID] = np.clip(self.layout.bid_action(obs, self.ask(obs)), -1.0, 1.0)
         action[..., SUBSTITUTION] = self.substitution
         action[..., INFLATION] = self.inflation
         return action

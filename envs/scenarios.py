@@ -70,8 +70,9 @@ class ScenarioConfig:
         bid_scale: money units per unit of the bid action (default: value_scale).
         action_mode: out-of-range actions are ``clip``ped to the Box or raise (``strict``).
         max_context_groups: above this many query groups, context features keep only the domain.
-        seed_queries_per_draw: how many query indices are drawn from the generator at once (speed; any value gives
-            a deterministic stream for a seed, but changing it changes the stream).
+        billing: how the user pays a bid-based mechanism's winner: ``per_query`` (the ask is a price for the
+            query) or ``per_token`` (the ask is a price per output token, the mechanism ranks expected payments, and
+            the user pays the price times the *reported* output tokens, as LLM APIs bill; MECHANISMS.md §1).
     """
 
     name: str = "custom"
@@ -92,7 +93,7 @@ class ScenarioConfig:
     bid_scale: float | None = None
     action_mode: Literal["clip", "strict"] = "clip"
     max_context_groups: int = 128
-    seed_queries_per_draw: int = 4096
+    billing: Literal["per_query", "per_token"] = "per_query"
 
     def __post_init__(self) -> None:
         def need(ok: bool, what: str) -> None:
@@ -108,7 +109,6 @@ class ScenarioConfig:
         need(self.max_inflation >= 0, "field 'max_inflation' must be >= 0")
         need(self.bid_scale is None or self.bid_scale > 0, "field 'bid_scale' must be > 0")
         need(self.max_output_tokens is None or self.max_output_tokens >= 1, "field 'max_output_tokens' must be >= 1")
-        need(self.seed_queries_per_draw >= 1, "field 'seed_queries_per_draw' must be >= 1")
         for k, p in enumerate(self.providers):
             for m in p.models():
                 c = p.cost_per_token.get(m)
@@ -175,6 +175,7 @@ class Market:
     prior_quality: np.ndarray  # [N, G] advertised mean score of the declared model per group
     max_output_tokens: int
     bid_scale: float
+    mean_output_tokens: float  # over all queries and models (scales per-token asks)
 
     @property
     def n_queries(self) -> int:
@@ -276,6 +277,7 @@ def build_market(config: ScenarioConfig) -> Market:
         prior_quality=quality[:, declared].T.copy(),
         max_output_tokens=int(config.max_output_tokens or max(1, tout.max())),
         bid_scale=float(config.bid_scale or config.value_scale),
+        mean_output_tokens=float(max(1.0, tout.mean())),
     )
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import mechanisms
 from envs.config import ConfigError
-from envs.market import parallel_env, raw_env
+from envs.batched import BatchedMarket
+from envs.market import make_batched, parallel_env, raw_env
 from evaluation.profiles import DEFAULT_STRATEGIES
 
 
@@ -70,13 +71,26 @@ class EvalSpec:
     horizon: int | None = None
     base_seed: int = 1_000
 
-    def market(self, mechanism: str) -> raw_env:
+    def market(self, mechanism: str) -> BatchedMarket:
+        """One market per (seed, episode) of this evaluation, under ``mechanism``."""
+        over = dict(self.overrides)
+        if self.horizon is not None:
+            over["horizon"] = self.horizon
+        return make_batched(self.scenario, mechanism, self.seeds * self.episodes, **over)
+
+    def single_market(self, mechanism: str) -> raw_env:
+        """The PettingZoo env of this evaluation's market under ``mechanism`` (one market)."""
         over = dict(self.overrides)
         if self.horizon is not None:
             over["horizon"] = self.horizon
         return parallel_env(self.scenario, mechanism, **over)
 
     def seed_list(self, seed_index: int) -> list[int]:
+        """The episode seeds of one independent seed (the unit of the confidence intervals)."""
         return [self.base_seed + 1000 * seed_index + e for e in range(self.episodes)]
+
+    def all_seeds(self) -> list[int]:
+        """Every market's seed, seed-major: market k * episodes + e plays episode e of seed k."""
+        return [s for k in range(self.seeds) for s in self.seed_list(k)]
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 from agents.learned import load_policies, read_manifest
 from agents.policy import Policy
 from agents.registry import make_strategy
-from envs.market import raw_env
+from envs.batched import BatchedMarket
 
 DEFAULT_STRATEGIES = ("markup", "substitute", "inflate")
 
@@ -24,11 +24,11 @@ class Profile:
     """A named strategy profile: ``deviators`` (agent -> policy factory) against ``others`` (default truthful)."""
 
     name: str
-    deviators: dict[str, Callable[[raw_env], Policy]]
-    others: dict[str, Callable[[raw_env], Policy]] = field(default_factory=dict)
+    deviators: dict[str, Callable[[BatchedMarket], Policy]]
+    others: dict[str, Callable[[BatchedMarket], Policy]] = field(default_factory=dict)
     kind: str = "scripted"
 
-    def policies(self, market: raw_env, honest_deviators: bool = False) -> dict[str, Policy]:
+    def policies(self, market: BatchedMarket, honest_deviators: bool = False) -> dict[str, Policy]:
         out = {}
         for a in market.possible_agents:
             if a in self.deviators and not honest_deviators:
@@ -40,7 +40,7 @@ class Profile:
         return out
 
 
-def scripted_profiles(market: raw_env, strategies: list[str]) -> list[Profile]:
+def scripted_profiles(market: BatchedMarket, strategies: list[str]) -> list[Profile]:
     """One profile per (strategy, provider): that provider plays the strategy, everyone else truthful.
 
     ``substitute`` is skipped for providers with nothing cheaper on their menu (it would be honest play)."""
@@ -50,7 +50,7 @@ def scripted_profiles(market: raw_env, strategies: list[str]) -> list[Profile]:
             if s != "substitute" or can_substitute[k]]
 
 
-def learned_profiles(run_dir: str | Path, market: raw_env) -> list[Profile]:
+def learned_profiles(run_dir: str | Path, market: BatchedMarket) -> list[Profile]:
     """Profiles of a train.py run, checked against ``market`` first.
 
     A best-response run gives one unilateral profile per learner, ``learned@<agent>:<run>``: that learner's policy
@@ -64,8 +64,8 @@ def learned_profiles(run_dir: str | Path, market: raw_env) -> list[Profile]:
     run = Path(run_dir).name
     cache: dict[str, Policy] = {}
 
-    def learned(agent: str) -> Callable[[raw_env], Policy]:
-        def build(m: raw_env) -> Policy:
+    def learned(agent: str) -> Callable[[BatchedMarket], Policy]:
+        def build(m: BatchedMarket) -> Policy:
             if agent not in cache:
                 cache.update(load_policies(run_dir, m))
             return cache[agent]

@@ -21,7 +21,7 @@ from envs.config import ConfigError
 from evaluation.config import EvalConfig, EvalSpec
 from evaluation.profiles import Profile, learned_profiles, scripted_profiles
 from evaluation.results import MechanismResult, MechanismSummary, ProfileRuns, ReportHeader, Runs
-from evaluation.rollout import Trace, play_episode
+from evaluation.rollout import Trace, play
 from evaluation.statistics import mean_ci
 from evaluation.summary import summarize
 
@@ -31,28 +31,27 @@ def _mean_over_episodes(rows: Runs) -> dict[str, float]:
 
 
 def evaluate_mechanism(spec: EvalSpec, mechanism: str, traces: bool = True) -> MechanismResult:
-    """Play every profile of one mechanism over all seeds; per-seed means of every metric, plus traces."""
+    """Play every profile of one mechanism over all seeds (all seeds of a profile as one batch); per-seed means of
+    every metric, plus a trace of the first market."""
     market = spec.market(mechanism)
+    seeds = spec.all_seeds()
     profiles = [Profile("honest", {})] + scripted_profiles(market, spec.strategies)
     profiles += [p for d in spec.run_dirs.get(mechanism, []) for p in learned_profiles(d, market)]
     per_profile: dict[str, ProfileRuns] = {}
     baselines: dict[tuple[str, ...], Runs] = {}
+
+    def per_seed(rows: Runs) -> Runs:
+        E = spec.episodes
+        return [_mean_over_episodes(rows[k * E:(k + 1) * E]) for k in range(spec.seeds)]
+
     for profile in profiles:
-        runs, base_runs, trace = [], [], Trace()
+        trace = Trace() if traces else None
+        runs = per_seed(play(market, profile.policies(market), seeds, trace))
         others_key = tuple(sorted(profile.others))
-        for k in range(spec.seeds):
-            seeds = spec.seed_list(k)
-            policies = profile.policies(market)
-            rows = [play_episode(market, policies, s, trace if (traces and k == 0 and e == 0) else None)
-                    for e, s in enumerate(seeds)]
-            runs.append(_mean_over_episodes(rows))
-            if profile.others:  # its own honest baseline: same others, deviators truthful
-                honest = profile.policies(market, honest_deviators=True)
-                base_runs.append(_mean_over_episodes([play_episode(market, honest, s) for s in seeds]))
-        if profile.others:
-            baselines[others_key] = base_runs
+        if profile.others and others_key not in baselines:  # its own honest baseline: same others, deviators honest
+            baselines[others_key] = per_seed(play(market, profile.policies(market, honest_deviators=True), seeds))
         per_profile[profile.name] = ProfileRuns(profile.kind, sorted(profile.deviators), others_key, runs,
-                                                trace.arrays())
+                                                (trace or Trace()).arrays())
     honest_runs = per_profile["honest"].runs
     for rec in per_profile.values():
         rec.baseline = baselines.get(rec.others, honest_runs)
@@ -105,14 +104,14 @@ def analytic_checks(spec: EvalSpec) -> dict[str, Any]:
     if market.config.name != "uniform":
         return {}
     n = len(market.possible_agents)
-    seeds = [s for k in range(spec.seeds) for s in spec.seed_list(k)]
+    seeds = spec.all_seeds()
     out: dict[str, Any] = {"n_providers": n, "expected_payment_theory": 2.0 / (n + 1)}
     if {"first_price", "second_price"} <= set(spec.mechanisms):
         fp, sp = spec.market("first_price"), spec.market("second_price")
         bne = {a: make_strategy("bne", fp.layout) for a in fp.possible_agents}
         truthful = {a: make_strategy("truthful", sp.layout) for a in sp.possible_agents}
-        pay_fp = np.array([play_episode(fp, bne, s)["market/payment"] for s in seeds])
-        pay_sp = np.array([play_episode(sp, truthful, s)["market/payment"] for s in seeds])
+        pay_fp = np.array([row["market/payment"] for row in play(fp, bne, seeds)])
+        pay_sp = np.array([row["market/payment"] for row in play(sp, truthful, seeds)])
         diff, half = mean_ci(pay_fp - pay_sp)
         out["revenue_equivalence"] = {"first_price_bne_payment": float(pay_fp.mean()),
                                       "second_price_truthful_payment": float(pay_sp.mean()),
@@ -120,7 +119,7 @@ def analytic_checks(spec: EvalSpec) -> dict[str, Any]:
     grid = np.linspace(0.05, 0.95, 19)
     distances = {}
     for run_dir in spec.run_dirs.get("first_price", []):
-        fp = spec.market("first_price")
+        fp = spec.single_market("first_price")
         for agent, policy in load_policies(run_dir, fp).items():
             learned = bid_function(policy, fp, agent, grid)
             distances[f"{Path(run_dir).name}/{agent}"] = float(np.abs(learned - bne_bid(grid, n)).mean())

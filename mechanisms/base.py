@@ -3,7 +3,13 @@
 A mechanism is the platform's rulebook (MECHANISMS.md §1): each round it sees the providers' bids, their declared
 models and the query's public context - never their costs, served models or true tokens - picks at most one winner
 and names the payment; once the outcome is observed (score S and *reported* tokens) it updates its own state. It knows
-nothing of learning agents: the market env calls it, and policies only see its ``public_state``.
+nothing of learning agents: the market calls it, and policies only see its ``public_state``.
+
+Every mechanism runs E independent markets at once: its state arrays carry a leading market axis, and ``allocate`` /
+``update`` / ``public_state`` take and return arrays over markets ([E] or [E, N]). A single market is E = 1. Markets
+never share state; the only randomness a mechanism uses per round is the ``noise`` the market hands it (``noise_dim``
+uniforms per market and round, drawn from each market's own stream whatever the actions), so a market's rounds do not
+depend on which other markets run beside it, and profiles played on the same seeds see the same draws.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-Billing = Literal["per_query", "per_token"]
+Billing = Literal["auction", "list_price"]
 NO_WINNER = -1
 
 
@@ -50,58 +56,136 @@ class MarketInfo:
     horizon: int
 
 
-class Mechanism(ABC):
-    """Allocation and payment rule of the platform.
+@dataclass
+class Outcome:
+    """What the platform observes after a round, per market ([E] arrays): the winner (``NO_WINNER`` where nobody was
+    served), the score S of the answer, its input and *reported* output tokens, the payment, and the query's public
+    context and group. Never the served model or the true output tokens."""
 
-    Lifecycle per episode: ``reset(info, rng)``; then every round ``allocate(...)`` followed by
-    ``update(...)`` with the observed outcome. ``public_state`` is what providers may observe before bidding.
+    winner: np.ndarray
+    score: np.ndarray
+    input_tokens: np.ndarray
+    reported_tokens: np.ndarray
+    payment: np.ndarray
+    context: np.ndarray
+    group: np.ndarray
+
+    @property
+    def served(self) -> np.ndarray:
+        """[E] bool: markets where someone was served."""
+        return self.winner != NO_WINNER
+
+
+class Mechanism(ABC):
+    """Allocation and payment rule of the platform, for E markets at once.
+
+    Lifecycle per episode: ``reset(info, n_markets, rngs)``; then every round ``public_state`` for the coming query,
+    ``allocate(...)`` and ``update(outcome)``.
 
     Class attributes:
         name: registry name.
         reference: where the rules are defined (``MECHANISMS.md §k``); orders the registry.
-        billing: ``"per_query"`` (the mechanism's payment is the price of the query) or ``"per_token"`` (the market
-            bills list prices of the declared model times the *reported* tokens, MECHANISMS.md §1, and the
-            mechanism's ``payment`` is ignored).
+        billing: ``"auction"`` (the mechanism's payment is the price: of the query, or of its expected output tokens
+            under the scenario's per-token billing, MECHANISMS.md §1) or ``"list_price"`` (list prices of the declared
+            model times the *reported* tokens, §6; the mechanism names no price).
         uses_bids: False for mechanisms that delegate without an auction (second_best).
     """
 
     name: ClassVar[str] = ""
     reference: ClassVar[str] = ""
-    billing: ClassVar[Billing] = "per_query"
+    billing: ClassVar[Billing] = "auction"
     uses_bids: ClassVar[bool] = True
 
-    def reset(self, info: MarketInfo, rng: np.random.Generator) -> None:
-        """Start a new episode: forget all history."""
+    def reset(self, info: MarketInfo, n_markets: int, rngs: list[np.random.Generator]) -> None:
+        """Start a new episode in ``n_markets`` markets: forget all history. ``rngs`` (one per market) serve draws a
+        mechanism makes once per episode; per-round randomness comes as ``noise``."""
         self.info = info
-        self.rng = rng
+        self.n_markets = n_markets
+        self.rngs = rngs
+        self._markets = np.arange(n_markets)
+
+    @property
+    def noise_dim(self) -> int:
+        """Uniforms in [0, 1) the mechanism consumes per market and round (the ``noise`` of ``allocate``)."""
+        return 0
 
     @abstractmethod
-    def allocate(self, bids: np.ndarray, context: np.ndarray, group: int) -> tuple[int, float]:
-        """Pick the winner of this round and its payment.
+    def allocate(self, bids: np.ndarray, context: np.ndarray, group: np.ndarray,
+                 noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pick each market's winner of this round and its payment.
 
         Args:
-            bids: [N] per-query price asks (money units), non-negative.
-            context: the query's public context features.
-            group: the query's group index.
+            bids: [E, N] per-query price asks (money units), non-negative.
+            context: [E, d] the query's public context features.
+            group: [E] the query's group index.
+            noise: [E, noise_dim] uniforms of this round.
 
         Returns:
-            ``(winner, payment)``: winner index or ``NO_WINNER`` (-1) for an unserved round; payment from the user
-            to the winner (money units; ignored under per-token billing).
+            ``(winner [E] int, payment [E] float)``: winner index or ``NO_WINNER`` (-1) for an unserved round;
+            payment from the user to the winner (money units; 0 where unserved; ignored under per-token billing).
         """
 
-    def update(self, winner: int, score: float, input_tokens: int, reported_output_tokens: int,
-               payment: float, context: np.ndarray, group: int) -> None:
+    def update(self, outcome: Outcome) -> None:
         """Learn from the observed outcome of the round (score and *reported* tokens; never the served model)."""
+
+    # One market with Python scalars: the PettingZoo env's per-step path. The defaults run the batched rule with
+    # E = 1; a mechanism may override them with the same rule on scalars for speed (tests/envs/test_batched.py holds
+    # both paths to identical rounds).
+
+    def allocate_one(self, bids: list[float], context: np.ndarray, group: int, noise: list[float]
+                     ) -> tuple[int, float]:
+        """:meth:`allocate` for a single market (E = 1): ``(winner, payment)`` as Python numbers."""
+        w, p = self.allocate(np.array([bids]), context[None], np.array([group]), np.array([noise]))
+        return int(w[0]), float(p[0])
+
+    def public_state_one(self, context: np.ndarray, group: int) -> np.ndarray:
+        """:meth:`public_state` of a single market (E = 1): [public_state_dim]."""
+        return self.public_state(context[None], np.array([group]))[0]
+
+    def update_one(self, winner: int, score: float, input_tokens: int, reported_tokens: int, payment: float,
+                   context: np.ndarray, group: int) -> None:
+        """:meth:`update` for a single market (E = 1)."""
+        self.update(Outcome(np.array([winner]), np.array([score]), np.array([input_tokens]),
+                            np.array([reported_tokens]), np.array([payment]), context[None], np.array([group])))
 
     @property
     def public_state_dim(self) -> int:
         """Length of :meth:`public_state` (fixed for an episode's N)."""
         return 0
 
-    def public_state(self, context: np.ndarray, group: int) -> np.ndarray:
-        """Public information providers see before bidding on the next query (fixed length)."""
-        return np.zeros(0)
+    def public_state(self, context: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """[E, public_state_dim] public information providers see before bidding on the next query."""
+        return np.zeros((context.shape[0], 0))
 
-    def diagnostics(self) -> dict[str, float]:
-        """Mechanism-specific running statistics for infos and TensorBoard (``mechanism/<key>``)."""
+    def diagnostics(self) -> dict[str, np.ndarray]:
+        """Mechanism-specific running statistics per market ([E] arrays), for infos and TensorBoard
+        (``mechanism/<key>``)."""
         return {}
+
+
+def argmax_random_ties(values: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """[E] index of each row's maximum of ``values`` [E, N], ties broken uniformly at random by ``noise`` [E, N]
+    (the tied entry with the largest noise wins)."""
+    best = values.max(axis=1, keepdims=True)
+    return np.where(values == best, noise, -1.0).argmax(axis=1)
+
+
+def argmax_random_ties_one(values: list[float], noise: list[float]) -> int:
+    """:func:`argmax_random_ties` of one market, on Python lists (the tied entry with the largest noise, the first of
+    those on a tie in the noise too)."""
+    best = max(values)
+    w, top = -1, -1.0
+    for i, v in enumerate(values):
+        if v == best and noise[i] > top:
+            w, top = i, noise[i]
+    return w
+
+
+def best_other(values: np.ndarray, winner: np.ndarray) -> np.ndarray:
+    """[E] the largest entry of each row of ``values`` [E, N] other than column ``winner`` [E] (-inf when N = 1)."""
+    if values.shape[1] == 1:
+        return np.full(values.shape[0], -np.inf)
+    rows = np.arange(values.shape[0])
+    masked = values.copy()
+    masked[rows, winner] = -np.inf
+    return masked.max(axis=1)

@@ -14,5 +14,8 @@ class FirstPrice(ScoringAuction):
     name = "first_price"
     reference = "MECHANISMS.md §2"
 
-    def payment(self, winner, bids, scores) -> float:
-        return float(bids[winner])
+    def payment(self, winner, bids, scores):
+        return bids[self._markets, winner]
+
+    def payment_one(self, winner, bids, scores):
+        return bids[winner]

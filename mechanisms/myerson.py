@@ -7,7 +7,7 @@ have that model's cost) and its value v_i = qhat_i for the query (the platform's
 from observed scores, or the advertised prior with ``quality="prior"``). With virtual cost
 phi_i(c) = c + F_i(c) / f_i(c) (increasing for a regular prior; 2c - lo for U[lo, hi]):
 
-- allocation: w = argmax_i [v_i - phi_i(b_i)] if that is positive, else nobody is served;
+- allocation: w = argmax_i [v_i - phi_i(b_i)] if that is positive (ties broken at random), else nobody is served;
 - payment (user -> winner only; losers pay and get nothing): the threshold bid, the largest ask at which w still wins,
   P_w = phi_w^{-1}(v_w - max(0, max_{j != w} [v_j - phi_j(b_j)])), capped to the top of w's prior support.
   With the cap (``support_cap=True``, the default) a bid above the support top is not eligible - the prior says no
@@ -43,43 +43,38 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, best_other
 from mechanisms.registry import register
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
 from mechanisms.quality import QualityEstimator, QualityMode
 
 
 class CostPrior:
     """A provider's per-query cost distribution on [lo, hi] as the platform believes it (must be regular:
-    :meth:`virtual_cost` increasing). Subclasses give ``cdf`` and ``pdf``; the default inverse virtual cost is a
-    bisection on the support (override it for speed when a closed form exists)."""
+    :meth:`virtual_cost` increasing). Subclasses give ``cdf`` and ``pdf`` on arrays; the default inverse virtual cost
+    is a bisection on the support (override it for speed when a closed form exists)."""
 
     lo: float
     hi: float
 
-    def cdf(self, c: float) -> float:
+    def cdf(self, c: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def pdf(self, c: float) -> float:
+    def pdf(self, c: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def virtual_cost(self, c: float) -> float:
+    def virtual_cost(self, c: np.ndarray) -> np.ndarray:
         """phi(c) = c + F(c) / f(c), with a cost below the support read as the support's bottom."""
-        c = max(c, self.lo)
+        c = np.maximum(np.asarray(c, dtype=np.float64), self.lo)
         return c + self.cdf(c) / self.pdf(c)
 
-    def inverse_virtual_cost(self, y: float) -> float:
+    def inverse_virtual_cost(self, y: np.ndarray) -> np.ndarray:
         """The cost c in [lo, hi] with phi(c) = y (lo when y <= phi(lo), hi when y >= phi(hi))."""
-        lo, hi = self.lo, self.hi
-        if y <= self.virtual_cost(lo):
-            return lo
-        if y >= self.virtual_cost(hi):
-            return hi
+        y = np.asarray(y, dtype=np.float64)
+        lo, hi = np.full_like(y, self.lo), np.full_like(y, self.hi)
         for _ in range(60):
             mid = 0.5 * (lo + hi)
-            if self.virtual_cost(mid) < y:
-                lo = mid
-            else:
-                hi = mid
+            below = self.virtual_cost(mid) < y
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
         return 0.5 * (lo + hi)
 
 
@@ -95,17 +90,18 @@ class UniformPrior(CostPrior):
             raise ValueError(f"uniform cost prior needs finite lo < hi, got [{lo!r}, {hi!r}]")
         self.lo, self.hi = float(lo), float(hi)
 
-    def cdf(self, c: float) -> float:
-        return min(1.0, max(0.0, (c - self.lo) / (self.hi - self.lo)))
+    def cdf(self, c):
+        return np.clip((np.asarray(c, dtype=np.float64) - self.lo) / (self.hi - self.lo), 0.0, 1.0)
 
-    def pdf(self, c: float) -> float:
-        return 1.0 / (self.hi - self.lo) if self.lo <= c <= self.hi else 0.0
+    def pdf(self, c):
+        c = np.asarray(c, dtype=np.float64)
+        return np.where((c >= self.lo) & (c <= self.hi), 1.0 / (self.hi - self.lo), 0.0)
 
-    def virtual_cost(self, c: float) -> float:
-        return 2.0 * max(c, self.lo) - self.lo
+    def virtual_cost(self, c):
+        return 2.0 * np.maximum(c, self.lo) - self.lo
 
-    def inverse_virtual_cost(self, y: float) -> float:
-        return 0.5 * (max(y, self.lo) + self.lo)
+    def inverse_virtual_cost(self, y):
+        return 0.5 * (np.maximum(y, self.lo) + self.lo)
 
     def __repr__(self) -> str:
         return f"UniformPrior({self.lo:g}, {self.hi:g})"
@@ -132,9 +128,9 @@ class Myerson(Mechanism):
         self.priors_param = priors
         self.support_cap = bool(support_cap)
 
-    def reset(self, info: MarketInfo, rng: np.random.Generator) -> None:
-        super().reset(info, rng)
-        self.quality.reset(info)
+    def reset(self, info: MarketInfo, n_markets: int, rngs: list[np.random.Generator]) -> None:
+        super().reset(info, n_markets, rngs)
+        self.quality.reset(info, n_markets)
         N = info.n_providers
         p = self.priors_param
         if p is None:
@@ -146,68 +142,64 @@ class Myerson(Mechanism):
             if len(self.priors) != N:
                 raise ValueError(f"myerson: {len(self.priors)} priors given for {N} providers")
         self.tops = np.array([pr.hi for pr in self.priors])
-        self._index = np.empty(N)
         self.n_rounds = 0
-        self.n_unserved = 0
-        self.payment_sum = 0.0
+        self.n_unserved = np.zeros(n_markets)
+        self.payment_sum = np.zeros(n_markets)
+
+    @property
+    def noise_dim(self) -> int:
+        return self.info.n_providers
 
     def virtual_costs(self, bids: np.ndarray) -> np.ndarray:
-        """[N] phi_i(b_i) (a reused buffer)."""
-        out = self._index
-        for i, pr in enumerate(self.priors):
-            out[i] = pr.virtual_cost(float(bids[i]))
-        return out
+        """[E, N] phi_i(b_i)."""
+        return np.stack([pr.virtual_cost(bids[:, i]) for i, pr in enumerate(self.priors)], axis=1)
 
-    def indices(self, bids: np.ndarray, group: int) -> np.ndarray:
-        """[N] v_i - phi_i(b_i), -inf for ineligible bids (a reused buffer)."""
-        idx = self.virtual_costs(bids)
-        np.subtract(self.quality.qhat(group), idx, out=idx)
+    def indices(self, bids: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """[E, N] v_i - phi_i(b_i), -inf for ineligible bids."""
+        idx = self.quality.qhat(group) - self.virtual_costs(bids)
         if self.support_cap:
             idx[bids > self.tops] = -np.inf
         return idx
 
-    def reserves(self, group: int) -> np.ndarray:
-        """[N] r_i = phi_i^{-1}(v_i): the highest bid i can win with alone (capped to the support top)."""
+    def reserves(self, group: np.ndarray) -> np.ndarray:
+        """[E, N] r_i = phi_i^{-1}(v_i): the highest bid i can win with alone (capped to the support top)."""
         v = self.quality.qhat(group)
-        r = np.array([pr.inverse_virtual_cost(float(v[i])) for i, pr in enumerate(self.priors)])
+        r = np.stack([pr.inverse_virtual_cost(v[:, i]) for i, pr in enumerate(self.priors)], axis=1)
         return np.minimum(r, self.tops) if self.support_cap else r
 
-    def allocate(self, bids: np.ndarray, context: np.ndarray, group: int) -> tuple[int, float]:
+    def allocate(self, bids, context, group, noise):
         self.n_rounds += 1
+        rows = self._markets
         idx = self.indices(bids, group)
-        w = int(idx.argmax())
-        if not idx[w] > 0.0:
-            self.n_unserved += 1
-            return NO_WINNER, 0.0
-        if idx.shape[0] > 1:
-            saved = idx[w]
-            idx[w] = -np.inf
-            rival = max(0.0, float(idx.max()))
-            idx[w] = saved
-        else:
-            rival = 0.0
-        v_w = float(self.quality.qhat(group)[w])
-        payment = self.priors[w].inverse_virtual_cost(v_w - rival)
+        w = argmax_random_ties(idx, noise)
+        served = idx[rows, w] > 0.0
+        self.n_unserved += ~served
+        target = self.quality.qhat(group)[rows, w] - np.maximum(0.0, best_other(idx, w))
+        payment = np.empty(w.shape[0])
+        for i, pr in enumerate(self.priors):  # the winner's own inverse virtual cost
+            mine = w == i
+            if mine.any():
+                payment[mine] = pr.inverse_virtual_cost(target[mine])
         if self.support_cap:
-            payment = min(payment, float(self.tops[w]))
-        payment = max(payment, float(bids[w]))  # equal up to round-off: the threshold is never below the bid
+            payment = np.minimum(payment, self.tops[w])
+        payment = np.maximum(payment, bids[rows, w])  # equal up to round-off: the threshold is never below the bid
+        payment = np.where(served, payment, 0.0)
         self.payment_sum += payment
-        return w, payment
+        return np.where(served, w, NO_WINNER), payment
 
-    def update(self, winner, score, input_tokens, reported_output_tokens, payment, context, group) -> None:
-        if winner != NO_WINNER:
-            self.quality.observe(winner, group, score)
+    def update(self, outcome: Outcome) -> None:
+        self.quality.observe(outcome)
 
     @property
     def public_state_dim(self) -> int:
         return 2 * self.info.n_providers
 
-    def public_state(self, context: np.ndarray, group: int) -> np.ndarray:
+    def public_state(self, context, group):
         """qhat_i / value_scale and the reserves r_i / value_scale on the query's group."""
         vs = self.info.value_scale
-        return np.concatenate((self.quality.qhat(group) / vs, self.reserves(group) / vs))
+        return np.concatenate((self.quality.qhat(group) / vs, self.reserves(group) / vs), axis=1)
 
-    def diagnostics(self) -> dict[str, float]:
+    def diagnostics(self):
         served = self.n_rounds - self.n_unserved
         return {"unserved_rate": self.n_unserved / max(1, self.n_rounds),
-                "mean_payment": self.payment_sum / max(1, served)}
+                "mean_payment": self.payment_sum / np.maximum(1, served)}

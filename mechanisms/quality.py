@@ -1,9 +1,9 @@
 """The platform's estimate qhat_i(x) of the value a provider delivers on a query (MECHANISMS.md §2).
 
-Quality is learned from observed scores, per provider and query group, starting from the provider's advertised
-(benchmark) quality with the weight of ``prior_weight`` pseudo-observations. This is what makes substitution
-detectable: a provider that serves a cheaper model than it declares sees its qhat, and so its chance to win, fall.
-With ``mode="prior"`` the platform trusts advertised quality forever (no quality monitoring).
+Quality is learned from observed scores, per market, provider and query group, starting from the provider's
+advertised (benchmark) quality with the weight of ``prior_weight`` pseudo-observations. This is what makes
+substitution detectable: a provider that serves a cheaper model than it declares sees its qhat, and so its chance to
+win, fall. With ``mode="prior"`` the platform trusts advertised quality forever (no quality monitoring).
 """
 
 from __future__ import annotations
@@ -12,41 +12,57 @@ from typing import Literal
 
 import numpy as np
 
-from mechanisms.base import MarketInfo
+from mechanisms.base import MarketInfo, Outcome
 
 QualityMode = Literal["learned", "prior"]
 
 
 class QualityEstimator:
-    """Running mean of value_scale * S per (provider, group), shrunk toward the advertised quality."""
+    """Running mean of S per (market, group, provider), shrunk toward the advertised quality."""
 
     def __init__(self, mode: QualityMode = "learned", prior_weight: float = 5.0):
         if mode not in ("learned", "prior"):
             raise ValueError(f"quality mode must be 'learned' or 'prior', got {mode!r}")
-        if not prior_weight > 0:
-            raise ValueError(f"prior_weight must be > 0, got {prior_weight!r}")
+        if not (prior_weight > 0 and np.isfinite(prior_weight)):
+            raise ValueError(f"prior_weight must be a finite number > 0, got {prior_weight!r}")
         self.mode = mode
         self.prior_weight = float(prior_weight)
 
-    def reset(self, info: MarketInfo) -> None:
+    def reset(self, info: MarketInfo, n_markets: int) -> None:
         self.value_scale = info.value_scale
-        # Per group (rows) and provider: running sum and count of scores, and their ratio kept up to date, so a
-        # round reads a contiguous row instead of dividing columns.
-        self.sums = info.prior_quality.T * self.prior_weight  # [G, N], in score units
+        prior = info.prior_quality.T  # [G, N]
+        self.sums = np.broadcast_to(prior * self.prior_weight, (n_markets, *prior.shape)).copy()  # [E, G, N]
         self.counts = np.full_like(self.sums, self.prior_weight)
         self.means = self.sums / self.counts
-        self._qhat = np.empty(info.n_providers)
+        self._markets = np.arange(n_markets)
 
-    def qhat(self, group: int) -> np.ndarray:
-        """[N] estimated expected value (money) of each provider on a query of ``group``; a reused buffer."""
-        return np.multiply(self.means[group], self.value_scale, out=self._qhat)
+    def mean_score(self, group: np.ndarray) -> np.ndarray:
+        """[E, N] estimated mean score of every provider on each market's query group."""
+        return self.means[self._markets, group]
 
-    def mean_score(self, group: int) -> np.ndarray:
-        """[N] estimated mean score (qhat / value_scale) on ``group`` (a view: copy before keeping it)."""
-        return self.means[group]
+    def qhat(self, group: np.ndarray) -> np.ndarray:
+        """[E, N] estimated expected value (money) of every provider on each market's query group."""
+        return self.mean_score(group) * self.value_scale
 
-    def observe(self, provider: int, group: int, score: float) -> None:
+    def observe(self, outcome: Outcome) -> None:
+        """Add each served market's observed score to its winner's estimate on the query's group."""
+        if self.mode != "learned":
+            return
+        e = np.flatnonzero(outcome.served)
+        if e.size == 0:
+            return
+        g, w = outcome.group[e], outcome.winner[e]
+        self.sums[e, g, w] += outcome.score[e]
+        self.counts[e, g, w] += 1.0
+        self.means[e, g, w] = self.sums[e, g, w] / self.counts[e, g, w]
+
+    def qhat_one(self, group: int) -> list[float]:
+        """:meth:`qhat` of a single market (E = 1), as a list."""
+        return (self.means[0, group] * self.value_scale).tolist()
+
+    def observe_one(self, winner: int, group: int, score: float) -> None:
+        """:meth:`observe` of a single market (E = 1); ``winner`` >= 0."""
         if self.mode == "learned":
-            self.sums[group, provider] += score
-            self.counts[group, provider] += 1.0
-            self.means[group, provider] = self.sums[group, provider] / self.counts[group, provider]
+            self.sums[0, group, winner] += score
+            self.counts[0, group, winner] += 1.0
+            self.means[0, group, winner] = self.sums[0, group, winner] / self.counts[0, group, winner]

@@ -4,14 +4,14 @@ Economics. Each round the platform buys at most one answer. Provider i's per-que
 Bids above the cap cbar (the user's reserve price; default ``MarketInfo.value_scale``, the value of a perfect answer,
 so the user is never asked to pay more than that in expectation) are not eligible. Then:
 
-1. Resampling (the mechanism's own randomness, from the ``rng`` given at reset; private to the platform): for each
+1. Resampling (the mechanism's own randomness, the round's ``noise``; private to the platform): for each
    eligible provider independently, with probability 1 - mu x_i = b_i, with probability mu
    x_i = cbar - (cbar - b_i) * nu^(1 / (1 - mu)), nu ~ U[0, 1] (upward, never below b_i).
 2. Allocation: any allocation rule A that is monotone (a higher own ask never wins more often, history and others
    fixed) picks the winner on the resampled asks x (the :class:`Allocation` interface). Default: LinUCB in the
    TRCM-UCB style - per provider a ridge regression of the observed score S on the query context over its past
    wins, UCB_i(x) = prior_i + theta_i . x + alpha ||x||_{V_i^-1}; the winner is argmax_i [value_scale UCB_i - x_i]
-   when positive. ``greedy`` is known quality (argmax qhat_i - x_i from the advertised quality, §2), and
+   when positive (ties broken at random). ``greedy`` is known quality (argmax qhat_i - x_i from the advertised quality, §2), and
    ``linucb_opt`` subtracts the uniform-prior virtual cost phi_i(x_i) = 2 x_i - lo_i instead of x_i (the "OPT"
    variant of §5, still monotone).
 3. Payment, user -> winner only (losers neither pay nor get paid; N_i = 1 for the winner, 0 otherwise):
@@ -42,34 +42,36 @@ from typing import ClassVar
 
 import numpy as np
 
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties
 from mechanisms.registry import register
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
 from mechanisms.quality import QualityEstimator, QualityMode
 
 
 class Allocation(ABC):
-    """A monotone allocation rule: given asks, context and group, the winner (or NO_WINNER).
+    """A monotone allocation rule for E markets: given asks, context and group, each market's winner (or NO_WINNER).
 
     ``choose`` must not change the rule's state and must be non-increasing in each provider's own ask (with the
     others' asks and the state fixed); an ask of +inf marks a provider that is not eligible and must not win.
-    ``update`` learns from an observed outcome (learning rules); the wrapper calls it only for served rounds.
+    ``update`` learns from an observed outcome (learning rules); it is called with every round's outcome.
     """
 
     name: ClassVar[str] = ""
 
-    def reset(self, info: MarketInfo) -> None:
+    def reset(self, info: MarketInfo, n_markets: int) -> None:
         self.info = info
+        self.n_markets = n_markets
+        self._markets = np.arange(n_markets)
 
     @abstractmethod
-    def choose(self, bids: np.ndarray, context: np.ndarray, group: int) -> int:
-        """The winner on ``bids`` [N] (money), or NO_WINNER."""
+    def choose(self, bids: np.ndarray, context: np.ndarray, group: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """[E] the winner on ``bids`` [E, N] (money), or NO_WINNER; ``noise`` [E, N] breaks ties."""
 
-    def update(self, winner: int, score: float, context: np.ndarray, group: int) -> None:
-        """Learn from the winner's observed score S in [0, 1]."""
+    def update(self, outcome: Outcome) -> None:
+        """Learn from the winners' observed scores S in [0, 1]."""
 
-    def public_state(self, context: np.ndarray, group: int) -> np.ndarray:
-        """[N] the rule's per-provider quality index on this query, in score units (a fraction of value_scale)."""
-        return np.zeros(self.info.n_providers)
+    def public_state(self, context: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """[E, N] the rule's per-provider quality index on this query, in score units (a fraction of value_scale)."""
+        return np.zeros((context.shape[0], self.info.n_providers))
 
 
 class LinUCBAllocation(Allocation):
@@ -85,10 +87,10 @@ class LinUCBAllocation(Allocation):
     name = "linucb"
 
     def __init__(self, alpha: float = 0.5, ridge: float = 1.0, prior_offset: bool = True, virtual: bool = False):
-        if not alpha >= 0:
-            raise ValueError(f"linucb: alpha must be >= 0, got {alpha!r}")
-        if not ridge > 0:
-            raise ValueError(f"linucb: ridge must be > 0, got {ridge!r}")
+        if not (alpha >= 0 and np.isfinite(alpha)):
+            raise ValueError(f"linucb: alpha must be a finite number >= 0, got {alpha!r}")
+        if not (ridge > 0 and np.isfinite(ridge)):
+            raise ValueError(f"linucb: ridge must be a finite number > 0, got {ridge!r}")
         self.alpha = float(alpha)
         self.ridge = float(ridge)
         self.prior_offset = bool(prior_offset)
@@ -96,50 +98,50 @@ class LinUCBAllocation(Allocation):
         if virtual:
             self.name = "linucb_opt"
 
-    def reset(self, info: MarketInfo) -> None:
-        super().reset(info)
-        N, d = info.n_providers, info.context_dim
-        self.v_inv = np.tile(np.eye(d) / self.ridge, (N, 1, 1))  # [N, d, d]
-        self.b = np.zeros((N, d))
-        self.theta = np.zeros((N, d))
-        self.wins = np.zeros(N)
-        self.offset = info.prior_quality if self.prior_offset else np.zeros_like(info.prior_quality)
+    def reset(self, info: MarketInfo, n_markets: int) -> None:
+        super().reset(info, n_markets)
+        E, N, d = n_markets, info.n_providers, info.context_dim
+        self.v_inv = np.broadcast_to(np.eye(d) / self.ridge, (E, N, d, d)).copy()
+        self.b = np.zeros((E, N, d))
+        self.theta = np.zeros((E, N, d))
+        self.wins = np.zeros((E, N))
+        self.offset = (info.prior_quality if self.prior_offset else np.zeros_like(info.prior_quality)).T  # [G, N]
         self.cost_lo = np.asarray(info.cost_range, dtype=float)[:, 0].copy()
-        self._version = 0  # bumps on every update; keys the UCB cache
-        self._cache_key: tuple[int, int] | None = None
-        self._cache_ctx = np.empty(d)
-        self._ucb = np.empty(N)
+        self._cached: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (context, group, ucb) of this round
 
-    def ucb(self, context: np.ndarray, group: int) -> np.ndarray:
-        """[N] upper confidence bound on E[S | x] (a cached buffer: valid until the next update)."""
-        key = (self._version, group)
-        if key != self._cache_key or not np.array_equal(context, self._cache_ctx):
+    def ucb(self, context: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """[E, N] upper confidence bound on E[S | x] (cached until the next update or another query)."""
+        c = self._cached
+        if c is None or not (np.array_equal(c[0], context) and np.array_equal(c[1], group)):
             x = np.asarray(context, dtype=float)
-            vx = self.v_inv @ x  # [N, d]
-            width = np.sqrt(np.maximum(vx @ x, 0.0))
-            np.add(self.theta @ x, self.alpha * width, out=self._ucb)
-            self._ucb += self.offset[:, group]
-            self._cache_key = key
-            self._cache_ctx[:] = x
-        return self._ucb
+            vx = np.matmul(self.v_inv, x[:, None, :, None])[..., 0]  # [E, N, d]
+            width = np.sqrt(np.maximum(np.einsum("end,ed->en", vx, x), 0.0))
+            ucb = np.einsum("end,ed->en", self.theta, x) + self.alpha * width + self.offset[group]
+            self._cached = c = (np.array(context, copy=True), np.array(group, copy=True), ucb)
+        return c[2]
 
-    def choose(self, bids: np.ndarray, context: np.ndarray, group: int) -> int:
+    def choose(self, bids, context, group, noise):
         cost = 2.0 * np.maximum(bids, self.cost_lo) - self.cost_lo if self.virtual else bids
         index = self.info.value_scale * self.ucb(context, group) - cost
-        w = int(index.argmax())
-        return w if index[w] > 0.0 else NO_WINNER
+        w = argmax_random_ties(index, noise)
+        return np.where(index[self._markets, w] > 0.0, w, NO_WINNER)
 
-    def update(self, winner: int, score: float, context: np.ndarray, group: int) -> None:
-        x = np.asarray(context, dtype=float)
-        v_inv = self.v_inv[winner]
-        vx = v_inv @ x
-        v_inv -= np.outer(vx, vx) / (1.0 + vx @ x)  # Sherman-Morrison: (V + x x')^-1
-        self.b[winner] += (score - self.offset[winner, group]) * x
-        self.theta[winner] = v_inv @ self.b[winner]
-        self.wins[winner] += 1.0
-        self._version += 1
+    def update(self, outcome: Outcome) -> None:
+        e = np.flatnonzero(outcome.served)
+        if e.size == 0:
+            return
+        w = outcome.winner[e]
+        x = np.asarray(outcome.context[e], dtype=float)  # [S, d]
+        v_inv = self.v_inv[e, w]  # [S, d, d]
+        vx = np.matmul(v_inv, x[..., None])[..., 0]
+        v_inv -= vx[:, :, None] * vx[:, None, :] / (1.0 + np.einsum("sd,sd->s", vx, x))[:, None, None]
+        self.v_inv[e, w] = v_inv  # Sherman-Morrison: (V + x x')^-1
+        self.b[e, w] += (outcome.score[e] - self.offset[outcome.group[e], w])[:, None] * x
+        self.theta[e, w] = np.matmul(v_inv, self.b[e, w][..., None])[..., 0]
+        self.wins[e, w] += 1.0
+        self._cached = None
 
-    def public_state(self, context: np.ndarray, group: int) -> np.ndarray:
+    def public_state(self, context, group):
         return np.clip(self.ucb(context, group), -1.0, 2.0)
 
 
@@ -152,20 +154,20 @@ class GreedyAllocation(Allocation):
     def __init__(self, quality: QualityMode = "prior", prior_weight: float = 5.0):
         self.quality = QualityEstimator(quality, prior_weight)
 
-    def reset(self, info: MarketInfo) -> None:
-        super().reset(info)
-        self.quality.reset(info)
+    def reset(self, info: MarketInfo, n_markets: int) -> None:
+        super().reset(info, n_markets)
+        self.quality.reset(info, n_markets)
 
-    def choose(self, bids: np.ndarray, context: np.ndarray, group: int) -> int:
+    def choose(self, bids, context, group, noise):
         s = self.quality.qhat(group) - bids
-        w = int(s.argmax())
-        return w if s[w] >= 0.0 else NO_WINNER
+        w = argmax_random_ties(s, noise)
+        return np.where(s[self._markets, w] >= 0.0, w, NO_WINNER)
 
-    def update(self, winner: int, score: float, context: np.ndarray, group: int) -> None:
-        self.quality.observe(winner, group, score)
+    def update(self, outcome: Outcome) -> None:
+        self.quality.observe(outcome)
 
-    def public_state(self, context: np.ndarray, group: int) -> np.ndarray:
-        return self.quality.qhat(group) / self.info.value_scale
+    def public_state(self, context, group):
+        return self.quality.mean_score(group)
 
 
 ALLOCATIONS = ("linucb", "linucb_opt", "greedy")
@@ -193,8 +195,8 @@ class Rosa(Mechanism):
         """
         if not 0.0 < mu < 1.0:
             raise ValueError(f"rosa: mu must be in (0, 1), got {mu!r}")
-        if cbar is not None and not cbar > 0:
-            raise ValueError(f"rosa: cbar must be > 0, got {cbar!r}")
+        if cbar is not None and not (cbar > 0 and np.isfinite(cbar)):
+            raise ValueError(f"rosa: cbar must be a finite number > 0, got {cbar!r}")
         if isinstance(allocation, Allocation):
             self.allocation = allocation
         elif allocation in ("linucb", "linucb_opt"):
@@ -207,75 +209,70 @@ class Rosa(Mechanism):
         self.cbar_param = cbar
         self._exponent = 1.0 / (1.0 - self.mu)
 
-    def reset(self, info: MarketInfo, rng: np.random.Generator) -> None:
-        super().reset(info, rng)
-        self.allocation.reset(info)
+    def reset(self, info: MarketInfo, n_markets: int, rngs: list[np.random.Generator]) -> None:
+        super().reset(info, n_markets, rngs)
+        self.allocation.reset(info, n_markets)
         self.cbar = float(self.cbar_param if self.cbar_param is not None else info.value_scale)
-        N = info.n_providers
-        self._x = np.empty(N)
-        self._b = np.empty(N)
-        self.resampled = np.zeros(N, dtype=bool)  # last round: whose ask was resampled
-        self.last_asks = self._x  # last round's resampled asks (inf = not eligible)
+        self.resampled = np.zeros((n_markets, info.n_providers), dtype=bool)  # last round: whose ask was resampled
+        self.last_asks = np.zeros((n_markets, info.n_providers))  # last round's resampled asks (inf = not eligible)
         self.n_rounds = 0
-        self.n_unserved = 0
-        self.n_rebates = 0
-        self.n_changed = 0
-        self.payment_sum = 0.0
+        self.n_unserved = np.zeros(n_markets)
+        self.n_rebates = np.zeros(n_markets)
+        self.n_changed = np.zeros(n_markets)
+        self.payment_sum = np.zeros(n_markets)
 
-    def resample(self, bids: np.ndarray) -> np.ndarray:
-        """Resampled asks x (a reused buffer; +inf for bids above cbar); sets ``self.resampled``.
+    @property
+    def noise_dim(self) -> int:
+        """Per provider: the resampling coin, nu, and a tie-break priority."""
+        return 3 * self.info.n_providers
 
-        Always consumes 2N uniforms of ``self.rng`` (coins then nu), so runs with different bids share randomness.
-        """
-        N = bids.shape[0]
-        u = self.rng.random(2 * N)
+    def resample(self, bids: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """[E, N] resampled asks x (+inf for bids above cbar); sets ``self.resampled``. ``noise`` [E, 2N]: the coins,
+        then nu."""
+        N = bids.shape[1]
         eligible = bids <= self.cbar
-        np.logical_and(u[:N] < self.mu, eligible, out=self.resampled)
-        x = self._x
-        np.copyto(x, bids)
-        r = self.resampled
-        if r.any():
-            x[r] = self.cbar - (self.cbar - bids[r]) * u[N:][r] ** self._exponent
+        self.resampled = (noise[:, :N] < self.mu) & eligible
+        x = np.where(self.resampled, self.cbar - (self.cbar - bids) * noise[:, N:2 * N] ** self._exponent, bids)
         x[~eligible] = np.inf
+        self.last_asks = x
         return x
 
-    def allocate(self, bids: np.ndarray, context: np.ndarray, group: int) -> tuple[int, float]:
+    def allocate(self, bids, context, group, noise):
         self.n_rounds += 1
-        x = self.resample(bids)
-        w = self.allocation.choose(x, context, group)
+        N = bids.shape[1]
+        rows = self._markets
+        x = self.resample(bids, noise)
+        ties = noise[:, 2 * N:]
+        w = self.allocation.choose(x, context, group, ties)
         # Diagnostic only: would the plain rule A(b) have picked someone else?
-        np.copyto(self._b, bids)
-        self._b[bids > self.cbar] = np.inf
-        if self.allocation.choose(self._b, context, group) != w:
-            self.n_changed += 1
-        if w == NO_WINNER:
-            self.n_unserved += 1
-            return NO_WINNER, 0.0
-        b_w = float(bids[w])
-        payment = b_w
-        if self.resampled[w]:
-            payment += (self.cbar - b_w) / self.mu
-            self.n_rebates += 1
+        plain = self.allocation.choose(np.where(bids <= self.cbar, bids, np.inf), context, group, ties)
+        self.n_changed += plain != w
+        served = w != NO_WINNER
+        self.n_unserved += ~served
+        ws = np.maximum(w, 0)
+        b_w = bids[rows, ws]
+        rebate = self.resampled[rows, ws] & served
+        payment = np.where(served, b_w + np.where(rebate, (self.cbar - b_w) / self.mu, 0.0), 0.0)
+        self.n_rebates += rebate
         self.payment_sum += payment
         return w, payment
 
-    def update(self, winner, score, input_tokens, reported_output_tokens, payment, context, group) -> None:
-        if winner != NO_WINNER:
-            self.allocation.update(winner, score, context, group)
+    def update(self, outcome: Outcome) -> None:
+        self.allocation.update(outcome)
 
     @property
     def public_state_dim(self) -> int:
         return self.info.n_providers + 1
 
-    def public_state(self, context: np.ndarray, group: int) -> np.ndarray:
-        out = np.empty(self.info.n_providers + 1)
-        out[:-1] = self.allocation.public_state(context, group)
-        out[-1] = self.cbar / self.info.value_scale
+    def public_state(self, context, group):
+        out = np.empty((context.shape[0], self.info.n_providers + 1))
+        out[:, :-1] = self.allocation.public_state(context, group)
+        out[:, -1] = self.cbar / self.info.value_scale
         return out
 
-    def diagnostics(self) -> dict[str, float]:
+    def diagnostics(self):
         served = self.n_rounds - self.n_unserved
         return {"unserved_rate": self.n_unserved / max(1, self.n_rounds),
-                "rebate_rate": self.n_rebates / max(1, served),
+                "rebate_rate": self.n_rebates / np.maximum(1, served),
                 "resample_changed_rate": self.n_changed / max(1, self.n_rounds),
-                "mean_payment": self.payment_sum / max(1, served)}
+                "mean_payment": self.payment_sum / np.maximum(1, served)}

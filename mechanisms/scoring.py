@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, argmax_random_ties_one
 from mechanisms.quality import QualityEstimator, QualityMode
 
 
 class ScoringAuction(Mechanism):
-    """Picks w = argmax_i s_i with s_i = qhat_i - b_i when s_w >= 0; subclasses set the payment.
+    """Picks w = argmax_i s_i with s_i = qhat_i - b_i when s_w >= 0 (ties broken at random); subclasses set the
+    payment from the user to the winner.
 
     Public state: the platform's current qhat_i / value_scale for every provider on the query's group, so providers
     can see how the platform rates them (and each other).
@@ -18,50 +19,62 @@ class ScoringAuction(Mechanism):
     def __init__(self, quality: QualityMode = "learned", prior_weight: float = 5.0):
         self.quality = QualityEstimator(quality, prior_weight)
 
-    def reset(self, info: MarketInfo, rng: np.random.Generator) -> None:
-        super().reset(info, rng)
-        self.quality.reset(info)
-        self._scores = np.empty(info.n_providers)
+    def reset(self, info: MarketInfo, n_markets: int, rngs: list[np.random.Generator]) -> None:
+        super().reset(info, n_markets, rngs)
+        self.quality.reset(info, n_markets)
         self.n_rounds = 0
-        self.n_unserved = 0
+        self.n_unserved = np.zeros(n_markets)
 
-    def scores(self, bids: np.ndarray, group: int) -> np.ndarray:
-        """[N] quality-adjusted scores qhat - bid (a reused buffer)."""
-        return np.subtract(self.quality.qhat(group), bids, out=self._scores)
+    @property
+    def noise_dim(self) -> int:
+        return self.info.n_providers
 
-    def allocate(self, bids: np.ndarray, context: np.ndarray, group: int) -> tuple[int, float]:
+    def scores(self, bids: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """[E, N] quality-adjusted scores qhat - bid."""
+        return self.quality.qhat(group) - bids
+
+    def allocate(self, bids, context, group, noise):
         s = self.scores(bids, group)
-        w = int(s.argmax())
+        w = argmax_random_ties(s, noise)
+        served = s[self._markets, w] >= 0.0
         self.n_rounds += 1
-        if s[w] < 0.0:
-            self.n_unserved += 1
-            return NO_WINNER, 0.0
-        return w, self.payment(w, bids, s)
+        self.n_unserved += ~served
+        payment = np.where(served, self.payment(w, bids, s), 0.0)
+        return np.where(served, w, NO_WINNER), payment
 
-    def payment(self, winner: int, bids: np.ndarray, scores: np.ndarray) -> float:
+    def payment(self, winner: np.ndarray, bids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """[E] what the user pays each market's winner (where it is served)."""
         raise NotImplementedError
 
-    def update(self, winner, score, input_tokens, reported_output_tokens, payment, context, group) -> None:
+    def payment_one(self, winner: int, bids: list[float], scores: list[float]) -> float:
+        """:meth:`payment` of a single market, on Python lists."""
+        raise NotImplementedError
+
+    def update(self, outcome: Outcome) -> None:
+        self.quality.observe(outcome)
+
+    def allocate_one(self, bids, context, group, noise):
+        s = [q - b for q, b in zip(self.quality.qhat_one(group), bids)]
+        w = argmax_random_ties_one(s, noise)
+        self.n_rounds += 1
+        if s[w] < 0.0:
+            self.n_unserved[0] += 1
+            return NO_WINNER, 0.0
+        return w, self.payment_one(w, bids, s)
+
+    def update_one(self, winner, score, input_tokens, reported_tokens, payment, context, group):
         if winner != NO_WINNER:
-            self.quality.observe(winner, group, score)
+            self.quality.observe_one(winner, group, score)
 
     @property
     def public_state_dim(self) -> int:
         return self.info.n_providers
 
-    def public_state(self, context: np.ndarray, group: int) -> np.ndarray:
+    def public_state(self, context, group):
         return self.quality.mean_score(group)
 
-    def diagnostics(self) -> dict[str, float]:
+    def public_state_one(self, context, group):
+        return self.quality.means[0, group]
+
+    def diagnostics(self):
         return {"unserved_rate": self.n_unserved / max(1, self.n_rounds)}
-
-
-def best_other(scores: np.ndarray, winner: int) -> float:
-    """Highest score among providers other than ``winner`` (-inf when there is none)."""
-    if scores.shape[0] == 1:
-        return -np.inf
-    saved = scores[winner]
-    scores[winner] = -np.inf
-    second = scores.max()
-    scores[winner] = saved
-    return float(second)

@@ -5,8 +5,11 @@ P_w = qhat_w - max(0, s_(2)), with s_(2) the best other score. P_w >= b_w always
 dominant strategy as long as qhat does not depend on the provider's own actions (substitution does move qhat).
 """
 
+import numpy as np
+
+from mechanisms.base import best_other
 from mechanisms.registry import register
-from mechanisms.scoring import ScoringAuction, best_other
+from mechanisms.scoring import ScoringAuction
 
 
 @register
@@ -14,6 +17,11 @@ class SecondPrice(ScoringAuction):
     name = "second_price"
     reference = "MECHANISMS.md §2"
 
-    def payment(self, winner, bids, scores) -> float:
-        qhat_w = scores[winner] + bids[winner]
-        return float(qhat_w - max(0.0, best_other(scores, winner)))
+    def payment(self, winner, bids, scores):
+        rows = self._markets
+        qhat_w = scores[rows, winner] + bids[rows, winner]
+        return qhat_w - np.maximum(0.0, best_other(scores, winner))
+
+    def payment_one(self, winner, bids, scores):
+        others = [s for i, s in enumerate(scores) if i != winner]
+        return (scores[winner] + bids[winner]) - max(0.0, max(others) if others else -np.inf)

@@ -5,7 +5,7 @@ gets the quality-adjusted score s_i = qhat_i - b_i (§2; qhat learned from obser
 with ``quality="prior"``). With temperature t (money units), reference weights w_i >= 0 (the platform's reference
 routing distribution) and w_0 > 0 for "no allocation" (an outside option of score 0):
 
-- allocation: the winner is drawn (with the mechanism's rng, given at reset) from
+- allocation: the winner is drawn (with the round's ``noise``, one uniform per market) from
   x_i = w_i e^{s_i/t} / (w_0 + sum_k w_k e^{s_k/t}), and nobody is served with probability w_0 / (...);
 - payment, user -> winner only (losers pay and get nothing): P_i / x_i, where
   P_i = b_i x_i + t ln(1 + w_i e^{s_i/t} / C_i), C_i = w_0 + sum_{k != i} w_k e^{s_k/t},
@@ -33,26 +33,29 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mechanisms.registry import register
-from mechanisms.base import NO_WINNER, MarketInfo
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
 from mechanisms.quality import QualityMode
+from mechanisms.registry import register
 from mechanisms.scoring import ScoringAuction
 
 
-def _payment_ratio(d: float) -> float:
+def payment_ratio(d: np.ndarray) -> np.ndarray:
     """softplus(d) / sigmoid(d) = ln(1 + e^d)(1 + e^-d), stable for any real d (-> 1 as d -> -inf, ~d for large d)."""
-    if d >= 0.0:
-        e = math.exp(-d)
-        return (d + math.log1p(e)) * (1.0 + e)
-    u = math.exp(d)
-    return (math.log1p(u) / u if u > 0.0 else 1.0) * (1.0 + u)
+    d = np.asarray(d, dtype=np.float64)
+    pos = np.maximum(d, 0.0)
+    e_neg = np.exp(-np.abs(d))  # e^-d for d >= 0, e^d for d < 0: never overflows
+    high = (pos + np.log1p(e_neg)) * (1.0 + e_neg)  # the d >= 0 form
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low = np.where(e_neg > 0.0, np.log1p(e_neg) / e_neg, 1.0) * (1.0 + e_neg)  # the d < 0 form, u = e^d
+    return np.where(d >= 0.0, high, low)
 
 
-def _lse(a: np.ndarray) -> float:
-    m = float(a.max())
-    if m == -np.inf:
-        return -np.inf
-    return m + math.log(float(np.exp(a - m).sum()))
+def logsumexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    """ln sum exp(a) along ``axis`` (-inf where every entry is -inf)."""
+    m = a.max(axis=axis, keepdims=True)
+    safe = np.where(np.isfinite(m), m, 0.0)
+    out = np.log(np.exp(a - safe).sum(axis=axis, keepdims=True)) + safe
+    return np.squeeze(out, axis=axis)
 
 
 @register
@@ -72,8 +75,8 @@ class SoftRochet(ScoringAuction):
             quality, prior_weight: the quality estimator (see :class:`mechanisms.quality.QualityEstimator`).
         """
         super().__init__(quality, prior_weight)
-        if temperature is not None and not temperature > 0:
-            raise ValueError(f"soft_rochet: temperature must be > 0, got {temperature!r}")
+        if temperature is not None and not (temperature > 0 and math.isfinite(temperature)):
+            raise ValueError(f"soft_rochet: temperature must be a finite number > 0, got {temperature!r}")
         if not (w0 > 0 and math.isfinite(w0)):
             raise ValueError(f"soft_rochet: w0 must be a finite number > 0, got {w0!r}")
         self.temperature_param = temperature
@@ -83,8 +86,8 @@ class SoftRochet(ScoringAuction):
                                                    and np.all(np.isfinite(self.weights_param))):
             raise ValueError(f"soft_rochet: weights must be finite and >= 0, got {weights!r}")
 
-    def reset(self, info: MarketInfo, rng: np.random.Generator) -> None:
-        super().reset(info, rng)
+    def reset(self, info: MarketInfo, n_markets: int, rngs: list[np.random.Generator]) -> None:
+        super().reset(info, n_markets, rngs)
         N = info.n_providers
         self.t = float(self.temperature_param if self.temperature_param is not None else 0.05 * info.value_scale)
         w = np.ones(N) if self.weights_param is None else self.weights_param
@@ -92,56 +95,62 @@ class SoftRochet(ScoringAuction):
             raise ValueError(f"soft_rochet: {w.shape[0] if w.ndim else 1} weights given for {N} providers")
         with np.errstate(divide="ignore"):
             self.log_w = np.log(w)
-        self._logits = np.empty(N + 1)  # [no allocation, provider 0..N-1]
-        self._logits[0] = math.log(self.w0)
-        self.payment_sum = 0.0
-        self.n_soft = 0
+        self.payment_sum = np.zeros(n_markets)
+        self.n_soft = np.zeros(n_markets)
 
-    def logits(self, bids: np.ndarray, group: int) -> np.ndarray:
-        """[N + 1] logits (ln w_0, ln w_i + s_i / t) (a reused buffer)."""
-        out = self._logits
-        np.divide(self.scores(bids, group), self.t, out=out[1:])
-        out[1:] += self.log_w
+    @property
+    def noise_dim(self) -> int:
+        return 1
+
+    # The logit draw has no scalar twin here: one market runs the batched rule.
+    allocate_one = Mechanism.allocate_one
+
+    def logits(self, bids: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """[E, N + 1] logits (ln w_0, ln w_i + s_i / t)."""
+        out = np.empty((bids.shape[0], bids.shape[1] + 1))
+        out[:, 0] = math.log(self.w0)
+        out[:, 1:] = self.scores(bids, group) / self.t + self.log_w
         return out
 
-    def allocation_probabilities(self, bids: np.ndarray, group: int) -> np.ndarray:
-        """[N] x_i (the rest, 1 - sum x, is the probability of not serving)."""
+    def allocation_probabilities(self, bids: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """[E, N] x_i (the rest, 1 - sum x, is the probability of not serving)."""
         lg = self.logits(bids, group)
-        return np.exp(lg[1:] - _lse(lg))
+        return np.exp(lg[:, 1:] - logsumexp(lg)[:, None])
 
-    def expected_payments(self, bids: np.ndarray, group: int) -> np.ndarray:
-        """[N] P_i = b_i x_i + t ln(1 + w_i e^{s_i/t} / C_i), the expected payment to i."""
-        lg = self.logits(bids, group).copy()
-        x = np.exp(lg[1:] - _lse(lg))
+    def _rent(self, lg: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """[E] d = logit_k - ln C_k, C_k the weight of every other option, for column k [E] of ``lg``."""
+        rows = np.arange(lg.shape[0])
+        others = lg.copy()
+        others[rows, k] = -np.inf
+        return lg[rows, k] - logsumexp(others)
+
+    def expected_payments(self, bids: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """[E, N] P_i = b_i x_i + t ln(1 + w_i e^{s_i/t} / C_i), the expected payment to i."""
+        lg = self.logits(bids, group)
+        x = np.exp(lg[:, 1:] - logsumexp(lg)[:, None])
         rent = np.empty_like(x)
-        for i in range(x.shape[0]):
-            d = lg[i + 1] - _lse(np.delete(lg, i + 1))
-            rent[i] = self.t * (d + math.log1p(math.exp(-d)) if d >= 0 else math.log1p(math.exp(d)))
+        for i in range(x.shape[1]):
+            d = self._rent(lg, np.full(lg.shape[0], i + 1))
+            rent[:, i] = self.t * np.logaddexp(0.0, d)  # softplus(d)
         return bids * x + rent
 
-    def allocate(self, bids: np.ndarray, context: np.ndarray, group: int) -> tuple[int, float]:
+    def allocate(self, bids, context, group, noise):
         self.n_rounds += 1
         lg = self.logits(bids, group)
-        lse = _lse(lg)
-        cum = np.cumsum(np.exp(lg - lse))
-        k = min(int(np.searchsorted(cum, self.rng.random() * cum[-1], side="right")), lg.shape[0] - 1)
-        if k == 0:
-            self.n_unserved += 1
-            return NO_WINNER, 0.0
+        cum = np.cumsum(np.exp(lg - lg.max(axis=1, keepdims=True)), axis=1)
+        k = np.minimum((cum <= noise[:, :1] * cum[:, -1:]).sum(axis=1), lg.shape[1] - 1)
+        served = k > 0
+        self.n_unserved += ~served
         w = k - 1
-        saved = float(lg[k])
-        lg[k] = -np.inf
-        log_c = _lse(lg)  # ln C_w
-        lg[k] = saved
-        d = saved - log_c
-        payment = float(bids[w]) + self.t * _payment_ratio(d)
+        ws = np.maximum(w, 0)
+        rows = self._markets
+        payment = np.where(served, bids[rows, ws] + self.t * payment_ratio(self._rent(lg, k)), 0.0)
         self.payment_sum += payment
-        if w != int(lg[1:].argmax()):
-            self.n_soft += 1
-        return w, payment
+        self.n_soft += served & (ws != lg[:, 1:].argmax(axis=1))
+        return np.where(served, w, NO_WINNER), payment
 
-    def diagnostics(self) -> dict[str, float]:
+    def diagnostics(self):
         served = self.n_rounds - self.n_unserved
         return {"unserved_rate": self.n_unserved / max(1, self.n_rounds),
-                "mean_payment": self.payment_sum / max(1, served),
-                "non_argmax_rate": self.n_soft / max(1, served)}
+                "mean_payment": self.payment_sum / np.maximum(1, served),
+                "non_argmax_rate": self.n_soft / np.maximum(1, served)}

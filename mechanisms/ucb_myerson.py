@@ -5,7 +5,7 @@ For every provider whose bid is at most the reserve r (the user's price cap) the
     index_i = u_i - phi_i(b_i),  u_i = mean observed net value of i + c * value_scale * sqrt(ln t / n_i),
     phi_i(b) = b + F_i(b) / f_i(b),
 with F_i, f_i the empirical CDF and density of i's *own past bids* (a histogram on [0, r] smoothed toward the
-uniform prior with ``prior_weight`` pseudo-bids). Untried providers are chosen first (cheapest ask first). If every
+uniform prior with ``prior_weight`` pseudo-bids). Untried providers are chosen first (cheapest ask first; ties in the index or the ask are broken at random). If every
 bid exceeds r the round is skipped. The user pays the winner
 
     P_w = min(r, second-lowest bid among all N bids)      (``payment="second_lowest"``, the default)
@@ -31,8 +31,8 @@ from typing import Literal
 
 import numpy as np
 
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties
 from mechanisms.registry import register
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
 
 
 PaymentRule = Literal["second_lowest", "next_higher"]
@@ -58,10 +58,14 @@ class UCBMyerson(Mechanism):
             payment: ``second_lowest`` (published) or ``next_higher`` (a variant).
             value: the UCB mean learns the ``net`` value V - P (published) or the ``gross`` value V.
         """
-        if reserve is not None and not reserve > 0:
-            raise ValueError(f"ucb_myerson: reserve must be > 0, got {reserve!r}")
+        if reserve is not None and not (reserve > 0 and np.isfinite(reserve)):
+            raise ValueError(f"ucb_myerson: reserve must be a finite number > 0, got {reserve!r}")
+        if not (exploration >= 0 and np.isfinite(exploration)):
+            raise ValueError(f"ucb_myerson: exploration must be a finite number >= 0, got {exploration!r}")
         if bins < 2:
             raise ValueError(f"ucb_myerson: bins must be >= 2, got {bins!r}")
+        if not (prior_weight > 0 and np.isfinite(prior_weight)):
+            raise ValueError(f"ucb_myerson: prior_weight must be a finite number > 0, got {prior_weight!r}")
         if payment not in ("second_lowest", "next_higher"):
             raise ValueError(f"ucb_myerson: payment must be 'second_lowest' or 'next_higher', got {payment!r}")
         if value not in ("net", "gross"):
@@ -74,9 +78,9 @@ class UCBMyerson(Mechanism):
         self.payment_rule = payment
         self.value_signal = value
 
-    def reset(self, info: MarketInfo, rng: np.random.Generator) -> None:
-        super().reset(info, rng)
-        N = info.n_providers
+    def reset(self, info: MarketInfo, n_markets: int, rngs: list[np.random.Generator]) -> None:
+        super().reset(info, n_markets, rngs)
+        E, N = n_markets, info.n_providers
         best_advertised = info.value_scale * float(info.prior_quality.mean(axis=1).max())
         self.reserve = float(self.reserve_param if self.reserve_param is not None else best_advertised)
         if not self.reserve > 0:  # the default is 0 when every provider advertises quality 0
@@ -84,97 +88,101 @@ class UCBMyerson(Mechanism):
                              f"{self.reserve!r}; pass a reserve > 0")
         self.width = self.reserve / self.bins
         self.edges = self.width * np.arange(1, self.bins + 1)  # right edge of every bin
-        self.hist = np.zeros((N, self.bins))
-        self.n_bids = np.zeros(N)
-        self.wins = np.zeros(N)
-        self.value_sum = np.zeros(N)
+        self.hist = np.zeros((E, N, self.bins))
+        self.n_bids = np.zeros((E, N))
+        self.wins = np.zeros((E, N))
+        self.value_sum = np.zeros((E, N))
         self.t = 0
-        self.n_skipped = 0
-        self._rows = np.arange(N)
+        self.n_skipped = np.zeros(E)
+        self._providers = np.arange(N)[None, :]
         self._prior_density = self.prior_weight / self.reserve  # the uniform prior's pseudo-bids per unit of bid
-        # Column k + 1 holds the envelope of phi's left limits over the right edges of bins 0..k; column 0 is -inf.
-        self._envelope = np.full((N, self.bins + 1), -np.inf)
         self._ucb_next: np.ndarray | None = None  # the index of round t + 1, computed for the public state
+
+    @property
+    def noise_dim(self) -> int:
+        return self.info.n_providers
 
     def _bin(self, bids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bids clipped to [0, r] and their histogram bin."""
         x = np.minimum(np.maximum(bids, 0.0), self.reserve)
-        k = (x / self.width).astype(np.int64)
-        np.minimum(k, self.bins - 1, out=k)
+        k = np.minimum((x / self.width).astype(np.int64), self.bins - 1)
         return x, k
 
     def virtual_cost(self, bids: np.ndarray) -> np.ndarray:
-        """phi_i(b_i) = b_i + F_i(b_i) / f_i(b_i) from each provider's smoothed empirical bid distribution
+        """[E, N] phi_i(b_i) = b_i + F_i(b_i) / f_i(b_i) from each provider's smoothed empirical bid distribution
         (monotone envelope when ``ironed``)."""
-        return self._virtual_cost(bids, *self._bin(bids))
-
-    def _virtual_cost(self, bids: np.ndarray, x: np.ndarray, k: np.ndarray) -> np.ndarray:
-        rows = self._rows
-        cum = np.cumsum(self.hist, axis=1)
-        own = self.hist[rows, k]
+        x, k = self._bin(bids)
+        cum = np.cumsum(self.hist, axis=2)
+        own = np.take_along_axis(self.hist, k[..., None], axis=2)[..., 0]
+        below = np.take_along_axis(cum, k[..., None], axis=2)[..., 0] - own
         # F/f: the common normalisation (n_bids + prior_weight) cancels; (x / width - k) is the share of the bid's
         # own bin lying below it.
-        cdf = self._prior_density * x + cum[rows, k] - own + (x / self.width - k) * own
+        cdf = self._prior_density * x + below + (x / self.width - k) * own
         pdf = self._prior_density + own / self.width
         phi = bids + cdf / pdf
         if self.ironed:
             # phi rises inside a bin (slope 2) and can only drop at an edge: lift it to the largest left limit
             # phi(e^-) over the edges below the bid.
             left = self.edges + (self._prior_density * self.edges + cum) / (self._prior_density + self.hist / self.width)
-            np.maximum.accumulate(left, axis=1, out=self._envelope[:, 1:])
-            np.maximum(phi, self._envelope[rows, k], out=phi)
+            envelope = np.maximum.accumulate(left, axis=2)  # [E, N, bins]: envelope up to each bin's right edge
+            lifted = np.take_along_axis(envelope, np.maximum(k - 1, 0)[..., None], axis=2)[..., 0]
+            phi = np.where(k > 0, np.maximum(phi, lifted), phi)
         return phi
 
     def ucb(self, t: int | None = None) -> np.ndarray:
-        """[N] optimistic (net) value index at round ``t`` (default: the current one); inf for providers that never
+        """[E, N] optimistic (net) value index at round ``t`` (default: the current one); inf for providers that never
         won."""
         n = np.maximum(self.wins, 1.0)
-        out = self.value_sum / n + self.exploration * self.info.value_scale * np.sqrt(
-            np.log(max(self.t if t is None else t, 1)) / n)
-        out[self.wins == 0] = np.inf
-        return out
+        bonus = self.exploration * self.info.value_scale * np.sqrt(np.log(max(self.t if t is None else t, 1)) / n)
+        return np.where(self.wins == 0, np.inf, self.value_sum / n + bonus)
 
-    def allocate(self, bids: np.ndarray, context: np.ndarray, group: int) -> tuple[int, float]:
+    def allocate(self, bids, context, group, noise):
         self.t += 1
+        rows = self._markets
         ucb = self._ucb_next if self._ucb_next is not None else self.ucb()
         self._ucb_next = None
-        x, k = self._bin(bids)
-        index = ucb - self._virtual_cost(bids, x, k)
-        self.hist[self._rows, k] += 1.0  # record the bids (after pricing this round with the history before it)
+        index = ucb - self.virtual_cost(bids)
+        _, k = self._bin(bids)
+        self.hist[rows[:, None], self._providers, k] += 1.0  # record the bids (each (market, provider) once)
         self.n_bids += 1.0
         eligible = bids <= self.reserve
-        if not eligible.any():
-            self.n_skipped += 1
-            return NO_WINNER, 0.0
-        index[~eligible] = -np.inf
+        served = eligible.any(axis=1)
+        self.n_skipped += ~served
         untried = eligible & (self.wins == 0)
-        if untried.any():  # explore untried providers first, cheapest ask first
-            w = int(np.where(untried, bids, np.inf).argmin())
-        else:
-            w = int(index.argmax())
+        # Untried providers first, cheapest ask first; otherwise the best index.
+        w = np.where(untried.any(axis=1), argmax_random_ties(np.where(untried, -bids, -np.inf), noise),
+                     argmax_random_ties(np.where(eligible, index, -np.inf), noise))
         if self.payment_rule == "second_lowest":
-            second = float(np.partition(bids, 1)[1]) if bids.shape[0] > 1 else float(bids[0])
-            return w, min(self.reserve, second)
-        above = bids[(bids >= bids[w]) & (self._rows != w)]
-        return w, min(self.reserve, float(above.min())) if above.size else self.reserve
+            second = np.partition(bids, 1, axis=1)[:, 1] if bids.shape[1] > 1 else bids[:, 0]
+            payment = np.minimum(self.reserve, second)
+        else:
+            own = bids[rows, w][:, None]
+            others = (bids >= own) & (np.arange(bids.shape[1]) != w[:, None])
+            payment = np.minimum(self.reserve, np.where(others, bids, np.inf).min(axis=1))
+        return np.where(served, w, NO_WINNER), np.where(served, payment, 0.0)
 
-    def update(self, winner, score, input_tokens, reported_output_tokens, payment, context, group) -> None:
+    def update(self, outcome: Outcome) -> None:
         self._ucb_next = None
-        if winner != NO_WINNER:
-            self.wins[winner] += 1.0
-            value = self.info.value_scale * score
-            self.value_sum[winner] += value - payment if self.value_signal == "net" else value
+        e = np.flatnonzero(outcome.served)
+        if e.size:
+            w = outcome.winner[e]
+            value = self.info.value_scale * outcome.score[e]
+            self.wins[e, w] += 1.0
+            self.value_sum[e, w] += value - outcome.payment[e] if self.value_signal == "net" else value
 
     @property
     def public_state_dim(self) -> int:
         return 1 + self.info.n_providers
 
-    def public_state(self, context: np.ndarray, group: int) -> np.ndarray:
+    def public_state(self, context, group):
         """The reserve and the UCB index the next allocation will use (untried providers shown capped at 2), both
         / value_scale."""
         self._ucb_next = self.ucb(self.t + 1)
-        ucb = np.minimum(self._ucb_next, 2.0 * self.info.value_scale)
-        return np.concatenate(([self.reserve], ucb)) / self.info.value_scale
+        vs = self.info.value_scale
+        out = np.empty((self.n_markets, 1 + self.info.n_providers))
+        out[:, 0] = self.reserve / vs
+        out[:, 1:] = np.minimum(self._ucb_next, 2.0 * vs) / vs
+        return out
 
-    def diagnostics(self) -> dict[str, float]:
-        return {"skipped_rate": self.n_skipped / max(1, self.t), "reserve": self.reserve}
+    def diagnostics(self):
+        return {"skipped_rate": self.n_skipped / max(1, self.t), "reserve": np.full(self.n_markets, self.reserve)}

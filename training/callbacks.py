@@ -29,8 +29,9 @@ def custom_scalar_layout(agents: list[str]) -> dict[str, dict[str, list]]:
 
 
 class MarketLogger(BaseCallback):
-    """Logs episode metrics (provider_<i>/..., market/..., mechanism/...), steps per second, the share of time in
-    the env, a progress bar, hparams and the custom-scalars layout."""
+    """Logs episode metrics (provider_<i>/..., market/..., mechanism/...; means over the markets of every finished
+    episode, from :class:`training.vec_env.MarketVecEnv`), steps per second, a progress bar, hparams and the
+    custom-scalars layout."""
 
     def __init__(self, total: int, hparams: dict[str, Any], label: str, progress: bool = True):
         super().__init__()
@@ -41,6 +42,7 @@ class MarketLogger(BaseCallback):
         self.bar = tqdm(total=self.total, initial=self.model.num_timesteps, desc=self.label, unit="step",
                         disable=not self.progress, dynamic_ncols=True)
         self.start_steps, self.start_time = self.model.num_timesteps, time.perf_counter()
+        self._seen_episodes = self.training_env.episodes_done
         for fmt in self.logger.output_formats:
             if isinstance(fmt, TensorBoardOutputFormat):
                 fmt.writer.add_custom_scalars(custom_scalar_layout(self.training_env.agents))
@@ -49,10 +51,11 @@ class MarketLogger(BaseCallback):
 
     def _on_step(self) -> bool:
         self.bar.update(self.training_env.num_envs)
-        episodes = [info["market_metrics"] for info in self.locals["infos"] if "market_metrics" in info]
-        if episodes:
-            for key in episodes[0]:
-                self.logger.record_mean(key, float(np.mean([e[key] for e in episodes])))
+        env = self.training_env
+        if env.episodes_done != self._seen_episodes:  # episodes ended in every market this step
+            self._seen_episodes = env.episodes_done
+            for key, value in env.episode_metrics.items():
+                self.logger.record_mean(key, value)
         return True
 
     def _on_rollout_end(self) -> None:

@@ -34,7 +34,8 @@ from agents.learned import ALGORITHMS, SHARED, LearnedPolicy, load_policies, loa
 from agents.policy import Policy
 from agents.registry import make_strategy
 from envs.config import ConfigError, from_dict, to_dict
-from envs.market import parallel_env, raw_env
+from envs.batched import BatchedMarket
+from envs.market import make_batched
 from evaluation.rollout import play
 from evaluation.statistics import mean_ci
 from training.callbacks import Checkpointer, GainEvaluator, MarketLogger, latest_checkpoint, save_checkpoint
@@ -45,8 +46,9 @@ from training.vec_env import MarketVecEnv
 # ------------------------------------------------------------------------------------------------ the run's market
 
 
-def make_market(cfg: TrainConfig) -> raw_env:
-    return parallel_env(cfg.scenario, cfg.mechanism, seed=cfg.seed, **cfg.overrides)
+def make_market(cfg: TrainConfig, n_markets: int = 1) -> BatchedMarket:
+    """``n_markets`` markets of the run's scenario and mechanism."""
+    return make_batched(cfg.scenario, cfg.mechanism, n_markets, **cfg.overrides)
 
 
 def resolve_learners(cfg: TrainConfig, agents: list[str]) -> list[str]:
@@ -57,7 +59,7 @@ def resolve_learners(cfg: TrainConfig, agents: list[str]) -> list[str]:
     return learners
 
 
-def opponent_policies(spec: str, market: raw_env, agents: list[str], seed: int) -> dict[str, Policy]:
+def opponent_policies(spec: str, market: BatchedMarket, agents: list[str], seed: int) -> dict[str, Policy]:
     """Policies for ``agents`` from a spec: a strategy name or run dir for all, or ``agent=spec,...`` pairs."""
     pairs = dict(p.split("=", 1) for p in spec.split(",")) if "=" in spec else {a: spec for a in agents}
     out: dict[str, Policy] = {}
@@ -136,10 +138,12 @@ def resume_model(cfg: TrainConfig, env: MarketVecEnv, file: Path, steps: int) ->
     return model
 
 
-def gain_against_honest(cfg: TrainConfig, market: raw_env, learner: str, policy: Policy,
-                        others: dict[str, Policy], episodes: int) -> dict[str, float]:
-    """Mean profit per round of ``learner`` playing ``policy`` and playing truthful, paired on the same seeds."""
+def gain_against_honest(cfg: TrainConfig, learner: str, policy: Policy, others: dict[str, Policy],
+                        episodes: int) -> dict[str, float]:
+    """Mean profit per round of ``learner`` playing ``policy`` and playing truthful, paired on the same seeds (one
+    market per episode, all played at once)."""
     seeds = [cfg.seed + 10_000 + e for e in range(episodes)]
+    market = make_market(cfg, episodes)
     honest = make_strategy("truthful", market.layout)
     learned = play(market, {**others, learner: policy}, seeds)
     baseline = play(market, {**others, learner: honest}, seeds)
@@ -158,7 +162,7 @@ class TrainResult:
     policies: dict[str, Policy]
 
 
-def _write_run_files(cfg: TrainConfig, run_dir: Path, market: raw_env, learners: list[str]) -> None:
+def _write_run_files(cfg: TrainConfig, run_dir: Path, market: BatchedMarket, learners: list[str]) -> None:
     resolved = to_dict(cfg)
     resolved["resolved_scenario"] = to_dict(market.config)
     resolved["seeds"] = {"numpy_torch": cfg.seed, "markets": [cfg.seed + k for k in range(cfg.n_envs)],
@@ -210,7 +214,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         if index < done_stages:
             continue
         fixed = stage_opponents(cfg, stage.learners, agents, base_opponents, current)
-        env = MarketVecEnv(lambda: make_market(cfg), cfg.n_envs, stage.learners, fixed, seed=cfg.seed + 97 * index)
+        env = MarketVecEnv(make_market(cfg, cfg.n_envs), stage.learners, fixed, seed=cfg.seed + 97 * index)
         owner = SHARED if cfg.mode == "shared" else stage.learners[0]
         checkpoint = latest_checkpoint(run_dir / "checkpoints", stage.name)
         previous = run_dir / "policies" / f"{owner}.zip"
@@ -225,7 +229,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         def evaluate(m: BaseAlgorithm, _learner=stage.learners[0], _fixed=fixed) -> dict[str, float]:
             # In shared mode the others play the same (current) policy; otherwise the stage's fixed strategies.
             others = dict(_fixed) if cfg.mode != "shared" else {a: LearnedPolicy(m) for a in agents if a != _learner}
-            return gain_against_honest(cfg, make_market(cfg), _learner, LearnedPolicy(m), others, cfg.eval_episodes)
+            return gain_against_honest(cfg, _learner, LearnedPolicy(m), others, cfg.eval_episodes)
 
         remaining = stage.steps - model.num_timesteps
         callbacks = CallbackList([
@@ -259,7 +263,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     summary = {}
     for a in learners:
         others = stage_opponents(cfg, [a], agents, base_opponents, current)
-        summary[a] = gain_against_honest(cfg, market, a, current[a], others, cfg.eval_episodes)
+        summary[a] = gain_against_honest(cfg, a, current[a], others, cfg.eval_episodes)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return TrainResult(run_dir, summary, {a: current[a] for a in learners})
 

@@ -1,44 +1,44 @@
-"""Stable-Baselines3 view of the market: many markets, chosen learners, everyone else fixed.
+"""Stable-Baselines3 view of the batched market: E markets, chosen learners, everyone else fixed.
 
-:class:`MarketVecEnv` runs ``n_envs`` independent copies of the market. Each (copy, learner) pair is one SB3
-environment slot, so the same class serves every training mode: one learner against fixed opponents
+:class:`MarketVecEnv` is the :class:`envs.batched.BatchedMarket` itself as an SB3 ``VecEnv``: each (market, learner)
+pair is one environment slot, so the same class serves every training mode: one learner against fixed opponents
 (best response, iterated best response) or all providers feeding one shared policy (parameter sharing; the agent id
-is part of every observation). The fixed providers' policies are applied to all copies in one batched call.
+is part of every observation). The fixed providers' policies act on all markets in one batched call per provider, and
+one ``step`` of the market plays a round in every market.
 
-Episodes end together in all slots of a copy (truncation at the horizon); the slot's info then carries SB3's
-``terminal_observation``, ``TimeLimit.truncated`` and ``episode`` (the learner's return), and ``market_metrics``: the
-episode's metrics of :class:`envs.metrics.EpisodeStats`. Per-round infos are otherwise empty (the markets' per-provider
-infos are switched off for speed).
+Markets run in lockstep, so every slot's episode ends at once (truncation at the horizon); each slot's info then
+carries SB3's ``terminal_observation``, ``TimeLimit.truncated`` and ``episode`` (the learner's return), and
+:attr:`MarketVecEnv.episode_metrics` holds the finished episodes' metrics (:class:`envs.metrics.EpisodeStats`, mean
+over markets) for the logger.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.policy import Policy
-from envs.market import raw_env
+from envs.batched import BatchedMarket
 from envs.metrics import EpisodeStats
 
 
 class MarketVecEnv(VecEnv):
-    """``n_envs`` market copies x ``learners`` slots, with fixed policies for the other providers.
+    """E markets x ``learners`` slots, with fixed policies for the other providers.
 
     Args:
-        make_market: builds one market (called ``n_envs`` times).
-        n_envs: number of market copies.
-        learners: agents whose actions come from SB3 (one slot per copy each).
+        market: the batched market (E = ``market.n_markets``).
+        learners: agents whose actions come from SB3 (one slot per market each).
         fixed: a policy for every other agent.
-        seed: seed of copy k is ``seed + k`` at the first reset (SB3's ``seed()`` overrides it).
+        seed: market e's first reset uses seed ``seed + e`` (SB3's ``seed()`` overrides it).
     """
 
-    def __init__(self, make_market: Callable[[], raw_env], n_envs: int, learners: Sequence[str],
-                 fixed: dict[str, Policy], seed: int | None = None):
-        self.markets = [make_market() for _ in range(n_envs)]
-        agents = self.markets[0].possible_agents
+    def __init__(self, market: BatchedMarket, learners: Sequence[str], fixed: dict[str, Policy],
+                 seed: int | None = None):
+        agents = market.possible_agents
         unknown = [a for a in [*learners, *fixed] if a not in agents]
         if unknown:
             raise ValueError(f"unknown agent(s) {unknown}; the market has {agents}")
@@ -46,90 +46,94 @@ class MarketVecEnv(VecEnv):
         if uncovered or set(learners) & set(fixed):
             raise ValueError(f"every agent needs exactly one source of actions: learners {list(learners)}, "
                              f"fixed {sorted(fixed)}, agents {agents}")
+        self.market = market
         self.agents = agents
         self.learners = list(learners)
         self.fixed = fixed
-        self.n_markets = n_envs
-        self.stats = [EpisodeStats(agents) for _ in range(n_envs)]
-        self._index = {a: i for i, a in enumerate(agents)}
-        self._learner_rows = np.array([self._index[a] for a in self.learners])
-        m0 = self.markets[0]
-        self._obs = np.zeros((n_envs, len(agents), m0.layout.size), dtype=np.float32)  # every agent, every market
-        self._joint = np.zeros((n_envs, len(agents), 3), dtype=np.float32)  # the joint actions being played
-        self._returns = np.zeros(n_envs * len(self.learners))
+        self.n_markets = E = market.n_markets
+        self.stats = EpisodeStats(agents, E)
+        index = {a: i for i, a in enumerate(agents)}
+        self._fixed_rows = [(index[a], p) for a, p in fixed.items()]
+        self._learner_rows = np.array([index[a] for a in self.learners])
+        self._joint = np.zeros((E, len(agents), 3), dtype=np.float32)
+        self._returns = np.zeros((E, len(self.learners)))
+        self._obs = np.zeros((E, len(agents), market.layout.size), dtype=np.float32)
         self._start = time.time()
-        super().__init__(n_envs * len(self.learners), m0.observation_space(self.learners[0]),
-                         m0.action_space(self.learners[0]))
-        self._seeds = [None if seed is None else seed + k for k in range(self.num_envs)]
+        self.render_mode = None
+        self.episode_metrics: dict[str, float] = {}
+        self.episodes_done = 0
+        super().__init__(E * len(self.learners), market.observation_space(agents[0]), market.action_space(agents[0]))
+        self._seeds = [None if seed is None else seed + k for k in range(E)] * len(self.learners)
 
     @property
     def layout(self):
-        return self.markets[0].layout
+        return self.market.layout
+
+    def _learner_obs(self) -> np.ndarray:
+        return self._obs[:, self._learner_rows].reshape(self.num_envs, -1)
 
     def reset(self) -> np.ndarray:
         L = len(self.learners)
-        for k, market in enumerate(self.markets):
-            obs, _ = market.reset(seed=self._seeds[k * L])
-            self._obs[k] = [obs[a] for a in self.agents]
-            self.stats[k].reset()
+        seeds = self._seeds[::L] if self._seeds and self._seeds[0] is not None else None
+        self._obs[:] = self.market.reset(seeds)
         self._seeds = [None] * self.num_envs
+        self.stats.reset()
         self._returns[:] = 0.0
-        return self._obs[:, self._learner_rows].reshape(self.num_envs, -1)
+        return self._learner_obs()
+
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        """Seed market e with ``seed + e`` at the next reset (one seed per market, repeated for its slots)."""
+        if seed is None:
+            return [None] * self.num_envs
+        self._seeds = [seed + e for e in range(self.n_markets)] * len(self.learners)
+        return self._seeds
 
     def step_async(self, actions: np.ndarray) -> None:
         self._joint[:, self._learner_rows] = np.asarray(actions).reshape(self.n_markets, len(self.learners), -1)
 
     def step_wait(self):
-        L = len(self.learners)
-        for a, policy in self.fixed.items():  # one batched call per fixed agent over all markets
-            i = self._index[a]
+        for i, policy in self._fixed_rows:  # one batched call per fixed agent over all markets
             self._joint[:, i] = policy.act(self._obs[:, i])
-        rewards = np.zeros(self.num_envs, dtype=np.float32)
-        dones = np.zeros(self.num_envs, dtype=bool)
+        obs, rewards, done = self.market.step(self._joint)
+        self.stats.add(self.market.last_round)
+        learner_rewards = rewards[:, self._learner_rows]
+        self._returns += learner_rewards
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        for k, market in enumerate(self.markets):
-            obs, rew, done = market.step_arrays(self._joint[k])
-            self.stats[k].add(market.last_round)
-            slots = slice(k * L, (k + 1) * L)
-            rewards[slots] = rew[self._learner_rows]
-            self._returns[slots] += rew[self._learner_rows]
-            if done:
-                metrics = self.stats[k].summary()
-                for j, row in enumerate(self._learner_rows):
-                    slot = k * L + j
-                    infos[slot] = {"terminal_observation": obs[row].copy(), "TimeLimit.truncated": True,
-                                   "episode": {"r": float(self._returns[slot]), "l": self.stats[k].rounds,
-                                               "t": round(time.time() - self._start, 6)},
-                                   "market_metrics": metrics}
-                self._returns[slots] = 0.0
-                dones[slots] = True
-                first, _ = market.reset()
-                self._obs[k] = [first[a] for a in self.agents]
-                self.stats[k].reset()
-            else:
-                self._obs[k] = obs
-        return self._obs[:, self._learner_rows].reshape(self.num_envs, -1), rewards, dones, infos
+        dones = np.repeat(done, len(self.learners))
+        if done.all():
+            self._obs[:] = obs
+            terminal = self._learner_obs()
+            summary = self.stats.summary(self.market.mechanism.diagnostics())
+            self.episode_metrics = {k: float(v.mean()) for k, v in summary.items()}
+            self.episodes_done += self.n_markets
+            elapsed = round(time.time() - self._start, 6)
+            returns = self._returns.reshape(-1)
+            for slot in range(self.num_envs):
+                infos[slot] = {"terminal_observation": terminal[slot], "TimeLimit.truncated": True,
+                               "episode": {"r": float(returns[slot]), "l": self.stats.rounds, "t": elapsed}}
+            self._obs[:] = self.market.reset()
+            self.stats.reset()
+            self._returns[:] = 0.0
+        else:
+            self._obs[:] = obs
+        return self._learner_obs(), learner_rewards.reshape(-1).astype(np.float32), dones, infos
 
     def close(self) -> None:
-        for market in self.markets:
-            market.close()
-
-    def _targets(self, indices) -> list[raw_env]:
-        if indices is None:
-            indices = range(self.num_envs)
-        elif isinstance(indices, int):
-            indices = [indices]
-        return [self.markets[i // len(self.learners)] for i in indices]
+        pass
 
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        return [getattr(m, attr_name) for m in self._targets(indices)]
+        return [getattr(self.market, attr_name)] * len(self._indices(indices))
 
     def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        for m in self._targets(indices):
-            setattr(m, attr_name, value)
+        setattr(self.market, attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
-        return [getattr(m, method_name)(*method_args, **method_kwargs) for m in self._targets(indices)]
+        return [getattr(self.market, method_name)(*method_args, **method_kwargs)] * len(self._indices(indices))
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False for _ in self._targets(indices)]
+        return [False] * len(self._indices(indices))
+
+    def _indices(self, indices) -> list[int]:
+        if indices is None:
+            return list(range(self.num_envs))
+        return [indices] if isinstance(indices, int) else list(indices)

@@ -1,26 +1,22 @@
-"""The second-best delegation schedule as a mechanism of the market env, one query per round (MECHANISMS.md §6)."""
+"""The second-best delegation schedule as a mechanism of the market env, one query per round and market
+(MECHANISMS.md §6).
+
+Each market holds its schedule as a table of segments (provider, phase, length) in the order the paper plays them:
+the K exploration blocks, then - filled in when exploration ends - i*'s first exploitation block, its checked batches
+(one segment, checked after every B queries), the remainder, i*'s bonus, the other providers' incentive blocks and
+the K utility-based blocks. An early stop empties the batches, the remainder and the bonus.
+"""
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass
-
 import numpy as np
 
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome
 from mechanisms.registry import register
 from mechanisms.second_best.schedule import (DONE, EXPLOITATION, EXPLORATION, INCENTIVE, N_PLAY_PHASES, UTILITY,
-                                            check_schedule, batch_size, delta_1, delta_2, delta_3,
+                                            batch_size, check_schedule, delta_1, delta_2, delta_3,
                                             early_stop_threshold, exploitation_length, exploitation_plan, margin,
                                             utility_counts, utility_deltas)
-
-
-@dataclass
-class _Segment:
-    provider: int
-    phase: int
-    count: int
-    kind: str  # explore | exploit_first | exploit_batch | exploit_rest | bonus | incentive | utility
 
 
 @register
@@ -28,8 +24,8 @@ class SecondBest(Mechanism):
     """The second-best delegation schedule as a market mechanism (MECHANISMS.md §6), one query per round.
 
     ``allocate`` ignores bids and returns the provider the schedule names for the next query (``NO_WINNER`` once the
-    schedule is exhausted before the env's horizon); billing is per token (the market bills p_in(declared) * input +
-    p_out(declared) * reported output tokens and hands that payment to :meth:`update`). The mechanism only observes
+    schedule is exhausted before the env's horizon); billing is at list prices (the market bills p_in(declared) *
+    input + p_out(declared) * reported output tokens and hands that payment to :meth:`update`). The mechanism only observes
     the score and the reported tokens: uhat_i, vbar_i (mean b*S) and taubar_i (mean reported output tokens) come from
     the exploration outcomes, the exploitation check uses the observed user utility b*S - payment.
 
@@ -52,7 +48,7 @@ class SecondBest(Mechanism):
 
     name = "second_best"
     reference = "MECHANISMS.md §6"
-    billing = "per_token"
+    billing = "list_price"
     uses_bids = False
 
     def __init__(self, T: int | None = None, epsilon: float = 0.3, gamma: float = 2.0, b: float | None = None,
@@ -72,9 +68,9 @@ class SecondBest(Mechanism):
 
     # ----------------------------------------------------------------------------------------------- lifecycle
 
-    def reset(self, info: MarketInfo, rng: np.random.Generator) -> None:
-        super().reset(info, rng)
-        K = info.n_providers
+    def reset(self, info: MarketInfo, n_markets: int, rngs: list[np.random.Generator]) -> None:
+        super().reset(info, n_markets, rngs)
+        E, K = n_markets, info.n_providers
         if K < 2:
             raise ValueError("second_best needs at least 2 providers")
         self.horizon = int(self.T if self.T is not None else info.horizon)
@@ -82,130 +78,161 @@ class SecondBest(Mechanism):
         self.L = int(info.max_output_tokens)
         self.B = batch_size(self.horizon, self.epsilon)
         self.M = margin(self.horizon, self.epsilon, K)
-        # Constants known only once exploration ends are 0 until then (R = -1 marks that): diagnostics stay finite,
-        # so infos compare equal across identical runs.
-        self.d1 = float(self.delta_1) if self.delta_1 is not None else 0.0
         self.d2 = delta_2(self.scale)
-        self.d3 = 0.0
-        self.R = -1
-        self.threshold = 0.0
-        self.t = 0
-        self.best = -1
-        self.second = -1
-        self.u_second = 0.0
-        self.u_hat = np.zeros(K)
-        self.vbar = np.zeros(K)
-        self.taubar = np.zeros(K)
-        self.deltas = np.zeros(K)
-        self.delegations = np.zeros((K, N_PLAY_PHASES), dtype=np.int64)
-        self.early_stopped = False
-        self.stop_time = -1
-        self._sums = np.zeros((K, 3))  # exploration sums: user utility, reward, reported tokens
-        self._exploit_sum = 0.0
-        self._exploit_n = 0
-        self._queue: deque[_Segment] = deque(_Segment(i, EXPLORATION, self.B, "explore") for i in range(K))
-        self._seg: _Segment | None = None
-        self._state = np.zeros(6 + K)
-        self._advance()
+        # Segment table: K exploration blocks, then (filled when exploration ends) first, batches, remainder, bonus,
+        # K - 1 incentive blocks, K utility blocks.
+        S = 3 * K + 3
+        self._first, self._batches, self._rest, self._bonus = K, K + 1, K + 2, K + 3
+        self.seg_provider = np.zeros((E, S), dtype=np.int64)
+        self.seg_phase = np.zeros((E, S), dtype=np.int64)
+        self.seg_count = np.zeros((E, S), dtype=np.int64)
+        self.seg_provider[:, :K] = np.arange(K)
+        self.seg_count[:, :K] = self.B
+        self.seg_phase[:, K:self._bonus] = EXPLOITATION
+        self.seg_phase[:, self._bonus:2 * K + 3] = INCENTIVE
+        self.seg_phase[:, 2 * K + 3:] = UTILITY
+        # Constants known only once exploration ends are 0 until then (R = -1, best = -1 mark that): diagnostics stay
+        # finite, so infos compare equal across identical runs.
+        self.d1 = np.full(E, float(self.delta_1) if self.delta_1 is not None else 0.0)
+        self.d3 = np.zeros(E)
+        self.R = np.full(E, -1, dtype=np.int64)
+        self.threshold = np.zeros(E)
+        self.t = np.zeros(E, dtype=np.int64)
+        self.best = np.full(E, -1, dtype=np.int64)
+        self.second = np.full(E, -1, dtype=np.int64)
+        self.u_second = np.zeros(E)
+        self.u_hat, self.vbar, self.taubar, self.deltas = (np.zeros((E, K)) for _ in range(4))
+        self.delegations = np.zeros((E, K, N_PLAY_PHASES), dtype=np.int64)
+        self.early_stopped = np.zeros(E, dtype=bool)
+        self.stop_time = np.full(E, -1, dtype=np.int64)
+        self._sums = np.zeros((E, K, 3))  # exploration sums: user utility, reward, reported tokens
+        self._exploit_sum = np.zeros(E)
+        self._exploit_n = np.zeros(E, dtype=np.int64)
+        self._uniforms = np.stack([rng.random(K) for rng in rngs]) if E else np.zeros((0, K))  # utility counts
+        self.cur = np.zeros(E, dtype=np.int64)  # current segment (S: done)
+        self.remaining = self.seg_count[:, 0].copy()
+        self._state = np.zeros((E, 6 + K))
+        self._state[:, EXPLORATION] = 1.0
 
     # ----------------------------------------------------------------------------------------------- schedule
 
     @property
-    def phase(self) -> int:
-        return DONE if self._seg is None else self._seg.phase
+    def phase(self) -> np.ndarray:
+        """[E] current phase (DONE when the schedule or the T budget is exhausted)."""
+        S = self.seg_count.shape[1]
+        cur = np.minimum(self.cur, S - 1)
+        return np.where(self.cur < S, self.seg_phase[self._markets, cur], DONE)
 
-    def _advance(self) -> None:
-        """Move to the next non-empty segment (or to 'done' when the schedule or the T budget is exhausted)."""
-        self._seg = None
-        while self._queue and self.t < self.horizon:
-            seg = self._queue.popleft()
-            if seg.count > 0:
-                seg.count = min(seg.count, self.horizon - self.t)
-                self._seg = seg
+    def _advance(self, e: np.ndarray) -> None:
+        """Markets ``e`` move to their next non-empty segment (or to done when the table or the T budget ends)."""
+        S = self.seg_count.shape[1]
+        cur = self.cur[e] + 1
+        while True:
+            empty = (cur < S) & (self.seg_count[e, np.minimum(cur, S - 1)] == 0)
+            if not empty.any():
                 break
-        self._state[:5] = 0.0
-        self._state[self.phase] = 1.0
+            cur += empty
+        cur[self.t[e] >= self.horizon] = S
+        self.cur[e] = cur
+        self.remaining[e] = np.where(cur < S, self.seg_count[e, np.minimum(cur, S - 1)], 0)
+        self._state[e, :5] = 0.0
+        self._state[e, self.phase[e]] = 1.0
 
-    def _end_exploration(self) -> None:
+    def _end_exploration(self, e: np.ndarray) -> None:
+        """Markets ``e`` finished exploring: i*, u', the deltas, R, the threshold, and the rest of their table."""
         K, L = self.info.n_providers, self.L
-        n = np.maximum(self.delegations[:, EXPLORATION], 1)
-        self.u_hat, self.vbar, self.taubar = (self._sums / n[:, None]).T.copy()
-        order = np.argsort(self.u_hat, kind="stable")
-        self.best, self.second = int(order[-1]), int(order[-2])
-        self.u_second = float(self.u_hat[self.second])
+        rows = np.arange(e.size)
+        n = np.maximum(self.delegations[e, :, EXPLORATION], 1)[..., None]
+        self.u_hat[e], self.vbar[e], self.taubar[e] = np.moveaxis(self._sums[e] / n, 2, 0)
+        order = np.argsort(self.u_hat[e], axis=1, kind="stable")
+        best, second = order[:, -1], order[:, -2]
+        self.best[e], self.second[e] = best, second
+        u2 = self.u_hat[e][rows, second]
+        self.u_second[e] = u2
         if self.delta_1 is None:
-            self.d1 = delta_1(float(self.vbar.min()), float(self.taubar.max()), L)
-        self.d3 = delta_3(self.vbar, self.taubar, L, self.best)
-        self.R = exploitation_length(self.horizon, self.B, K, self.d1, self.d2, self.d3)
-        self.threshold = early_stop_threshold(self.u_second, self.M, self.scale, L,
-                                              float(self.info.price_out[self.best]), self.gamma)
-        first, n_batches, remainder = exploitation_plan(self.R, self.horizon - self.t, self.B)
-        q = self._queue
-        q.append(_Segment(self.best, EXPLOITATION, first, "exploit_first"))
-        q.extend(_Segment(self.best, EXPLOITATION, self.B, "exploit_batch") for _ in range(n_batches))
-        q.append(_Segment(self.best, EXPLOITATION, remainder, "exploit_rest"))
-        q.append(_Segment(self.best, INCENTIVE, self.B, "bonus"))
-        q.extend(_Segment(i, INCENTIVE, self.B, "incentive") for i in range(K) if i != self.best)
-        self.deltas = utility_deltas(self.d1, self.vbar, self.taubar, L)
-        counts = utility_counts(self.deltas, self.B, self.rng.random(K))
-        q.extend(_Segment(i, UTILITY, int(counts[i]), "utility") for i in range(K))
-        self._state[5] = self.u_second / self.scale
-        self._state[6:] = self.u_hat / self.scale
-
-    def _check_batch(self) -> None:
-        if self._exploit_sum / self._exploit_n < self.threshold:
-            self.early_stopped = True
-            self.stop_time = self.t
-            self._queue = deque(s for s in self._queue if s.kind not in ("exploit_batch", "exploit_rest", "bonus"))
+            self.d1[e] = delta_1(self.vbar[e].min(axis=1), self.taubar[e].max(axis=1), L)
+        self.d3[e] = delta_3(self.vbar[e], self.taubar[e], L, best)
+        R = exploitation_length(self.horizon, self.B, K, self.d1[e], self.d2, self.d3[e])
+        self.R[e] = R
+        self.threshold[e] = early_stop_threshold(u2, self.M, self.scale, L, self.info.price_out[best], self.gamma)
+        first, n_batches, remainder = exploitation_plan(R, self.horizon - self.t[e], self.B)
+        self.seg_provider[e, self._first:self._bonus + 1] = best[:, None]
+        self.seg_count[e, self._first] = first
+        self.seg_count[e, self._batches] = n_batches * self.B
+        self.seg_count[e, self._rest] = remainder
+        self.seg_count[e, self._bonus] = self.B
+        others = np.argsort(np.arange(K)[None, :] == best[:, None], axis=1, kind="stable")[:, :K - 1]
+        self.seg_provider[e, self._bonus + 1:2 * K + 3] = others
+        self.seg_count[e, self._bonus + 1:2 * K + 3] = self.B
+        self.deltas[e] = utility_deltas(self.d1[e], self.vbar[e], self.taubar[e], L)
+        self.seg_provider[e, 2 * K + 3:] = np.arange(K)
+        self.seg_count[e, 2 * K + 3:] = utility_counts(self.deltas[e], self.B, self._uniforms[e])
+        self._state[e, 5] = u2 / self.scale
+        self._state[e, 6:] = self.u_hat[e] / self.scale
 
     # ------------------------------------------------------------------------------------------- interface
 
-    def allocate(self, bids: np.ndarray, context: np.ndarray, group: int) -> tuple[int, float]:
-        if self._seg is None:
-            return NO_WINNER, 0.0
-        return self._seg.provider, 0.0
+    def allocate(self, bids, context, group, noise):
+        S = self.seg_count.shape[1]
+        active = self.cur < S
+        winner = np.where(active, self.seg_provider[self._markets, np.minimum(self.cur, S - 1)], NO_WINNER)
+        return winner, np.zeros(self.n_markets)
 
-    def update(self, winner: int, score: float, input_tokens: int, reported_output_tokens: int,
-               payment: float, context: np.ndarray, group: int) -> None:
-        seg = self._seg
-        if seg is None or winner != seg.provider:
+    def update(self, outcome: Outcome) -> None:
+        S = self.seg_count.shape[1]
+        cur = np.minimum(self.cur, S - 1)
+        e = np.flatnonzero((self.cur < S) & (outcome.winner == self.seg_provider[self._markets, cur]))
+        if e.size == 0:
             return
-        reward = self.scale * score
-        user = reward - payment
-        self.delegations[winner, seg.phase] += 1
-        self.t += 1
-        if seg.phase == EXPLORATION:
-            self._sums[winner] += (user, reward, reported_output_tokens)
-        elif seg.phase == EXPLOITATION:
-            self._exploit_sum += user
-            self._exploit_n += 1
-        seg.count -= 1
-        if seg.count > 0 and self.t < self.horizon:
-            return
-        if seg.kind == "explore" and not any(s.kind == "explore" for s in self._queue):
-            self._end_exploration()
-        elif seg.kind == "exploit_batch" and seg.count == 0:
-            self._check_batch()
-        self._advance()
+        w, seg = outcome.winner[e], self.cur[e]
+        phase = self.seg_phase[e, seg]
+        reward = self.scale * outcome.score[e]
+        user = reward - outcome.payment[e]
+        self.delegations[e, w, phase] += 1
+        self.t[e] += 1
+        explore = phase == EXPLORATION
+        self._sums[e[explore], w[explore]] += np.stack(
+            (user[explore], reward[explore], outcome.reported_tokens[e][explore]), axis=1)
+        exploit = phase == EXPLOITATION
+        self._exploit_sum[e[exploit]] += user[exploit]
+        self._exploit_n[e[exploit]] += 1
+        self.remaining[e] -= 1
+        # After every full batch of B checked queries: stop exploiting for good below the threshold.
+        checked = e[(seg == self._batches) & (self.remaining[e] % self.B == 0)]
+        stop = checked[self._exploit_sum[checked] / self._exploit_n[checked] < self.threshold[checked]]
+        if stop.size:
+            self.early_stopped[stop] = True
+            self.stop_time[stop] = self.t[stop]
+            self.remaining[stop] = 0
+            self.seg_count[stop, self._rest] = 0
+            self.seg_count[stop, self._bonus] = 0
+        ended = e[(self.remaining[e] == 0) | (self.t[e] >= self.horizon)]
+        if ended.size:
+            explored = ended[self.cur[ended] == self._first - 1]
+            if explored.size:
+                self._end_exploration(explored)
+            self._advance(ended)
 
     @property
     def public_state_dim(self) -> int:
         return 6 + self.info.n_providers if self.info is not None else 0
 
-    def public_state(self, context: np.ndarray, group: int) -> np.ndarray:
+    def public_state(self, context, group):
         return self._state
 
-    def diagnostics(self) -> dict[str, float]:
+    def diagnostics(self):
         return {
-            "phase": float(self.phase), "early_stopped": float(self.early_stopped), "stop_time": float(self.stop_time),
-            "best": float(self.best), "u_second": self.u_second, "R": float(self.R), "threshold": self.threshold,
-            "delegated": float(self.t),
+            "phase": self.phase.astype(float), "early_stopped": self.early_stopped.astype(float),
+            "stop_time": self.stop_time.astype(float), "best": self.best.astype(float), "u_second": self.u_second,
+            "R": self.R.astype(float), "threshold": self.threshold, "delegated": self.t.astype(float),
         }
 
-    def schedule(self) -> dict[str, float | np.ndarray]:
-        """The schedule's constants and counts so far (for tests and reports)."""
-        return {"T": self.horizon, "B": self.B, "M": self.M, "delta_1": self.d1, "delta_2": self.d2,
-                "delta_3": self.d3, "R": self.R, "threshold": self.threshold, "best": self.best,
-                "u_second": self.u_second, "u_hat": self.u_hat.copy(), "vbar": self.vbar.copy(),
-                "taubar": self.taubar.copy(), "deltas": np.array(self.deltas), "delegations": self.delegations.copy(),
-                "early_stopped": self.early_stopped, "stop_time": self.stop_time}
+    def schedule(self, market: int = 0) -> dict[str, float | np.ndarray]:
+        """One market's schedule constants and counts so far (for tests and reports)."""
+        m = market
+        return {"T": self.horizon, "B": self.B, "M": self.M, "delta_1": float(self.d1[m]), "delta_2": self.d2,
+                "delta_3": float(self.d3[m]), "R": int(self.R[m]), "threshold": float(self.threshold[m]),
+                "best": int(self.best[m]), "u_second": float(self.u_second[m]), "u_hat": self.u_hat[m].copy(),
+                "vbar": self.vbar[m].copy(), "taubar": self.taubar[m].copy(), "deltas": self.deltas[m].copy(),
+                "delegations": self.delegations[m].copy(), "early_stopped": bool(self.early_stopped[m]),
+                "stop_time": int(self.stop_time[m])}

@@ -1,5 +1,8 @@
 """The schedule of seed 003's delegation mechanism (MECHANISMS.md §6): phases, batch size, margins, the deltas, the
-exploitation length and plan, the early-stop threshold and the utility-based counts."""
+exploitation length and plan, the early-stop threshold and the utility-based counts.
+
+The functions of exploration statistics take scalars or arrays with a leading market axis (the market env runs many
+markets at once; the batch simulator one)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ _LOG_FLOOR = 1e-12
 
 
 def check_schedule(T: int, epsilon: float) -> None:
+    """Raise ValueError unless T is a positive integer and epsilon lies in (0, 1/2)."""
     if int(T) != T or T < 1:
         raise ValueError(f"horizon T must be a positive integer, got {T!r}")
     if not 0.0 < epsilon < 0.5:
@@ -39,13 +43,13 @@ def margin(T: int, epsilon: float, K: int) -> float:
     return float(T) ** (-epsilon) * math.log(K * T)
 
 
-def delta_1(min_value: float, max_tokens: float, L: float) -> float:
+def delta_1(min_value: np.ndarray | float, max_tokens: np.ndarray | float, L: float) -> np.ndarray | float:
     """delta_1 = -ln(min mean reward) + ln(max mean output tokens) + max mean output tokens / L + 1.
 
     ``min_value`` is the smallest b * mean score and ``max_tokens`` the largest mean output tokens over *all* models of
     all providers (the published constant; the authors' earlier real-record code used -ln min(reward/tokens) instead).
     """
-    return -math.log(max(min_value, _LOG_FLOOR)) + math.log(max(max_tokens, _LOG_FLOOR)) + max_tokens / L + 1.0
+    return -np.log(np.maximum(min_value, _LOG_FLOOR)) + np.log(np.maximum(max_tokens, _LOG_FLOOR)) + max_tokens / L + 1.0
 
 
 def delta_2(b: float) -> float:
@@ -60,18 +64,22 @@ def provider_term(vbar: np.ndarray | float, taubar: np.ndarray | float, L: float
     return np.log(vbar) - np.log(taubar) - taubar / L
 
 
-def delta_3(vbar: np.ndarray, taubar: np.ndarray, L: float, best: int) -> float:
-    """delta_3 = sum over i != i* of [ln vbar_i - ln taubar_i - taubar_i / L] (exploration means)."""
+def delta_3(vbar: np.ndarray, taubar: np.ndarray, L: float, best: np.ndarray | int) -> np.ndarray | float:
+    """delta_3 = sum over i != i* of [ln vbar_i - ln taubar_i - taubar_i / L] (exploration means; providers on the
+    last axis, ``best`` one index per leading entry)."""
     terms = provider_term(vbar, taubar, L)
-    return float(terms.sum() - terms[best])
+    own = np.take_along_axis(terms, np.asarray(best)[..., None], axis=-1)[..., 0]
+    return terms.sum(axis=-1) - own
 
 
-def exploitation_length(T: int, B: int, K: int, d1: float, d2: float, d3: float) -> int:
-    """R = max(0, int(T - ((delta_1 + 3) K + delta_2 + delta_3) B)) exploitation queries (int truncates to zero)."""
-    x = T - ((d1 + 3.0) * K + d2 + d3) * B
-    if not math.isfinite(x):
-        return 0 if x < 0 else int(T)
-    return max(0, int(x))
+def exploitation_length(T: int, B: int, K: int, d1: np.ndarray | float, d2: float,
+                        d3: np.ndarray | float) -> np.ndarray:
+    """R = max(0, int(T - ((delta_1 + 3) K + delta_2 + delta_3) B)) exploitation queries (int truncates to zero; an
+    infinite term gives 0 or T)."""
+    x = T - ((np.asarray(d1) + 3.0) * K + d2 + np.asarray(d3)) * B
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(x), np.maximum(np.trunc(np.nan_to_num(x)), 0), np.where(x < 0, 0, T)).astype(
+            np.int64)
 
 
 def early_stop_threshold(u_second: float, M: float, b: float, L: float, p_max: float, gamma: float) -> float:
@@ -79,7 +87,8 @@ def early_stop_threshold(u_second: float, M: float, b: float, L: float, p_max: f
     return u_second - M * (b + L * p_max) / gamma
 
 
-def exploitation_plan(R: int, budget: int, B: int) -> tuple[int, int, int]:
+def exploitation_plan(R: np.ndarray | int, budget: np.ndarray | int, B: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split exploitation into ``(first, n_batches, remainder)`` as the authors' simulator does.
 
     With R_eff = min(R, budget): a first block of ``first = min(B, budget)`` queries, then ``n_batches =
@@ -87,14 +96,14 @@ def exploitation_plan(R: int, budget: int, B: int) -> tuple[int, int, int]:
     Python's modulo. For R_eff >= B the total is exactly R_eff; for R_eff < B the authors' code sends B + R_eff queries
     ((R_eff - B) mod B = R_eff), and so does this. The caller still caps everything at the T budget.
     """
-    R_eff = min(int(R), int(budget))
-    rest = R_eff - B
-    return min(B, max(0, int(budget))), max(0, rest // B), rest % B
+    budget = np.asarray(budget, dtype=np.int64)
+    rest = np.minimum(np.asarray(R, dtype=np.int64), budget) - B
+    return np.minimum(B, np.maximum(0, budget)), np.maximum(0, rest // B), rest % B
 
 
-def utility_deltas(d1: float, vbar: np.ndarray, taubar: np.ndarray, L: float) -> np.ndarray:
+def utility_deltas(d1: np.ndarray | float, vbar: np.ndarray, taubar: np.ndarray, L: float) -> np.ndarray:
     """delta_i = delta_1 + ln vbar_i - ln taubar_i - taubar_i / L for every provider (exploration means)."""
-    return d1 + provider_term(vbar, taubar, L)
+    return np.asarray(d1)[..., None] + provider_term(vbar, taubar, L)
 
 
 def utility_counts(deltas: np.ndarray, B: int, uniforms: np.ndarray) -> np.ndarray:

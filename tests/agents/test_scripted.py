@@ -114,10 +114,11 @@ def test_bne_parameters_override_the_market_defaults() -> None:
 def test_substitute_serves_the_cheaper_model_billed_as_the_declared_one() -> None:
     env = parallel_env("capitals", mechanism="second_price", seed=0)
     policies = {a: make_strategy("substitute", env.layout) for a in env.possible_agents}
+    name = env.market.models
     for infos in play(env, policies, 30):
         p0, p1 = infos["provider_0"], infos["provider_1"]
-        assert p0["substituted"] and p0["declared"] == CAPITALS_3B and p0["served"] == CAPITALS_1B
-        assert not p1["substituted"] and p1["served"] == p1["declared"] == CAPITALS_1B  # nothing cheaper to serve
+        assert p0["substituted"] and name[p0["declared"]] == CAPITALS_3B and name[p0["served"]] == CAPITALS_1B
+        assert not p1["substituted"] and name[p1["served"]] == name[p1["declared"]] == CAPITALS_1B  # nothing cheaper
         assert p0["bid"] == pytest.approx(p0["honest_bid"])  # bids as if serving the declared model
     # When it wins, the outcome (score, tokens, cost) is the 1B's.
     mk = env.market

@@ -176,7 +176,7 @@ def play_env(profile, T=20_000, gamma=TOY.gamma, seed=0, horizon=None, **params)
 
 def test_registered_and_validated():
     m = mechanisms.make("second_best", epsilon=0.25)
-    assert isinstance(m, sb.SecondBest) and m.billing == "per_token" and not m.uses_bids
+    assert isinstance(m, sb.SecondBest) and m.billing == "list_price" and not m.uses_bids
     for bad in (dict(epsilon=0.5), dict(gamma=0.0), dict(b=-1.0), dict(T=0)):
         with pytest.raises(ValueError):
             sb.SecondBest(**bad)

@@ -22,10 +22,11 @@ import pytest
 
 import mechanisms
 from envs import parallel_env
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
+from mechanisms.base import NO_WINNER, MarketInfo, Outcome
 from mechanisms.myerson import CostPrior, Myerson, UniformPrior
 from mechanisms.rosa import GreedyAllocation, LinUCBAllocation, Rosa
 from mechanisms.soft_rochet import SoftRochet
+from tests.mechanisms.single import One
 
 Z = 3.0  # width of the confidence intervals, in standard errors
 D = 4  # context dimension of the hand-made markets
@@ -46,10 +47,10 @@ PRIOR = [0.8, 0.9, 0.7]
 CONTEXTS = np.column_stack([np.ones(6), np.random.default_rng(7).random((6, D - 1))])
 
 
-def warmed_rosa(allocation: str = "linucb", mu: float = 0.1, rounds: int = 300, seed: int = 1, **params) -> Rosa:
+def warmed_rosa(allocation: str = "linucb", mu: float = 0.1, rounds: int = 300, seed: int = 1, **params) -> One:
     """A rosa with some learning history (random asks, contexts and Bernoulli scores), then frozen by a copy."""
     info = make_info(PRIOR)
-    mech = Rosa(mu=mu, allocation=allocation, **params)
+    mech = One(Rosa(mu=mu, allocation=allocation, **params))
     rng = np.random.default_rng(seed)
     mech.reset(info, np.random.default_rng(seed + 1))
     theta = rng.normal(0.0, 0.15, (3, D))
@@ -62,7 +63,7 @@ def warmed_rosa(allocation: str = "linucb", mu: float = 0.1, rounds: int = 300, 
     return copy.deepcopy(mech)
 
 
-def build(name: str) -> Mechanism:
+def build(name: str) -> One:
     """The mechanisms under the deviation tests (N = 3, qualities PRIOR, value 1, costs U[0, 1])."""
     if name == "rosa_linucb":
         return warmed_rosa("linucb", mu=0.2)
@@ -70,12 +71,10 @@ def build(name: str) -> Mechanism:
         return warmed_rosa("greedy", mu=0.2, rounds=0)
     if name == "rosa_linucb_opt":
         return warmed_rosa("linucb_opt", mu=0.2)
-    mech = mechanisms.make(name, quality="prior")
-    mech.reset(make_info(PRIOR), np.random.default_rng(0))
-    return mech
+    return One(mechanisms.make(name, quality="prior"), make_info(PRIOR))
 
 
-def profits(mech: Mechanism, deltas: np.ndarray, n_draws: int, seed: int, bidder: int = 0) -> np.ndarray:
+def profits(mech: One, deltas: np.ndarray, n_draws: int, seed: int, bidder: int = 0) -> np.ndarray:
     """[n_draws, len(deltas)] profit of ``bidder`` (cost c ~ U[0, 1], bid max(0, c + delta)) against truthful rivals
     (costs U[0, 1]), on a random context; paired: every delta of a draw sees the same mechanism randomness."""
     data = np.random.default_rng(seed)
@@ -206,10 +205,8 @@ def test_rosa_expected_payment_is_the_myerson_integral(allocation, mu) -> None:
 # ------------------------------------------------------------------------------------------ soft_rochet (§7)
 
 
-def soft(temperature: float, prior=PRIOR, **params) -> SoftRochet:
-    mech = SoftRochet(temperature=temperature, quality="prior", **params)
-    mech.reset(make_info(prior), np.random.default_rng(0))
-    return mech
+def soft(temperature: float, prior=PRIOR, **params) -> One:
+    return One(SoftRochet(temperature=temperature, quality="prior", **params), make_info(prior))
 
 
 def test_soft_rochet_probabilities_payments_and_rent_match_the_formulas() -> None:
@@ -246,9 +243,7 @@ def test_soft_rochet_probabilities_payments_and_rent_match_the_formulas() -> Non
 
 
 def second_price_outcome(bids: np.ndarray, prior=PRIOR) -> tuple[int, float]:
-    sp = mechanisms.make("second_price", quality="prior")
-    sp.reset(make_info(prior), np.random.default_rng(0))
-    return sp.allocate(bids, CONTEXTS[0], 0)
+    return One(mechanisms.make("second_price", quality="prior"), make_info(prior)).allocate(bids, CONTEXTS[0], 0)
 
 
 def test_soft_rochet_tends_to_second_price_as_temperature_vanishes() -> None:
@@ -284,10 +279,10 @@ def test_soft_rochet_tends_to_second_price_as_temperature_vanishes() -> None:
 def test_soft_rochet_payment_ratio_is_stable() -> None:
     """P_i / x_i = b_i + t softplus(d) / sigmoid(d), d = ln w_i + s_i / t - ln C_i: finite for any d (a winner drawn
     with probability e^-800 is paid about its bid plus t), and expected payments stay finite at extreme logits."""
-    from mechanisms.soft_rochet import _payment_ratio
+    from mechanisms.soft_rochet import payment_ratio
 
     for d in (-1e6, -800.0, -50.0, -1e-9, 0.0, 1e-9, 50.0, 800.0, 1e6):
-        r = _payment_ratio(d)
+        r = float(payment_ratio(d))
         assert math.isfinite(r) and r >= 1.0 - 1e-12
         exact = math.log1p(math.exp(d)) * (1 + math.exp(-d)) if abs(d) < 700 else (1.0 if d < 0 else d)
         assert r == pytest.approx(exact, rel=1e-9)
@@ -317,15 +312,15 @@ class PowerPrior(CostPrior):
     lo, hi = 0.0, 1.0
 
     def cdf(self, c):
-        return min(1.0, max(0.0, c)) ** 2
+        return np.clip(c, 0.0, 1.0) ** 2
 
     def pdf(self, c):
-        return 2.0 * c if 0.0 < c <= 1.0 else 1e-300
+        return np.where((c > 0.0) & (c <= 1.0), 2.0 * np.asarray(c, dtype=float), 1e-300)
 
 
 def test_myerson_threshold_payment_reserve_and_pluggable_prior() -> None:
     info = make_info([1.0, 1.0])
-    mech = Myerson(quality="prior")
+    mech = One(Myerson(quality="prior"))
     mech.reset(info, np.random.default_rng(0))
     np.testing.assert_allclose(mech.reserves(0), [0.5, 0.5])
     np.testing.assert_allclose(mech.public_state(CONTEXTS[0], 0), [1, 1, 0.5, 0.5])
@@ -333,26 +328,26 @@ def test_myerson_threshold_payment_reserve_and_pluggable_prior() -> None:
     assert mech.allocate(np.array([0.2, 0.7]), CONTEXTS[0], 0) == (0, pytest.approx(0.5))
     assert mech.allocate(np.array([0.6, 0.7]), CONTEXTS[0], 0) == (NO_WINNER, 0.0)
     # Asymmetric values: w = argmax [v - 2b]; pay phi^-1(v_w - best other index) = (v_w - rival) / 2.
-    mech = Myerson(quality="prior")
+    mech = One(Myerson(quality="prior"))
     mech.reset(make_info([1.0, 0.6]), np.random.default_rng(0))
     w, p = mech.allocate(np.array([0.25, 0.1]), CONTEXTS[0], 0)  # indices 1 - 0.5 = 0.5 and 0.6 - 0.2 = 0.4
     assert w == 0 and p == pytest.approx((1.0 - 0.4) / 2)
     # The cap: v = 3 > 2 hi, so the reserve 1.5 is capped to the support top 1; a bid above 1 is not eligible.
-    mech = Myerson(quality="prior")
+    mech = One(Myerson(quality="prior"))
     mech.reset(make_info([1.0], value_scale=3.0, cost_range=[[0.0, 1.0]]), np.random.default_rng(0))
     assert mech.allocate(np.array([0.9]), CONTEXTS[0], 0) == (0, pytest.approx(1.0))
     assert mech.allocate(np.array([1.1]), CONTEXTS[0], 0) == (NO_WINNER, 0.0)
-    mech = Myerson(quality="prior", support_cap=False)
+    mech = One(Myerson(quality="prior", support_cap=False))
     mech.reset(make_info([1.0], value_scale=3.0, cost_range=[[0.0, 1.0]]), np.random.default_rng(0))
     assert mech.allocate(np.array([1.1]), CONTEXTS[0], 0) == (0, pytest.approx(1.5))
     # A non-uniform prior: phi = 1.5 c, so one provider with v = 0.9 has reserve 0.6 and is paid it.
-    mech = Myerson(quality="prior", priors=PowerPrior())
+    mech = One(Myerson(quality="prior", priors=PowerPrior()))
     mech.reset(make_info([0.9]), np.random.default_rng(0))
     assert mech.reserves(0)[0] == pytest.approx(0.6, abs=1e-9)
     assert mech.allocate(np.array([0.3]), CONTEXTS[0], 0) == (0, pytest.approx(0.6, abs=1e-9))
     assert mech.allocate(np.array([0.61]), CONTEXTS[0], 0)[0] == NO_WINNER
     with pytest.raises(ValueError, match="2 priors given for 1"):
-        Myerson(priors=[PowerPrior(), PowerPrior()]).reset(make_info([0.9]), np.random.default_rng(0))
+        One(Myerson(priors=[PowerPrior(), PowerPrior()]), make_info([0.9]))
 
 
 def test_myerson_reads_a_bid_below_the_support_as_its_bottom() -> None:
@@ -361,7 +356,7 @@ def test_myerson_reads_a_bid_below_the_support_as_its_bottom() -> None:
     pr = UniformPrior(0.4, 1.0)
     assert pr.virtual_cost(0.1) == pr.virtual_cost(0.4) == pytest.approx(0.4)
     assert pr.inverse_virtual_cost(-1.0) == pytest.approx(0.4)
-    mech = Myerson(quality="prior")
+    mech = One(Myerson(quality="prior"))
     mech.reset(make_info([0.5, 0.5], cost_range=[[0.4, 1.0], [0.0, 1.0]]), np.random.default_rng(0))
     # Provider 0 asks 0 (below its support [0.4, 1]): index 0.5 - 0.4 = 0.1, never above what the prior allows.
     np.testing.assert_allclose(mech.indices(np.array([0.0, 0.2]), 0), [0.1, 0.1])
@@ -383,38 +378,26 @@ def test_myerson_prior_covers_every_model_on_the_menu() -> None:
         assert hi[i] == pytest.approx(on_menu.max() * cfg.cost_high)
     assert lo[0] < per_query[0, mk.declared[0]] * cfg.cost_low  # the 1B is cheaper than the declared 3B
     market.reset(seed=0)
-    phi = market.mechanism.virtual_costs(np.array([0.0, 0.0]))
+    phi = market.mechanism.virtual_costs(np.zeros((1, 2)))[0]
     assert np.all(phi >= lo - 1e-12)
 
 
 def test_myerson_substitution_no_longer_buys_every_round() -> None:
-    """Serving the 1B and bidding its cost bought phi < 0 and won every round (+0.33 per round at T = 1024 on these
-    seeds). With the prior covering the menu and phi flat below it, the deviation wins only where its index does
-    (about 80% of rounds here: quality learning is slow to unmask it, a real and smaller exploit of +0.12)."""
-    from agents import make_strategy
-    from evaluation.rollout import play_episode
+    """Serving the 1B and bidding its cost bought phi < 0 and won every round (+0.33 per round at T = 1024). With the
+    prior covering the menu and phi flat below it, the deviation wins only where its index does (quality learning is
+    slow to unmask it: a real, smaller exploit)."""
+    from agents.scripted import ScriptedPolicy
+    from envs import make_batched
+    from evaluation.rollout import play
 
-    market = parallel_env("capitals", "myerson", seed=0, horizon=1024)
+    seeds = [0, 1, 2]
+    market = make_batched("capitals", "myerson", len(seeds), horizon=1024)
     lay = market.layout
-    honest = {a: make_strategy("truthful", lay) for a in market.possible_agents}
-    one_b = market.market.models.index("llama-3.2-1b-instruct")
-
-    class SubstituteAtCost:  # serve the 1B, ask its expected cost
-        name = "substitute_at_cost"
-
-        def reset(self, seed=None):
-            pass
-
-        def act(self, obs):
-            action = np.zeros(3, dtype=np.float32)
-            action[0] = np.clip(lay.bid_action(obs, obs[lay.expected_cost][one_b] * lay.value_scale), -1, 1)
-            action[1] = 1.0
-            return action
-
-    deviate = {**honest, "provider_0": SubstituteAtCost()}
-    runs = [(play_episode(market, deviate, s), play_episode(market, honest, s)) for s in range(3)]
-    win_rate = np.mean([d["provider_0/win_rate"] for d, _ in runs])
-    gain = np.mean([d["provider_0/profit"] - h["provider_0/profit"] for d, h in runs])
+    honest = {a: ScriptedPolicy(lay) for a in market.possible_agents}
+    deviate = {**honest, "provider_0": ScriptedPolicy(lay, cost_of="served", substitution=1.0)}
+    dev, base = play(market, deviate, seeds), play(market, honest, seeds)
+    win_rate = np.mean([d["provider_0/win_rate"] for d in dev])
+    gain = np.mean([d["provider_0/profit"] - h["provider_0/profit"] for d, h in zip(dev, base)])
     assert win_rate < 0.95 and gain < 0.2, (win_rate, gain)
 
 
@@ -432,7 +415,7 @@ def run_truthful(market, steps: int):
 def test_myerson_on_uniform_one_provider_reaches_the_optimal_user_utility() -> None:
     """One provider, cost U[0, 1], v = 1: reserve 1/2, trade iff cost <= 1/2, user utility v^2 / 4 (§8)."""
     market = parallel_env("uniform", "myerson", seed=0, n_providers=1)
-    np.testing.assert_allclose(market.mechanism.reserves(0), [0.5])
+    np.testing.assert_allclose(market.mechanism.reserves(np.array([0]))[0], [0.5])
     utility = []
     for infos in run_truthful(market, 12_000):
         me = infos["provider_0"]
@@ -464,6 +447,17 @@ def test_myerson_on_uniform_two_providers_lowest_bid_wins_paid_min_second_and_re
 
 
 # ------------------------------------------------------------------------------------- monotone allocations
+
+
+def choose(rule, bids, context, group: int = 0, ties=None) -> int:
+    """One market's winner under an allocation rule (ties broken by ``ties``, default: lowest noise to none)."""
+    noise = np.zeros((1, len(bids))) if ties is None else np.asarray(ties, dtype=float)[None]
+    return int(rule.choose(np.asarray(bids, dtype=float)[None], np.atleast_2d(context), np.array([group]), noise)[0])
+
+
+def learn(rule, winner: int, score: float, x, group: int = 0) -> None:
+    rule.update(Outcome(np.array([winner]), np.array([score]), np.array([0]), np.array([0]), np.array([0.0]),
+                        np.atleast_2d(x), np.array([group])))
 
 
 def test_myerson_allocation_monotone_in_own_bid() -> None:
@@ -499,7 +493,7 @@ def test_rosa_allocation_monotone_in_own_bid_pathwise(allocation) -> None:
         raw, wrapped = [], []
         for b in grid:
             bids[i] = b
-            raw.append(rule.choose(np.where(bids > mech.cbar, np.inf, bids), ctx, 0) == i)
+            raw.append(choose(rule, np.where(bids > mech.cbar, np.inf, bids), ctx) == i)
             gen.bit_generator.state = state
             wrapped.append(mech.allocate(bids, ctx, 0)[0] == i)
         assert all(a >= b for a, b in zip(raw, raw[1:])), raw
@@ -531,34 +525,35 @@ def test_soft_rochet_allocation_monotone_in_own_bid() -> None:
 def test_linucb_sherman_morrison_matches_ridge_regression() -> None:
     info = make_info([0.5, 0.6], d=6)
     rule = LinUCBAllocation(alpha=0.7, ridge=2.0)
-    rule.reset(info)
+    rule.reset(info, 1)
     rng = np.random.default_rng(17)
     X, y = [], []
     for _ in range(150):
         x = rng.normal(size=6)
         s = float(rng.random())
-        rule.update(1, s, x, 0)
+        learn(rule, 1, s, x)
         X.append(x)
         y.append(s - 0.6)
     X, y = np.array(X), np.array(y)
     V = 2.0 * np.eye(6) + X.T @ X
     theta = np.linalg.solve(V, X.T @ y)
-    np.testing.assert_allclose(rule.theta[1], theta, atol=1e-9)
-    np.testing.assert_allclose(rule.v_inv[1], np.linalg.inv(V), atol=1e-9)
+    np.testing.assert_allclose(rule.theta[0, 1], theta, atol=1e-9)
+    np.testing.assert_allclose(rule.v_inv[0, 1], np.linalg.inv(V), atol=1e-9)
     x = rng.normal(size=6)
-    ucb = rule.ucb(x, 0)
+    ucb = rule.ucb(x[None], np.array([0]))[0]
     assert ucb[1] == pytest.approx(0.6 + theta @ x + 0.7 * math.sqrt(x @ np.linalg.solve(V, x)))
     assert ucb[0] == pytest.approx(0.5 + 0.7 * math.sqrt(x @ x / 2.0))  # provider 0 never won
-    rule.update(0, 1.0, x, 0)  # the cache is invalidated by an update
-    assert rule.ucb(x, 0)[0] != pytest.approx(0.5 + 0.7 * math.sqrt(x @ x / 2.0))
+    learn(rule, 0, 1.0, x)  # the cache is invalidated by an update
+    assert rule.ucb(x[None], np.array([0]))[0, 0] != pytest.approx(0.5 + 0.7 * math.sqrt(x @ x / 2.0))
 
 
 def test_greedy_allocation_is_known_quality_scoring() -> None:
     rule = GreedyAllocation()
-    rule.reset(make_info(PRIOR))
-    assert rule.choose(np.array([0.5, 0.5, 0.5]), CONTEXTS[0], 0) == 1
-    assert rule.choose(np.array([0.1, 0.5, 0.5]), CONTEXTS[0], 0) == 0
-    assert rule.choose(np.array([0.9, 0.95, np.inf]), CONTEXTS[0], 0) == NO_WINNER
+    rule.reset(make_info(PRIOR), 1)
+    assert choose(rule, [0.5, 0.5, 0.5], CONTEXTS[0]) == 1
+    assert choose(rule, [0.1, 0.5, 0.5], CONTEXTS[0]) == 0
+    assert choose(rule, [0.9, 0.95, np.inf], CONTEXTS[0]) == NO_WINNER
+    assert {choose(rule, [0.8, 0.9, 1.0], CONTEXTS[0], ties=t) for t in ([1, 0, 0], [0, 1, 0])} == {0, 1}  # tie
 
 
 # ------------------------------------------------------------------------------------ registry, params, the env
@@ -569,12 +564,12 @@ def test_parameters_are_validated() -> None:
         mechanisms.make("rosa", mu=1.0)
     with pytest.raises(ValueError, match="allocation must be one of"):
         mechanisms.make("rosa", allocation="oracle")
-    with pytest.raises(ValueError, match="temperature must be > 0"):
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
         mechanisms.make("soft_rochet", temperature=0.0)
     with pytest.raises(ValueError, match="w0 must be"):
         mechanisms.make("soft_rochet", w0=0.0)
     with pytest.raises(ValueError, match="weights given for 3"):
-        mechanisms.make("soft_rochet", weights=[1.0, 1.0]).reset(make_info(PRIOR), np.random.default_rng(0))
+        One(mechanisms.make("soft_rochet", weights=[1.0, 1.0]), make_info(PRIOR))
     with pytest.raises(ValueError, match="unknown parameter"):
         mechanisms.make("myerson", reserve=1.0)
 

@@ -34,7 +34,7 @@ def test_each_mode_trains_and_policies_load_back(tmp_path, mode, learners):
     loaded = load_policies(run, market)
     expected = ["provider_0"] if mode == "best-response" else market.possible_agents
     assert sorted(loaded) == expected
-    obs, _ = market.reset(seed=1)
+    obs = dict(zip(market.possible_agents, market.reset([1])[0]))
     for agent, policy in loaded.items():  # the loaded policy acts exactly like the trained one
         np.testing.assert_array_equal(policy.act(obs[agent]), result.policies[agent].act(obs[agent]))
         assert policy.act(obs[agent]).shape == (3,)
@@ -48,9 +48,9 @@ def test_best_response_learners_train_and_are_baselined_against_the_configured_o
     seen: list[tuple[list[str], dict]] = []
     original = training.MarketVecEnv.__init__
 
-    def record(self, make_market, n_envs, learners, fixed, seed=None):
+    def record(self, market, learners, fixed, seed=None):
         seen.append((list(learners), {a: p.name for a, p in fixed.items()}))
-        original(self, make_market, n_envs, learners, fixed, seed)
+        original(self, market, learners, fixed, seed)
 
     monkeypatch.setattr(training.MarketVecEnv, "__init__", record)
     cfg = TrainConfig(**{**SMALL, "mechanism": "myerson", "timesteps": 256, "eval_every": 0}, learners=["all"],
@@ -61,7 +61,7 @@ def test_best_response_learners_train_and_are_baselined_against_the_configured_o
     truthful = {a: make_strategy("truthful", market.layout) for a in market.possible_agents}
     for a in market.possible_agents:
         others = {o: p for o, p in truthful.items() if o != a}
-        honest = training.gain_against_honest(cfg, market, a, truthful[a], others, cfg.eval_episodes)
+        honest = training.gain_against_honest(cfg, a, truthful[a], others, cfg.eval_episodes)
         assert result.summary[a]["honest_profit"] == pytest.approx(honest["profit"], abs=1e-12)
     assert result.summary["provider_1"]["honest_profit"] > 0.0
 
@@ -151,7 +151,7 @@ def test_best_response_learns_the_first_price_equilibrium(tmp_path):
                       run_dir=str(tmp_path / "eq"))
     policy = train(cfg, progress=False).policies["provider_0"]
     grid = np.linspace(0.05, 0.95, 19)
-    learned = bid_function(policy, make_market(cfg), "provider_0", grid)
+    learned = bid_function(policy, parallel_env(cfg.scenario, cfg.mechanism, **cfg.overrides), "provider_0", grid)
     truthful_distance = np.abs(grid - bne_bid(grid, n)).mean()  # what an untrained (honest) policy scores
     distance = np.abs(learned - bne_bid(grid, n)).mean()
     assert distance < 0.05 < truthful_distance, (distance, learned.round(3))
@@ -188,6 +188,6 @@ def test_loading_a_policy_never_unpickles_the_file(tmp_path):
         for name, blob in members.items():
             archive.writestr(name, blob)
     policy = load_policies(tmp_path / "run", make_market(cfg))["provider_0"]
-    obs, _ = make_market(cfg).reset(seed=0)
-    assert policy.act(obs["provider_0"]).shape == (3,)
+    obs = make_market(cfg).reset([0])
+    assert policy.act(obs[0, 0]).shape == (3,)
     assert not target.exists(), "a pickle inside the policy file was executed"

@@ -1,0 +1,463 @@
+"""The market core: E independent markets stepped by one call, vectorized over markets and providers.
+
+Each market has its own seed, query stream, private costs and mechanism state; :meth:`BatchedMarket.step` takes the
+joint actions of every provider in every market [E, N, 3] and returns observations [E, N, D], rewards [E, N], done [E]
+and the round as a :class:`Round` of arrays. The PettingZoo env (:mod:`envs.market`) is this core with E = 1; the
+trainers' vectorized env and the evaluation drive it with many markets at once.
+
+The economics of a round are those of MECHANISMS.md §1 (see :mod:`envs.market` for the table). Randomness: market e's
+seed starts three streams of its own - queries, private cost types, and the mechanism's per-round noise - drawn in
+blocks that never cross an episode's end, with chunk-invariant draws, so a market's rounds do not depend on how many
+markets run beside it, and do not depend on the actions (two profiles played on the same seeds face the same queries,
+costs and mechanism coins: common random numbers). Markets run in lockstep: all start and end their episodes together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import math
+
+import gymnasium
+import numpy as np
+
+from envs.layout import ACTION_DIM, BID, INFLATION, SUBSTITUTION, ObservationLayout
+from envs.scenarios import Market, ScenarioConfig, build_market
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome
+
+ENV_NAME = "llm_market_v1"  # bumped whenever the market's behaviour changes
+BLOCK = 256  # rounds of queries, costs and noise drawn at once per market (speed only: draws are chunk-invariant)
+
+
+@dataclass
+class Round:
+    """One round of E markets (arrays over markets [E] and providers [E, N]); fresh arrays every round.
+
+    Per provider: ``bids`` (the per-query bids the mechanism ranked), ``asks`` (in the billing's unit), ``honest_bids``
+    (expected cost of the declared model), ``rewards`` (profit: eta * payment - cost for the winner, 0 otherwise),
+    ``served`` (model each would serve), ``substituted``, ``inflation``. Per market: the ``query``, ``winner``
+    (``NO_WINNER`` where unserved), ``score``, ``value`` = value_scale * S, ``payment`` (user -> winner), ``cost``,
+    ``input_tokens``, ``true_tokens`` and ``reported_tokens`` (output), ``user_utility`` = value - payment,
+    ``welfare`` = value - cost, ``best_welfare`` (the best provider serving its declared model at its cost, >= 0) and
+    ``unserved``; ``t`` is the round number (1-based).
+    """
+
+    t: int
+    query: np.ndarray
+    bids: np.ndarray
+    asks: np.ndarray
+    honest_bids: np.ndarray
+    rewards: np.ndarray
+    served: np.ndarray
+    substituted: np.ndarray
+    inflation: np.ndarray
+    winner: np.ndarray
+    score: np.ndarray
+    value: np.ndarray
+    payment: np.ndarray
+    cost: np.ndarray
+    input_tokens: np.ndarray
+    true_tokens: np.ndarray
+    reported_tokens: np.ndarray
+    user_utility: np.ndarray
+    welfare: np.ndarray
+    best_welfare: np.ndarray
+    unserved: np.ndarray
+
+
+@dataclass
+class SingleRound:
+    """One round of a single market as Python numbers (the per-step path of the PettingZoo env); :meth:`batched`
+    gives it as a :class:`Round` of one market."""
+
+    t: int
+    query: int
+    bids: list[float]
+    asks: list[float]
+    honest_bids: list[float]
+    rewards: list[float]
+    served: list[int]
+    substituted: list[bool]
+    inflation: list[float]
+    winner: int
+    score: float
+    value: float
+    payment: float
+    cost: float
+    input_tokens: int
+    true_tokens: int
+    reported_tokens: int
+    best_welfare: float
+
+    def batched(self) -> Round:
+        one = lambda x, dtype=None: np.array([x], dtype=dtype)  # noqa: E731
+        return Round(
+            t=self.t, query=one(self.query), bids=one(self.bids), asks=one(self.asks),
+            honest_bids=one(self.honest_bids), rewards=one(self.rewards), served=one(self.served),
+            substituted=one(self.substituted), inflation=one(self.inflation), winner=one(self.winner),
+            score=one(self.score), value=one(self.value), payment=one(self.payment), cost=one(self.cost),
+            input_tokens=one(self.input_tokens), true_tokens=one(self.true_tokens),
+            reported_tokens=one(self.reported_tokens), user_utility=one(self.value - self.payment),
+            welfare=one(self.value - self.cost), best_welfare=one(self.best_welfare), unserved=one(self.winner < 0))
+
+
+class BatchedMarket:
+    """E markets of one scenario under one mechanism, stepped together.
+
+    It carries the per-market description the PettingZoo env has (``possible_agents``, ``metadata``,
+    ``observation_space(agent)``, ``action_space(agent)``, ``layout``), so policies and manifests treat both alike.
+
+    Args:
+        config: the compiled scenario's config (see :func:`envs.scenarios.load_scenario`).
+        mechanism: a mechanism instance; it holds the state of all E markets.
+        n_markets: E.
+        seeds: default seed of each market's first reset (``None``: fresh entropy).
+        market: the compiled scenario, when the caller has it already.
+    """
+
+    def __init__(self, config: ScenarioConfig, mechanism: Mechanism, n_markets: int,
+                 seeds: Sequence[int | None] | None = None, market: Market | None = None):
+        if n_markets < 1:
+            raise ValueError(f"n_markets must be >= 1, got {n_markets}")
+        self.config = config
+        self.mechanism = mechanism
+        self.market = market if market is not None else build_market(config)
+        self.n_markets = E = n_markets
+        mk, cfg = self.market, config
+        N, M = cfg.n, mk.n_models
+        self.n_providers = N
+        self._default_seeds = list(seeds) if seeds is not None else [None] * E
+        if len(self._default_seeds) != E:
+            raise ValueError(f"{len(self._default_seeds)} seeds given for {E} markets")
+        self.info = MarketInfo(
+            n_providers=N, context_dim=mk.context.shape[1], n_groups=len(mk.group_names),
+            value_scale=cfg.value_scale, bid_scale=mk.bid_scale, prior_quality=mk.prior_quality,
+            cost_range=cost_range(mk), price_in=mk.price_in, price_out=mk.price_out,
+            max_output_tokens=mk.max_output_tokens, horizon=cfg.horizon,
+        )
+        self.mechanism.reset(self.info, 1, [np.random.default_rng(0)])  # sizes the public state
+        L = mk.max_output_tokens
+        ask_scale = mk.bid_scale if cfg.billing == "per_query" else mk.bid_scale / mk.mean_output_tokens
+        self.layout = ObservationLayout.build(
+            mk.context.shape[1], M, self.mechanism.public_state_dim, N, value_scale=cfg.value_scale,
+            bid_scale=mk.bid_scale, max_inflation=cfg.max_inflation, max_output_tokens=L, billing=cfg.billing,
+            ask_scale=ask_scale, substitutes=tuple(tuple(int(m) for m in row[:n])
+                                                   for row, n in zip(mk.substitutes, mk.n_substitutes)))
+        self.possible_agents = [f"provider_{i}" for i in range(N)]
+        self._observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.layout.size,), np.float32)
+        self._action_space = gymnasium.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        self._rows = np.arange(E)
+        self._providers = np.arange(N)
+        self._expected_tokens = (mk.input_tokens + mk.expected_output_tokens).astype(np.float64)  # [Q, M]
+        self._declared_exp_out = mk.expected_output_tokens[:, mk.declared].astype(np.float64)  # [Q, N]
+        self._declared_value = cfg.value_scale * mk.score[:, mk.declared]  # [Q, N]
+        self._declared_tokens = (mk.input_tokens + mk.output_tokens)[:, mk.declared].astype(np.float64)  # [Q, N]
+        self._declared_base = mk.base_cost[self._providers, mk.declared]  # [N]
+        # Per-query public features, one table: the observation copies a row per market.
+        self._query_block = np.concatenate(
+            [mk.context, mk.input_tokens / L, mk.expected_output_tokens / L], axis=1).astype(np.float32)
+        self._n_query_features = self._query_block.shape[1]
+        lay = self.layout
+        self.obs = np.zeros((E, N, lay.size), dtype=np.float32)
+        self.obs[:, :, lay.menu] = mk.menu
+        self.obs[:, :, lay.declared] = np.eye(M)[mk.declared]
+        self.obs[:, :, lay.agent_id] = np.eye(N)
+        self.t = 0
+        self._streams: list[tuple[np.random.Generator, ...]] | None = None
+        self.last_round: Round | None = None
+
+    metadata = {"name": ENV_NAME}
+    render_mode = None  # batched markets do not render; the PettingZoo env does
+
+    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
+        """Every provider's observation space (one Box of the layout's size)."""
+        self._check_agent(agent)
+        return self._observation_space
+
+    def action_space(self, agent: str) -> gymnasium.spaces.Box:
+        """Every provider's action space: Box(-1, 1, (3,))."""
+        self._check_agent(agent)
+        return self._action_space
+
+    def _check_agent(self, agent: str) -> None:
+        if agent not in self.possible_agents:
+            raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents}")
+
+    # ------------------------------------------------------------------------------------------------ episodes
+
+    def reset(self, seeds: Sequence[int | None] | None = None) -> np.ndarray:
+        """Start an episode in every market. ``seeds`` (one per market) restart the markets' streams; without them
+        the streams go on (the first reset uses the constructor's seeds). Returns the observations [E, N, D] (the
+        market's own buffer: copy to keep)."""
+        if seeds is not None or self._streams is None:
+            seeds = list(seeds) if seeds is not None else self._default_seeds
+            if len(seeds) != self.n_markets:
+                raise ValueError(f"{len(seeds)} seeds given for {self.n_markets} markets")
+            # Per market: queries, cost types, mechanism (its per-round noise and once-per-episode draws).
+            self._streams = [tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+                             for seed in seeds]
+        cfg, E, N = self.config, self.n_markets, self.n_providers
+        self.mechanism.reset(self.info, E, [s[2] for s in self._streams])
+        self._noise_dim = self.mechanism.noise_dim
+        if cfg.cost_resample == "episode":
+            self._episode_types = np.stack([s[1].uniform(cfg.cost_low, cfg.cost_high, N) for s in self._streams])
+        self.t = 0
+        self.wins = np.zeros((E, N))
+        self.last_price = np.zeros(E)
+        self._wins_one, self._last_price_one = [0.0] * N, 0.0  # the single-market path's copies (E = 1)
+        self.last_round = None
+        self._draw_block()
+        self._observe()
+        return self.obs
+
+    def _draw_block(self) -> None:
+        """The next block of queries, cost types and mechanism noise of every market (never past the episode)."""
+        cfg, mk = self.config, self.market
+        k = min(BLOCK, cfg.horizon - self.t)
+        streams = self._streams
+        self._queries = np.stack([np.floor(s[0].random(k) * mk.n_queries) for s in streams]).astype(np.int64)
+        if cfg.cost_resample == "query":
+            self._types = np.stack([s[1].uniform(cfg.cost_low, cfg.cost_high, (k, self.n_providers))
+                                    for s in streams])
+        if self._noise_dim:
+            self._noise = np.stack([s[2].random((k, self._noise_dim)) for s in streams])
+        self._pos = 0
+        if self.n_markets == 1:
+            self._prepare_single_block()
+
+    def _observe(self) -> None:
+        """Costs of the coming query and every provider's observation of it (into ``self.obs``)."""
+        mk, lay, cfg = self.market, self.layout, self.config
+        q = self._queries[:, self._pos]
+        self.q = q
+        types = self._types[:, self._pos] if cfg.cost_resample == "query" else self._episode_types  # [E, N]
+        self._cost = mk.base_cost * types[:, :, None]  # [E, N, M] realised cost per token
+        exp_cost = self._cost * self._expected_tokens[q][:, None, :]  # [E, N, M] expected cost of serving q
+        self._honest = self._declared_base * types * self._expected_tokens[q][:, mk.declared]  # [E, N]
+        obs = self.obs
+        obs[:, :, :self._n_query_features] = self._query_block[q][:, None, :]
+        obs[:, :, lay.expected_cost] = exp_cost / cfg.value_scale
+        obs[:, :, lay.last_price] = (self.last_price / cfg.value_scale)[:, None]
+        obs[:, :, lay.win_rate] = self.wins / max(1, self.t)
+        obs[:, :, lay.mechanism] = self.mechanism.public_state(mk.context[q], mk.group[q])[:, None, :]
+        obs[:, :, lay.time_left] = 1.0 - self.t / cfg.horizon
+
+    # ------------------------------------------------------------------------------------- one market, per step
+
+    def _prepare_single_block(self) -> None:
+        mk, lay = self.market, self.layout
+        self._block = _SingleBlock(self)
+        self._declared_list = mk.declared.tolist()
+        self._substitutes = [list(s) for s in lay.substitutes]
+        self._dynamic = slice(lay.last_price, lay.time_left + 1)  # last price, win rate, mechanism, time left
+
+    def _observe_one(self) -> None:
+        """:meth:`_observe` of a single market, reading the precomputed block."""
+        block, pos, obs = self._block, self._pos, self.obs[0]
+        obs[:, :block.static.shape[2]] = block.static[pos]
+        public = self.mechanism.public_state_one(block.context[pos], block.groups[pos]).tolist()
+        last_price = self._last_price_one / self.config.value_scale
+        time_left = 1.0 - self.t / self.config.horizon
+        t = max(1, self.t)
+        obs[:, self._dynamic] = [[last_price, wins / t, *public, time_left] for wins in self._wins_one]
+
+    def step_one(self, actions: list[list[float]]) -> tuple[np.ndarray, list[float], bool]:
+        """:meth:`step` of a single market (E = 1) with Python arithmetic: the PettingZoo env's per-step path.
+
+        Args:
+            actions: N joint actions of 3 floats, already validated (finite; out-of-range values are clipped).
+
+        Returns:
+            ``(observations [N, D] (the market's buffer), rewards, done)``; ``self.last_single`` holds the round.
+        """
+        if self._streams is None or self.t >= self.config.horizon:
+            raise RuntimeError("step() called on a finished episode; call reset()")
+        mk, cfg, lay, mech = self.market, self.config, self.layout, self.mechanism
+        block, pos, N = self._block, self._pos, self.n_providers
+        q, group = block.queries[pos], block.groups[pos]
+        honest, cost = block.honest[pos], block.cost[pos]
+        declared = self._declared_list
+        scale, max_infl = lay.ask_scale, lay.max_inflation
+        per_token = cfg.billing == "per_token"
+        exp_out = block.expected_output[pos]
+        bids, asks, served, inflation = [0.0] * N, [0.0] * N, list(declared), [0.0] * N
+        for i, (a_bid, a_sub, a_infl) in enumerate(actions):
+            a_bid = -1.0 if a_bid < -1.0 else 1.0 if a_bid > 1.0 else a_bid
+            a_sub = 1.0 if a_sub > 1.0 else a_sub
+            a_infl = 1.0 if a_infl > 1.0 else a_infl
+            if per_token:
+                tokens = max(exp_out[i], 1.0)
+                asks[i] = max(honest[i] / tokens + a_bid * scale, 0.0)
+                bids[i] = asks[i] * tokens
+            else:
+                asks[i] = bids[i] = max(honest[i] + a_bid * scale, 0.0)
+            if a_sub > 0.0:
+                subs = self._substitutes[i]
+                k = math.ceil(a_sub * len(subs))
+                if k > 0 and subs:
+                    served[i] = subs[k - 1]
+            inflation[i] = max(a_infl, 0.0) * max_infl
+        context = block.context[pos]
+        w, payment = mech.allocate_one(bids, context, group, block.noise[pos])
+        rewards = [0.0] * N
+        score = value = cost_w = 0.0
+        tau_in = tau_out = reported = 0
+        if w != NO_WINNER:
+            s = served[w]
+            score = block.score[pos][s]
+            tau_in, tau_out = block.input_tokens[pos][s], block.output_tokens[pos][s]
+            reported = min(math.ceil(tau_out * (1.0 + inflation[w])), mk.max_output_tokens)
+            if mech.billing == "list_price":
+                payment = float(mk.price_in[w] * tau_in + mk.price_out[w] * reported)
+            elif per_token:
+                payment = payment / max(exp_out[w], 1.0) * reported
+            value = cfg.value_scale * score
+            cost_w = cost[w][s] * (tau_in + tau_out)
+            rewards[w] = cfg.eta * payment - cost_w
+            self._wins_one[w] += 1.0
+            self._last_price_one = payment
+        else:
+            payment = 0.0
+        mech.update_one(w, score, tau_in, reported, payment, context, group)
+        self.t += 1
+        self.last_single = SingleRound(
+            t=self.t, query=q, bids=bids, asks=asks, honest_bids=honest, rewards=rewards, served=served,
+            substituted=[served[i] != declared[i] for i in range(N)], inflation=inflation, winner=w, score=score,
+            value=value, payment=payment, cost=cost_w, input_tokens=tau_in, true_tokens=tau_out,
+            reported_tokens=reported, best_welfare=block.best_welfare[pos])
+        self.last_round = None
+        done = self.t >= cfg.horizon
+        if not done:
+            self._pos += 1
+            if self._pos == len(block.queries):
+                self._draw_block()
+            self._observe_one()
+        return self.obs[0], rewards, done
+
+    # --------------------------------------------------------------------------------------------------- rounds
+
+    def check_actions(self, actions: np.ndarray) -> np.ndarray:
+        """The joint actions [E, N, 3] as float64, clipped (``action_mode="clip"``) or rejected (``"strict"``);
+        NaN or inf always raise a ValueError naming the market and provider."""
+        acts = np.asarray(actions, dtype=np.float64)
+        if acts.shape != (self.n_markets, self.n_providers, ACTION_DIM):
+            raise ValueError(f"joint actions must have shape {(self.n_markets, self.n_providers, ACTION_DIM)} "
+                             f"(markets x providers x (bid, substitution, inflation)), got {acts.shape}")
+        if not np.abs(acts).max() <= 1.0:  # also true for NaN: one pass instead of per-element checks
+            bad = ~np.isfinite(acts).all(axis=2)
+            if bad.any():
+                e, i = np.argwhere(bad)[0]
+                raise ValueError(f"market {e}, provider_{i}: action contains NaN or inf: {acts[e, i].tolist()}")
+            if self.config.action_mode == "strict":
+                e, i = np.argwhere(np.abs(acts).max(axis=2) > 1.0)[0]
+                raise ValueError(f"market {e}, provider_{i}: action {acts[e, i].tolist()} outside [-1, 1] "
+                                 f"(action_mode='strict'; use 'clip' to clip)")
+            acts = np.clip(acts, -1.0, 1.0)
+        return acts
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Play one round in every market.
+
+        Args:
+            actions: [E, N, 3] joint actions (validated and clipped per ``action_mode``).
+
+        Returns:
+            ``(observations [E, N, D], rewards [E, N], done [E])``; the observations are the market's own buffer,
+            valid until the next step (copy to keep); ``self.last_round`` holds the :class:`Round`. When done, the
+            observations are the last round's: call :meth:`reset`.
+        """
+        if self._streams is None or self.t >= self.config.horizon:
+            raise RuntimeError("step() called on a finished episode; call reset()")
+        acts = self.check_actions(actions)
+        mk, cfg, lay, mech = self.market, self.config, self.layout, self.mechanism
+        rows, q, E, N = self._rows, self.q, self.n_markets, self.n_providers
+
+        honest = self._honest
+        exp_out = self._declared_exp_out[q]  # [E, N] expected output tokens of each declared model
+        if cfg.billing == "per_token":
+            honest_ask = honest / np.maximum(exp_out, 1.0)
+            asks = lay.decode_asks(acts[:, :, BID], honest_ask)
+            bids = asks * np.maximum(exp_out, 1.0)  # the mechanism ranks expected payments per query
+        else:
+            asks = bids = lay.decode_asks(acts[:, :, BID], honest)
+        served = lay.decode_served(acts[:, :, SUBSTITUTION], mk.declared) if (acts[:, :, SUBSTITUTION] > 0).any() \
+            else np.broadcast_to(mk.declared, (E, N))
+        inflation = lay.decode_inflation(acts[:, :, INFLATION])
+
+        context, group = mk.context[q], mk.group[q]
+        noise = self._noise[:, self._pos] if self._noise_dim else np.zeros((E, 0))
+        winner, payment = mech.allocate(bids, context, group, noise)
+        won = winner != NO_WINNER
+        w = np.where(won, winner, 0)
+        s = served[rows, w]
+        score = np.where(won, mk.score[q, s], 0.0)
+        tau_in = np.where(won, mk.input_tokens[q, s], 0)
+        tau_out = np.where(won, mk.output_tokens[q, s], 0)
+        reported = np.minimum(np.ceil(tau_out * (1.0 + inflation[rows, w])), mk.max_output_tokens).astype(np.int64)
+        if mech.billing == "list_price":  # list prices of the declared model, on reported tokens
+            payment = mk.price_in[w] * tau_in + mk.price_out[w] * reported
+        elif cfg.billing == "per_token":  # the mechanism's price per expected output token, on reported tokens
+            payment = payment / np.maximum(exp_out[rows, w], 1.0) * reported
+        payment = np.where(won, payment, 0.0)
+        value = cfg.value_scale * score
+        cost = np.where(won, self._cost[rows, w, s] * (tau_in + tau_out), 0.0)
+        rewards = np.zeros((E, N))
+        rewards[rows[won], w[won]] = cfg.eta * payment[won] - cost[won]
+        self.wins[rows[won], w[won]] += 1.0
+        self.last_price = np.where(won, payment, self.last_price)
+        mech.update(Outcome(winner, score, tau_in, reported, payment, context, group))
+
+        # Best achievable welfare: the best provider serving its declared model at its true cost.
+        declared_cost = self._cost[rows[:, None], self._providers, mk.declared] * self._declared_tokens[q]
+        best_welfare = np.maximum(0.0, (self._declared_value[q] - declared_cost).max(axis=1))
+        self.t += 1
+        self.last_round = Round(
+            t=self.t, query=q, bids=bids, asks=asks, honest_bids=honest, rewards=rewards, served=served,
+            substituted=served != mk.declared, inflation=inflation, winner=winner, score=score, value=value,
+            payment=payment, cost=cost, input_tokens=tau_in, true_tokens=tau_out, reported_tokens=reported,
+            user_utility=value - payment, welfare=value - cost, best_welfare=best_welfare, unserved=~won)
+        done = self.t >= cfg.horizon
+        if not done:
+            self._pos += 1
+            if self._pos == self._queries.shape[1]:
+                self._draw_block()
+            self._observe()
+        return self.obs, rewards, np.full(E, done)
+
+
+class _SingleBlock:
+    """A block of one market's rounds precomputed as Python lists and small arrays, for :meth:`step_one`."""
+
+    def __init__(self, market: BatchedMarket):
+        m, mk, cfg = market, market.market, market.config
+        q = m._queries[0]
+        types = m._types[0] if cfg.cost_resample == "query" else np.broadcast_to(m._episode_types[0],
+                                                                                 (q.shape[0], m.n_providers))
+        cost = mk.base_cost * types[:, :, None]  # [k, N, M] realised cost per token, as _observe computes it
+        self.queries = q.tolist()
+        self.groups = mk.group[q].tolist()
+        self.score = mk.score[q].tolist()  # [k][M]: every model's answer, as the winner's served model picks one
+        self.input_tokens = mk.input_tokens[q].tolist()
+        self.output_tokens = mk.output_tokens[q].tolist()
+        self.context = mk.context[q]
+        self.cost = cost.tolist()
+        # The observation's per-query columns (context, expected tokens, expected costs) are contiguous: one block.
+        expected_cost = (cost * m._expected_tokens[q][:, None, :] / cfg.value_scale).astype(np.float32)
+        self.static = np.concatenate([np.broadcast_to(m._query_block[q][:, None, :], (*cost.shape[:2],
+                                                                                       m._n_query_features)),
+                                      expected_cost], axis=2)  # [k, N, features + M]
+        self.honest = (m._declared_base * types * m._expected_tokens[q][:, mk.declared]).tolist()
+        self.expected_output = m._declared_exp_out[q].tolist()
+        declared_cost = cost[:, m._providers, mk.declared] * m._declared_tokens[q]
+        self.best_welfare = np.maximum(0.0, (m._declared_value[q] - declared_cost).max(axis=1)).tolist()
+        self.noise = m._noise[0].tolist() if m._noise_dim else [[]] * q.shape[0]
+
+
+def cost_range(mk: Market) -> np.ndarray:
+    """[N, 2] the public range of each provider's per-query cost at mean token counts, over every model on its menu
+    (a provider that may serve a cheaper model may have that model's cost) and every type."""
+    cfg = mk.config
+    mean_tokens = (mk.input_tokens + mk.output_tokens).mean(axis=0)  # [M]
+    per_query = np.where(mk.menu, mk.base_cost * mean_tokens, np.nan)  # [N, M]
+    return np.stack([np.nanmin(per_query, 1) * cfg.cost_low, np.nanmax(per_query, 1) * cfg.cost_high], axis=1)

@@ -1,0 +1,173 @@
+"""The interface between the market and its providers: the observation layout and the one action codec.
+
+Every policy (scripted, analytic, delegation, learned) and the market itself read observations through
+:class:`ObservationLayout` slices and turn actions into asks, served models and inflation (and back) through its
+codec methods, so the decoding rules of the market's docstring are written once, here.
+
+Action (per provider, all in [-1, 1]; the all-zero action is honest play, exactly):
+    a[0] bid:           ask = max(0, honest_ask + a[0] * ask_scale). Per-query billing: the ask is a price for the
+                        query and honest_ask the expected cost of serving it with the declared model; per-token
+                        billing: the ask is a price per reported output token and honest_ask the break-even price,
+                        expected cost / expected output tokens of the declared model.
+    a[1] substitution:  a[1] <= 0 serves the declared model; a[1] > 0 serves the k-th cheaper menu model,
+                        k = ceil(a[1] * n_substitutes) (closest in cost first; a[1] = 1 is the cheapest).
+    a[2] inflation:     iota = max(0, a[2]) * max_inflation; reported output tokens min(ceil(tau (1 + iota)), L).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+ACTION_DIM = 3
+BID, SUBSTITUTION, INFLATION = range(ACTION_DIM)
+
+
+@dataclass(frozen=True)
+class ObservationLayout:
+    """Named slices of the observation vector, so policies read it by meaning, not by index, and the action codec.
+
+    Attributes (slices or indices into the observation vector of length ``size``):
+        context: the query's public context features.
+        expected_input_tokens, expected_output_tokens: per model, / L (the output's group mean).
+        expected_cost: the provider's own expected cost of serving the query with each model / value_scale (0 off
+            its menu).
+        menu: menu mask. declared: declared model one-hot.
+        last_price: last round's price / value_scale. win_rate: own win rate so far.
+        mechanism: the mechanism's public state. time_left: fraction of the horizon. agent_id: one-hot.
+    Scalars: n_models, value_scale, bid_scale (money per unit of a[0] for per-query asks), max_inflation,
+    max_output_tokens (L), billing (``per_query`` or ``per_token``), ask_scale (money per unit of a[0] in the
+    ask's unit), substitutes (per provider, the market indices of its cheaper menu models, closest in cost first).
+    """
+
+    context: slice
+    expected_input_tokens: slice
+    expected_output_tokens: slice
+    expected_cost: slice
+    menu: slice
+    declared: slice
+    last_price: int
+    win_rate: int
+    mechanism: slice
+    time_left: int
+    agent_id: slice
+    size: int
+    n_models: int
+    value_scale: float
+    bid_scale: float
+    max_inflation: float
+    max_output_tokens: int
+    billing: str
+    ask_scale: float
+    substitutes: tuple[tuple[int, ...], ...]
+
+    @staticmethod
+    def build(context_dim: int, n_models: int, mechanism_dim: int, n_agents: int, **scalars: Any) -> ObservationLayout:
+        """The layout of a market (per-query public features first, as one contiguous block)."""
+        sizes = [("context", context_dim), ("expected_input_tokens", n_models), ("expected_output_tokens", n_models),
+                 ("expected_cost", n_models), ("menu", n_models), ("declared", n_models),
+                 ("last_price", 1), ("win_rate", 1), ("mechanism", mechanism_dim), ("time_left", 1),
+                 ("agent_id", n_agents)]
+        out: dict[str, Any] = {}
+        start = 0
+        for name, n in sizes:
+            out[name] = start if name in ("last_price", "win_rate", "time_left") else slice(start, start + n)
+            start += n
+        return ObservationLayout(**out, size=start, n_models=n_models, **scalars)
+
+    @property
+    def n_agents(self) -> int:
+        return self.agent_id.stop - self.agent_id.start
+
+    # ----------------------------------------------------------------------------------------------- reading
+
+    def agent_index(self, obs: np.ndarray) -> np.ndarray:
+        """Which provider each observation [..., D] belongs to."""
+        return obs[..., self.agent_id].argmax(-1)
+
+    def declared_model(self, obs: np.ndarray) -> np.ndarray:
+        return obs[..., self.declared].argmax(-1)
+
+    def honest_bid(self, obs: np.ndarray) -> np.ndarray:
+        """Expected cost of serving the query with the declared model (money), from observations [..., D]."""
+        # The declared slot is one-hot, so a dot product picks the declared model's cost.
+        cost = (obs[..., self.expected_cost] * obs[..., self.declared]).sum(-1, dtype=np.float64)
+        return cost * self.value_scale
+
+    def expected_output_tokens_declared(self, obs: np.ndarray) -> np.ndarray:
+        """Expected output tokens of the declared model on the query (its group mean)."""
+        tokens = (obs[..., self.expected_output_tokens] * obs[..., self.declared]).sum(-1, dtype=np.float64)
+        return tokens * self.max_output_tokens
+
+    def honest_ask(self, obs: np.ndarray) -> np.ndarray:
+        """The honest ask in the billing's unit: the expected cost (per query) or the break-even price per expected
+        output token (per token)."""
+        cost = self.honest_bid(obs)
+        if self.billing == "per_token":
+            return cost / np.maximum(self.expected_output_tokens_declared(obs), 1.0)
+        return cost
+
+    # ------------------------------------------------------------------------------------------ the codec
+
+    def decode_asks(self, a_bid: np.ndarray, honest_ask: np.ndarray) -> np.ndarray:
+        """Asks from a[0] and the honest asks (the ask's unit)."""
+        return np.maximum(honest_ask + a_bid * self.ask_scale, 0.0)
+
+    def bid_action(self, obs: np.ndarray, ask: np.ndarray) -> np.ndarray:
+        """The a[0] that asks ``ask`` (in the billing's unit) given observations; the inverse of :meth:`decode_asks`
+        for asks >= 0 (unclipped: values outside [-1, 1] are not reachable)."""
+        return (np.asarray(ask, dtype=np.float64) - self.honest_ask(obs)) / self.ask_scale
+
+    @functools.cached_property
+    def _substitute_table(self) -> tuple[np.ndarray, np.ndarray]:
+        n = np.array([len(s) for s in self.substitutes], dtype=np.int64)
+        table = np.full((len(self.substitutes), max(1, int(n.max(initial=0)))), -1, dtype=np.int64)
+        for i, s in enumerate(self.substitutes):
+            table[i, :len(s)] = s
+        return table, n
+
+    def decode_served(self, a_sub: np.ndarray, declared: np.ndarray) -> np.ndarray:
+        """[E, N] the model each provider serves, from a[1] [E, N] and the declared models [N]."""
+        return self._served(np.arange(a_sub.shape[-1]), a_sub, declared)
+
+    def served_model(self, obs: np.ndarray, a_sub: np.ndarray | float) -> np.ndarray:
+        """The model the provider each observation [..., D] belongs to would serve with a[1] = ``a_sub``."""
+        return self._served(self.agent_index(obs), np.asarray(a_sub, dtype=np.float64), self.declared_model(obs))
+
+    def _served(self, provider: np.ndarray, a_sub: np.ndarray, declared: np.ndarray) -> np.ndarray:
+        table, n = self._substitute_table
+        n_i = n[provider]
+        k = np.ceil(a_sub * n_i).astype(np.int64)  # the k-th cheaper substitute; <= 0 keeps the declared model
+        return np.where((k > 0) & (n_i > 0), table[provider, np.clip(k, 1, None) - 1], declared)
+
+    def substitution_action(self, provider: int, model: int, declared: int) -> float | None:
+        """The a[1] that makes ``provider`` serve market model ``model`` (0.0 for its declared model; None if it is not
+        one of its cheaper substitutes): (k - 1/2) / n_substitutes for the k-th substitute."""
+        if model == declared:
+            return 0.0
+        subs = self.substitutes[provider]
+        if model not in subs:
+            return None
+        return (subs.index(model) + 0.5) / len(subs)
+
+    def decode_inflation(self, a_infl: np.ndarray) -> np.ndarray:
+        """iota = max(0, a[2]) * max_inflation."""
+        return np.maximum(a_infl, 0.0) * self.max_inflation
+
+    def inflation_action(self, iota: np.ndarray | float) -> np.ndarray:
+        """The a[2] that reports (1 + iota) times the true output tokens (clipped to [0, 1])."""
+        if self.max_inflation <= 0:
+            return np.zeros_like(np.asarray(iota, dtype=np.float64))
+        return np.clip(np.asarray(iota, dtype=np.float64) / self.max_inflation, 0.0, 1.0)
+
+    def record(self) -> dict[str, Any]:
+        """The layout as JSON-friendly data (slices as [start, stop]), for manifests."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            v = getattr(self, name)
+            out[name] = [v.start, v.stop] if isinstance(v, slice) else ([list(s) for s in v] if name == "substitutes"
+                                                                          else v)
+        return out
