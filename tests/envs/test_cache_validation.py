@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envs.data.__main__ import main
-from envs.data.cache import CacheError, load_cache, write_cache
+from envs.data.cache import MAX_TOKENS, CacheError, load_cache, write_cache
 
 MODELS = ("small", "large")
 
@@ -164,7 +164,7 @@ def test_validate_command(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -
 # --------------------------------------------------------------------------------------------------------- round trip
 
 _scores = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
-_tokens = st.integers(min_value=0, max_value=2**53)  # exactly representable as the float the loader parses
+_tokens = st.integers(min_value=0, max_value=MAX_TOKENS)  # the loader's bound, exact as the float it parses
 _latencies = st.floats(min_value=0.0, max_value=1e9, allow_nan=False, allow_infinity=False)
 
 
