@@ -185,7 +185,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     rows: list[list[str]] = []
 
     def where() -> str:
-        return "the header" if not rows else f"data row {len(rows)}"
+        return "the header" if not rows else f"row {len(rows)}"
 
     try:
         with (gzip.open if gz else open)(path, "rt", encoding="utf-8", newline="") as fh:
