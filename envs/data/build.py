@@ -362,6 +362,9 @@ def select_queries(queries: list[dict], query_ids: Sequence[str] | None = None, 
     if query_ids is not None:
         if not query_ids:
             raise BuildError("the query id selection is empty")
+        repeated = sorted({q for q in query_ids if list(query_ids).count(q) > 1})
+        if repeated:
+            raise BuildError(f"query id(s) {repeated} selected more than once")
         known = {q["query_id"] for q in queries}
         unknown = [q for q in query_ids if q not in known]
         if unknown:
@@ -646,6 +649,9 @@ def _run_build(args: argparse.Namespace) -> None:
     try:
         task = TASKS[args.task](tolerance_deg=args.tolerance_deg)
         prices = {name: (p_in, p_out) for name, p_in, p_out in args.price or []}
+        if len(prices) != len(args.price or []):
+            named = [name for name, _, _ in args.price]
+            raise BuildError(f"--price names {sorted({n for n in named if named.count(n) > 1})} more than once")
         runs = []
         for model_id, name in args.model:
             p_in, p_out = prices.pop(name, (None, None))

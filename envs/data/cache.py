@@ -17,7 +17,9 @@ quality estimates. Extra response columns (per-field correctness, raw replies) a
 
 Every check names the file, the row (1-based data row) and the field: a cache that loads is a cache that is right.
 Besides types and ranges, the loader bounds what no real cache holds: token counts above :data:`MAX_TOKENS` per
-request, CSV fields longer than :data:`MAX_FIELD_CHARS` characters, list prices above :data:`MAX_PRICE`.
+request, CSV fields longer than :data:`MAX_FIELD_CHARS` characters, list prices above :data:`MAX_PRICE`, tables above
+:data:`MAX_TABLE_BYTES`. Files are UTF-8 (a byte-order mark is ignored); ``meta.json`` is strict JSON (no NaN or
+Infinity, no duplicate keys).
 
 One form per table: a directory holds either ``queries.csv`` or ``queries.csv.gz`` (the same for ``responses``),
 never both. A directory with both is refused with an error naming the two files, since nothing tells which one is
@@ -64,6 +66,8 @@ MAX_TOKENS = 100_000_000
 MAX_FIELD_CHARS = 100_000
 # USD per 1M tokens: list prices are cents to tens of dollars; this bound only catches typos and unit slips.
 MAX_PRICE = 1_000_000.0
+# Bytes of one table once decompressed (the real Llama results take ~15 MB): a bound against decompression bombs.
+MAX_TABLE_BYTES = 1 << 30
 
 
 class CacheError(ValueError):
@@ -182,29 +186,34 @@ def _find(directory: Path, stem: str) -> Path:
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     """Header and data rows of a UTF-8 CSV file (gzipped when its name ends in ``.gz``), every field bounded."""
     gz = path.name.endswith(".gz")
+    try:
+        with (gzip.open if gz else open)(path, "rb") as fh:
+            data = fh.read(MAX_TABLE_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        kind = "gzip file (truncated or corrupt?)" if gz else "file"
+        raise CacheError(f"{path}: cannot read as a {kind}: {type(exc).__name__}: {exc}") from None
+    if len(data) > MAX_TABLE_BYTES:
+        raise CacheError(f"{path}: more than {MAX_TABLE_BYTES} bytes{' once decompressed' if gz else ''}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CacheError(f"{path}: line {line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     rows: list[list[str]] = []
 
     def where() -> str:
         return "the header" if not rows else f"row {len(rows)}"
 
     try:
-        with (gzip.open if gz else open)(path, "rt", encoding="utf-8", newline="") as fh:
-            for row in csv.reader(fh):
-                for k, value in enumerate(row):
-                    if len(value) > MAX_FIELD_CHARS:
-                        column = rows[0][k] if rows and k < len(rows[0]) else f"#{k + 1}"
-                        raise CacheError(f"{path}: {where()}, field {column!r}: {len(value)} characters, expected "
-                                         f"at most {MAX_FIELD_CHARS}")
-                rows.append(row)
+        for row in csv.reader(io.StringIO(text, newline="")):
+            for k, value in enumerate(row):
+                if len(value) > MAX_FIELD_CHARS:
+                    column = rows[0][k] if rows and k < len(rows[0]) else f"#{k + 1}"
+                    raise CacheError(f"{path}: {where()}, field {column!r}: {len(value)} characters, expected at "
+                                     f"most {MAX_FIELD_CHARS}")
+            rows.append(row)
     except csv.Error as exc:
         raise CacheError(f"{path}: {where()}: not valid CSV ({exc})") from None
-    except UnicodeDecodeError as exc:
-        raise CacheError(f"{path}: at or after {where()}: not UTF-8 text ({exc.reason} at byte "
-                         f"{exc.start} of a chunk)") from None
-    except (OSError, EOFError, zlib.error) as exc:
-        kind = "gzip file (truncated or corrupt?)" if gz else "file"
-        raise CacheError(f"{path}: at or after {where()}: cannot read as a {kind}: {type(exc).__name__}: "
-                         f"{exc}") from None
     if not rows:
         raise CacheError(f"{path}: empty file, expected a header row")
     return rows[0], rows[1:]
@@ -260,8 +269,9 @@ def _read_meta(directory: Path) -> dict:
     path = directory / "meta.json"
     if not os.path.lexists(path):
         raise CacheError(f"{directory}: missing meta.json")
+    require_file(path)
     try:
-        text = require_file(path).read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8")
         meta = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except OSError as exc:
         raise CacheError(f"{path}: cannot read: {exc.strerror or exc}") from None

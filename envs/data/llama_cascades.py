@@ -169,9 +169,9 @@ def safe_load(path: str | os.PathLike) -> Any:
 # ------------------------------------------------------------------------------------------------------- validation
 
 
-def _field(path: Path, data: dict, name: str) -> Any:
+def _field(path: Path, data: dict, name: str, where: str = "") -> Any:
     if name not in data:
-        raise CacheError(f"{path}: missing field {name!r}")
+        raise CacheError(f"{path}: {where}{', ' if where else ''}missing field {name!r}")
     return data[name]
 
 
@@ -274,9 +274,9 @@ def _read_questions(qpath: Path, bench: str, split: str, n: int) -> tuple[list[s
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise CacheError(f"{qpath}: index {i}: expected a dict, got {type(row).__name__}")
-        texts.append(_string(qpath, f"index {i}, field 'question'", _field(qpath, row, "question")))
-        subjects.append(bench if subject_field is None else
-                        _string(qpath, f"index {i}, field {subject_field!r}", _field(qpath, row, subject_field)))
+        texts.append(_string(qpath, f"index {i}, field 'question'", _field(qpath, row, "question", f"index {i}")))
+        subjects.append(bench if subject_field is None else _string(
+            qpath, f"index {i}, field {subject_field!r}", _field(qpath, row, subject_field, f"index {i}")))
     return texts, subjects
 
 
@@ -327,8 +327,10 @@ def _read_block(path: Path, bench: str, split: str) -> _Block:
             if not isinstance(used, dict):
                 raise CacheError(f"{rpath}: field 'model_tokens', {where}: expected {{'in': int, 'out': int}}, "
                                  f"got {used!r}")
-            tin[i, m] = _tokens(rpath, f"field 'model_tokens', {where}, key 'in'", _field(rpath, used, "in"))
-            tout[i, m] = _tokens(rpath, f"field 'model_tokens', {where}, key 'out'", _field(rpath, used, "out"))
+            for key, out in (("in", tin), ("out", tout)):
+                if key not in used:
+                    raise CacheError(f"{rpath}: field 'model_tokens', {where}: missing key {key!r}")
+                out[i, m] = _tokens(rpath, f"field 'model_tokens', {where}, key {key!r}", used[key])
             latency[i, m] = _latency(rpath, f"field 'model_latencies', {where}", latencies[model][i])
             answer[i, m] = _string(rpath, f"field 'model_answers', {where}", answers[model][i])
 

@@ -297,3 +297,13 @@ def test_stale_staging_directories_are_removed_but_not_live_ones(cache_dir: Path
         os.close(fd)
     assert not dead.exists() and live.exists() and other.exists()
     load_cache(cache_dir, required_models=MODELS)
+
+
+def test_a_byte_order_mark_is_ignored_and_a_decompression_bomb_refused(cache_dir: Path, monkeypatch) -> None:
+    path = cache_dir / "queries.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as spreadsheet programs save UTF-8
+    assert load_cache(cache_dir).query_ids == ["q1", "q2"]
+    gz_dir = write_cache(cache_dir.parent / "gz", _meta(), QUERIES, _with(0, answer="x" * 5000))
+    monkeypatch.setattr(cache_module, "MAX_TABLE_BYTES", 4096)
+    with pytest.raises(CacheError, match=r"responses\.csv\.gz: more than 4096 bytes once decompressed"):
+        load_cache(gz_dir)
