@@ -712,7 +712,8 @@ def register_build(subparsers: argparse._SubParsersAction) -> None:
     o.add_argument("--timeout", type=bounded_float(0.0, 86400.0, above=True), default=120.0,
                    help="seconds per attempt, in total: connecting, sending, the headers and the whole body "
                         "(default: %(default)s)")
-    o.add_argument("--max-retries", type=bounded_int(0, 100), default=6, help="retries per query (default: %(default)s)")
+    o.add_argument("--max-retries", type=bounded_int(0, 100), default=6,
+                   help="retries per query (default: %(default)s)")
     o.add_argument("--backoff", type=bounded_float(0.0, 3600.0), default=1.0,
                    help="first retry's wait in seconds, doubling per retry up to 60 s, unless the server sends "
                         "Retry-After (default: %(default)s)")

@@ -43,9 +43,9 @@ import json
 import math
 import os
 import re
+import secrets
 import shutil
 import stat
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -456,8 +456,22 @@ def _write_durably(path: Path, data: bytes) -> None:
 
 
 def _staging_name(out: Path) -> re.Pattern:
-    """Names of staging directories of ``out`` (``tempfile.mkdtemp`` adds 8 characters of [a-z0-9_])."""
-    return re.compile(rf"\.{re.escape(out.name)}\.tmp-[a-z0-9_]{{8}}")
+    """Names of staging directories of ``out``: ``.NAME.tmp-`` and 8 random hex digits."""
+    return re.compile(rf"\.{re.escape(out.name)}\.tmp-[0-9a-f]{{8}}")
+
+
+def _make_staging(out: Path) -> Path:
+    """A new, empty staging directory beside ``out``, with ``out``'s permissions (else the umask's, as mkdir)."""
+    while True:
+        staging = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
+        try:
+            staging.mkdir()
+            break
+        except FileExistsError:
+            continue
+    if out.is_dir():
+        os.chmod(staging, stat.S_IMODE(out.stat().st_mode))
+    return staging
 
 
 def _remove_stale_staging(out: Path) -> None:
@@ -572,7 +586,7 @@ def write_cache(
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_staging(out)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        staging = _make_staging(out)
     except OSError as exc:
         raise CacheError(f"{out}: cannot create a staging directory beside it: {exc}") from None
     lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)

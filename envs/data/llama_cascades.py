@@ -41,7 +41,7 @@ import os
 import pickle
 import re
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Real
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -418,7 +418,8 @@ def load_llama_cascades(
     Queries are ``"<bench>/<split>/<index>"`` in benchmark, split, question order; ``text`` is the benchmark's
     question (TriviaQA's, and that of a benchmark without a questions file, is cut out of its prompt), ``domain`` the
     benchmark, and the context columns are ``subject`` (MMLU subject, MedMCQA subject_name, TruthfulQA category,
-    "trivia" for TriviaQA, the benchmark's name for others; the grouping field) and ``split``. Each (query, model) holds score 1.0/0.0 (graded correct or not), the API's input and output
+    "trivia" for TriviaQA, the benchmark's name for others; the grouping field) and ``split``. Each (query, model)
+    holds score 1.0/0.0 (graded correct or not; a fractional score in [0, 1] is kept), the API's input and output
     tokens, the latency in ms and, in ``extra["answer"]``, the model's answer.
 
     Args:

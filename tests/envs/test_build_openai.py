@@ -210,7 +210,8 @@ def test_permanent_failures_are_reported_and_a_rerun_resumes(serve, tmp_path: Pa
         cli(args)
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
-    assert "4 queries failed (errors after retries, or invalid replies)" in err and "rerun the same command to resume" in err
+    assert "4 queries failed (errors after retries, or invalid replies)" in err
+    assert "rerun the same command to resume" in err
     assert "HTTP 400" in err and "HTTP 500" in err and "llama-3.2-1b-instruct / JPN" in err
     # 400 is not retried, 500 is (3 attempts); two models.
     assert broken.requests["France"] == 2 and broken.requests["Japan"] == 6

@@ -12,6 +12,7 @@ import csv
 import fcntl
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -249,6 +250,16 @@ def test_the_swap_is_one_atomic_exchange_of_complete_caches(cache_dir: Path, mon
     assert load_cache(cache_dir).score.tolist() == [[1.0, 1.0], [0.0, 0.5]]
 
 
+def test_the_new_directory_keeps_the_old_ones_permissions(cache_dir: Path) -> None:
+    os.chmod(cache_dir, 0o750)
+    write_cache(cache_dir, _meta(), QUERIES, RESPONSES)
+    assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o750
+    fresh = write_cache(cache_dir.parent / "fresh", _meta(), QUERIES, RESPONSES)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o777 & ~umask
+
+
 def test_one_form_per_table(cache_dir: Path, tmp_path: Path) -> None:
     """A stale responses.csv next to a fresh responses.csv.gz (or the other way round) is refused by name; writing
     either form removes the other with the old directory."""
@@ -282,12 +293,12 @@ def test_the_writer_refuses_targets_it_would_damage(cache_dir: Path, tmp_path: P
 
 
 def test_stale_staging_directories_are_removed_but_not_live_ones(cache_dir: Path) -> None:
-    dead = cache_dir.parent / ".tiny.tmp-dead0000"
+    dead = cache_dir.parent / ".tiny.tmp-deadbeef"
     dead.mkdir()
     (dead / "meta.json").write_text('{"half": ')
-    live = cache_dir.parent / ".tiny.tmp-live0000"
+    live = cache_dir.parent / ".tiny.tmp-0badf00d"
     live.mkdir()
-    other = cache_dir.parent / ".tinyx.tmp-dead0000"  # another cache's: not ours to touch
+    other = cache_dir.parent / ".tinyx.tmp-deadbeef"  # another cache's: not ours to touch
     other.mkdir()
     fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
     try:
