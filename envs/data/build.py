@@ -53,8 +53,8 @@ import math
 import os
 import stat
 import sys
-from numbers import Integral, Real
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from pathlib import Path
 from typing import IO, Any, Callable, Protocol, Sequence, runtime_checkable
 
@@ -454,22 +454,21 @@ def build_cache(
                     with _progress(len(todo), run.name, progress) as bar:
                         for c in completions:
                             qid = todo[c.index]
-                            problem = None if c.error is not None else reply_problem(
-                                c.text, c.input_tokens, c.output_tokens, c.latency_ms)
-                            if problem is not None:  # reported, never journaled: a rerun asks again
-                                report.failures.append((run.name, qid, f"invalid reply: {problem}"))
-                                failed += 1
-                                bar.set_postfix(failed=failed)
-                            elif c.error is not None:
+                            error = c.error
+                            if error is not None:
                                 journal.append(_record(run, qid, keys[run.name, qid], c))
-                                report.failures.append((run.name, qid, c.error))
-                                failed += 1
-                                bar.set_postfix(failed=failed)
+                            elif (problem := reply_problem(c.text, c.input_tokens, c.output_tokens,
+                                                           c.latency_ms)) is not None:
+                                error = f"invalid reply: {problem}"  # reported, never journaled: a rerun asks again
                             else:
                                 record = _record(run, qid, keys[run.name, qid], c)
                                 journal.append(record)
                                 done[record["key"]] = record
                                 report.generated[run.name] += 1
+                            if error is not None:
+                                report.failures.append((run.name, qid, error))
+                                failed += 1
+                                bar.set_postfix(failed=failed)
                             bar.update(1)
                 finally:
                     close = getattr(completions, "close", None)

@@ -566,7 +566,7 @@ def write_cache(
         keep: names of files of the existing directory to carry into the new one (hard links; the builder's journal).
 
     Raises:
-        CacheError: the target is unsuitable or the new cache is invalid; nothing on disk has changed.
+        CacheError: the target is unsuitable or the new cache is invalid; the cache directory has not changed.
     """
     import fcntl
 
@@ -589,8 +589,9 @@ def write_cache(
         staging = _make_staging(out)
     except OSError as exc:
         raise CacheError(f"{out}: cannot create a staging directory beside it: {exc}") from None
-    lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    lock = None
     try:
+        lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
         fcntl.flock(lock, fcntl.LOCK_EX)  # tells other writers' cleanup that this staging directory is live
         for name, data in files.items():
             _write_durably(staging / name, data)
@@ -614,5 +615,6 @@ def write_cache(
     finally:
         # Before the swap this is the unfinished new cache, after it the old one: garbage either way.
         shutil.rmtree(staging, ignore_errors=True)
-        os.close(lock)
+        if lock is not None:
+            os.close(lock)
     return Path(directory)
