@@ -384,6 +384,8 @@ class _DeadlineConnection(http.client.HTTPConnection):
     """An HTTP(S) connection whose connect, TLS handshake, send and every read share one deadline."""
 
     def __init__(self, host: str, port: int | None, deadline: float, tls: ssl.SSLContext | None) -> None:
+        # The scheme's port when the URL names none (and in the Host header); set before the base class reads it.
+        self.default_port = http.client.HTTP_PORT if tls is None else http.client.HTTPS_PORT
         super().__init__(host, port)
         self._deadline, self._tls = deadline, tls
 

@@ -6,6 +6,8 @@ replaces a valid cache with a truncated or invalid one."""
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -18,7 +20,7 @@ import pytest
 
 from envs.data import make_capitals as mc
 from envs.data.__main__ import main as cli
-from envs.data.backends import Completion, OpenAIBackend, _retry_after
+from envs.data.backends import Completion, OpenAIBackend, _DeadlineConnection, _retry_after
 from envs.data.build import JOURNAL_NAME, CapitalsTask, ModelRun, build_cache, default_model_name
 from envs.data.cache import load_cache
 
@@ -362,6 +364,24 @@ def test_a_dripping_server_is_cut_off_at_the_deadline(serve, where: str) -> None
     assert server.requests["France"] == 2
     [ok] = list(fine.generate([task.messages(argentina)]))  # the same server answers a normal request in time
     assert ok.error is None and ok.output_tokens == 30
+
+
+def test_a_silent_tls_server_is_cut_off_at_the_deadline() -> None:
+    """An https endpoint that accepts the connection and never answers the TLS handshake: the deadline covers the
+    handshake too (and an https URL without a port means 443)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = listener.getsockname()[1]
+        silent = OpenAIBackend(MODEL_ID, base_url=f"https://127.0.0.1:{port}/v1", timeout=0.3, max_retries=0)
+        t0 = time.monotonic()
+        [completion] = list(silent.generate([[{"role": "user", "content": "Provide the geographical data for: X"}]]))
+        elapsed = time.monotonic() - t0
+    finally:
+        listener.close()
+    assert completion.error is not None and "no complete reply within 0.3 s" in completion.error, completion
+    assert 0.25 <= elapsed < 1.5, elapsed
+    assert _DeadlineConnection("example.org", None, 0.0, ssl.create_default_context()).port == 443
+    assert _DeadlineConnection("example.org", None, 0.0, None).port == 80
 
 
 def test_impossible_replies_never_replace_a_valid_cache(serve, tmp_path: Path, monkeypatch, capsys) -> None:
