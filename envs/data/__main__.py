@@ -66,11 +66,12 @@ def _convert_llama(args: argparse.Namespace) -> None:
 def _register_convert_llama(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "convert-llama", help="convert the llama-cascades pickles to a canonical cache",
-        description="Read the llama-cascades folder (real results of five Llama models on MMLU, MedMCQA, TriviaQA and "
-                    "TruthfulQA) and write it as a canonical cache directory.",
+        description="Read the llama-cascades folder (real results of five Llama models on MMLU, MedMCQA, TriviaQA, "
+                    "TruthfulQA and any other benchmark in the same layout) and write it as a canonical cache "
+                    "directory (validated, then swapped in atomically).",
     )
     p.add_argument("src", help="the llama-cascades folder (holding <bench>_llama_<split>.pkl)")
-    p.add_argument("out", help="output cache directory (created if needed)")
+    p.add_argument("out", help="output cache directory (created if needed; new, empty or a cache directory)")
     p.add_argument("--benchmarks", type=csv_list, default=None,
                    help="comma-separated benchmarks, e.g. mmlu,triviaqa (default: all in SRC)")
     p.add_argument("--splits", type=csv_list, default=list(SPLITS),
