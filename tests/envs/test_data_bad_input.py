@@ -16,6 +16,7 @@ import os
 import pickle
 import re
 import stat
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -79,16 +80,11 @@ def cell(name: str, column: str, row: int, value: str) -> Callable[[Path], None]
     return edit
 
 
-def line(name: str, row: int, text: str | None) -> Callable[[Path], None]:
-    """Replace a line of a plain CSV file (0 is the header; ``None`` deletes it, ``row == len`` appends)."""
+def line(name: str, row: int, text: str) -> Callable[[Path], None]:
+    """Replace a line of a plain CSV file (0 is the header; ``row`` one past the end appends)."""
     def edit(d: Path) -> None:
         lines = _lines(d / name)
-        if text is None:
-            del lines[row]
-        elif row == len(lines):
-            lines.append(text)
-        else:
-            lines[row] = text
+        lines[row:row + 1] = [text]
         (d / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return edit
 
@@ -613,6 +609,17 @@ def _replace_results(make: Callable[[Path], None]) -> Callable[[Path], None]:
     return lambda folder: make(folder / "toybench_llama_test.pkl")
 
 
+def _beside_valid_results(name: str, data: bytes) -> Callable[[Path], None]:
+    """Valid results, plus ``data`` in the file ``name`` of the folder."""
+    def make(folder: Path) -> None:
+        _write_results(folder, lambda r: None)
+        (folder / name).write_bytes(data)
+    return make
+
+
+PWNED = Path(tempfile.gettempdir()) / f"llm-arena-pwned-{os.getpid()}"
+
+
 LLAMA_FILES: dict[str, tuple[Callable[[Path], None], str]] = {
     "results a list": (_pickle_bytes(pickle.dumps([_results(3)])), rf"{RESULTS}: expected a pickled dict, got list"),
     "results an array": (_pickle_bytes(pickle.dumps(np.arange(3))),
@@ -625,7 +632,7 @@ LLAMA_FILES: dict[str, tuple[Callable[[Path], None], str]] = {
                                   rf"{RESULTS}: not a readable pickle: UnicodeDecodeError"),
     "a gzip file": (_pickle_bytes(gzip.compress(pickle.dumps(_results(3)), mtime=0)),
                     rf"{RESULTS}: not a readable pickle: UnpicklingError"),
-    "code execution": (_pickle_bytes(pickle.dumps({"user_prompts": [_Pwn("touch pwned")]})),
+    "code execution": (_pickle_bytes(pickle.dumps({"user_prompts": [_Pwn(f"touch {PWNED}")]})),
                        rf"{RESULTS}: refused to load global '(posix|os|nt)\.system'"),
     "builtins.eval": (_pickle_bytes(pickle.dumps(eval)), rf"{RESULTS}: refused to load global 'builtins\.eval'"),
     "a directory": (_replace_results(lambda p: p.mkdir()), rf"{RESULTS}: is a directory, expected a file"),
@@ -640,14 +647,13 @@ LLAMA_FILES: dict[str, tuple[Callable[[Path], None], str]] = {
                                            r"toybench_questions_test\.pkl: index 0, missing field 'question'"),
     "questions not a list": (_questions_file({"question": "q"}),
                              r"toybench_questions_test\.pkl: questions: expected a list, got dict"),
-    "questions a broken pickle": (lambda folder: (_write_results(folder, lambda r: None), (
-        folder / "toybench_questions_test.pkl").write_bytes(b"\x80\x04\x95\x00")),
-        r"toybench_questions_test\.pkl: not a readable pickle"),
-    "a file name that names no benchmark": (lambda folder: (_write_results(folder, lambda r: None), (
-        folder / "-odd_llama_test.pkl").write_bytes(b"")),
-        r"a results file name in the folder names benchmark '-odd'; expected letters"),
-    "a known name that is not the published data": (lambda folder: (folder / "mmlu_llama_test.pkl").write_bytes(
-        pickle.dumps(_results(3))), r"mmlu_llama_test\.pkl: has 3 questions, the published mmlu test split has 1531"),
+    "questions a broken pickle": (_beside_valid_results("toybench_questions_test.pkl", b"\x80\x04\x95\x00"),
+                                  r"toybench_questions_test\.pkl: not a readable pickle"),
+    "a file name that names no benchmark": (_beside_valid_results("-odd_llama_test.pkl", b""),
+                                            r"a results file name in the folder names benchmark '-odd'; expected"),
+    "a known name that is not the published data": (
+        _beside_valid_results("mmlu_llama_test.pkl", pickle.dumps(_results(3))),
+        r"mmlu_llama_test\.pkl: has 3 questions, the published mmlu test split has 1531"),
 }
 
 
@@ -666,4 +672,4 @@ def test_load_llama_cascades(tmp_path: Path, case: str) -> None:
         load_llama_cascades(folder, splits="test")
     assert re.search(pattern, str(info.value)), str(info.value)
     assert snapshot(tmp_path) == before
-    assert not (Path.cwd() / "pwned").exists()
+    assert not PWNED.exists()
