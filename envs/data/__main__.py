@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from envs.data.build import register_build
+from envs.data.build import csv_list, register_build
 from envs.data.cache import CacheError, ResponseCache, load_cache, write_cache
 from envs.data.llama_cascades import SPLITS, cache_rows, load_llama_cascades
 
@@ -52,13 +52,6 @@ def format_summary(cache: ResponseCache) -> str:
     return "\n".join(lines)
 
 
-def _csv_list(text: str) -> list[str]:
-    items = [x.strip() for x in text.split(",") if x.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
-
-
 # ------------------------------------------------------------------------------------------------------- subcommands
 
 
@@ -73,14 +66,15 @@ def _convert_llama(args: argparse.Namespace) -> None:
 def _register_convert_llama(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "convert-llama", help="convert the llama-cascades pickles to a canonical cache",
-        description="Read the llama-cascades folder (real results of five Llama models on MMLU, MedMCQA, TriviaQA and "
-                    "TruthfulQA) and write it as a canonical cache directory.",
+        description="Read the llama-cascades folder (real results of five Llama models on MMLU, MedMCQA, TriviaQA, "
+                    "TruthfulQA and any other benchmark in the same layout) and write it as a canonical cache "
+                    "directory (validated, then swapped in atomically).",
     )
     p.add_argument("src", help="the llama-cascades folder (holding <bench>_llama_<split>.pkl)")
-    p.add_argument("out", help="output cache directory (created if needed)")
-    p.add_argument("--benchmarks", type=_csv_list, default=None,
+    p.add_argument("out", help="output cache directory (created if needed; new, empty or a cache directory)")
+    p.add_argument("--benchmarks", type=csv_list, default=None,
                    help="comma-separated benchmarks, e.g. mmlu,triviaqa (default: all in SRC)")
-    p.add_argument("--splits", type=_csv_list, default=list(SPLITS),
+    p.add_argument("--splits", type=csv_list, default=list(SPLITS),
                    help="comma-separated splits (default: test,train)")
     p.set_defaults(handler=_convert_llama)
 

@@ -14,12 +14,15 @@ can journal every finished query at once. Decoding is greedy, as in seed 001.
     batch that produced the reply.
 ``openai``
     Any OpenAI-compatible ``/v1/chat/completions`` endpoint (vLLM, Ollama, llama.cpp server, hosted APIs) over the
-    standard library's HTTP client: ``temperature 0``, ``max_tokens``, at most ``concurrency`` requests in flight,
-    a per-request ``timeout``, and up to ``max_retries`` retries with exponential backoff and jitter on HTTP 408,
-    429 and 5xx (honouring ``Retry-After``), timeouts, dropped connections and malformed response bodies; other
-    HTTP errors (400, 401, 404) fail at once. Token counts come from the response's ``usage`` field; a server that
-    sends none fails the query. The base URL and key come from the arguments or ``OPENAI_BASE_URL`` /
-    ``OPENAI_API_KEY``.
+    standard library's ``http.client`` (no proxy, no redirects): ``temperature 0``, ``max_tokens``, at most
+    ``concurrency`` requests in flight, and up to ``max_retries`` retries with exponential backoff and jitter on HTTP
+    408, 429 and 5xx (honouring ``Retry-After``), timeouts, dropped connections and malformed response bodies; other
+    HTTP errors (400, 401, 404) fail at once. ``timeout`` is a deadline for the whole attempt: connecting, sending,
+    the status line and headers and the complete body must all finish within it (every socket operation waits only
+    for what is left), so a server that drips a byte at a time is cut off like one that says nothing. Bodies above
+    :data:`MAX_BODY_BYTES` fail the query. Token counts come from the response's ``usage`` field and must be
+    integers; a server that sends none fails the query. The base URL and key come from the arguments or
+    ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``.
 """
 
 from __future__ import annotations
@@ -27,20 +30,26 @@ from __future__ import annotations
 import email.utils
 import http.client
 import importlib.metadata
+import io
 import json
+import math
 import os
 import queue
 import random
 import socket
+import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 Messages = list[dict[str, str]]
+
+# A chat completion of a few thousand tokens is a few kB of JSON; anything near this is not a reply to keep.
+MAX_BODY_BYTES = 4 * 1024 * 1024
 
 # Fixed date of the Llama-3.x chat template's "Today Date" line (its default), so prompts and their hashes are
 # reproducible; other templates ignore the variable.
@@ -116,6 +125,18 @@ class Backend(Protocol):
     # Optional: ``release()``, called when the builder is done with the model (a local backend frees its weights).
 
 
+def _require_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise BackendError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _require_seconds(name: str, value: Any, *, positive: bool) -> None:
+    ok = (isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+          and (value > 0 if positive else value >= 0))
+    if not ok:
+        raise BackendError(f"{name} must be a finite number of seconds {'> 0' if positive else '>= 0'}, got {value!r}")
+
+
 def _version(dist: str) -> str | None:
     try:
         return importlib.metadata.version(dist)
@@ -146,8 +167,8 @@ class TransformersBackend:
     def __init__(self, model: Any, tokenizer: Any = None, *, model_id: str | None = None, batch_size: int = 8,
                  max_new_tokens: int = 256, device: str | None = None, dtype: str = "auto",
                  chat_template: str | None = None, chat_template_kwargs: dict | None = None) -> None:
-        if batch_size < 1 or max_new_tokens < 1:
-            raise BackendError("batch_size and max_new_tokens must be >= 1")
+        _require_int("batch_size", batch_size, 1)
+        _require_int("max_new_tokens", max_new_tokens, 1)
         if isinstance(model, str):
             self._model, self.model_id = None, model_id or model
             self._source = model
@@ -297,6 +318,100 @@ class TransformersBackend:
 # ---------------------------------------------------------------------------------------------------------- openai
 
 
+class _DeadlineSocket:
+    """A connected socket (plain or TLS) whose every send and receive waits only for the time left before
+    ``deadline`` (``time.monotonic()``), and fails with ``TimeoutError`` once it has passed.
+
+    Like a real socket, closing it while a reader from :meth:`makefile` is open defers the close to that reader
+    (``http.client`` closes the connection of a ``Connection: close`` response before its body is read).
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock, self._deadline = sock, deadline
+        self._readers, self._closed = 0, False
+
+    def _arm(self) -> None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the attempt's deadline passed")
+        self._sock.settimeout(left)
+
+    def sendall(self, data: bytes) -> None:
+        self._arm()
+        self._sock.sendall(data)
+
+    def recv_into(self, buffer: Any) -> int:
+        self._arm()
+        return self._sock.recv_into(buffer)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        if mode != "rb":
+            raise ValueError(f"only binary reading is supported, got mode {mode!r}")
+        self._readers += 1
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closed and not self._readers:
+            self._sock.close()
+
+    def close(self) -> None:
+        self._closed = True
+        if not self._readers:
+            self._sock.close()
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The raw byte stream ``http.client`` reads a response from (status line, headers, body)."""
+
+    def __init__(self, sock: _DeadlineSocket) -> None:
+        super().__init__()
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._sock.recv_into(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._sock.reader_closed()
+        super().close()
+
+
+class _DeadlineConnection(http.client.HTTPConnection):
+    """An HTTP(S) connection whose connect, TLS handshake, send and every read share one deadline."""
+
+    def __init__(self, host: str, port: int | None, deadline: float, tls: ssl.SSLContext | None) -> None:
+        # The scheme's port when the URL names none (and in the Host header); set before the base class reads it.
+        self.default_port = http.client.HTTP_PORT if tls is None else http.client.HTTPS_PORT
+        super().__init__(host, port)
+        self._deadline, self._tls = deadline, tls
+
+    def _left(self) -> float:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the attempt's deadline passed")
+        return left
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.host, self.port), self._left())
+        if self._tls is not None:
+            sock.settimeout(self._left())  # the handshake gets only what the TCP connect left
+            sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+        self.sock = _DeadlineSocket(sock, self._deadline)
+
+
+def _token_count(usage: Any, key: str) -> int:
+    value = usage.get(key) if isinstance(usage, dict) else None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Fatal(f"the server sent no integer token count usage.{key} (got usage {usage!r})")
+    return value
+
+
 class _Retryable(Exception):
     def __init__(self, kind: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -327,11 +442,12 @@ class OpenAIBackend:
 
     Args:
         model: the server's model name (``meta-llama/Llama-3.2-3B-Instruct`` for vLLM, ``llama3.2:3b`` for Ollama).
-        base_url: e.g. ``http://127.0.0.1:8000/v1`` (default: ``$OPENAI_BASE_URL``).
+        base_url: ``http://`` or ``https://`` URL, e.g. ``http://127.0.0.1:8000/v1`` (default: ``$OPENAI_BASE_URL``).
         api_key: bearer token (default: ``$OPENAI_API_KEY``; none is sent when neither is set).
         max_new_tokens: ``max_tokens`` of every request (the seed: 256).
         concurrency: requests in flight at most.
-        timeout: seconds per request (connect and each read).
+        timeout: seconds per attempt, in total (connect, send, headers and the whole body); counted as a timeout for
+            the retries.
         max_retries: retries after the first attempt on 408/429/5xx, timeouts, dropped connections, bad bodies.
         backoff, max_backoff: the n-th retry waits ``min(max_backoff, backoff * 2**n)`` seconds times a jitter
             factor in [0.5, 1], or the server's ``Retry-After`` (capped at ``max_backoff``).
@@ -348,11 +464,25 @@ class OpenAIBackend:
         if not base_url:
             raise BackendError("the openai backend needs a base URL: pass --base-url (e.g. http://127.0.0.1:8000/v1 "
                                "for vLLM, http://127.0.0.1:11434/v1 for Ollama) or set OPENAI_BASE_URL")
-        if concurrency < 1 or max_retries < 0 or timeout <= 0 or max_new_tokens < 1:
-            raise BackendError("concurrency >= 1, max_retries >= 0, timeout > 0 and max_new_tokens >= 1 required")
+        _require_int("max_new_tokens", max_new_tokens, 1)
+        _require_int("concurrency", concurrency, 1)
+        _require_int("max_retries", max_retries, 0)
+        _require_seconds("timeout", timeout, positive=True)
+        _require_seconds("backoff", backoff, positive=False)
+        _require_seconds("max_backoff", max_backoff, positive=False)
         self.model_id = model
         self.base_url = base_url.rstrip("/")
         self.url = self.base_url + "/chat/completions"
+        parts = urllib.parse.urlsplit(self.url)
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise BackendError(f"base URL {base_url!r}: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BackendError(f"base URL {base_url!r}: expected http://HOST[:PORT]/PATH or https://...")
+        self._host, self._port = parts.hostname, port
+        self._path = parts.path + (f"?{parts.query}" if parts.query else "")
+        self._tls = ssl.create_default_context() if parts.scheme == "https" else None
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.max_new_tokens, self.concurrency, self.timeout = max_new_tokens, concurrency, timeout
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
@@ -389,25 +519,28 @@ class OpenAIBackend:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode("utf-8"), headers=headers,
-                                         method="POST")
+        connection = _DeadlineConnection(self._host, self._port, time.monotonic() + self.timeout, self._tls)
+        response = None
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode("utf-8", "replace") if exc.fp is not None else ""
-            message = f"HTTP {exc.code} {exc.reason}: {detail}".strip()
-            if exc.code in (408, 429) or exc.code >= 500:
-                raise _Retryable(f"HTTP {exc.code}", message, _retry_after(exc.headers.get("Retry-After"))) from None
-            raise _Fatal(message) from None
-        except (TimeoutError, socket.timeout) as exc:
-            raise _Retryable("timeout", f"no reply within {self.timeout:g} s ({exc})") from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-                raise _Retryable("timeout", f"no reply within {self.timeout:g} s") from None
-            raise _Retryable("connection", f"cannot reach {self.url}: {exc.reason}") from None
-        except (http.client.HTTPException, ConnectionError, OSError) as exc:
-            raise _Retryable("connection", f"connection failed: {type(exc).__name__}: {exc}") from None
+            connection.request("POST", self._path, body=json.dumps(body).encode("utf-8"), headers=headers)
+            response = connection.getresponse()
+            raw = response.read(MAX_BODY_BYTES + 1)
+            status, reason, retry_after = response.status, response.reason, response.getheader("Retry-After")
+        except TimeoutError:  # socket.timeout is TimeoutError
+            raise _Retryable("timeout", f"no complete reply within {self.timeout:g} s") from None
+        except (http.client.HTTPException, OSError) as exc:
+            raise _Retryable("connection", f"cannot reach {self.url}: {type(exc).__name__}: {exc}") from None
+        finally:
+            if response is not None:
+                response.close()
+            connection.close()
+        if status >= 300:
+            message = f"HTTP {status} {reason}: {raw[:300].decode('utf-8', 'replace')}".strip()
+            if status in (408, 429) or status >= 500:
+                raise _Retryable(f"HTTP {status}", message, _retry_after(retry_after))
+            raise _Fatal(message)
+        if len(raw) > MAX_BODY_BYTES:
+            raise _Fatal(f"the response body is larger than {MAX_BODY_BYTES} bytes")
         try:
             data = json.loads(raw)
             message = data["choices"][0]["message"]
@@ -418,12 +551,7 @@ class OpenAIBackend:
             raise _Retryable("malformed body", f"malformed response body ({type(exc).__name__}: {exc}): "
                                                f"{raw[:200].decode('utf-8', 'replace')!r}") from None
         usage = data.get("usage") if isinstance(data, dict) else None
-        try:
-            tin, tout = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
-        except (TypeError, KeyError, ValueError):
-            raise _Fatal(f"the server sent no token counts (usage.prompt_tokens, usage.completion_tokens): "
-                         f"{usage!r}") from None
-        return text, tin, tout
+        return text, _token_count(usage, "prompt_tokens"), _token_count(usage, "completion_tokens")
 
     def _complete(self, index: int, messages: Messages, stop: threading.Event) -> Completion:
         last = ""

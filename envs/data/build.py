@@ -17,15 +17,23 @@ Pieces:
     :func:`build_cache` runs every (query, model) not yet done, journaling each finished reply, then grades all of
                        them and writes the canonical files with :func:`envs.data.cache.write_cache`.
 
-Resuming: every finished reply is appended to ``OUT/.journal.jsonl`` (one JSON line, flushed and fsynced) before the
-next is awaited; a rerun of the same command reads the journal and only asks for what is missing. A reply is reused
-when its model name, generation settings (backend, model id, decoding, token limit) and exact messages match, so
-changing the prompt or the token limit re-asks, while changing the grader (``--tolerance-deg``) re-grades the
-journaled replies without new inference. A truncated last journal line (a build killed mid-write) is dropped. The
-canonical files are written only once every (query, model) has a reply, each to a temporary name and renamed into
-place, so a killed build leaves either no cache or the previous valid one, never a truncated file. Queries that
-still fail after the backend's retries are reported (and journaled as failures); the build then writes nothing and
-returns non-zero, and a rerun retries just those.
+Resuming: every finished, valid reply is appended to ``OUT/.journal.jsonl`` (one JSON line, flushed and fsynced)
+before the next is awaited; a rerun of the same command reads the journal and only asks for what is missing. A reply
+is reused when its model name, generation settings (backend, model id, decoding, token limit) and exact messages
+match, so changing the prompt or the token limit re-asks, while changing the grader (``--tolerance-deg``) re-grades
+the journaled replies without new inference. A truncated last journal line (a build killed mid-write) is dropped.
+
+Validity: a reply is journaled only when :func:`reply_problem` finds nothing wrong with it (text of at most
+:data:`~envs.data.cache.MAX_FIELD_CHARS` characters, token counts integers in [0, :data:`~envs.data.cache.MAX_TOKENS`],
+a finite non-negative latency). An invalid reply is reported like a failed query and not journaled, so a rerun asks
+again; journal records that fail the same check (written by an older builder) are ignored and asked again too.
+Queries that still fail after the backend's retries are reported (and journaled as failures, which are never
+reused); the build then writes nothing and returns non-zero, and a rerun retries just those.
+
+Writing: once every (query, model) has a valid reply, the cache is written by :func:`envs.data.cache.write_cache`:
+staged beside ``OUT``, validated with every check of ``load_cache``, then swapped in atomically with the journal
+carried over, so ``OUT`` is at every instant the complete previous cache or the complete new one. A killed build
+leaves the previous cache (or none); an invalid cache is refused and leaves it too.
 
 Model names: ``--model ID`` names the cache column after the id's last path component, lower-cased (``:``
 becomes ``-``): ``meta-llama/Llama-3.2-3B-Instruct`` -> ``llama-3.2-3b-instruct``, the name the ``capitals``
@@ -41,14 +49,17 @@ import datetime as dt
 import hashlib
 import importlib.metadata
 import json
+import math
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from pathlib import Path
 from typing import IO, Any, Callable, Protocol, Sequence, runtime_checkable
 
 from envs.data.backends import Backend, BackendError, Completion, Messages
-from envs.data.cache import write_cache
+from envs.data.cache import MAX_FIELD_CHARS, MAX_PRICE, MAX_TOKENS, CacheError, check_cache_target, write_cache
 from envs.data.grading import DEFAULT_TOLERANCE_DEG, grade_capitals
 
 JOURNAL_NAME = ".journal.jsonl"
@@ -96,8 +107,8 @@ class CapitalsTask:
     name = "capitals"
 
     def __init__(self, tolerance_deg: float = DEFAULT_TOLERANCE_DEG) -> None:
-        if tolerance_deg < 0:
-            raise BuildError(f"tolerance_deg must be >= 0, got {tolerance_deg}")
+        if not (isinstance(tolerance_deg, Real) and math.isfinite(tolerance_deg) and 0 <= tolerance_deg <= 180):
+            raise BuildError(f"tolerance_deg must be a finite number of degrees in [0, 180], got {tolerance_deg!r}")
         self.tolerance_deg = tolerance_deg
 
     def queries(self) -> list[dict]:
@@ -196,13 +207,46 @@ class ModelRun:
 # --------------------------------------------------------------------------------------------------------- journal
 
 
+def reply_problem(text: Any, input_tokens: Any, output_tokens: Any, latency_ms: Any) -> str | None:
+    """What makes a reply unfit for a cache (``None`` when it is fine): the bounds ``load_cache`` enforces."""
+    if not isinstance(text, str):
+        return f"the reply text is a {type(text).__name__}, expected a string"
+    if len(text) > MAX_FIELD_CHARS:
+        return f"the reply has {len(text)} characters, more than the {MAX_FIELD_CHARS} a cache field holds"
+    for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
+        if isinstance(value, bool) or not isinstance(value, Integral) or not 0 <= value <= MAX_TOKENS:
+            return f"{name} is {value!r}, expected an integer in [0, {MAX_TOKENS}]"
+    if latency_ms is not None and (isinstance(latency_ms, bool) or not isinstance(latency_ms, Real)
+                                   or not math.isfinite(latency_ms) or latency_ms < 0):
+        return f"latency_ms is {latency_ms!r}, expected a finite number >= 0"
+    return None
+
+
 class Journal:
-    """Append-only JSONL log of finished replies, durable line by line, locked against a concurrent build."""
+    """Append-only JSONL log of finished replies, durable line by line, locked against a concurrent build.
+
+    Attributes:
+        records: the readable records, in order (result records only when :func:`reply_problem` accepts them).
+        dropped: lines that were not JSON objects (a torn last line, garbage).
+        invalid: result records refused by :func:`reply_problem`, as (query id, problem); they are asked again.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.dropped = 0
-        self._fh: IO[bytes] = open(path, "a+b")
+        self.invalid: list[tuple[str, str]] = []
+        try:
+            # No following a link and no blocking on a FIFO: the journal must be a plain file of this directory.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_NONBLOCK", 0), 0o644)
+        except OSError as exc:
+            kind = "is a symbolic link" if os.path.islink(path) else f"cannot be opened ({exc.strerror or exc})"
+            raise BuildError(f"{path}: the build journal {kind}; it must be a regular file") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise BuildError(f"{path}: the build journal is not a regular file")
+        os.set_blocking(fd, True)
+        self._fh: IO[bytes] = os.fdopen(fd, "a+b")
         try:
             import fcntl
 
@@ -223,11 +267,20 @@ class Journal:
         for line in data.splitlines():
             try:
                 record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (ValueError, RecursionError):  # torn or garbage line (JSON, UTF-8, over-long numbers)
                 self.dropped += 1
                 continue
-            if isinstance(record, dict):
-                self.records.append(record)
+            if not isinstance(record, dict):
+                self.dropped += 1
+                continue
+            if record.get("type") == "result":
+                problem = ("no string 'key'" if not isinstance(record.get("key"), str) else
+                           reply_problem(record.get("text"), record.get("input_tokens"),
+                                         record.get("output_tokens"), record.get("latency_ms")))
+                if problem is not None:
+                    self.invalid.append((str(record.get("query_id")), problem))
+                    continue
+            self.records.append(record)
 
     def append(self, record: dict) -> None:
         self._fh.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
@@ -257,7 +310,9 @@ class BuildReport:
     Attributes:
         out: the cache directory; ``written`` says whether the canonical files were (re)written.
         generated, resumed: per model, replies produced now and reused from the journal.
-        failures: (model, query_id, error) of queries that failed after retries (then nothing is written).
+        failures: (model, query_id, error) of queries that failed after retries or returned an invalid reply (then
+            nothing is written).
+        invalid_journaled: (query_id, problem) of journal records refused by :func:`reply_problem` (asked again).
         backend_stats: per model, the backend's counters (requests, retries by cause).
         correct: per model and field, number of correct answers (capitals-like tasks), and ``score`` sums.
     """
@@ -271,6 +326,7 @@ class BuildReport:
     mean_score: dict[str, float] = field(default_factory=dict)
     correct: dict[str, dict[str, int]] = field(default_factory=dict)
     n_queries: int = 0
+    invalid_journaled: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -278,15 +334,19 @@ class BuildReport:
 
     def summary(self) -> str:
         lines = []
+        if self.invalid_journaled:
+            query, problem = self.invalid_journaled[0]
+            lines.append(f"ignored {len(self.invalid_journaled)} invalid replies in the journal (e.g. {query}: "
+                         f"{problem}); asked again")
         for model in self.generated:
             stats = ", ".join(f"{k} {v}" for k, v in sorted(self.backend_stats.get(model, {}).items()))
             lines.append(f"{model}: {self.generated[model]} generated, {self.resumed[model]} resumed from the journal"
                          + (f" ({stats})" if stats else ""))
         if self.failures:
-            lines.append(f"{len(self.failures)} queries failed after retries:")
+            lines.append(f"{len(self.failures)} queries failed (errors after retries, or invalid replies):")
             lines.extend(f"  {m} / {q}: {e}" for m, q, e in self.failures[:20])
             if len(self.failures) > 20:
-                lines.append(f"  ... and {len(self.failures) - 20} more (all journaled as failures)")
+                lines.append(f"  ... and {len(self.failures) - 20} more")
             lines.append(f"nothing written; finished replies are kept in {self.out / JOURNAL_NAME}: "
                          "rerun the same command to resume (only the missing queries are asked again)")
         if self.written:
@@ -299,7 +359,12 @@ class BuildReport:
 
 def select_queries(queries: list[dict], query_ids: Sequence[str] | None = None, limit: int | None = None) -> list[dict]:
     """The queries named in ``query_ids`` (in the task's order), then the first ``limit`` of them."""
-    if query_ids:
+    if query_ids is not None:
+        if not query_ids:
+            raise BuildError("the query id selection is empty")
+        repeated = sorted({q for q in query_ids if list(query_ids).count(q) > 1})
+        if repeated:
+            raise BuildError(f"query id(s) {repeated} selected more than once")
         known = {q["query_id"] for q in queries}
         unknown = [q for q in query_ids if q not in known]
         if unknown:
@@ -344,8 +409,9 @@ def build_cache(
         a :class:`BuildReport`; ``report.ok`` is false (and nothing was written) when some query failed.
 
     Raises:
-        BuildError: bad arguments or a locked journal; any backend exception propagates (journal kept, no cache
-        file touched).
+        BuildError: bad arguments, an unusable ``out`` or a locked journal; any backend exception propagates
+            (journal kept, no cache file touched).
+        CacheError: the finished cache failed validation (the previous cache is kept).
     """
     names = [r.name for r in runs]
     if not runs:
@@ -353,20 +419,24 @@ def build_cache(
     if len(set(names)) != len(names):
         raise BuildError(f"model names must be distinct, got {names}")
     out = Path(out)
-    for stale in ("queries.csv", "responses.csv"):
-        if (out / stale).exists():
-            raise BuildError(f"{out / stale}: the directory holds an uncompressed cache; the builder writes "
-                             "queries.csv.gz/responses.csv.gz, so remove it or choose another --out")
+    try:
+        check_cache_target(out, keep=(JOURNAL_NAME,))  # before any inference: it would be lost at the end
+    except CacheError as exc:
+        raise BuildError(f"--out {exc}") from None
     queries = select_queries(task.queries(), query_ids, limit)
     if not queries:
         raise BuildError("no queries selected")
     messages = {q["query_id"]: task.messages(q) for q in queries}
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"--out {out}: cannot create the directory: {exc.strerror or exc}") from None
     report = BuildReport(out=out, n_queries=len(queries))
 
     journal = Journal(out / JOURNAL_NAME)
+    report.invalid_journaled = journal.invalid
     try:
-        done: dict[str, dict] = {r["key"]: r for r in journal.records if r.get("type") == "result" and "key" in r}
+        done: dict[str, dict] = {r["key"]: r for r in journal.records if r.get("type") == "result"}
         keys: dict[tuple[str, str], str] = {}
         for run in runs:
             todo = []
@@ -384,15 +454,21 @@ def build_cache(
                     with _progress(len(todo), run.name, progress) as bar:
                         for c in completions:
                             qid = todo[c.index]
-                            record = _record(run, qid, keys[run.name, qid], c)
-                            journal.append(record)
-                            if c.error is not None:
-                                report.failures.append((run.name, qid, c.error))
-                                failed += 1
-                                bar.set_postfix(failed=failed)
+                            error = c.error
+                            if error is not None:
+                                journal.append(_record(run, qid, keys[run.name, qid], c))
+                            elif (problem := reply_problem(c.text, c.input_tokens, c.output_tokens,
+                                                           c.latency_ms)) is not None:
+                                error = f"invalid reply: {problem}"  # reported, never journaled: a rerun asks again
                             else:
+                                record = _record(run, qid, keys[run.name, qid], c)
+                                journal.append(record)
                                 done[record["key"]] = record
                                 report.generated[run.name] += 1
+                            if error is not None:
+                                report.failures.append((run.name, qid, error))
+                                failed += 1
+                                bar.set_postfix(failed=failed)
                             bar.update(1)
                 finally:
                     close = getattr(completions, "close", None)
@@ -424,7 +500,7 @@ def build_cache(
             report.mean_score[run.name] = total / len(queries)
             report.correct[run.name] = correct
         meta = _meta(task, runs, queries, messages, [done[k] for k in keys.values()], cache_name)
-        write_cache(out, meta, queries, responses)
+        write_cache(out, meta, queries, responses, keep=(JOURNAL_NAME,))
         report.written = True
         return report
     finally:
@@ -490,12 +566,51 @@ def _ver(dist: str) -> str | None:
 # ------------------------------------------------------------------------------------------------------------- CLI
 
 
+def csv_list(text: str) -> list[str]:
+    """An argparse type: a comma-separated list of non-empty items."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]; the message names the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{low}, {high}], got {text!r}")
+        return value
+    return parse
+
+
+def bounded_float(low: float, high: float, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in [low, high] (in (low, high] when ``above``); NaN and infinities fail."""
+    interval = f"{'(' if above else '['}{low:g}, {high:g}]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value > low if above else value >= low) and value <= high):
+            raise argparse.ArgumentTypeError(f"expected a finite number in {interval}, got {text!r}")
+        return value
+    return parse
+
+
 def _model_spec(text: str) -> tuple[str, str]:
     model_id, sep, name = text.partition("=")
     model_id, name = model_id.strip(), name.strip()
     if not model_id or (sep and not name):
         raise argparse.ArgumentTypeError(f"expected ID or ID=NAME, got {text!r}")
-    return model_id, name or default_model_name(model_id)
+    try:
+        return model_id, name or default_model_name(model_id)
+    except BuildError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _price_spec(text: str) -> tuple[str, float, float]:
@@ -504,9 +619,17 @@ def _price_spec(text: str) -> tuple[str, float, float]:
         parts = [float(v) for v in value.split(",")]
     except ValueError:
         parts = []
-    if not sep or not name or len(parts) not in (1, 2) or any(p < 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"expected NAME=IN[,OUT] (USD per 1M tokens, >= 0), got {text!r}")
+    if (not sep or not name.strip() or len(parts) not in (1, 2)
+            or not all(math.isfinite(p) and 0 <= p <= MAX_PRICE for p in parts)):
+        raise argparse.ArgumentTypeError(f"expected NAME=IN[,OUT] with finite prices in [0, {MAX_PRICE:g}] "
+                                         f"(USD per 1M tokens), got {text!r}")
     return name.strip(), parts[0], parts[-1]
+
+
+def _cache_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a non-empty name")
+    return text
 
 
 def make_backend(args: argparse.Namespace, model_id: str) -> Backend:
@@ -525,6 +648,9 @@ def _run_build(args: argparse.Namespace) -> None:
     try:
         task = TASKS[args.task](tolerance_deg=args.tolerance_deg)
         prices = {name: (p_in, p_out) for name, p_in, p_out in args.price or []}
+        if len(prices) != len(args.price or []):
+            named = [name for name, _, _ in args.price]
+            raise BuildError(f"--price names {sorted({n for n in named if named.count(n) > 1})} more than once")
         runs = []
         for model_id, name in args.model:
             p_in, p_out = prices.pop(name, (None, None))
@@ -536,6 +662,9 @@ def _run_build(args: argparse.Namespace) -> None:
     except (BuildError, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except CacheError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
     if not report.ok:
         raise SystemExit(1)
@@ -557,34 +686,41 @@ def register_build(subparsers: argparse._SubParsersAction) -> None:
                         "=NAME for the cache's column name (default: the id's last component, lower-cased); "
                         "repeat for several models")
     p.add_argument("--out", type=Path, required=True, help="cache directory (created; holds the resume journal)")
-    p.add_argument("--name", default=None, help="cache name in meta.json (default: the task's name)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N queries")
-    p.add_argument("--queries", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=None,
+    p.add_argument("--name", type=_cache_name, default=None, help="cache name in meta.json (default: the task's name)")
+    p.add_argument("--limit", type=bounded_int(1, 10**9), default=None, help="only the first N queries")
+    p.add_argument("--queries", type=csv_list, default=None,
                    metavar="ID,ID", help="only these query ids (capitals: ISO alpha-3 codes, e.g. FRA,ARG)")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="reply token limit (default: %(default)s)")
-    p.add_argument("--tolerance-deg", type=float, default=DEFAULT_TOLERANCE_DEG,
+    p.add_argument("--max-new-tokens", type=bounded_int(1, MAX_TOKENS), default=256,
+                   help="reply token limit (default: %(default)s)")
+    p.add_argument("--tolerance-deg", type=bounded_float(0.0, 180.0), default=DEFAULT_TOLERANCE_DEG,
                    help="capitals: coordinate tolerance in degrees (default: %(default)s)")
     p.add_argument("--price", type=_price_spec, action="append", metavar="NAME=IN[,OUT]",
                    help="list price of a model in USD per 1M input[, output] tokens")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     t = p.add_argument_group("transformers backend")
-    t.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default: %(default)s)")
+    t.add_argument("--batch-size", type=bounded_int(1, 65536), default=8,
+                   help="prompts per generate call (default: %(default)s)")
     t.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
     t.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
                    help="weights dtype (default: bfloat16 on GPU, float32 on CPU)")
     o = p.add_argument_group("openai backend")
     o.add_argument("--base-url", default=None, help="e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL)")
     o.add_argument("--api-key", default=None, help="bearer token (default: $OPENAI_API_KEY; none if unset)")
-    o.add_argument("--concurrency", type=int, default=8, help="requests in flight (default: %(default)s)")
-    o.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default: %(default)s)")
-    o.add_argument("--max-retries", type=int, default=6, help="retries per query (default: %(default)s)")
-    o.add_argument("--backoff", type=float, default=1.0,
+    o.add_argument("--concurrency", type=bounded_int(1, 1024), default=8,
+                   help="requests in flight (default: %(default)s)")
+    o.add_argument("--timeout", type=bounded_float(0.0, 86400.0, above=True), default=120.0,
+                   help="seconds per attempt, in total: connecting, sending, the headers and the whole body "
+                        "(default: %(default)s)")
+    o.add_argument("--max-retries", type=bounded_int(0, 100), default=6,
+                   help="retries per query (default: %(default)s)")
+    o.add_argument("--backoff", type=bounded_float(0.0, 3600.0), default=1.0,
                    help="first retry's wait in seconds, doubling per retry up to 60 s, unless the server sends "
                         "Retry-After (default: %(default)s)")
     p.set_defaults(handler=_run_build)
 
 
 __all__ = [
-    "BuildError", "BuildReport", "CapitalsTask", "Graded", "Journal", "ModelRun", "TASKS", "Task", "build_cache",
-    "default_model_name", "make_backend", "register_build", "reply_key", "select_queries",
+    "BuildError", "BuildReport", "CapitalsTask", "Graded", "Journal", "ModelRun", "TASKS", "Task", "bounded_float",
+    "bounded_int", "build_cache", "csv_list", "default_model_name", "make_backend", "register_build", "reply_key",
+    "reply_problem", "select_queries",
 ]

@@ -1,4 +1,4 @@
-"""The canonical response-cache format and its validating loader.
+"""The canonical response-cache format, its validating loader and its crash-safe writer.
 
 A response cache is what makes the market's value stochastic and real: for every query and every model, how good
 the model's answer was (score in [0, 1]) and how many tokens it consumed. The market draws a query, looks up the
@@ -16,19 +16,40 @@ one named in ``meta.json["context_field"]`` (default: the first extra column) gr
 quality estimates. Extra response columns (per-field correctness, raw replies) are kept as strings.
 
 Every check names the file, the row (1-based data row) and the field: a cache that loads is a cache that is right.
+Besides types and ranges, the loader bounds what no real cache holds: token counts above :data:`MAX_TOKENS` per
+request, CSV fields longer than :data:`MAX_FIELD_CHARS` characters, list prices above :data:`MAX_PRICE`, tables above
+:data:`MAX_TABLE_BYTES`. Files are UTF-8 (a byte-order mark is ignored); ``meta.json`` is strict JSON (no NaN or
+Infinity, no duplicate keys).
+
+One form per table: a directory holds either ``queries.csv`` or ``queries.csv.gz`` (the same for ``responses``),
+never both. A directory with both is refused with an error naming the two files, since nothing tells which one is
+current; the writer never leaves both, because it replaces the whole directory.
+
+Writing (:func:`write_cache`) is all or nothing. The new cache is written to a sibling staging directory
+(``.NAME.tmp-XXXXXXXX``, every file fsynced), loaded back with every check of :func:`load_cache`, and only then
+swapped with the old directory in one atomic exchange (``renameat2(RENAME_EXCHANGE)`` on Linux, ``renamex_np`` on
+macOS; a plain ``rename`` when there is no old directory). At every instant the path is the complete old cache or the
+complete new one: a killed writer leaves the previous cache, plus at most a staging directory that the next write
+removes. An invalid new cache raises :class:`CacheError` and changes nothing.
 """
 
 from __future__ import annotations
 
 import csv
+import ctypes
 import gzip
 import io
 import json
 import math
 import os
+import re
+import secrets
+import shutil
+import stat
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -36,6 +57,17 @@ PROVENANCES = ("real", "calibrated", "generated")
 QUERY_COLUMNS = ("query_id", "text", "domain")
 RESPONSE_COLUMNS = ("query_id", "model", "score", "input_tokens", "output_tokens")
 OPTIONAL_RESPONSE_COLUMNS = ("latency_ms", "answer")
+CACHE_FILES = ("meta.json", "queries.csv", "queries.csv.gz", "responses.csv", "responses.csv.gz")
+
+# Tokens of one request: no model's context window comes near; a count above it is a unit or parsing error.
+MAX_TOKENS = 100_000_000
+# Characters of one CSV field (a reply, a question): below the csv module's default field limit (131072), so the
+# loader's own message, naming row and field, is the one a user sees.
+MAX_FIELD_CHARS = 100_000
+# USD per 1M tokens: list prices are cents to tens of dollars; this bound only catches typos and unit slips.
+MAX_PRICE = 1_000_000.0
+# Bytes of one table once decompressed (the real Llama results take ~15 MB): a bound against decompression bombs.
+MAX_TABLE_BYTES = 1 << 30
 
 
 class CacheError(ValueError):
@@ -120,20 +152,68 @@ class ResponseCache:
 # ----------------------------------------------------------------------------------------------------------- reading
 
 
+def require_file(path: Path) -> Path:
+    """``path`` if it is a regular file (a symbolic link to one is fine), else :class:`CacheError` saying what it is.
+
+    A directory, a FIFO (reading one would block forever), a broken link or a missing path are all refused here, so a
+    reader never fails later with an unlabelled ``OSError``.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        problem = "is a broken symbolic link" if path.is_symlink() else "does not exist"
+        raise CacheError(f"{path}: {problem}, expected a file") from None
+    except OSError as exc:
+        raise CacheError(f"{path}: cannot be examined: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise CacheError(f"{path}: is a directory, expected a file")
+    if not stat.S_ISREG(mode):
+        raise CacheError(f"{path}: is not a regular file (a FIFO, socket or device), expected a file")
+    return path
+
+
 def _find(directory: Path, stem: str) -> Path:
-    for name in (f"{stem}.csv", f"{stem}.csv.gz"):
-        if (directory / name).is_file():
-            return directory / name
-    raise CacheError(f"{directory}: missing {stem}.csv or {stem}.csv.gz")
+    forms = [directory / f"{stem}.csv", directory / f"{stem}.csv.gz"]
+    present = [p for p in forms if os.path.lexists(p)]
+    if len(present) == 2:
+        raise CacheError(f"{directory}: holds both {stem}.csv and {stem}.csv.gz; a cache has one form of each table "
+                         f"and nothing tells which is current: remove the stale one")
+    if not present:
+        raise CacheError(f"{directory}: missing {stem}.csv or {stem}.csv.gz")
+    return require_file(present[0])
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    opener = gzip.open if path.suffix == ".gz" else open
+    """Header and data rows of a UTF-8 CSV file (gzipped when its name ends in ``.gz``), every field bounded."""
+    gz = path.name.endswith(".gz")
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as exc:
-        raise CacheError(f"{path}: cannot read as UTF-8 CSV: {exc}") from exc
+        with (gzip.open if gz else open)(path, "rb") as fh:
+            data = fh.read(MAX_TABLE_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        kind = "gzip file (truncated or corrupt?)" if gz else "file"
+        raise CacheError(f"{path}: cannot read as a {kind}: {type(exc).__name__}: {exc}") from None
+    if len(data) > MAX_TABLE_BYTES:
+        raise CacheError(f"{path}: more than {MAX_TABLE_BYTES} bytes{' once decompressed' if gz else ''}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CacheError(f"{path}: line {line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    rows: list[list[str]] = []
+
+    def where() -> str:
+        return "the header" if not rows else f"row {len(rows)}"
+
+    try:
+        for row in csv.reader(io.StringIO(text, newline="")):
+            for k, value in enumerate(row):
+                if len(value) > MAX_FIELD_CHARS:
+                    column = rows[0][k] if rows and k < len(rows[0]) else f"#{k + 1}"
+                    raise CacheError(f"{path}: {where()}, field {column!r}: {len(value)} characters, expected at "
+                                     f"most {MAX_FIELD_CHARS}")
+            rows.append(row)
+    except csv.Error as exc:
+        raise CacheError(f"{path}: {where()}: not valid CSV ({exc})") from None
     if not rows:
         raise CacheError(f"{path}: empty file, expected a header row")
     return rows[0], rows[1:]
@@ -160,33 +240,71 @@ def _parse_float(path: Path, row: int, column: str, text: str) -> float:
 
 def _parse_tokens(path: Path, row: int, column: str, text: str) -> int:
     value = _parse_float(path, row, column, text)
-    if value < 0 or value != int(value):
-        raise CacheError(f"{path}: row {row}, field {column!r}: expected a non-negative integer, got {text!r}")
+    if not 0 <= value <= MAX_TOKENS or value != int(value):
+        raise CacheError(f"{path}: row {row}, field {column!r}: expected an integer in [0, {MAX_TOKENS}], "
+                         f"got {text!r}")
     return int(value)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    keys = [k for k, _ in pairs]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ValueError(f"duplicate key(s) {dupes} in one object")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _check_price(path: Path, model: str, key: str, value: Any) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_PRICE
+    if not ok:
+        raise CacheError(f"{path}: field 'models.{model}.{key}': expected a number in [0, {MAX_PRICE:g}] (USD per 1M "
+                         f"tokens), got {value!r}")
 
 
 def _read_meta(directory: Path) -> dict:
     path = directory / "meta.json"
+    if not os.path.lexists(path):
+        raise CacheError(f"{directory}: missing meta.json")
+    require_file(path)
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CacheError(f"{directory}: missing meta.json") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CacheError(f"{path}: not valid JSON: {exc}") from exc
+        text = path.read_bytes().decode("utf-8")
+        meta = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except OSError as exc:
+        raise CacheError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CacheError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, our hooks, over-long integers, deep nesting
+        raise CacheError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(meta, dict):
-        raise CacheError(f"{path}: expected a JSON object")
+        raise CacheError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     for key in ("name", "provenance", "source", "models"):
         if key not in meta:
             raise CacheError(f"{path}: missing field {key!r}")
+    for key in ("name", "source", "description"):
+        if key in meta and not isinstance(meta[key], str):
+            raise CacheError(f"{path}: field {key!r}: expected a string, got {meta[key]!r}")
+    if not meta["name"]:
+        raise CacheError(f"{path}: field 'name': expected a non-empty string")
     if meta["provenance"] not in PROVENANCES:
         raise CacheError(f"{path}: field 'provenance' must be one of {PROVENANCES}, got {meta['provenance']!r}")
     if not isinstance(meta["models"], dict) or not meta["models"]:
-        raise CacheError(f"{path}: field 'models' must map model names to list prices")
+        raise CacheError(f"{path}: field 'models': expected an object mapping model names to "
+                         f"{{'price_in': ..., 'price_out': ...}}, got {meta['models']!r}")
     for model, prices in meta["models"].items():
+        if not model:
+            raise CacheError(f"{path}: field 'models': a model name is empty")
+        if not isinstance(prices, dict):
+            raise CacheError(f"{path}: field 'models.{model}': expected an object with 'price_in' and 'price_out', "
+                             f"got {prices!r}")
         for key in ("price_in", "price_out"):
-            value = prices.get(key) if isinstance(prices, dict) else None
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise CacheError(f"{path}: field 'models.{model}.{key}': expected a non-negative number, got {value!r}")
+            _check_price(path, model, key, prices.get(key))
+    context_field = meta.get("context_field")
+    if context_field is not None and not isinstance(context_field, str):
+        raise CacheError(f"{path}: field 'context_field': expected a column name or null, got {context_field!r}")
     return meta
 
 
@@ -264,7 +382,11 @@ def load_cache(directory: str | os.PathLike, required_models: Sequence[str] = ()
         tin[q, m] = _parse_tokens(rpath, r, "input_tokens", row[rcol["input_tokens"]])
         tout[q, m] = _parse_tokens(rpath, r, "output_tokens", row[rcol["output_tokens"]])
         if "latency_ms" in rcol and row[rcol["latency_ms"]] != "":
-            latency[q, m] = _parse_float(rpath, r, "latency_ms", row[rcol["latency_ms"]])
+            lat = _parse_float(rpath, r, "latency_ms", row[rcol["latency_ms"]])
+            if lat < 0:
+                raise CacheError(f"{rpath}: row {r}, field 'latency_ms': expected a non-negative number of "
+                                 f"milliseconds (or empty), got {lat}")
+            latency[q, m] = lat
         for c in extra_cols:
             extra[c][q, m] = row[rcol[c]]
     for model in required_models:
@@ -281,8 +403,8 @@ def load_cache(directory: str | os.PathLike, required_models: Sequence[str] = ()
         raise CacheError(f"{directory / 'meta.json'}: field 'context_field' names {context_field!r}, "
                          f"which is not a column of {qpath.name} ({context_cols})")
     return ResponseCache(
-        name=str(meta["name"]), provenance=meta["provenance"], source=str(meta["source"]),
-        description=str(meta.get("description", "")), models=models,
+        name=meta["name"], provenance=meta["provenance"], source=meta["source"],
+        description=meta.get("description", ""), models=models,
         price_in=np.array([float(meta["models"][m]["price_in"]) for m in models]),
         price_out=np.array([float(meta["models"][m]["price_out"]) for m in models]),
         query_ids=query_ids, texts=[row[col["text"]] for row in qrows],
@@ -294,6 +416,131 @@ def load_cache(directory: str | os.PathLike, required_models: Sequence[str] = ()
 
 # ----------------------------------------------------------------------------------------------------------- writing
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2  # Linux renameat2 flag
+_RENAME_SWAP = 2  # macOS renamex_np flag
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap the directory entries ``a`` and ``b`` in one atomic step (both must exist)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (OSError, TypeError):
+        libc = None
+    if libc is not None and hasattr(libc, "renameat2"):
+        rc = libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    elif libc is not None and hasattr(libc, "renamex_np"):
+        rc = libc.renamex_np(os.fsencode(a), os.fsencode(b), _RENAME_SWAP)
+    else:
+        raise CacheError(f"{b}: this platform cannot swap two directories atomically, so an existing cache cannot "
+                         "be replaced safely; write to a new directory")
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise CacheError(f"{b}: cannot swap in the new cache atomically: {os.strerror(err)} "
+                         "(the filesystem may not support it; write to a local disk)")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _staging_name(out: Path) -> re.Pattern:
+    """Names of staging directories of ``out``: ``.NAME.tmp-`` and 8 random hex digits."""
+    return re.compile(rf"\.{re.escape(out.name)}\.tmp-[0-9a-f]{{8}}")
+
+
+def _make_staging(out: Path) -> Path:
+    """A new, empty staging directory beside ``out``, with ``out``'s permissions (else the umask's, as mkdir)."""
+    while True:
+        staging = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
+        try:
+            staging.mkdir()
+            break
+        except FileExistsError:
+            continue
+    if out.is_dir():
+        os.chmod(staging, stat.S_IMODE(out.stat().st_mode))
+    return staging
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Delete staging directories of ``out`` left by killed writers; a live writer holds a lock on its own."""
+    import fcntl
+
+    pattern = _staging_name(out)
+    for entry in os.listdir(out.parent):
+        if not pattern.fullmatch(entry):
+            continue
+        path = out.parent / entry
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # not a directory (so not ours)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a writer is still staging there
+        else:
+            shutil.rmtree(path, ignore_errors=True)  # garbage either way; what stays is retried next time
+        finally:
+            os.close(fd)
+
+
+def check_cache_target(directory: str | os.PathLike, keep: Sequence[str] = ()) -> Path:
+    """Check that a cache may be written at ``directory``; return its absolute path.
+
+    The target must not exist, or be a real directory (not a symbolic link) holding nothing but cache files, the
+    ``keep`` files and temporaries of an older writer (``.meta.json.tmp``, ...): replacing the directory drops
+    everything else, so a directory with anything else in it is refused rather than emptied.
+
+    Raises:
+        CacheError: naming the directory and what is wrong with it.
+    """
+    out = Path(os.path.abspath(directory))
+    if not out.name:
+        raise CacheError(f"{out}: cannot write a cache at the filesystem root")
+    if out.is_symlink():
+        raise CacheError(f"{out}: is a symbolic link; give the directory it points to ({os.path.realpath(out)})")
+    if not os.path.lexists(out):
+        return out
+    if not out.is_dir():
+        raise CacheError(f"{out}: exists and is not a directory")
+    allowed = set(CACHE_FILES) | {f".{name}.tmp" for name in CACHE_FILES} | set(keep)
+    try:
+        foreign = sorted(name for name in os.listdir(out) if name not in allowed)
+    except OSError as exc:
+        raise CacheError(f"{out}: cannot list: {exc.strerror or exc}") from None
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise CacheError(f"{out}: holds {shown}, which is not part of a cache; writing replaces the whole "
+                         "directory, so choose a new or empty one (or a cache directory)")
+    return out
+
+
+def _csv_bytes(rows: Sequence[dict], first: Sequence[str], compress: bool) -> bytes:
+    header = list(first)
+    for row in rows:
+        header.extend(k for k in row if k not in header)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else row.get(c) for c in header])
+    data = buf.getvalue().encode("utf-8")
+    # mtime=0 keeps gzip output byte-identical across runs, so regenerated caches diff cleanly.
+    return gzip.compress(data, mtime=0) if compress else data
+
 
 def write_cache(
     directory: str | os.PathLike,
@@ -301,42 +548,73 @@ def write_cache(
     queries: Sequence[dict],
     responses: Sequence[dict],
     compress: bool = True,
+    *,
+    keep: Sequence[str] = (),
 ) -> Path:
-    """Write a cache in the canonical format, atomically, and return its directory.
+    """Write a cache in the canonical format, all or nothing, and return its directory.
 
-    ``queries`` and ``responses`` are lists of row dicts; their keys become columns (required ones first). Files are
-    written to temporary names and renamed into place, so an interrupted write never leaves a truncated cache. The
-    result is re-loaded with :func:`load_cache`, so nothing invalid is ever written silently.
+    ``queries`` and ``responses`` are lists of row dicts; their keys become columns (required ones first). The whole
+    cache is staged in a sibling directory, validated with :func:`load_cache` and swapped in atomically (see the module
+    docstring), so the directory is always either the complete previous cache or the complete new one, and a stale
+    other form of a table (``responses.csv`` next to a new ``responses.csv.gz``) goes away with the old directory.
+
+    Args:
+        directory: the cache directory (created with its parents if needed); see :func:`check_cache_target`.
+        meta: the ``meta.json`` content (JSON without NaN or infinities).
+        queries, responses: the table rows.
+        compress: write ``.csv.gz`` (default) or plain ``.csv``.
+        keep: names of files of the existing directory to carry into the new one (hard links; the builder's journal).
+
+    Raises:
+        CacheError: the target is unsuitable or the new cache is invalid; the cache directory has not changed.
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    import fcntl
+
+    out = check_cache_target(directory, keep)
+    try:
+        meta_bytes = (json.dumps(meta, indent=2, allow_nan=False) + "\n").encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise CacheError(f"{out / 'meta.json'}: cannot be written as JSON: {exc}") from None
     suffix = ".csv.gz" if compress else ".csv"
-
-    def columns(rows: Sequence[dict], first: Sequence[str]) -> list[str]:
-        rest: list[str] = []
-        for row in rows:
-            rest.extend(k for k in row if k not in first and k not in rest)
-        return list(first) + rest
-
-    def dump(stem: str, rows: Sequence[dict], first: Sequence[str]) -> tuple[Path, Path]:
-        header = columns(rows, first)
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow(["" if row.get(c) is None else row.get(c) for c in header])
-        data = buf.getvalue().encode("utf-8")
-        final = directory / f"{stem}{suffix}"
-        tmp = directory / f".{stem}{suffix}.tmp"
-        # mtime=0 keeps gzip output byte-identical across runs, so regenerated caches diff cleanly.
-        tmp.write_bytes(gzip.compress(data, mtime=0) if compress else data)
-        return tmp, final
-
-    staged = [dump("queries", queries, QUERY_COLUMNS), dump("responses", responses, RESPONSE_COLUMNS)]
-    meta_tmp = directory / ".meta.json.tmp"
-    meta_tmp.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    staged.append((meta_tmp, directory / "meta.json"))
-    for tmp, final in staged:
-        os.replace(tmp, final)
-    load_cache(directory)
-    return directory
+    files = {"meta.json": meta_bytes}
+    for stem, rows, first in (("queries", queries, QUERY_COLUMNS), ("responses", responses, RESPONSE_COLUMNS)):
+        try:
+            files[f"{stem}{suffix}"] = _csv_bytes(rows, first, compress)
+        except UnicodeEncodeError as exc:
+            raise CacheError(f"{out / (stem + suffix)}: a field is not valid Unicode text ({exc.reason}: "
+                             f"{exc.object[max(0, exc.start - 20):exc.end + 20]!r})") from None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(out)
+        staging = _make_staging(out)
+    except OSError as exc:
+        raise CacheError(f"{out}: cannot create a staging directory beside it: {exc}") from None
+    lock = None
+    try:
+        lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # tells other writers' cleanup that this staging directory is live
+        for name, data in files.items():
+            _write_durably(staging / name, data)
+        for name in keep:
+            if os.path.lexists(out / name):
+                os.link(out / name, staging / name, follow_symlinks=False)
+        _fsync_dir(staging)
+        try:
+            load_cache(staging)
+        except CacheError as exc:
+            detail = str(exc).replace(f"{staging}{os.sep}", "").replace(str(staging), "the new cache")
+            raise CacheError(f"{out}: refusing to write an invalid cache (the previous one is kept): "
+                             f"{detail}") from None
+        if os.path.lexists(out):
+            _exchange(staging, out)
+        else:
+            os.rename(staging, out)
+        _fsync_dir(out.parent)
+    except OSError as exc:
+        raise CacheError(f"{out}: cannot write the cache: {exc}") from None
+    finally:
+        # Before the swap this is the unfinished new cache, after it the old one: garbage either way.
+        shutil.rmtree(staging, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
+    return Path(directory)

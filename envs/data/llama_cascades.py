@@ -1,4 +1,4 @@
-"""Importer for the real ``llama-cascades`` results: five Llama models graded on every question of four benchmarks.
+"""Importer for the real ``llama-cascades`` results: five Llama models graded on every question of a benchmark.
 
 The data (Zellinger & Thomson, "Rational Tuning of LLM Cascades via Probabilistic Modeling", arXiv 2501.09345) is, for
 each of MMLU, MedMCQA, TriviaQA and TruthfulQA and each of a test and a train split, the answer, correctness, token
@@ -8,7 +8,23 @@ It is not shipped with the project: the folder is found through :func:`llama_cac
     <bench>_llama_<split>.pkl       a dict of per-model lists aligned with ``user_prompts`` (the question id is the
                                     list index): model_correctness (bool), model_tokens ({'in', 'out'}),
                                     model_latencies (ms), model_answers (str), and fields this importer ignores
-    <bench>_questions_<split>.pkl   the raw benchmark rows in the same order (mmlu, medmcqa, truthfulqa only)
+    <bench>_questions_<split>.pkl   the raw benchmark rows in the same order (mmlu, medmcqa, truthfulqa; optional for
+                                    benchmarks this module does not know)
+
+Any benchmark in that layout loads (the authors' repository has more, e.g. gsm8k): benchmark names are letters,
+digits, ``.``, ``-`` and ``_``; split names the same without ``_``. What is checked:
+
+- for every benchmark: the structure (a dict with ``user_prompts`` and the per-model tables for exactly the five
+  priced models, one entry per prompt), the types and ranges of every value used (correctness a bool or a score in
+  [0, 1], token counts integers in [0, :data:`~envs.data.cache.MAX_TOKENS`], latencies finite and >= 0, answers
+  strings of at most :data:`~envs.data.cache.MAX_FIELD_CHARS` characters), and the questions file when there is one
+  (a list of dicts, one per prompt, each with a string ``question`` and, for a known benchmark, its subject field);
+- for the benchmark and split pairs of the published table (:data:`PUBLISHED`): the number of questions and every
+  model's accuracy (to the table's three decimals). A file under a known name that does not match is not the
+  published data and is refused; rename it (e.g. ``mmlu-rerun_llama_test.pkl``) to load it as another benchmark.
+
+A benchmark this module does not know takes its question text from its questions file (the ``question`` field) or,
+without one, from the prompt, as TriviaQA does; its questions share one subject, the benchmark's name.
 
 The files are untrusted pickles, so they are read by :class:`SafeUnpickler`, which reconstructs only numpy scalars and
 dtypes and replaces the authors' ``hcma.chain.ChainResponse`` objects with inert placeholders.
@@ -25,13 +41,13 @@ import os
 import pickle
 import re
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Real
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from envs.data.cache import CacheError, ResponseCache
+from envs.data.cache import MAX_FIELD_CHARS, MAX_TOKENS, CacheError, ResponseCache, require_file
 
 # List prices of the serving API when the results were collected, USD per 1M tokens (input = output).
 MODEL_PRICES: dict[str, float] = {
@@ -47,8 +63,26 @@ MODELS: tuple[str, ...] = tuple(MODEL_PRICES)
 SUBJECT_FIELDS: dict[str, str] = {"mmlu": "subject", "medmcqa": "subject_name", "truthfulqa": "category"}
 # Benchmarks whose questions exist only inside the prompts -> the one subject all their questions share.
 PROMPT_ONLY_SUBJECTS: dict[str, str] = {"triviaqa": "trivia"}
+# The benchmarks this module knows (subject fields and published figures); any other name in the layout loads too.
 BENCHMARKS: tuple[str, ...] = ("mmlu", "medmcqa", "triviaqa", "truthfulqa")
+GRADING: dict[str, str] = {"mmlu": "exact match", "medmcqa": "exact match", "triviaqa": "an LLM judge",
+                           "truthfulqa": "an LLM judge"}
 SPLITS: tuple[str, ...] = ("test", "train")
+
+# The published table (README of the data folder; Zellinger & Thomson, arXiv 2501.09345): questions and accuracy of
+# the MODELS, in their order, per benchmark and split, rounded to three decimals.
+PUBLISHED: dict[tuple[str, str], tuple[int, tuple[float, ...]]] = {
+    ("mmlu", "test"): (1531, (0.425, 0.572, 0.634, 0.815, 0.852)),
+    ("mmlu", "train"): (285, (0.411, 0.579, 0.625, 0.786, 0.814)),
+    ("medmcqa", "test"): (1000, (0.345, 0.531, 0.518, 0.726, 0.757)),
+    ("medmcqa", "train"): (300, (0.423, 0.663, 0.680, 0.897, 0.913)),
+    ("triviaqa", "test"): (1000, (0.372, 0.633, 0.787, 0.928, 0.949)),
+    ("triviaqa", "train"): (300, (0.323, 0.620, 0.803, 0.943, 0.970)),
+    ("truthfulqa", "test"): (517, (0.358, 0.433, 0.503, 0.594, 0.692)),
+    ("truthfulqa", "train"): (300, (0.383, 0.390, 0.520, 0.623, 0.720)),
+}
+# Half a unit of the table's last digit, plus float slack.
+_PUBLISHED_TOLERANCE = 0.0006
 
 ENV_VAR = "LLM_ARENA_LLAMA_DIR"
 NAME = "llama-cascades"
@@ -57,13 +91,10 @@ SOURCE = (
     "benchmarks/data/<benchmark>/; Zellinger & Thomson, 'Rational Tuning of LLM Cascades via Probabilistic "
     "Modeling', arXiv 2501.09345 (2025)"
 )
-DESCRIPTION = (
-    "Real per-question results of Llama-3.2-1B/3B and Llama-3.1-8B/70B/405B-Instruct (hosted API, temperature 0) on "
-    "MMLU, MedMCQA, TriviaQA and TruthfulQA. score is 1 when the answer was graded correct (exact match for MMLU and "
-    "MedMCQA, an LLM judge for TriviaQA and TruthfulQA), else 0; tokens and latency are as the API reported them."
-)
 
 _RESULTS_FILE = re.compile(r"^(?P<bench>.+)_llama_(?P<split>[^_]+)\.pkl$")
+_BENCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 _PROMPT_QUESTION = re.compile(r"Question: (?P<question>.*?)\n\nAnswer: ?$", re.DOTALL)
 
 
@@ -98,7 +129,7 @@ class SafeUnpickler(pickle.Unpickler):
 
     Every global the pickle references goes through :meth:`find_class`, which resolves only :data:`ALLOWED_GLOBALS`;
     any other one (``os.system``, ``builtins.eval``, ...) raises :class:`CacheError` naming the file and the global.
-    Persistent ids are refused too.
+    Persistent ids are refused too. Nothing in a file can run code: the allowed callables only build values.
     """
 
     def __init__(self, file: Any, *, source: str | os.PathLike = "<pickle>") -> None:
@@ -121,23 +152,26 @@ class SafeUnpickler(pickle.Unpickler):
 def safe_load(path: str | os.PathLike) -> Any:
     """Read one pickle file with :class:`SafeUnpickler`; any failure becomes a :class:`CacheError` naming the file."""
     path = Path(path)
+    if os.path.lexists(path):
+        require_file(path)  # a directory or a FIFO is refused before open() (which would block on a FIFO)
     try:
         with path.open("rb") as fh:
             return SafeUnpickler(fh, source=path).load()
     except CacheError:
         raise
     except OSError as exc:
-        raise CacheError(f"{path}: cannot read: {exc}") from exc
-    except Exception as exc:  # a malformed pickle can fail in any way; none of it may escape unlabelled
-        raise CacheError(f"{path}: not a readable pickle: {type(exc).__name__}: {exc}") from exc
+        raise CacheError(f"{path}: cannot read: {exc}") from None
+    except Exception as exc:  # a malformed pickle can fail in any way (EOFError, UnpicklingError, UnicodeDecodeError,
+        # ValueError, RecursionError, ...); none of it may escape unlabelled
+        raise CacheError(f"{path}: not a readable pickle: {type(exc).__name__}: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------------------- validation
 
 
-def _field(path: Path, data: dict, name: str) -> Any:
+def _field(path: Path, data: dict, name: str, where: str = "") -> Any:
     if name not in data:
-        raise CacheError(f"{path}: missing field {name!r}")
+        raise CacheError(f"{path}: {where}{', ' if where else ''}missing field {name!r}")
     return data[name]
 
 
@@ -163,30 +197,52 @@ def _per_model(path: Path, data: dict, name: str, n: int) -> dict[str, Sequence[
     return {m: _as_list(path, f"field {name!r}, model {m!r}", table[m], n) for m in MODELS}
 
 
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or ``None`` for a bool, a non-number, NaN, an infinity or an int too big for a
+    float (which ``math.isfinite`` would raise ``OverflowError`` on)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        return None
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 def _score(path: Path, where: str, value: Any) -> float:
     if isinstance(value, (bool, np.bool_)):
         return 1.0 if value else 0.0
-    if isinstance(value, Real) and math.isfinite(value) and 0.0 <= value <= 1.0:
-        return float(value)
-    raise CacheError(f"{path}: {where}: expected a bool or a score in [0, 1], got {value!r}")
+    number = _finite(value)
+    if number is None or not 0.0 <= number <= 1.0:
+        raise CacheError(f"{path}: {where}: expected a bool or a score in [0, 1], got {_shown(value)}")
+    return number
 
 
 def _tokens(path: Path, where: str, value: Any) -> int:
-    integral = isinstance(value, Integral) or (isinstance(value, Real) and float(value).is_integer())
-    if isinstance(value, (bool, np.bool_)) or not integral or value < 0:
-        raise CacheError(f"{path}: {where}: expected a non-negative integer, got {value!r}")
+    number = _finite(value)
+    if number is None or not number.is_integer() or not 0 <= value <= MAX_TOKENS:
+        raise CacheError(f"{path}: {where}: expected an integer in [0, {MAX_TOKENS}], got {_shown(value)}")
     return int(value)
 
 
 def _latency(path: Path, where: str, value: Any) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
-        raise CacheError(f"{path}: {where}: expected a non-negative number of milliseconds, got {value!r}")
-    return float(value)
+    number = _finite(value)
+    if number is None or number < 0:
+        raise CacheError(f"{path}: {where}: expected a finite non-negative number of milliseconds, got "
+                         f"{_shown(value)}")
+    return number
 
 
-def _string(path: Path, where: str, value: Any) -> str:
+def _string(path: Path, where: str, value: Any, limit: int | None = MAX_FIELD_CHARS) -> str:
     if not isinstance(value, str):
-        raise CacheError(f"{path}: {where}: expected a string, got {value!r}")
+        raise CacheError(f"{path}: {where}: expected a string, got {_shown(value)}")
+    if limit is not None and len(value) > limit:
+        raise CacheError(f"{path}: {where}: {len(value)} characters, expected at most {limit}")
     return value
 
 
@@ -207,28 +263,42 @@ class _Block:
     answers: np.ndarray
 
 
-def _read_questions(path: Path, bench: str, split: str, n: int) -> tuple[list[str], list[str]]:
-    """Question texts and subjects of the questions file of ``bench``/``split`` (``n`` rows expected)."""
-    qpath = path / f"{bench}_questions_{split}.pkl"
-    if not qpath.is_file():
-        raise CacheError(f"{path}: missing {qpath.name} (the questions of {bench} {split})")
+def _read_questions(qpath: Path, bench: str, split: str, n: int) -> tuple[list[str], list[str]]:
+    """Question texts and subjects of a questions file (``n`` rows expected); the subject of a benchmark without a
+    subject field is the benchmark's name."""
     rows = _as_list(qpath, "questions", safe_load(qpath), None)
     if len(rows) != n:
         raise CacheError(f"{qpath}: has {len(rows)} questions, but {bench}_llama_{split}.pkl has {n} results")
-    subject_field = SUBJECT_FIELDS[bench]
+    subject_field = SUBJECT_FIELDS.get(bench)
     texts, subjects = [], []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise CacheError(f"{qpath}: index {i}: expected a dict, got {type(row).__name__}")
-        texts.append(_string(qpath, f"index {i}, field 'question'", _field(qpath, row, "question")))
-        subjects.append(_string(qpath, f"index {i}, field {subject_field!r}", _field(qpath, row, subject_field)))
+        texts.append(_string(qpath, f"index {i}, field 'question'", _field(qpath, row, "question", f"index {i}")))
+        subjects.append(bench if subject_field is None else _string(
+            qpath, f"index {i}, field {subject_field!r}", _field(qpath, row, subject_field, f"index {i}")))
     return texts, subjects
+
+
+def _check_published(rpath: Path, bench: str, split: str, score: np.ndarray) -> None:
+    """For a benchmark and split of the published table: the same number of questions and accuracies."""
+    if (bench, split) not in PUBLISHED:
+        return
+    n, accuracy = PUBLISHED[bench, split]
+    rename = (f"; this is not the published {bench} {split} data: to load another data set, name its files "
+              f"differently (e.g. {bench}-rerun_llama_{split}.pkl)")
+    if len(score) != n:
+        raise CacheError(f"{rpath}: has {len(score)} questions, the published {bench} {split} split has {n}{rename}")
+    for model, expected, got in zip(MODELS, accuracy, score.mean(axis=0)):
+        if abs(got - expected) > _PUBLISHED_TOLERANCE:
+            raise CacheError(f"{rpath}: field 'model_correctness', model {model!r}: accuracy {got:.4f}, the published "
+                             f"table says {expected:.3f}{rename}")
 
 
 def _read_block(path: Path, bench: str, split: str) -> _Block:
     """Load and validate one benchmark split (results file, plus its questions file when the benchmark has one)."""
     rpath = path / f"{bench}_llama_{split}.pkl"
-    if not rpath.is_file():
+    if not os.path.lexists(rpath):
         raise CacheError(f"{path}: missing {rpath.name} (the results of {bench} {split})")
     data = safe_load(rpath)
     if not isinstance(data, dict):
@@ -237,7 +307,7 @@ def _read_block(path: Path, bench: str, split: str) -> _Block:
     n = len(prompts)
     if n == 0:
         raise CacheError(f"{rpath}: field 'user_prompts': no questions")
-    prompts = [_string(rpath, f"field 'user_prompts', index {i}", p) for i, p in enumerate(prompts)]
+    prompts = [_string(rpath, f"field 'user_prompts', index {i}", p, None) for i, p in enumerate(prompts)]
     correctness = _per_model(rpath, data, "model_correctness", n)
     tokens = _per_model(rpath, data, "model_tokens", n)
     latencies = _per_model(rpath, data, "model_latencies", n)
@@ -257,19 +327,37 @@ def _read_block(path: Path, bench: str, split: str) -> _Block:
             if not isinstance(used, dict):
                 raise CacheError(f"{rpath}: field 'model_tokens', {where}: expected {{'in': int, 'out': int}}, "
                                  f"got {used!r}")
-            tin[i, m] = _tokens(rpath, f"field 'model_tokens', {where}, key 'in'", _field(rpath, used, "in"))
-            tout[i, m] = _tokens(rpath, f"field 'model_tokens', {where}, key 'out'", _field(rpath, used, "out"))
+            for key, out in (("in", tin), ("out", tout)):
+                if key not in used:
+                    raise CacheError(f"{rpath}: field 'model_tokens', {where}: missing key {key!r}")
+                out[i, m] = _tokens(rpath, f"field 'model_tokens', {where}, key {key!r}", used[key])
             latency[i, m] = _latency(rpath, f"field 'model_latencies', {where}", latencies[model][i])
             answer[i, m] = _string(rpath, f"field 'model_answers', {where}", answers[model][i])
 
-    if bench in PROMPT_ONLY_SUBJECTS:
-        texts = [(match["question"] if (match := _PROMPT_QUESTION.search(p)) else p) for p in prompts]
-        subjects = [PROMPT_ONLY_SUBJECTS[bench]] * n
+    _check_published(rpath, bench, split, score)
+
+    qpath = path / f"{bench}_questions_{split}.pkl"
+    if bench in SUBJECT_FIELDS or (bench not in PROMPT_ONLY_SUBJECTS and os.path.lexists(qpath)):
+        if not os.path.lexists(qpath):
+            raise CacheError(f"{path}: missing {qpath.name} (the questions of {bench} {split})")
+        texts, subjects = _read_questions(qpath, bench, split, n)
     else:
-        texts, subjects = _read_questions(path, bench, split, n)
+        texts = [(match["question"] if (match := _PROMPT_QUESTION.search(p)) else p) for p in prompts]
+        texts = [_string(rpath, f"field 'user_prompts', index {i} (the question text)", t) for i, t in enumerate(texts)]
+        subjects = [PROMPT_ONLY_SUBJECTS.get(bench, bench)] * n
     return _Block(
         query_ids=[f"{bench}/{split}/{i}" for i in range(n)], texts=texts, subjects=subjects,
         score=score, input_tokens=tin, output_tokens=tout, latency_ms=latency, answers=answer,
+    )
+
+
+def llama_description(benchmarks: Sequence[str]) -> str:
+    """What a cache of ``benchmarks`` holds, with how each benchmark was graded."""
+    graded = "; ".join(f"{b}: {GRADING.get(b, 'as recorded in its results file')}" for b in benchmarks)
+    return (
+        "Real per-question results of Llama-3.2-1B/3B and Llama-3.1-8B/70B/405B-Instruct (hosted API, temperature 0) "
+        f"on {', '.join(benchmarks)}. score is 1 when the answer was graded correct, else 0 ({graded}); tokens and "
+        "latency are as the API reported them."
     )
 
 
@@ -279,7 +367,7 @@ def llama_meta(benchmarks: Sequence[str], splits: Sequence[str]) -> dict:
         "name": NAME,
         "provenance": "real",
         "source": SOURCE,
-        "description": DESCRIPTION,
+        "description": llama_description(benchmarks),
         "models": {m: {"price_in": p, "price_out": p} for m, p in MODEL_PRICES.items()},
         "context_field": "subject",
         "benchmarks": list(benchmarks),
@@ -292,21 +380,31 @@ def _select(path: Path, benchmarks: Iterable[str] | None, splits: Iterable[str])
     if not path.is_dir():
         raise CacheError(f"{path}: not a directory; point it at the llama-cascades folder "
                          f"(the one holding <bench>_llama_<split>.pkl, e.g. ../shared/data/llama-cascades)")
-    found = [m for f in sorted(path.iterdir()) if (m := _RESULTS_FILE.match(f.name))]
+    try:
+        found = [m for name in sorted(os.listdir(path)) if (m := _RESULTS_FILE.match(name))]
+    except OSError as exc:
+        raise CacheError(f"{path}: cannot list the folder: {exc.strerror or exc}") from None
     if not found:
         raise CacheError(f"{path}: no *_llama_*.pkl files; point it at the llama-cascades folder "
                          f"(the one holding <bench>_llama_<split>.pkl, e.g. ../shared/data/llama-cascades)")
     if benchmarks is None:
         present = {m["bench"] for m in found}
         chosen = [b for b in BENCHMARKS if b in present] + sorted(present - set(BENCHMARKS))
+        where = "a results file name in the folder"
     else:
         chosen = list(dict.fromkeys([benchmarks] if isinstance(benchmarks, str) else benchmarks))
-    unknown = [b for b in chosen if b not in BENCHMARKS]
-    if unknown:
-        raise CacheError(f"{path}: unknown benchmark(s) {unknown}; this importer knows {list(BENCHMARKS)}")
+        where = "the benchmark selection"
     split_list = list(dict.fromkeys([splits] if isinstance(splits, str) else splits))
     if not chosen or not split_list:
         raise CacheError(f"{path}: empty selection (benchmarks {chosen}, splits {split_list})")
+    for name in chosen:
+        if not isinstance(name, str) or not _BENCH_NAME.fullmatch(name):
+            raise CacheError(f"{path}: {where} names benchmark {name!r}; expected letters, digits, '.', '-' and '_' "
+                             "(starting with a letter or digit)")
+    for name in split_list:
+        if not isinstance(name, str) or not _SPLIT_NAME.fullmatch(name):
+            raise CacheError(f"{path}: split {name!r}: expected letters, digits, '.' and '-' (starting with a letter "
+                             "or digit)")
     return chosen, split_list
 
 
@@ -318,19 +416,21 @@ def load_llama_cascades(
     """Load the llama-cascades folder as a canonical :class:`ResponseCache`, validating every value.
 
     Queries are ``"<bench>/<split>/<index>"`` in benchmark, split, question order; ``text`` is the benchmark's
-    question (TriviaQA's is cut out of its prompt), ``domain`` the benchmark, and the context columns are
-    ``subject`` (MMLU subject, MedMCQA subject_name, TruthfulQA category, "trivia" for TriviaQA; the grouping field)
-    and ``split``. Each (query, model) holds score 1.0/0.0 (graded correct or not), the API's input and output
+    question (TriviaQA's, and that of a benchmark without a questions file, is cut out of its prompt), ``domain`` the
+    benchmark, and the context columns are ``subject`` (MMLU subject, MedMCQA subject_name, TruthfulQA category,
+    "trivia" for TriviaQA, the benchmark's name for others; the grouping field) and ``split``. Each (query, model)
+    holds score 1.0/0.0 (graded correct or not; a fractional score in [0, 1] is kept), the API's input and output
     tokens, the latency in ms and, in ``extra["answer"]``, the model's answer.
 
     Args:
         path: the llama-cascades folder (see :func:`llama_cache_dir`).
-        benchmarks: benchmarks to load (default: all with results in the folder); each needs every split. A single
-            name may be given as a string.
+        benchmarks: benchmarks to load (default: all with results in the folder, known or not); each needs every
+            split. A single name may be given as a string.
         splits: splits to load, e.g. ``("test",)`` or ``"test"``.
 
     Raises:
-        CacheError: naming the file, field and index of the first problem, or a refused pickle global.
+        CacheError: naming the file, field and index of the first problem, a refused pickle global, or a known
+            benchmark whose figures differ from the published table.
     """
     path = Path(path)
     chosen, split_list = _select(path, benchmarks, splits)
@@ -338,7 +438,7 @@ def load_llama_cascades(
     meta = llama_meta(chosen, split_list)
     prices = np.array([MODEL_PRICES[m] for m in MODELS])
     return ResponseCache(
-        name=NAME, provenance="real", source=SOURCE, description=DESCRIPTION, models=list(MODELS),
+        name=NAME, provenance="real", source=SOURCE, description=meta["description"], models=list(MODELS),
         price_in=prices, price_out=prices.copy(),
         query_ids=[q for _, _, b in blocks for q in b.query_ids],
         texts=[t for _, _, b in blocks for t in b.texts],

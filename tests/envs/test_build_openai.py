@@ -1,10 +1,13 @@
 """The cache builder's openai path against a local OpenAI-compatible server on 127.0.0.1 that also answers with 500s,
-rate limits, slow replies and malformed bodies: the builder retries, reports what still failed, resumes without
-redoing finished queries, and never leaves a truncated cache behind."""
+rate limits, slow or dripping replies, malformed bodies and impossible replies: the builder retries, cuts every attempt
+off at its deadline, reports what still failed or was invalid, resumes without redoing finished queries, and never
+replaces a valid cache with a truncated or invalid one."""
 
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -17,7 +20,7 @@ import pytest
 
 from envs.data import make_capitals as mc
 from envs.data.__main__ import main as cli
-from envs.data.backends import Completion, OpenAIBackend, _retry_after
+from envs.data.backends import Completion, OpenAIBackend, _DeadlineConnection, _retry_after
 from envs.data.build import JOURNAL_NAME, CapitalsTask, ModelRun, build_cache, default_model_name
 from envs.data.cache import load_cache
 
@@ -29,15 +32,19 @@ TRUTH = {c.name: c for c in mc.load_countries()}
 
 class FakeOpenAI:
     """A loopback ``/v1/chat/completions`` server. ``script[country]`` lists what the next requests for that
-    country get ("500", "429", "slow", "malformed", "400", "drop"; then normal replies); ``always[country]`` is what
-    every request gets. Normal replies are right for most countries; ``replies[country]`` overrides the text."""
+    country get ("500", "429", "slow", "malformed", "400", "drip-headers", "drip-body"; then normal replies);
+    ``always[country]`` is what every request gets. Normal replies are right for most countries; ``replies[country]``
+    overrides the text and ``usage[country]`` the (prompt, completion) token counts. "drip-*" sends the response one
+    byte every ``drip_s`` seconds from its first byte or from the body on."""
 
     def __init__(self, script: dict[str, list[str]] | None = None, always: dict[str, str] | None = None,
-                 replies: dict[str, str] | None = None, slow_s: float = 0.6) -> None:
+                 replies: dict[str, str] | None = None, usage: dict[str, tuple] | None = None,
+                 slow_s: float = 0.6, drip_s: float = 0.05) -> None:
         self.script = {k: list(v) for k, v in (script or {}).items()}
         self.always = dict(always or {})
         self.replies = dict(replies or {})
-        self.slow_s = slow_s
+        self.usage = dict(usage or {})
+        self.slow_s, self.drip_s = slow_s, drip_s
         self.requests: Counter = Counter()
         self.models: Counter = Counter()
         self.lock = threading.Lock()
@@ -58,6 +65,19 @@ class FakeOpenAI:
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+
+            def _drip(self, body: bytes, from_body: bool) -> None:
+                data = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                        "Connection: close\r\n\r\n").encode() + body
+                start = len(data) - len(body) if from_body else 0
+                try:
+                    self.wfile.write(data[:start])
+                    for k in range(start, len(data)):
+                        self.wfile.write(data[k:k + 1])
+                        time.sleep(outer.drip_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up: what this test wants
+                self.close_connection = True
 
             def do_POST(self) -> None:
                 if self.path != "/v1/chat/completions":
@@ -86,13 +106,15 @@ class FakeOpenAI:
                     "Latitude": mc.format_coordinate(TRUTH[country].latitude, "N", "S"),
                     "Longitude": mc.format_coordinate(TRUTH[country].longitude, "E", "W"),
                 }, ensure_ascii=False)
+                prompt_tokens, completion_tokens = outer.usage.get(country, (90 + len(country), 30))
                 body = {
                     "id": "chatcmpl-test", "object": "chat.completion", "model": request["model"],
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                  "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 90 + len(country), "completion_tokens": 30,
-                              "total_tokens": 120 + len(country)},
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
                 }
+                if action.startswith("drip-"):
+                    return self._drip(json.dumps(body).encode(), from_body=action == "drip-body")
                 self._send(200, json.dumps(body).encode())
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -190,7 +212,8 @@ def test_permanent_failures_are_reported_and_a_rerun_resumes(serve, tmp_path: Pa
         cli(args)
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
-    assert "4 queries failed after retries" in err and "rerun the same command to resume" in err
+    assert "4 queries failed (errors after retries, or invalid replies)" in err
+    assert "rerun the same command to resume" in err
     assert "HTTP 400" in err and "HTTP 500" in err and "llama-3.2-1b-instruct / JPN" in err
     # 400 is not retried, 500 is (3 attempts); two models.
     assert broken.requests["France"] == 2 and broken.requests["Japan"] == 6
@@ -317,3 +340,104 @@ def test_usage_errors_and_a_locked_journal(tmp_path: Path, capsys) -> None:
             Journal(out / JOURNAL_NAME)
     finally:
         held.close()
+
+
+# ---------------------------------------------------------------------------------------- deadlines and bad replies
+
+
+@pytest.mark.parametrize("where", ["headers", "body"])
+def test_a_dripping_server_is_cut_off_at_the_deadline(serve, where: str) -> None:
+    """One byte every 50 ms never trips a per-read timeout of 0.4 s; the per-attempt deadline cuts it off (the full
+    reply would take ~10 s), counts it as a timeout and retries."""
+    server = serve(always={"France": f"drip-{where}"})
+    dripping = backend(server, timeout=0.4, max_retries=1, backoff=0.01)
+    fine = backend(server, timeout=0.4)
+    task = CapitalsTask()
+    france = next(q for q in task.queries() if q["query_id"] == "FRA")
+    argentina = next(q for q in task.queries() if q["query_id"] == "ARG")
+    t0 = time.monotonic()
+    [completion] = list(dripping.generate([task.messages(france)]))
+    elapsed = time.monotonic() - t0
+    assert completion.error is not None and "no complete reply within 0.4 s" in completion.error, completion
+    assert completion.attempts == 2 and dripping.stats()["retry: timeout"] == 1
+    assert 0.8 <= elapsed < 2.5, elapsed
+    assert server.requests["France"] == 2
+    [ok] = list(fine.generate([task.messages(argentina)]))  # the same server answers a normal request in time
+    assert ok.error is None and ok.output_tokens == 30
+
+
+def test_a_silent_tls_server_is_cut_off_at_the_deadline() -> None:
+    """An https endpoint that accepts the connection and never answers the TLS handshake: the deadline covers the
+    handshake too (and an https URL without a port means 443)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = listener.getsockname()[1]
+        silent = OpenAIBackend(MODEL_ID, base_url=f"https://127.0.0.1:{port}/v1", timeout=0.3, max_retries=0)
+        t0 = time.monotonic()
+        [completion] = list(silent.generate([[{"role": "user", "content": "Provide the geographical data for: X"}]]))
+        elapsed = time.monotonic() - t0
+    finally:
+        listener.close()
+    assert completion.error is not None and "no complete reply within 0.3 s" in completion.error, completion
+    assert 0.25 <= elapsed < 1.5, elapsed
+    assert _DeadlineConnection("example.org", None, 0.0, ssl.create_default_context()).port == 443
+    assert _DeadlineConnection("example.org", None, 0.0, None).port == 80
+
+
+def test_impossible_replies_never_replace_a_valid_cache(serve, tmp_path: Path, monkeypatch, capsys) -> None:
+    """A server that reports negative or astronomic token counts or sends a 300 kB reply: those replies are reported,
+    not journaled, the previous cache stays byte for byte, and once the server is fixed the same command asks just
+    those again and completes."""
+    out = tmp_path / "cache"
+    good = serve()
+    monkeypatch.setenv("OPENAI_BASE_URL", good.url)
+    base = ["build", "--backend", "openai", "--out", str(out), "--queries", ",".join(SUBSET), "--no-progress",
+            "--timeout", "2", "--max-retries", "0"]
+    assert cli(base + ["--model", MODEL_ID]) == 0
+    previous = {f: (out / f).read_bytes() for f in CACHE_FILES}
+    capsys.readouterr()
+
+    bad = serve(usage={"Argentina": (-5, 30), "France": (90, 10**30)}, replies={"Japan": "x" * 300_000})
+    monkeypatch.setenv("OPENAI_BASE_URL", bad.url)
+    both = base + ["--model", MODEL_ID, "--model", "meta-llama/Llama-3.2-1B-Instruct"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli(both)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "llama-3.2-1b-instruct / ARG: invalid reply: input_tokens is -5, expected an integer in [0, " in err
+    assert f"llama-3.2-1b-instruct / FRA: invalid reply: output_tokens is {10**30}" in err
+    assert "llama-3.2-1b-instruct / JPN: invalid reply: the reply has 300000 characters" in err
+    assert {f: (out / f).read_bytes() for f in CACHE_FILES} == previous
+    journal = [json.loads(line) for line in (out / JOURNAL_NAME).read_text().splitlines()]
+    assert {(r["model"], r["query_id"]) for r in journal if r["model"] == "llama-3.2-1b-instruct"} == {
+        ("llama-3.2-1b-instruct", q) for q in ("DEU", "BRA", "AUS")}
+    assert bad.requests["Japan"] == 1  # the 3B's replies came from the journal
+
+    fixed = serve()
+    monkeypatch.setenv("OPENAI_BASE_URL", fixed.url)
+    assert cli(both) == 0
+    assert fixed.requests == Counter({"Argentina": 1, "France": 1, "Japan": 1})
+    cache = load_cache(out, required_models=["llama-3.2-3b-instruct", "llama-3.2-1b-instruct"])
+    assert cache.input_tokens.max() < 200 and cache.output_tokens.max() == 30
+
+
+def test_invalid_replies_in_an_old_journal_are_asked_again(serve, tmp_path: Path) -> None:
+    """A journal written by an older builder may hold impossible replies; they are ignored (and said so) instead of
+    failing every rerun."""
+    server = serve()
+    out = tmp_path / "cache"
+    assert run(server, out).written
+    records = [json.loads(line) for line in (out / JOURNAL_NAME).read_text().splitlines()]
+    poison = {"ARG": {"input_tokens": -5}, "FRA": {"output_tokens": 10**30}, "JPN": {"text": "x" * 300_000},
+              "DEU": {"latency_ms": float("nan")}}
+    with open(out / JOURNAL_NAME, "w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps({**record, **poison.get(record["query_id"], {})}) + "\n")
+    fresh = serve()
+    report = run(fresh, out, cache_name="again")
+    assert report.ok and report.written, report.summary()
+    assert fresh.requests == Counter({"Argentina": 1, "France": 1, "Japan": 1, "Germany": 1})
+    assert {q for q, _ in report.invalid_journaled} == set(poison)
+    assert "ignored 4 invalid replies in the journal" in report.summary()
+    cache = load_cache(out)
+    assert cache.name == "again" and cache.output_tokens.max() == 30

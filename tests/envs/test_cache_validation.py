@@ -1,13 +1,18 @@
-"""The canonical cache loader rejects every malformed cache with a message naming the file and the field or row.
+"""The canonical cache loader rejects every malformed cache with a message naming the file and the field or row, and
+the writer replaces a cache only with a valid one, in one atomic step.
 
 A small valid cache (two queries, two models) is written with ``write_cache`` uncompressed, then one file is corrupted
 per case; a hypothesis test checks that ``write_cache``/``load_cache`` round-trip scores, tokens and latencies exactly.
+(The exhaustive bad-input sweep is test_data_bad_input.py; kills and torn writes are test_data_faults.py.)
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -17,8 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from envs.data import cache as cache_module
 from envs.data.__main__ import main
-from envs.data.cache import CacheError, load_cache, write_cache
+from envs.data.cache import MAX_TOKENS, CacheError, load_cache, write_cache
 
 MODELS = ("small", "large")
 
@@ -164,7 +170,7 @@ def test_validate_command(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -
 # --------------------------------------------------------------------------------------------------------- round trip
 
 _scores = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
-_tokens = st.integers(min_value=0, max_value=2**53)  # exactly representable as the float the loader parses
+_tokens = st.integers(min_value=0, max_value=MAX_TOKENS)  # the loader's bound, exact as the float it parses
 _latencies = st.floats(min_value=0.0, max_value=1e9, allow_nan=False, allow_infinity=False)
 
 
@@ -190,3 +196,125 @@ def test_write_load_round_trip_is_exact(data: st.DataObject, n_queries: int, com
     np.testing.assert_array_equal(cache.output_tokens, tout)
     np.testing.assert_array_equal(cache.latency_ms, latency)
     assert cache.input_tokens.dtype == np.int64 and cache.context_field is None
+
+
+# ------------------------------------------------------------------------------------------------------------ writing
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def _with(row: int, **changes) -> list[dict]:
+    return [({**r, **changes} if k == row else r) for k, r in enumerate(RESPONSES)]
+
+
+IMPOSSIBLE = {
+    "negative tokens": (_with(1, input_tokens=-5), r"row 2, field 'input_tokens': expected an integer in \[0, "),
+    "1e30 tokens": (_with(2, output_tokens=10**30), r"row 3, field 'output_tokens': expected an integer"),
+    "tokens past int64": (_with(0, input_tokens=2**63), r"row 1, field 'input_tokens'"),
+    "300 kB reply": (_with(3, answer="x" * 300_000), r"row 4: not valid CSV \(field larger than field limit"),
+    "120 kB reply": (_with(3, answer="x" * 120_000), r"row 4, field 'answer': 120000 characters, expected at most"),
+    "NaN score": (_with(0, score=float("nan")), r"row 1, field 'score': expected a finite number"),
+    "negative latency": (_with(0, latency_ms=-1.0), r"row 1, field 'latency_ms': expected a non-negative"),
+}
+
+
+@pytest.mark.parametrize("case", list(IMPOSSIBLE))
+def test_an_invalid_cache_never_replaces_the_previous_one(cache_dir: Path, case: str) -> None:
+    responses, pattern = IMPOSSIBLE[case]
+    before = _files(cache_dir)
+    with pytest.raises(CacheError, match=r"tiny: refusing to write an invalid cache \(the previous one is kept\): "
+                                         r"responses\.csv\.gz: " + pattern):
+        write_cache(cache_dir, _meta(), QUERIES, responses)
+    assert _files(cache_dir) == before
+    assert sorted(p.name for p in cache_dir.parent.iterdir()) == ["tiny"]  # no staging directory left behind
+    load_cache(cache_dir, required_models=MODELS)
+
+
+def test_the_swap_is_one_atomic_exchange_of_complete_caches(cache_dir: Path, monkeypatch) -> None:
+    """At the only moment the path changes, it goes from the complete old cache to the complete, validated new one."""
+    real_exchange, seen = cache_module._exchange, []
+
+    def observed(staging: Path, out: Path) -> None:
+        assert load_cache(out).score.tolist() == [[1.0, 1.0], [0.0, 0.75]]  # still the old cache
+        staged = load_cache(staging)
+        assert staged.score.tolist() == [[1.0, 1.0], [0.0, 0.5]] and staged.name == "tiny"
+        assert sorted(p.name for p in staging.iterdir()) == ["meta.json", "queries.csv.gz", "responses.csv.gz"]
+        seen.append(staging)
+        real_exchange(staging, out)
+
+    monkeypatch.setattr(cache_module, "_exchange", observed)
+    write_cache(cache_dir, _meta(), QUERIES, _with(3, score=0.5))
+    assert len(seen) == 1 and not seen[0].exists()
+    assert load_cache(cache_dir).score.tolist() == [[1.0, 1.0], [0.0, 0.5]]
+
+
+def test_the_new_directory_keeps_the_old_ones_permissions(cache_dir: Path) -> None:
+    os.chmod(cache_dir, 0o750)
+    write_cache(cache_dir, _meta(), QUERIES, RESPONSES)
+    assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o750
+    fresh = write_cache(cache_dir.parent / "fresh", _meta(), QUERIES, RESPONSES)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o777 & ~umask
+
+
+def test_one_form_per_table(cache_dir: Path, tmp_path: Path) -> None:
+    """A stale responses.csv next to a fresh responses.csv.gz (or the other way round) is refused by name; writing
+    either form removes the other with the old directory."""
+    gz_dir = write_cache(tmp_path / "gz", _meta(), QUERIES, _with(0, score=0.0))
+    (cache_dir / "responses.csv.gz").write_bytes((gz_dir / "responses.csv.gz").read_bytes())
+    with pytest.raises(CacheError, match=r"tiny: holds both responses\.csv and responses\.csv\.gz; .*remove the stale"):
+        load_cache(cache_dir)
+    assert main(["validate", str(cache_dir)]) == 1
+    write_cache(cache_dir, _meta(), QUERIES, RESPONSES)
+    assert sorted(p.name for p in cache_dir.iterdir()) == ["meta.json", "queries.csv.gz", "responses.csv.gz"]
+    write_cache(cache_dir, _meta(), QUERIES, RESPONSES, compress=False)
+    assert sorted(p.name for p in cache_dir.iterdir()) == ["meta.json", "queries.csv", "responses.csv"]
+    assert load_cache(cache_dir).score.tolist() == [[1.0, 1.0], [0.0, 0.75]]
+
+
+def test_the_writer_refuses_targets_it_would_damage(cache_dir: Path, tmp_path: Path) -> None:
+    (cache_dir / "notes.txt").write_text("mine")
+    before = _files(cache_dir)
+    with pytest.raises(CacheError, match=r"tiny: holds notes\.txt, which is not part of a cache"):
+        write_cache(cache_dir, _meta(), QUERIES, RESPONSES)
+    assert _files(cache_dir) == before
+    link = tmp_path / "link"
+    link.symlink_to(cache_dir, target_is_directory=True)
+    with pytest.raises(CacheError, match=r"link: is a symbolic link; give the directory it points to"):
+        write_cache(link, _meta(), QUERIES, RESPONSES)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(CacheError, match=r"afile: exists and is not a directory"):
+        write_cache(afile, _meta(), QUERIES, RESPONSES)
+    assert _files(cache_dir) == before and afile.read_text() == "x"
+
+
+def test_stale_staging_directories_are_removed_but_not_live_ones(cache_dir: Path) -> None:
+    dead = cache_dir.parent / ".tiny.tmp-deadbeef"
+    dead.mkdir()
+    (dead / "meta.json").write_text('{"half": ')
+    live = cache_dir.parent / ".tiny.tmp-0badf00d"
+    live.mkdir()
+    other = cache_dir.parent / ".tinyx.tmp-deadbeef"  # another cache's: not ours to touch
+    other.mkdir()
+    fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as the writer staging there would hold it
+        write_cache(cache_dir, _meta(), QUERIES, RESPONSES)
+    finally:
+        os.close(fd)
+    assert not dead.exists() and live.exists() and other.exists()
+    load_cache(cache_dir, required_models=MODELS)
+
+
+def test_a_byte_order_mark_is_ignored_and_a_decompression_bomb_refused(cache_dir: Path, monkeypatch) -> None:
+    path = cache_dir / "queries.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as spreadsheet programs save UTF-8
+    assert load_cache(cache_dir).query_ids == ["q1", "q2"]
+    gz_dir = write_cache(cache_dir.parent / "gz", _meta(), QUERIES, _with(0, answer="x" * 5000))
+    monkeypatch.setattr(cache_module, "MAX_TABLE_BYTES", 4096)
+    with pytest.raises(CacheError, match=r"responses\.csv\.gz: more than 4096 bytes once decompressed"):
+        load_cache(gz_dir)

@@ -94,7 +94,7 @@ def test_selection_of_benchmarks_and_splits() -> None:
     cache = load_llama_cascades(REAL_DIR, benchmarks=["triviaqa"], splits=("train",))
     assert cache.n_queries == 300 and set(cache.domains) == {"triviaqa"}
     assert cache.meta["benchmarks"] == ["triviaqa"] and cache.meta["splits"] == ["train"]
-    with pytest.raises(CacheError, match="unknown benchmark"):
+    with pytest.raises(CacheError, match=r"missing gsm8k_llama_test\.pkl"):
         load_llama_cascades(REAL_DIR, benchmarks=["gsm8k"])
     with pytest.raises(CacheError, match="mmlu_llama_dev.pkl"):
         load_llama_cascades(REAL_DIR, benchmarks=["mmlu"], splits=("dev",))
@@ -201,14 +201,15 @@ def test_missing_pickle_names_the_file(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- validation of the pickles
 
 
-def _results(n: int) -> dict:
-    """A synthetic, valid results dict of ``n`` questions in the llama-cascades layout."""
+def _results(n: int, correct=lambda i, k: (i + k) % 2 == 0) -> dict:
+    """A synthetic, valid results dict of ``n`` questions in the llama-cascades layout; ``correct(i, k)`` says whether
+    model ``k`` answered question ``i`` right."""
     per_model = lambda f: {m: [f(i, k) for i in range(n)] for k, m in enumerate(MODELS)}  # noqa: E731
     return {
         "chain": "Chain(...)",
         "system_prompts": ["Answer with A, B, C or D."] * n,
         "user_prompts": [f"Question: q{i}?\n\nAnswer: " for i in range(n)],
-        "model_correctness": per_model(lambda i, k: (i + k) % 2 == 0),
+        "model_correctness": per_model(correct),
         "model_answers": per_model(lambda i, k: "ABCD"[(i + k) % 4]),
         "model_tokens": per_model(lambda i, k: {"in": 100 + i, "out": 1 + k}),
         "model_costs": per_model(lambda i, k: 1e-5),
@@ -218,35 +219,89 @@ def _results(n: int) -> dict:
     }
 
 
+def _published_like(bench: str, split: str) -> dict:
+    """Synthetic results with the published table's question count and (to its rounding) accuracies."""
+    n, accuracy = PUBLISHED[bench, split]
+    return _results(n, lambda i, k: i < round(accuracy[k] * n))
+
+
 def _questions(n: int) -> list[dict]:
     return [{"question": f"q{i}?", "subject": "algebra" if i % 2 else "anatomy", "choices": list("wxyz"),
              "answer": 0} for i in range(n)]
 
 
-def _write_folder(folder: Path, results: dict, questions: list[dict], bench: str = "mmlu") -> Path:
-    (folder / f"{bench}_llama_test.pkl").write_bytes(pickle.dumps(results))
-    (folder / f"{bench}_questions_test.pkl").write_bytes(pickle.dumps(questions))
+def _write_folder(folder: Path, results: dict, questions: list[dict] | None, bench: str = "toybench",
+                  split: str = "test") -> Path:
+    (folder / f"{bench}_llama_{split}.pkl").write_bytes(pickle.dumps(results))
+    if questions is not None:
+        (folder / f"{bench}_questions_{split}.pkl").write_bytes(pickle.dumps(questions))
     return folder
 
 
 def test_synthetic_folder_loads(tmp_path: Path) -> None:
     cache = load_llama_cascades(_write_folder(tmp_path, _results(4), _questions(4)), splits=("test",))
-    assert cache.query_ids == ["mmlu/test/0", "mmlu/test/1", "mmlu/test/2", "mmlu/test/3"]
-    assert cache.texts == ["q0?", "q1?", "q2?", "q3?"] and cache.domains == ["mmlu"] * 4
-    assert cache.context == {"subject": ["anatomy", "algebra"] * 2, "split": ["test"] * 4}
+    assert cache.query_ids == ["toybench/test/0", "toybench/test/1", "toybench/test/2", "toybench/test/3"]
+    assert cache.texts == ["q0?", "q1?", "q2?", "q3?"] and cache.domains == ["toybench"] * 4
+    assert cache.context == {"subject": ["toybench"] * 4, "split": ["test"] * 4}
     assert cache.score[:, 0].tolist() == [1.0, 0.0, 1.0, 0.0]
     assert cache.input_tokens[:, 0].tolist() == [100, 101, 102, 103]
     assert cache.output_tokens[0].tolist() == [1, 2, 3, 4, 5]
     assert cache.extra["answer"][0].tolist() == ["A", "B", "C", "D", "A"]
 
 
+def test_unknown_benchmarks_of_the_layout_load(tmp_path: Path) -> None:
+    """gsm8k and xsum are not in the published table: any benchmark in the layout loads, with or without questions,
+    next to known ones, and converts to a canonical cache that loads back the same."""
+    _write_folder(tmp_path, _results(3), [{"question": f"Problem {i}", "answer": "#### 4"} for i in range(3)],
+                  bench="gsm8k")
+    results = _results(2)
+    results["user_prompts"][1] = "Summarize the given source document: ..."
+    _write_folder(tmp_path, results, None, bench="xsum")
+    _write_folder(tmp_path, _published_like("mmlu", "train"), _questions(285), bench="mmlu", split="train")
+    cache = load_llama_cascades(tmp_path, benchmarks=["gsm8k", "xsum"], splits="test")
+    assert cache.query_ids == ["gsm8k/test/0", "gsm8k/test/1", "gsm8k/test/2", "xsum/test/0", "xsum/test/1"]
+    assert cache.texts == ["Problem 0", "Problem 1", "Problem 2", "q0?", "Summarize the given source document: ..."]
+    assert cache.context["subject"] == ["gsm8k"] * 3 + ["xsum"] * 2
+    assert cache.meta["benchmarks"] == ["gsm8k", "xsum"] and "gsm8k" in cache.description
+    # The default selection is every benchmark in the folder (known ones first), each with every split asked for.
+    with pytest.raises(CacheError, match=r"missing gsm8k_llama_train\.pkl"):
+        load_llama_cascades(tmp_path, splits="train")
+    out = tmp_path / "canonical"
+    assert main(["convert-llama", str(tmp_path), str(out), "--benchmarks", "gsm8k,xsum", "--splits", "test"]) == 0
+    loaded = load_cache(out, required_models=MODELS)
+    assert loaded.query_ids == cache.query_ids and loaded.texts == cache.texts
+    np.testing.assert_array_equal(loaded.score, cache.score)
+
+
+def test_known_benchmarks_take_subjects_and_are_checked_against_the_published_table(tmp_path: Path) -> None:
+    _write_folder(tmp_path, _published_like("mmlu", "train"), _questions(285), bench="mmlu", split="train")
+    cache = load_llama_cascades(tmp_path, splits="train")
+    assert cache.context["subject"][:2] == ["anatomy", "algebra"] and cache.n_queries == 285
+    np.testing.assert_allclose(cache.score.mean(axis=0), PUBLISHED["mmlu", "train"][1], atol=0.0006)
+
+    wrong = _published_like("mmlu", "train")
+    wrong["model_correctness"]["llama3.1-70b"][-1] = True  # one more right answer: 225/285 = .789, published .786
+    _write_folder(tmp_path, wrong, _questions(285), bench="mmlu", split="train")
+    with pytest.raises(CacheError, match=r"mmlu_llama_train\.pkl: field 'model_correctness', model 'llama3\.1-70b': "
+                                         r"accuracy 0\.7895, the published table says 0\.786.*mmlu-rerun_llama_train"):
+        load_llama_cascades(tmp_path, splits="train")
+    _write_folder(tmp_path, _results(4), _questions(4), bench="mmlu", split="train")
+    with pytest.raises(CacheError, match=r"mmlu_llama_train\.pkl: has 4 questions, the published mmlu train split "
+                                         r"has 285"):
+        load_llama_cascades(tmp_path, splits="train")
+    # The same file under another name is another benchmark, loaded with the structural checks only.
+    (tmp_path / "mmlu_llama_train.pkl").rename(tmp_path / "mmlu-rerun_llama_train.pkl")
+    (tmp_path / "mmlu_questions_train.pkl").rename(tmp_path / "mmlu-rerun_questions_train.pkl")
+    assert load_llama_cascades(tmp_path, splits="train").n_queries == 4
+
+
 def test_triviaqa_question_is_cut_from_the_prompt(tmp_path: Path) -> None:
-    results = _results(3)
+    results = _published_like("triviaqa", "train")
     results["user_prompts"][2] = "A prompt in another template"
-    (tmp_path / "triviaqa_llama_test.pkl").write_bytes(pickle.dumps(results))
-    cache = load_llama_cascades(tmp_path, splits="test")
-    assert cache.texts == ["q0?", "q1?", "A prompt in another template"]
-    assert cache.context["subject"] == ["trivia"] * 3
+    _write_folder(tmp_path, results, None, bench="triviaqa", split="train")
+    cache = load_llama_cascades(tmp_path, splits="train")
+    assert cache.texts[:3] == ["q0?", "q1?", "A prompt in another template"]
+    assert cache.context["subject"] == ["trivia"] * 300
 
 
 def _set(field: str, model: str, index: int, value):
@@ -263,7 +318,8 @@ BAD_RESULTS = {
                         r"field 'model_tokens', model 'llama3.2-1b', index 3, key 'in'"),
     "fractional tokens": (_set("model_tokens", "llama3.2-3b", 0, {"in": 5, "out": 1.5}),
                           r"field 'model_tokens', model 'llama3.2-3b', index 0, key 'out'"),
-    "token key missing": (_set("model_tokens", "llama3.2-3b", 0, {"in": 5}), r"missing field 'out'"),
+    "token key missing": (_set("model_tokens", "llama3.2-3b", 0, {"in": 5}),
+                          r"field 'model_tokens', model 'llama3.2-3b', index 0: missing key 'out'"),
     "bad latency": (_set("model_latencies", "llama3.1-70b", 1, float("nan")),
                     r"field 'model_latencies', model 'llama3.1-70b', index 1"),
     "answer not a string": (_set("model_answers", "llama3.1-405b", 0, None),
@@ -287,21 +343,24 @@ def test_malformed_results_name_file_field_and_index(tmp_path: Path, case: str) 
     _write_folder(tmp_path, results, _questions(4))
     with pytest.raises(CacheError, match=pattern) as info:
         load_llama_cascades(tmp_path, splits=("test",))
-    assert "mmlu_llama_test.pkl" in str(info.value)
+    assert "toybench_llama_test.pkl" in str(info.value)
 
 
 def test_questions_file_must_match_the_results(tmp_path: Path) -> None:
     _write_folder(tmp_path, _results(4), _questions(3))
-    with pytest.raises(CacheError, match=r"mmlu_questions_test\.pkl: has 3 questions, but mmlu_llama_test\.pkl has 4"):
+    with pytest.raises(CacheError, match=r"toybench_questions_test\.pkl: has 3 questions, but "
+                                         r"toybench_llama_test\.pkl has 4"):
         load_llama_cascades(tmp_path, splits=("test",))
-    questions = _questions(4)
+    results = _published_like("mmlu", "train")
+    questions = _questions(285)
     del questions[2]["subject"]
-    _write_folder(tmp_path, _results(4), questions)
-    with pytest.raises(CacheError, match=r"mmlu_questions_test\.pkl: .*missing field 'subject'"):
-        load_llama_cascades(tmp_path, splits=("test",))
-    (tmp_path / "mmlu_questions_test.pkl").unlink()
-    with pytest.raises(CacheError, match=r"missing mmlu_questions_test\.pkl"):
-        load_llama_cascades(tmp_path, splits=("test",))
+    (tmp_path / "toybench_llama_test.pkl").unlink()
+    _write_folder(tmp_path, results, questions, bench="mmlu", split="train")
+    with pytest.raises(CacheError, match=r"mmlu_questions_train\.pkl: .*missing field 'subject'"):
+        load_llama_cascades(tmp_path, splits=("train",))
+    (tmp_path / "mmlu_questions_train.pkl").unlink()
+    with pytest.raises(CacheError, match=r"missing mmlu_questions_train\.pkl"):
+        load_llama_cascades(tmp_path, splits=("train",))
 
 
 def test_folder_without_results_files(tmp_path: Path) -> None:
