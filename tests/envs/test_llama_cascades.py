@@ -1,8 +1,8 @@
 """The llama-cascades importer: safe unpickling, strict validation, and the real data against its published table.
 
-Tests marked ``real_data`` read the llama-cascades folder (real results of five Llama models on four benchmarks,
-not part of this repository: ``$LLM_ARENA_LLAMA_DIR`` or ``shared/data/llama-cascades`` beside the repo) and are
-skipped when it is absent. The rest build small synthetic pickles in a temporary folder.
+Tests that take the ``llama_dir`` fixture (``tests/conftest.py``) read the llama-cascades folder (real results of five
+Llama models on four benchmarks, not part of this repository: ``$LLM_ARENA_LLAMA_DIR`` or ``shared/data/llama-cascades``
+beside the repo) and are skipped when it is absent. The rest build small synthetic pickles in a temporary folder.
 """
 
 from __future__ import annotations
@@ -23,16 +23,6 @@ from envs.data.llama_cascades import (
 )
 
 
-def _real_dir() -> Path:
-    env = os.environ.get(ENV_VAR)
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data" / "llama-cascades"
-
-
-REAL_DIR = _real_dir()
-real_data = pytest.mark.skipif(
-    not any(REAL_DIR.glob("*_llama_*.pkl")),
-    reason=f"llama-cascades data not found at {REAL_DIR} (set {ENV_VAR} to the folder to run these tests)",
-)
 
 # The published table (README of the data folder; Zellinger & Thomson, arXiv 2501.09345): questions and accuracy of
 # llama3.2-1b / 3.2-3b / 3.1-8b / 3.1-70b / 3.1-405b per benchmark and split.
@@ -52,11 +42,10 @@ PUBLISHED = {
 
 
 @pytest.fixture(scope="module")
-def real_cache():
-    return load_llama_cascades(REAL_DIR)
+def real_cache(llama_dir):
+    return load_llama_cascades(llama_dir)
 
 
-@real_data
 def test_real_accuracy_and_counts_match_published_table(real_cache) -> None:
     assert real_cache.models == list(MODELS)
     assert real_cache.n_queries == sum(n for n, _ in PUBLISHED.values())
@@ -69,7 +58,6 @@ def test_real_accuracy_and_counts_match_published_table(real_cache) -> None:
             assert abs(got - expected) <= 0.0006, (bench, split, model, got, expected)
 
 
-@real_data
 def test_real_cache_shape_and_fields(real_cache) -> None:
     assert real_cache.provenance == "real" and real_cache.name == "llama-cascades"
     assert "2501.09345" in real_cache.source and "0d9c8610de48960420ec2352855555a8c1e2c52f" in real_cache.source
@@ -89,24 +77,22 @@ def test_real_cache_shape_and_fields(real_cache) -> None:
     assert "mmlu/abstract_algebra" in groups and "triviaqa/trivia" in groups
 
 
-@real_data
-def test_selection_of_benchmarks_and_splits() -> None:
-    cache = load_llama_cascades(REAL_DIR, benchmarks=["triviaqa"], splits=("train",))
+def test_selection_of_benchmarks_and_splits(llama_dir) -> None:
+    cache = load_llama_cascades(llama_dir, benchmarks=["triviaqa"], splits=("train",))
     assert cache.n_queries == 300 and set(cache.domains) == {"triviaqa"}
     assert cache.meta["benchmarks"] == ["triviaqa"] and cache.meta["splits"] == ["train"]
     with pytest.raises(CacheError, match=r"missing gsm8k_llama_test\.pkl"):
-        load_llama_cascades(REAL_DIR, benchmarks=["gsm8k"])
+        load_llama_cascades(llama_dir, benchmarks=["gsm8k"])
     with pytest.raises(CacheError, match="mmlu_llama_dev.pkl"):
-        load_llama_cascades(REAL_DIR, benchmarks=["mmlu"], splits=("dev",))
+        load_llama_cascades(llama_dir, benchmarks=["mmlu"], splits=("dev",))
 
 
-@real_data
-def test_convert_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_convert_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str], llama_dir) -> None:
     out = tmp_path / "mmlu"
-    assert main(["convert-llama", str(REAL_DIR), str(out), "--benchmarks", "mmlu", "--splits", "train,test"]) == 0
+    assert main(["convert-llama", str(llama_dir), str(out), "--benchmarks", "mmlu", "--splits", "train,test"]) == 0
     printed = capsys.readouterr().out
     assert "llama3.1-405b" in printed and "accuracy" in printed
-    direct = load_llama_cascades(REAL_DIR, benchmarks=["mmlu"], splits=("train", "test"))
+    direct = load_llama_cascades(llama_dir, benchmarks=["mmlu"], splits=("train", "test"))
     loaded = load_cache(out, required_models=MODELS)
     assert loaded.meta == direct.meta
     for attr in ("name", "provenance", "source", "description", "models", "query_ids", "texts", "domains",
