@@ -24,7 +24,7 @@ import numpy as np
 
 from envs.layout import ACTION_DIM, BID, INFLATION, SUBSTITUTION, ObservationLayout
 from envs.scenarios import Market, ScenarioConfig, build_market
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, row_max
 
 ENV_NAME = "llm_market_v1"  # bumped whenever the market's behaviour changes
 BLOCK = 256  # rounds of queries, costs and noise drawn at once per market (speed only: draws are chunk-invariant)
@@ -66,7 +66,7 @@ class Round:
     unserved: np.ndarray
 
 
-@dataclass
+@dataclass(slots=True)
 class SingleRound:
     """One round of a single market as Python numbers (the per-step path of the PettingZoo env); :meth:`batched`
     gives it as a :class:`Round` of one market."""
@@ -149,20 +149,33 @@ class BatchedMarket:
         self._action_space = gymnasium.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         self._rows = np.arange(E)
         self._providers = np.arange(N)
-        self._expected_tokens = (mk.input_tokens + mk.expected_output_tokens).astype(np.float64)  # [Q, M]
+        self._offsets = self._rows * N  # row starts of a flattened [E, N] array
+        self._declared_rows = np.broadcast_to(mk.declared, (E, N))
+        self._no_noise = np.zeros((E, 0))
+        # Per-query tables, gathered each round with one ``take`` per table (fancy indexing is several times slower).
+        expected_tokens = (mk.input_tokens + mk.expected_output_tokens).astype(np.float64)  # [Q, M]
+        self._declared_base = mk.base_cost[self._providers, mk.declared]  # [N]
+        self._honest_unit = self._declared_base * expected_tokens[:, mk.declared]  # [Q, N] expected cost at type 1
         self._declared_exp_out = mk.expected_output_tokens[:, mk.declared].astype(np.float64)  # [Q, N]
         self._declared_value = cfg.value_scale * mk.score[:, mk.declared]  # [Q, N]
-        self._declared_tokens = (mk.input_tokens + mk.output_tokens)[:, mk.declared].astype(np.float64)  # [Q, N]
-        self._declared_base = mk.base_cost[self._providers, mk.declared]  # [N]
-        # Per-query public features, one table: the observation copies a row per market.
-        self._query_block = np.concatenate(
-            [mk.context, mk.input_tokens / L, mk.expected_output_tokens / L], axis=1).astype(np.float32)
-        self._n_query_features = self._query_block.shape[1]
+        self._declared_cost_unit = self._declared_base * (mk.input_tokens + mk.output_tokens)[:, mk.declared]
+        self._score_flat = mk.score.astype(np.float64).ravel()  # [Q * M]
+        self._input_flat = mk.input_tokens.astype(np.int64).ravel()
+        self._output_flat = mk.output_tokens.astype(np.int64).ravel()
+        self._base_flat = mk.base_cost.ravel()  # [N * M]
         lay = self.layout
-        self.obs = np.zeros((E, N, lay.size), dtype=np.float32)
-        self.obs[:, :, lay.menu] = mk.menu
-        self.obs[:, :, lay.declared] = np.eye(M)[mk.declared]
-        self.obs[:, :, lay.agent_id] = np.eye(N)
+        self._n_query_features = mk.context.shape[1] + 2 * M
+        # Everything in an observation but the provider's cost type and the market's history: the query's context and
+        # expected tokens, the expected cost of each model at type 1, menu, declared model, agent id.
+        template = np.zeros((mk.n_queries, N, lay.size), dtype=np.float32)
+        template[:, :, :self._n_query_features] = np.concatenate(
+            [mk.context, mk.input_tokens / L, mk.expected_output_tokens / L], axis=1)[:, None, :]
+        template[:, :, lay.expected_cost] = mk.base_cost[None] * expected_tokens[:, None, :] / cfg.value_scale
+        template[:, :, lay.menu] = mk.menu
+        template[:, :, lay.declared] = np.eye(M)[mk.declared]
+        template[:, :, lay.agent_id] = np.eye(N)
+        self._template = template
+        self.obs = np.zeros((E, N, lay.size), dtype=np.float32)  # replaced by every observation
         self.t = 0
         self._streams: list[tuple[np.random.Generator, ...]] | None = None
         self.last_round: Round | None = None
@@ -201,7 +214,8 @@ class BatchedMarket:
         self.mechanism.reset(self.info, E, [s[2] for s in self._streams])
         self._noise_dim = self.mechanism.noise_dim
         if cfg.cost_resample == "episode":
-            self._episode_types = np.stack([s[1].uniform(cfg.cost_low, cfg.cost_high, N) for s in self._streams])
+            u = np.stack([s[1].random(N) for s in self._streams])
+            self._episode_types = cfg.cost_low + (cfg.cost_high - cfg.cost_low) * u
         self.t = 0
         self.wins = np.zeros((E, N))
         self.last_price = np.zeros(E)
@@ -212,36 +226,48 @@ class BatchedMarket:
         return self.obs
 
     def _draw_block(self) -> None:
-        """The next block of queries, cost types and mechanism noise of every market (never past the episode)."""
+        """The next block of queries, cost types and mechanism noise of every market (never past the episode), stored
+        round-major ([k, E, ...]) so each round reads contiguous slices. Each market's generators fill their own row
+        (``Generator.random`` is chunk-invariant: the same draws whatever the block size)."""
         cfg, mk = self.config, self.market
+        E, N, U = self.n_markets, self.n_providers, self._noise_dim
         k = min(BLOCK, cfg.horizon - self.t)
-        streams = self._streams
-        self._queries = np.stack([np.floor(s[0].random(k) * mk.n_queries) for s in streams]).astype(np.int64)
-        if cfg.cost_resample == "query":
-            self._types = np.stack([s[1].uniform(cfg.cost_low, cfg.cost_high, (k, self.n_providers))
-                                    for s in streams])
-        if self._noise_dim:
-            self._noise = np.stack([s[2].random((k, self._noise_dim)) for s in streams])
+        per_query = cfg.cost_resample == "query"
+        draws = np.empty((E, k * (1 + N * per_query + U)))
+        for row, (queries, types, noise) in zip(draws, self._streams):
+            queries.random(out=row[:k])
+            if per_query:
+                types.random(out=row[k:k + k * N])
+            if U:
+                noise.random(out=row[k + k * N * per_query:])
+        rounds = np.ascontiguousarray(draws.T)  # [k * (1 + N + U), E]
+        self._queries = np.floor(rounds[:k] * mk.n_queries).astype(np.int64)  # [k, E]
+        if per_query:  # low + (high - low) u, as Generator.uniform computes it
+            u = rounds[k:k + k * N].reshape(k, N, E).transpose(0, 2, 1)
+            self._types = np.ascontiguousarray(cfg.cost_low + (cfg.cost_high - cfg.cost_low) * u)  # [k, E, N]
+        if U:
+            self._noise = np.ascontiguousarray(rounds[k + k * N * per_query:].reshape(k, U, E).transpose(0, 2, 1))
         self._pos = 0
-        if self.n_markets == 1:
+        if E == 1:
             self._prepare_single_block()
 
+    def _round_types(self) -> np.ndarray:
+        return self._types[self._pos] if self.config.cost_resample == "query" else self._episode_types
+
     def _observe(self) -> None:
-        """Costs of the coming query and every provider's observation of it (into ``self.obs``)."""
+        """The coming query's honest bids and every provider's observation of it (``self.obs``, a fresh array)."""
         mk, lay, cfg = self.market, self.layout, self.config
-        q = self._queries[:, self._pos]
+        q = self._queries[self._pos]
         self.q = q
-        types = self._types[:, self._pos] if cfg.cost_resample == "query" else self._episode_types  # [E, N]
-        self._cost = mk.base_cost * types[:, :, None]  # [E, N, M] realised cost per token
-        exp_cost = self._cost * self._expected_tokens[q][:, None, :]  # [E, N, M] expected cost of serving q
-        self._honest = self._declared_base * types * self._expected_tokens[q][:, mk.declared]  # [E, N]
-        obs = self.obs
-        obs[:, :, :self._n_query_features] = self._query_block[q][:, None, :]
-        obs[:, :, lay.expected_cost] = exp_cost / cfg.value_scale
+        types = self._round_types()  # [E, N]
+        self._honest = self._honest_unit.take(q, axis=0) * types  # [E, N] expected cost of the declared model
+        obs = self._template.take(q, axis=0)
+        scale_expected_costs(obs, lay.expected_cost, types)
         obs[:, :, lay.last_price] = (self.last_price / cfg.value_scale)[:, None]
         obs[:, :, lay.win_rate] = self.wins / max(1, self.t)
-        obs[:, :, lay.mechanism] = self.mechanism.public_state(mk.context[q], mk.group[q])[:, None, :]
+        obs[:, :, lay.mechanism] = self.mechanism.public_state(mk.context.take(q, axis=0), mk.group.take(q))[:, None]
         obs[:, :, lay.time_left] = 1.0 - self.t / cfg.horizon
+        self.obs = obs
 
     # ------------------------------------------------------------------------------------- one market, per step
 
@@ -249,6 +275,7 @@ class BatchedMarket:
         mk, lay = self.market, self.layout
         self._block = _SingleBlock(self)
         self._declared_list = mk.declared.tolist()
+        self._base_list = mk.base_cost.tolist()
         self._substitutes = [list(s) for s in lay.substitutes]
         self._dynamic = slice(lay.last_price, lay.time_left + 1)  # last price, win rate, mechanism, time left
 
@@ -276,7 +303,7 @@ class BatchedMarket:
         mk, cfg, lay, mech = self.market, self.config, self.layout, self.mechanism
         block, pos, N = self._block, self._pos, self.n_providers
         q, group = block.queries[pos], block.groups[pos]
-        honest, cost = block.honest[pos], block.cost[pos]
+        honest, types = block.honest[pos], block.types[pos]
         declared = self._declared_list
         scale, max_infl = lay.ask_scale, lay.max_inflation
         per_token = cfg.billing == "per_token"
@@ -287,9 +314,8 @@ class BatchedMarket:
             a_sub = 1.0 if a_sub > 1.0 else a_sub
             a_infl = 1.0 if a_infl > 1.0 else a_infl
             if per_token:
-                tokens = max(exp_out[i], 1.0)
-                asks[i] = max(honest[i] / tokens + a_bid * scale, 0.0)
-                bids[i] = asks[i] * tokens
+                asks[i] = max(honest[i] / exp_out[i] + a_bid * scale, 0.0)
+                bids[i] = asks[i] * exp_out[i]
             else:
                 asks[i] = bids[i] = max(honest[i] + a_bid * scale, 0.0)
             if a_sub > 0.0:
@@ -311,9 +337,9 @@ class BatchedMarket:
             if mech.billing == "list_price":
                 payment = float(mk.price_in[w] * tau_in + mk.price_out[w] * reported)
             elif per_token:
-                payment = payment / max(exp_out[w], 1.0) * reported
+                payment = payment / exp_out[w] * reported
             value = cfg.value_scale * score
-            cost_w = cost[w][s] * (tau_in + tau_out)
+            cost_w = self._base_list[w][s] * types[w] * (tau_in + tau_out)
             rewards[w] = cfg.eta * payment - cost_w
             self._wins_one[w] += 1.0
             self._last_price_one = payment
@@ -374,43 +400,47 @@ class BatchedMarket:
         rows, q, E, N = self._rows, self.q, self.n_markets, self.n_providers
 
         honest = self._honest
-        exp_out = self._declared_exp_out[q]  # [E, N] expected output tokens of each declared model
+        exp_out = np.maximum(self._declared_exp_out.take(q, axis=0), 1.0)  # [E, N] expected output tokens, >= 1
         if cfg.billing == "per_token":
-            honest_ask = honest / np.maximum(exp_out, 1.0)
-            asks = lay.decode_asks(acts[:, :, BID], honest_ask)
-            bids = asks * np.maximum(exp_out, 1.0)  # the mechanism ranks expected payments per query
+            asks = lay.decode_asks(acts[:, :, BID], honest / exp_out)
+            bids = asks * exp_out  # the mechanism ranks expected payments per query
         else:
             asks = bids = lay.decode_asks(acts[:, :, BID], honest)
         served = lay.decode_served(acts[:, :, SUBSTITUTION], mk.declared) if (acts[:, :, SUBSTITUTION] > 0).any() \
-            else np.broadcast_to(mk.declared, (E, N))
+            else self._declared_rows
         inflation = lay.decode_inflation(acts[:, :, INFLATION])
 
-        context, group = mk.context[q], mk.group[q]
-        noise = self._noise[:, self._pos] if self._noise_dim else np.zeros((E, 0))
+        context, group = mk.context.take(q, axis=0), mk.group.take(q)
+        noise = self._noise[self._pos] if self._noise_dim else self._no_noise
         winner, payment = mech.allocate(bids, context, group, noise)
         won = winner != NO_WINNER
         w = np.where(won, winner, 0)
-        s = served[rows, w]
-        score = np.where(won, mk.score[q, s], 0.0)
-        tau_in = np.where(won, mk.input_tokens[q, s], 0)
-        tau_out = np.where(won, mk.output_tokens[q, s], 0)
-        reported = np.minimum(np.ceil(tau_out * (1.0 + inflation[rows, w])), mk.max_output_tokens).astype(np.int64)
+        flat_w = self._offsets + w  # index of (market, winner) in a flattened [E, N] array
+        s = served.take(flat_w)
+        flat_qs = q * mk.n_models + s
+        score = np.where(won, self._score_flat.take(flat_qs), 0.0)
+        tau_in = np.where(won, self._input_flat.take(flat_qs), 0)
+        tau_out = np.where(won, self._output_flat.take(flat_qs), 0)
+        reported = np.minimum(np.ceil(tau_out * (1.0 + inflation.take(flat_w))), mk.max_output_tokens).astype(np.int64)
         if mech.billing == "list_price":  # list prices of the declared model, on reported tokens
-            payment = mk.price_in[w] * tau_in + mk.price_out[w] * reported
+            payment = mk.price_in.take(w) * tau_in + mk.price_out.take(w) * reported
         elif cfg.billing == "per_token":  # the mechanism's price per expected output token, on reported tokens
-            payment = payment / np.maximum(exp_out[rows, w], 1.0) * reported
+            payment = payment / exp_out.take(flat_w) * reported
         payment = np.where(won, payment, 0.0)
         value = cfg.value_scale * score
-        cost = np.where(won, self._cost[rows, w, s] * (tau_in + tau_out), 0.0)
+        types = self._round_types()
+        cost_per_token = self._base_flat.take(w * mk.n_models + s) * types.take(flat_w)
+        cost = np.where(won, cost_per_token * (tau_in + tau_out), 0.0)
         rewards = np.zeros((E, N))
-        rewards[rows[won], w[won]] = cfg.eta * payment[won] - cost[won]
-        self.wins[rows[won], w[won]] += 1.0
+        rewards.put(flat_w[won], cfg.eta * payment[won] - cost[won])
+        wins = self.wins.reshape(-1)
+        wins.put(flat_w[won], wins.take(flat_w[won]) + 1.0)
         self.last_price = np.where(won, payment, self.last_price)
         mech.update(Outcome(winner, score, tau_in, reported, payment, context, group))
 
         # Best achievable welfare: the best provider serving its declared model at its true cost.
-        declared_cost = self._cost[rows[:, None], self._providers, mk.declared] * self._declared_tokens[q]
-        best_welfare = np.maximum(0.0, (self._declared_value[q] - declared_cost).max(axis=1))
+        declared_cost = self._declared_cost_unit.take(q, axis=0) * types
+        best_welfare = np.maximum(0.0, row_max(self._declared_value.take(q, axis=0) - declared_cost))
         self.t += 1
         self.last_round = Round(
             t=self.t, query=q, bids=bids, asks=asks, honest_bids=honest, rewards=rewards, served=served,
@@ -420,38 +450,44 @@ class BatchedMarket:
         done = self.t >= cfg.horizon
         if not done:
             self._pos += 1
-            if self._pos == self._queries.shape[1]:
+            if self._pos == self._queries.shape[0]:
                 self._draw_block()
             self._observe()
         return self.obs, rewards, np.full(E, done)
 
 
 class _SingleBlock:
-    """A block of one market's rounds precomputed as Python lists and small arrays, for :meth:`step_one`."""
+    """A block of one market's rounds precomputed as Python lists and small arrays, for :meth:`step_one` (the same
+    formulas as :meth:`BatchedMarket._observe` and :meth:`BatchedMarket.step`, so both paths agree to the bit)."""
 
     def __init__(self, market: BatchedMarket):
         m, mk, cfg = market, market.market, market.config
-        q = m._queries[0]
-        types = m._types[0] if cfg.cost_resample == "query" else np.broadcast_to(m._episode_types[0],
+        q = m._queries[:, 0]
+        types = m._types[:, 0] if cfg.cost_resample == "query" else np.broadcast_to(m._episode_types[0],
                                                                                  (q.shape[0], m.n_providers))
-        cost = mk.base_cost * types[:, :, None]  # [k, N, M] realised cost per token, as _observe computes it
         self.queries = q.tolist()
-        self.groups = mk.group[q].tolist()
-        self.score = mk.score[q].tolist()  # [k][M]: every model's answer, as the winner's served model picks one
-        self.input_tokens = mk.input_tokens[q].tolist()
-        self.output_tokens = mk.output_tokens[q].tolist()
-        self.context = mk.context[q]
-        self.cost = cost.tolist()
-        # The observation's per-query columns (context, expected tokens, expected costs) are contiguous: one block.
-        expected_cost = (cost * m._expected_tokens[q][:, None, :] / cfg.value_scale).astype(np.float32)
-        self.static = np.concatenate([np.broadcast_to(m._query_block[q][:, None, :], (*cost.shape[:2],
-                                                                                       m._n_query_features)),
-                                      expected_cost], axis=2)  # [k, N, features + M]
-        self.honest = (m._declared_base * types * m._expected_tokens[q][:, mk.declared]).tolist()
-        self.expected_output = m._declared_exp_out[q].tolist()
-        declared_cost = cost[:, m._providers, mk.declared] * m._declared_tokens[q]
-        self.best_welfare = np.maximum(0.0, (m._declared_value[q] - declared_cost).max(axis=1)).tolist()
-        self.noise = m._noise[0].tolist() if m._noise_dim else [[]] * q.shape[0]
+        self.groups = mk.group.take(q).tolist()
+        self.context = mk.context.take(q, axis=0)
+        self.score = mk.score.take(q, axis=0).astype(np.float64).tolist()  # [k][M]: every model's answer
+        self.input_tokens = mk.input_tokens.take(q, axis=0).tolist()
+        self.output_tokens = mk.output_tokens.take(q, axis=0).tolist()
+        self.types = types.tolist()
+        static = m._template.take(q, axis=0)  # [k, N, D]
+        scale_expected_costs(static, m.layout.expected_cost, types)
+        self.static = static[:, :, :m.layout.menu.start]  # the per-query columns: context, tokens, expected costs
+        self.honest = (m._honest_unit.take(q, axis=0) * types).tolist()
+        self.expected_output = np.maximum(m._declared_exp_out.take(q, axis=0), 1.0).tolist()
+        declared_cost = m._declared_cost_unit.take(q, axis=0) * types
+        self.best_welfare = np.maximum(0.0, (m._declared_value.take(q, axis=0) - declared_cost).max(axis=1)).tolist()
+        self.noise = m._noise[:, 0].tolist() if m._noise_dim else [[]] * q.shape[0]
+
+
+def scale_expected_costs(obs: np.ndarray, columns: slice, types: np.ndarray) -> None:
+    """Multiply the expected-cost columns of observations [..., N, D] (at type 1) by the providers' types [..., N], in
+    float32, one model column at a time (a broadcast over the short model axis is several times slower)."""
+    t32 = types.astype(np.float32)
+    for c in range(columns.start, columns.stop):
+        obs[..., c] *= t32
 
 
 def cost_range(mk: Market) -> np.ndarray:

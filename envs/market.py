@@ -143,7 +143,7 @@ class raw_env(ParallelEnv):
         self._single = self._round = None
         zeros = dict.fromkeys(PROVIDER_INFO, 0)
         market = {**dict.fromkeys(MARKET_INFO, 0), "winner": NO_WINNER,
-                  "mechanism": {k: 0.0 for k in self.mechanism.diagnostics()}}
+                  "mechanism": dict.fromkeys(self.mechanism.diagnostics_one(), 0.0)}
         infos = {a: {**zeros, "declared": self._declared[i], "served": self._declared[i], "market": market}
                  for i, a in enumerate(self.agents)}
         return dict(zip(self.agents, obs[0].copy())), infos
@@ -221,7 +221,7 @@ class raw_env(ParallelEnv):
         market = {"t": r.t, "query": r.query, "winner": winner, "score": r.score, "value": r.value,
                   "payment": r.payment, "cost": r.cost, "user_utility": r.value - r.payment,
                   "welfare": r.value - r.cost, "best_welfare": r.best_welfare, "unserved": winner < 0,
-                  "mechanism": {k: float(v[0]) for k, v in self.mechanism.diagnostics().items()}}
+                  "mechanism": self.mechanism.diagnostics_one()}
         infos = {}
         for i, a in enumerate(self.possible_agents):
             won = i == winner

@@ -5,6 +5,7 @@ the winner its bid, P_w = b_w. Not truthful: a provider gains by asking more tha
 market the equilibrium bid is b(c) = c + (1 - c) / n, §8).
 """
 
+from mechanisms.base import pick
 from mechanisms.registry import register
 from mechanisms.scoring import ScoringAuction
 
@@ -15,7 +16,7 @@ class FirstPrice(ScoringAuction):
     reference = "MECHANISMS.md §2"
 
     def payment(self, winner, bids, scores):
-        return bids[self._markets, winner]
+        return pick(bids, winner)
 
     def payment_one(self, winner, bids, scores):
         return bids[winner]

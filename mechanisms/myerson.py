@@ -43,7 +43,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, best_other
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, best_other, pick
 from mechanisms.registry import register
 from mechanisms.quality import QualityEstimator, QualityMode
 
@@ -169,12 +169,11 @@ class Myerson(Mechanism):
 
     def allocate(self, bids, context, group, noise):
         self.n_rounds += 1
-        rows = self._markets
         idx = self.indices(bids, group)
         w = argmax_random_ties(idx, noise)
-        served = idx[rows, w] > 0.0
+        served = pick(idx, w) > 0.0
         self.n_unserved += ~served
-        target = self.quality.qhat(group)[rows, w] - np.maximum(0.0, best_other(idx, w))
+        target = pick(self.quality.qhat(group), w) - np.maximum(0.0, best_other(idx, w))
         payment = np.empty(w.shape[0])
         for i, pr in enumerate(self.priors):  # the winner's own inverse virtual cost
             mine = w == i
@@ -182,7 +181,7 @@ class Myerson(Mechanism):
                 payment[mine] = pr.inverse_virtual_cost(target[mine])
         if self.support_cap:
             payment = np.minimum(payment, self.tops[w])
-        payment = np.maximum(payment, bids[rows, w])  # equal up to round-off: the threshold is never below the bid
+        payment = np.maximum(payment, pick(bids, w))  # equal up to round-off: the threshold is never below the bid
         payment = np.where(served, payment, 0.0)
         self.payment_sum += payment
         return np.where(served, w, NO_WINNER), payment

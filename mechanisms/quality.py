@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from mechanisms.base import MarketInfo, Outcome
+from mechanisms.base import MarketInfo, Outcome, pick
 
 QualityMode = Literal["learned", "prior"]
 
@@ -34,11 +34,11 @@ class QualityEstimator:
         self.sums = np.broadcast_to(prior * self.prior_weight, (n_markets, *prior.shape)).copy()  # [E, G, N]
         self.counts = np.full_like(self.sums, self.prior_weight)
         self.means = self.sums / self.counts
-        self._markets = np.arange(n_markets)
+        self._means_one = self.means[0].tolist() if n_markets == 1 else None  # [G][N] floats: the E = 1 path's copy
 
     def mean_score(self, group: np.ndarray) -> np.ndarray:
         """[E, N] estimated mean score of every provider on each market's query group."""
-        return self.means[self._markets, group]
+        return pick(self.means, group)
 
     def qhat(self, group: np.ndarray) -> np.ndarray:
         """[E, N] estimated expected value (money) of every provider on each market's query group."""
@@ -51,18 +51,25 @@ class QualityEstimator:
         e = np.flatnonzero(outcome.served)
         if e.size == 0:
             return
-        g, w = outcome.group[e], outcome.winner[e]
-        self.sums[e, g, w] += outcome.score[e]
-        self.counts[e, g, w] += 1.0
-        self.means[e, g, w] = self.sums[e, g, w] / self.counts[e, g, w]
+        E, G, N = self.sums.shape
+        cell = (e * G + outcome.group[e]) * N + outcome.winner[e]  # flat index of (market, group, winner)
+        sums, counts = self.sums.reshape(-1), self.counts.reshape(-1)
+        new_sums, new_counts = sums.take(cell) + outcome.score[e], counts.take(cell) + 1.0
+        sums.put(cell, new_sums)
+        counts.put(cell, new_counts)
+        self.means.reshape(-1).put(cell, new_sums / new_counts)
+        if self._means_one is not None:
+            self._means_one = self.means[0].tolist()
 
     def qhat_one(self, group: int) -> list[float]:
         """:meth:`qhat` of a single market (E = 1), as a list."""
-        return (self.means[0, group] * self.value_scale).tolist()
+        vs = self.value_scale
+        return [m * vs for m in self._means_one[group]]
 
     def observe_one(self, winner: int, group: int, score: float) -> None:
         """:meth:`observe` of a single market (E = 1); ``winner`` >= 0."""
         if self.mode == "learned":
-            self.sums[0, group, winner] += score
-            self.counts[0, group, winner] += 1.0
-            self.means[0, group, winner] = self.sums[0, group, winner] / self.counts[0, group, winner]
+            total = float(self.sums[0, group, winner]) + score
+            count = float(self.counts[0, group, winner]) + 1.0
+            self.sums[0, group, winner], self.counts[0, group, winner] = total, count
+            self.means[0, group, winner] = self._means_one[group][winner] = total / count

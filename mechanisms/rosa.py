@@ -42,7 +42,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, pick
 from mechanisms.registry import register
 from mechanisms.quality import QualityEstimator, QualityMode
 
@@ -116,7 +116,7 @@ class LinUCBAllocation(Allocation):
             x = np.asarray(context, dtype=float)
             vx = np.matmul(self.v_inv, x[:, None, :, None])[..., 0]  # [E, N, d]
             width = np.sqrt(np.maximum(np.einsum("end,ed->en", vx, x), 0.0))
-            ucb = np.einsum("end,ed->en", self.theta, x) + self.alpha * width + self.offset[group]
+            ucb = np.einsum("end,ed->en", self.theta, x) + self.alpha * width + self.offset.take(group, axis=0)
             self._cached = c = (np.array(context, copy=True), np.array(group, copy=True), ucb)
         return c[2]
 
@@ -124,21 +124,24 @@ class LinUCBAllocation(Allocation):
         cost = 2.0 * np.maximum(bids, self.cost_lo) - self.cost_lo if self.virtual else bids
         index = self.info.value_scale * self.ucb(context, group) - cost
         w = argmax_random_ties(index, noise)
-        return np.where(index[self._markets, w] > 0.0, w, NO_WINNER)
+        return np.where(pick(index, w) > 0.0, w, NO_WINNER)
 
     def update(self, outcome: Outcome) -> None:
         e = np.flatnonzero(outcome.served)
         if e.size == 0:
             return
+        E, N, d = self.b.shape
         w = outcome.winner[e]
-        x = np.asarray(outcome.context[e], dtype=float)  # [S, d]
-        v_inv = self.v_inv[e, w]  # [S, d, d]
+        cell = e * N + w  # (market, winner) in the flattened [E * N] leading axes
+        x = np.asarray(outcome.context.take(e, axis=0), dtype=float)  # [S, d]
+        v_inv = self.v_inv.reshape(E * N, d, d).take(cell, axis=0)  # [S, d, d]
         vx = np.matmul(v_inv, x[..., None])[..., 0]
         v_inv -= vx[:, :, None] * vx[:, None, :] / (1.0 + np.einsum("sd,sd->s", vx, x))[:, None, None]
-        self.v_inv[e, w] = v_inv  # Sherman-Morrison: (V + x x')^-1
-        self.b[e, w] += (outcome.score[e] - self.offset[outcome.group[e], w])[:, None] * x
-        self.theta[e, w] = np.matmul(v_inv, self.b[e, w][..., None])[..., 0]
-        self.wins[e, w] += 1.0
+        self.v_inv.reshape(E * N, d, d)[cell] = v_inv  # Sherman-Morrison: (V + x x')^-1
+        b = self.b.reshape(E * N, d)
+        b[cell] += (outcome.score.take(e) - self.offset[outcome.group.take(e), w])[:, None] * x
+        self.theta.reshape(E * N, d)[cell] = np.matmul(v_inv, b[cell][..., None])[..., 0]
+        self.wins.reshape(-1)[cell] += 1.0
         self._cached = None
 
     def public_state(self, context, group):
@@ -161,7 +164,7 @@ class GreedyAllocation(Allocation):
     def choose(self, bids, context, group, noise):
         s = self.quality.qhat(group) - bids
         w = argmax_random_ties(s, noise)
-        return np.where(s[self._markets, w] >= 0.0, w, NO_WINNER)
+        return np.where(pick(s, w) >= 0.0, w, NO_WINNER)
 
     def update(self, outcome: Outcome) -> None:
         self.quality.observe(outcome)
@@ -240,7 +243,6 @@ class Rosa(Mechanism):
     def allocate(self, bids, context, group, noise):
         self.n_rounds += 1
         N = bids.shape[1]
-        rows = self._markets
         x = self.resample(bids, noise)
         ties = noise[:, 2 * N:]
         w = self.allocation.choose(x, context, group, ties)
@@ -250,8 +252,8 @@ class Rosa(Mechanism):
         served = w != NO_WINNER
         self.n_unserved += ~served
         ws = np.maximum(w, 0)
-        b_w = bids[rows, ws]
-        rebate = self.resampled[rows, ws] & served
+        b_w = pick(bids, ws)
+        rebate = pick(self.resampled, ws) & served
         payment = np.where(served, b_w + np.where(rebate, (self.cbar - b_w) / self.mu, 0.0), 0.0)
         self.n_rebates += rebate
         self.payment_sum += payment

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, argmax_random_ties_one
+from mechanisms.base import (NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, argmax_random_ties_one,
+                             pick)
 from mechanisms.quality import QualityEstimator, QualityMode
 
 
@@ -36,7 +37,7 @@ class ScoringAuction(Mechanism):
     def allocate(self, bids, context, group, noise):
         s = self.scores(bids, group)
         w = argmax_random_ties(s, noise)
-        served = s[self._markets, w] >= 0.0
+        served = pick(s, w) >= 0.0
         self.n_rounds += 1
         self.n_unserved += ~served
         payment = np.where(served, self.payment(w, bids, s), 0.0)
@@ -78,3 +79,6 @@ class ScoringAuction(Mechanism):
 
     def diagnostics(self):
         return {"unserved_rate": self.n_unserved / max(1, self.n_rounds)}
+
+    def diagnostics_one(self):
+        return {"unserved_rate": float(self.n_unserved[0]) / max(1, self.n_rounds)}

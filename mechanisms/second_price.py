@@ -7,7 +7,7 @@ dominant strategy as long as qhat does not depend on the provider's own actions 
 
 import numpy as np
 
-from mechanisms.base import best_other
+from mechanisms.base import best_other, pick
 from mechanisms.registry import register
 from mechanisms.scoring import ScoringAuction
 
@@ -18,8 +18,7 @@ class SecondPrice(ScoringAuction):
     reference = "MECHANISMS.md §2"
 
     def payment(self, winner, bids, scores):
-        rows = self._markets
-        qhat_w = scores[rows, winner] + bids[rows, winner]
+        qhat_w = pick(scores, winner) + pick(bids, winner)
         return qhat_w - np.maximum(0.0, best_other(scores, winner))
 
     def payment_one(self, winner, bids, scores):

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, argmax_random_ties, pick, row_max, row_offsets
 from mechanisms.quality import QualityMode
 from mechanisms.registry import register
 from mechanisms.scoring import ScoringAuction
@@ -50,12 +50,14 @@ def payment_ratio(d: np.ndarray) -> np.ndarray:
     return np.where(d >= 0.0, high, low)
 
 
-def logsumexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
-    """ln sum exp(a) along ``axis`` (-inf where every entry is -inf)."""
-    m = a.max(axis=axis, keepdims=True)
+def logsumexp(a: np.ndarray) -> np.ndarray:
+    """[E] ln sum exp(a) over each row of ``a`` [E, K] (-inf where every entry is -inf)."""
+    m = row_max(a)
     safe = np.where(np.isfinite(m), m, 0.0)
-    out = np.log(np.exp(a - safe).sum(axis=axis, keepdims=True)) + safe
-    return np.squeeze(out, axis=axis)
+    total = np.zeros(a.shape[0])
+    for k in range(a.shape[1]):
+        total += np.exp(a[:, k] - safe)
+    return np.log(total) + safe
 
 
 @register
@@ -119,10 +121,9 @@ class SoftRochet(ScoringAuction):
 
     def _rent(self, lg: np.ndarray, k: np.ndarray) -> np.ndarray:
         """[E] d = logit_k - ln C_k, C_k the weight of every other option, for column k [E] of ``lg``."""
-        rows = np.arange(lg.shape[0])
         others = lg.copy()
-        others[rows, k] = -np.inf
-        return lg[rows, k] - logsumexp(others)
+        others.reshape(-1).put(row_offsets(*lg.shape) + k, -np.inf)
+        return pick(lg, k) - logsumexp(others)
 
     def expected_payments(self, bids: np.ndarray, group: np.ndarray) -> np.ndarray:
         """[E, N] P_i = b_i x_i + t ln(1 + w_i e^{s_i/t} / C_i), the expected payment to i."""
@@ -137,16 +138,19 @@ class SoftRochet(ScoringAuction):
     def allocate(self, bids, context, group, noise):
         self.n_rounds += 1
         lg = self.logits(bids, group)
-        cum = np.cumsum(np.exp(lg - lg.max(axis=1, keepdims=True)), axis=1)
-        k = np.minimum((cum <= noise[:, :1] * cum[:, -1:]).sum(axis=1), lg.shape[1] - 1)
+        weights = np.exp(lg - row_max(lg)[:, None])
+        cum = np.cumsum(weights, axis=1)
+        threshold = noise[:, 0] * cum[:, -1]
+        k = np.zeros(lg.shape[0], dtype=np.int64)
+        for j in range(lg.shape[1] - 1):  # the first option whose cumulative weight exceeds the draw
+            k += cum[:, j] <= threshold
         served = k > 0
         self.n_unserved += ~served
         w = k - 1
         ws = np.maximum(w, 0)
-        rows = self._markets
-        payment = np.where(served, bids[rows, ws] + self.t * payment_ratio(self._rent(lg, k)), 0.0)
+        payment = np.where(served, pick(bids, ws) + self.t * payment_ratio(self._rent(lg, k)), 0.0)
         self.payment_sum += payment
-        self.n_soft += served & (ws != lg[:, 1:].argmax(axis=1))
+        self.n_soft += served & (ws != argmax_random_ties(lg[:, 1:], np.zeros((lg.shape[0], lg.shape[1] - 1))))
         return np.where(served, w, NO_WINNER), payment
 
     def diagnostics(self):

@@ -31,7 +31,8 @@ from typing import Literal
 
 import numpy as np
 
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties
+from mechanisms.base import (NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, best_other, pick, row_any,
+                             row_min)
 from mechanisms.registry import register
 
 
@@ -94,7 +95,7 @@ class UCBMyerson(Mechanism):
         self.value_sum = np.zeros((E, N))
         self.t = 0
         self.n_skipped = np.zeros(E)
-        self._providers = np.arange(N)[None, :]
+        self._cells = (np.arange(E * N) * self.bins).reshape(E, N)  # first bin of every (market, provider)
         self._prior_density = self.prior_weight / self.reserve  # the uniform prior's pseudo-bids per unit of bid
         self._ucb_next: np.ndarray | None = None  # the index of round t + 1, computed for the public state
 
@@ -113,8 +114,9 @@ class UCBMyerson(Mechanism):
         (monotone envelope when ``ironed``)."""
         x, k = self._bin(bids)
         cum = np.cumsum(self.hist, axis=2)
-        own = np.take_along_axis(self.hist, k[..., None], axis=2)[..., 0]
-        below = np.take_along_axis(cum, k[..., None], axis=2)[..., 0] - own
+        cell = self._cells + k  # (market, provider, bin) in the flattened histogram
+        own = self.hist.reshape(-1).take(cell)
+        below = cum.reshape(-1).take(cell) - own
         # F/f: the common normalisation (n_bids + prior_weight) cancels; (x / width - k) is the share of the bid's
         # own bin lying below it.
         cdf = self._prior_density * x + below + (x / self.width - k) * own
@@ -125,7 +127,7 @@ class UCBMyerson(Mechanism):
             # phi(e^-) over the edges below the bid.
             left = self.edges + (self._prior_density * self.edges + cum) / (self._prior_density + self.hist / self.width)
             envelope = np.maximum.accumulate(left, axis=2)  # [E, N, bins]: envelope up to each bin's right edge
-            lifted = np.take_along_axis(envelope, np.maximum(k - 1, 0)[..., None], axis=2)[..., 0]
+            lifted = envelope.reshape(-1).take(self._cells + np.maximum(k - 1, 0))
             phi = np.where(k > 0, np.maximum(phi, lifted), phi)
         return phi
 
@@ -138,37 +140,38 @@ class UCBMyerson(Mechanism):
 
     def allocate(self, bids, context, group, noise):
         self.t += 1
-        rows = self._markets
         ucb = self._ucb_next if self._ucb_next is not None else self.ucb()
         self._ucb_next = None
         index = ucb - self.virtual_cost(bids)
         _, k = self._bin(bids)
-        self.hist[rows[:, None], self._providers, k] += 1.0  # record the bids (each (market, provider) once)
+        hist, cell = self.hist.reshape(-1), self._cells + k
+        hist.put(cell, hist.take(cell) + 1.0)  # record the bids (each (market, provider) once)
         self.n_bids += 1.0
         eligible = bids <= self.reserve
-        served = eligible.any(axis=1)
+        served = row_any(eligible)
         self.n_skipped += ~served
         untried = eligible & (self.wins == 0)
         # Untried providers first, cheapest ask first; otherwise the best index.
-        w = np.where(untried.any(axis=1), argmax_random_ties(np.where(untried, -bids, -np.inf), noise),
+        w = np.where(row_any(untried), argmax_random_ties(np.where(untried, -bids, -np.inf), noise),
                      argmax_random_ties(np.where(eligible, index, -np.inf), noise))
         if self.payment_rule == "second_lowest":
-            second = np.partition(bids, 1, axis=1)[:, 1] if bids.shape[1] > 1 else bids[:, 0]
+            second = -best_other(-bids, argmax_random_ties(-bids, np.zeros_like(bids))) if bids.shape[1] > 1 \
+                else bids[:, 0]
             payment = np.minimum(self.reserve, second)
         else:
-            own = bids[rows, w][:, None]
+            own = pick(bids, w)[:, None]
             others = (bids >= own) & (np.arange(bids.shape[1]) != w[:, None])
-            payment = np.minimum(self.reserve, np.where(others, bids, np.inf).min(axis=1))
+            payment = np.minimum(self.reserve, row_min(np.where(others, bids, np.inf)))
         return np.where(served, w, NO_WINNER), np.where(served, payment, 0.0)
 
     def update(self, outcome: Outcome) -> None:
         self._ucb_next = None
         e = np.flatnonzero(outcome.served)
         if e.size:
-            w = outcome.winner[e]
+            cell = e * self.info.n_providers + outcome.winner[e]
             value = self.info.value_scale * outcome.score[e]
-            self.wins[e, w] += 1.0
-            self.value_sum[e, w] += value - outcome.payment[e] if self.value_signal == "net" else value
+            self.wins.reshape(-1)[cell] += 1.0
+            self.value_sum.reshape(-1)[cell] += value - outcome.payment[e] if self.value_signal == "net" else value
 
     @property
     def public_state_dim(self) -> int:

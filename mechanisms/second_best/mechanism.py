@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, pick
 from mechanisms.registry import register
 from mechanisms.second_best.schedule import (DONE, EXPLOITATION, EXPLORATION, INCENTIVE, N_PLAY_PHASES, UTILITY,
                                             batch_size, check_schedule, delta_1, delta_2, delta_3,
@@ -121,7 +121,7 @@ class SecondBest(Mechanism):
         """[E] current phase (DONE when the schedule or the T budget is exhausted)."""
         S = self.seg_count.shape[1]
         cur = np.minimum(self.cur, S - 1)
-        return np.where(self.cur < S, self.seg_phase[self._markets, cur], DONE)
+        return np.where(self.cur < S, pick(self.seg_phase, cur), DONE)
 
     def _advance(self, e: np.ndarray) -> None:
         """Markets ``e`` move to their next non-empty segment (or to done when the table or the T budget ends)."""
@@ -141,13 +141,12 @@ class SecondBest(Mechanism):
     def _end_exploration(self, e: np.ndarray) -> None:
         """Markets ``e`` finished exploring: i*, u', the deltas, R, the threshold, and the rest of their table."""
         K, L = self.info.n_providers, self.L
-        rows = np.arange(e.size)
         n = np.maximum(self.delegations[e, :, EXPLORATION], 1)[..., None]
         self.u_hat[e], self.vbar[e], self.taubar[e] = np.moveaxis(self._sums[e] / n, 2, 0)
         order = np.argsort(self.u_hat[e], axis=1, kind="stable")
         best, second = order[:, -1], order[:, -2]
         self.best[e], self.second[e] = best, second
-        u2 = self.u_hat[e][rows, second]
+        u2 = pick(self.u_hat[e], second)
         self.u_second[e] = u2
         if self.delta_1 is None:
             self.d1[e] = delta_1(self.vbar[e].min(axis=1), self.taubar[e].max(axis=1), L)
@@ -175,13 +174,13 @@ class SecondBest(Mechanism):
     def allocate(self, bids, context, group, noise):
         S = self.seg_count.shape[1]
         active = self.cur < S
-        winner = np.where(active, self.seg_provider[self._markets, np.minimum(self.cur, S - 1)], NO_WINNER)
+        winner = np.where(active, pick(self.seg_provider, np.minimum(self.cur, S - 1)), NO_WINNER)
         return winner, np.zeros(self.n_markets)
 
     def update(self, outcome: Outcome) -> None:
         S = self.seg_count.shape[1]
         cur = np.minimum(self.cur, S - 1)
-        e = np.flatnonzero((self.cur < S) & (outcome.winner == self.seg_provider[self._markets, cur]))
+        e = np.flatnonzero((self.cur < S) & (outcome.winner == pick(self.seg_provider, cur)))
         if e.size == 0:
             return
         w, seg = outcome.winner[e], self.cur[e]
