@@ -27,7 +27,7 @@ class TrainConfig:
         timesteps: transitions per learner (``best-response``, ``shared``) or in total per learner over all rounds
             (``independent``).
         rounds: R, rounds of ``independent`` mode (K = timesteps // rounds per learner per round).
-        n_envs: market copies stepped together.
+        n_envs: markets stepped together (one batched market; each is an SB3 environment slot per learner).
         seed: seeds numpy, torch, the markets (copy k: seed + k) and evaluation (seed + 10_000 + episode).
         run_dir: where everything is written.
         checkpoint_every: save a checkpoint every this many learner transitions (0: only on Ctrl-C).
@@ -51,18 +51,18 @@ class TrainConfig:
     learners: list[str] = field(default_factory=lambda: ["provider_0"])
     opponents: str = "truthful"
     algo: Literal["ppo", "sac"] = "ppo"
-    timesteps: int = 50_000
+    timesteps: int = 500_000
     rounds: int = 3
-    n_envs: int = 8
+    n_envs: int = 256
     seed: int = 0
     run_dir: str = "runs/latest"
-    checkpoint_every: int = 25_000
-    eval_every: int = 10_000
+    checkpoint_every: int = 250_000
+    eval_every: int = 100_000
     eval_episodes: int = 8
-    learning_rate: float = 3e-4
-    n_steps: int = 256
-    batch_size: int = 128
-    n_epochs: int = 10
+    learning_rate: float = 1e-3
+    n_steps: int = 16
+    batch_size: int = 1024
+    n_epochs: int = 4
     gamma: float = 0.9
     ent_coef: float = 0.0
     net_arch: list[int] = field(default_factory=lambda: [64, 64])

@@ -16,7 +16,7 @@ from training.trainer import TrainConfig, make_market, train
 from training.vec_env import MarketVecEnv
 from envs import parallel_env
 
-SMALL = dict(scenario="capitals", mechanism="first_price", timesteps=1024, n_envs=2, n_steps=64, batch_size=64,
+SMALL = dict(scenario="capitals", mechanism="first_price", timesteps=1024, n_envs=16, n_steps=16, batch_size=128,
              n_epochs=2, eval_every=512, eval_episodes=2, checkpoint_every=512)
 
 
@@ -75,7 +75,7 @@ def test_sac_trains_and_loads_back(tmp_path):
 
 
 def test_tensorboard_has_market_and_provider_metrics(tmp_path):
-    cfg = TrainConfig(**{**SMALL, "timesteps": 2048}, run_dir=str(tmp_path / "tb"))
+    cfg = TrainConfig(**{**SMALL, "timesteps": 2048, "overrides": {"horizon": 64}}, run_dir=str(tmp_path / "tb"))
     train(cfg, progress=False)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     acc = EventAccumulator(str(tmp_path / "tb" / "tb" / "provider_0"))
@@ -94,7 +94,7 @@ def test_resume_continues_the_step_count(tmp_path, monkeypatch):
 
     def interrupt_midway(self):
         calls["n"] += 1
-        if calls["n"] == 600:  # 600 vec steps x 2 envs = 1200 transitions, after the 1024 checkpoint
+        if calls["n"] == 75:  # 75 vec steps x 16 envs = 1200 transitions, after the 1024 checkpoint
             raise KeyboardInterrupt
         return original(self)
 
@@ -116,14 +116,14 @@ def test_resume_continues_the_step_count(tmp_path, monkeypatch):
     result = train(TrainConfig(run_dir=str(tmp_path / "r")), resume=True, progress=False)
     from stable_baselines3 import PPO
     final = PPO.load(result.run_dir / "policies" / "provider_0.zip")
-    assert 2048 <= final.num_timesteps < 2048 + 128
+    assert 2048 <= final.num_timesteps < 2048 + cfg.n_envs * cfg.n_steps  # at most one more rollout
     assert stepped["n"] < 2048 - 1000, f"resumed run stepped {stepped['n']} times: it restarted"
 
 
 def test_fresh_run_refuses_to_overwrite_and_cli_reports(tmp_path, capsys):
     run = tmp_path / "cli"
     argv = ["--scenario", "uniform", "--mechanism", "second_price", "--timesteps", "256", "--n-envs", "2",
-            "--run-dir", str(run), "--set", "n_providers=3", "--no-progress"]
+            "--batch-size", "32", "--run-dir", str(run), "--set", "n_providers=3", "--no-progress"]
     assert train_cli.main(argv) == 0
     assert "provider_0" in capsys.readouterr().out
     assert json.loads((run / "manifest.json").read_text())["agents"] == ["provider_0", "provider_1", "provider_2"]
@@ -147,14 +147,14 @@ def test_best_response_learns_the_first_price_equilibrium(tmp_path):
     """Reduced version of benchmarks/learn_equilibrium.py: a broken learner stays far from b(c) = c + (1-c)/n."""
     n = 3
     cfg = TrainConfig(scenario="uniform", mechanism="first_price", overrides={"n_providers": n}, opponents="bne",
-                      timesteps=100_000, gamma=0.0, eval_every=0, checkpoint_every=0, eval_episodes=2,
+                      timesteps=1_000_000, gamma=0.0, eval_every=0, checkpoint_every=0, eval_episodes=2,
                       run_dir=str(tmp_path / "eq"))
     policy = train(cfg, progress=False).policies["provider_0"]
     grid = np.linspace(0.05, 0.95, 19)
     learned = bid_function(policy, parallel_env(cfg.scenario, cfg.mechanism, **cfg.overrides), "provider_0", grid)
     truthful_distance = np.abs(grid - bne_bid(grid, n)).mean()  # what an untrained (honest) policy scores
     distance = np.abs(learned - bne_bid(grid, n)).mean()
-    assert distance < 0.05 < truthful_distance, (distance, learned.round(3))
+    assert distance < 0.04 < truthful_distance, (distance, learned.round(3))
 
 
 class _Pwn:
