@@ -219,7 +219,10 @@ class BatchedMarket:
         self.t = 0
         self.wins = np.zeros((E, N))
         self.last_price = np.zeros(E)
-        self._wins_one, self._last_price_one = [0.0] * N, 0.0  # the single-market path's copies (E = 1)
+        self.last_bids = np.zeros((E, N))
+        self.last_won = np.zeros((E, N))
+        # The single-market path's copies (E = 1): wins, last price, last bids, last winner.
+        self._wins_one, self._last_price_one, self._last_bids_one, self._last_winner_one = [0.0] * N, 0.0, [0.0] * N, -1
         self.last_round = None
         self._draw_block()
         self._observe()
@@ -264,6 +267,8 @@ class BatchedMarket:
         obs = self._template.take(q, axis=0)
         scale_expected_costs(obs, lay.expected_cost, types)
         obs[:, :, lay.last_price] = (self.last_price / cfg.value_scale)[:, None]
+        obs[:, :, lay.last_bid] = self.last_bids / cfg.value_scale
+        obs[:, :, lay.last_won] = self.last_won
         obs[:, :, lay.win_rate] = self.wins / max(1, self.t)
         obs[:, :, lay.mechanism] = self.mechanism.public_state(mk.context.take(q, axis=0), mk.group.take(q))[:, None]
         obs[:, :, lay.time_left] = 1.0 - self.t / cfg.horizon
@@ -277,17 +282,20 @@ class BatchedMarket:
         self._declared_list = mk.declared.tolist()
         self._base_list = mk.base_cost.tolist()
         self._substitutes = [list(s) for s in lay.substitutes]
-        self._dynamic = slice(lay.last_price, lay.time_left + 1)  # last price, win rate, mechanism, time left
+        self._dynamic = slice(lay.last_price, lay.time_left + 1)  # the history, the mechanism, the time left
 
     def _observe_one(self) -> None:
         """:meth:`_observe` of a single market, reading the precomputed block."""
         block, pos, obs = self._block, self._pos, self.obs[0]
         obs[:, :block.static.shape[2]] = block.static[pos]
         public = self.mechanism.public_state_one(block.context[pos], block.groups[pos]).tolist()
-        last_price = self._last_price_one / self.config.value_scale
+        vs = self.config.value_scale
+        last_price = self._last_price_one / vs
         time_left = 1.0 - self.t / self.config.horizon
         t = max(1, self.t)
-        obs[:, self._dynamic] = [[last_price, wins / t, *public, time_left] for wins in self._wins_one]
+        obs[:, self._dynamic] = [
+            [last_price, bid / vs, float(i == self._last_winner_one), wins / t, *public, time_left]
+            for i, (bid, wins) in enumerate(zip(self._last_bids_one, self._wins_one))]
 
     def step_one(self, actions: list[list[float]]) -> tuple[np.ndarray, list[float], bool]:
         """:meth:`step` of a single market (E = 1) with Python arithmetic: the PettingZoo env's per-step path.
@@ -346,6 +354,7 @@ class BatchedMarket:
         else:
             payment = 0.0
         mech.update_one(w, score, tau_in, reported, payment, context, group)
+        self._last_bids_one, self._last_winner_one = bids, w
         self.t += 1
         self.last_single = SingleRound(
             t=self.t, query=q, bids=bids, asks=asks, honest_bids=honest, rewards=rewards, served=served,
@@ -436,6 +445,9 @@ class BatchedMarket:
         wins = self.wins.reshape(-1)
         wins.put(flat_w[won], wins.take(flat_w[won]) + 1.0)
         self.last_price = np.where(won, payment, self.last_price)
+        self.last_bids = bids
+        self.last_won = np.zeros((E, N))
+        self.last_won.reshape(-1).put(flat_w[won], 1.0)
         mech.update(Outcome(winner, score, tau_in, reported, payment, context, group))
 
         # Best achievable welfare: the best provider serving its declared model at its true cost.

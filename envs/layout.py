@@ -24,6 +24,7 @@ import numpy as np
 
 ACTION_DIM = 3
 BID, SUBSTITUTION, INFLATION = range(ACTION_DIM)
+SCALAR_FIELDS = ("last_price", "last_bid", "last_won", "win_rate", "time_left")  # one entry of the observation
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,10 @@ class ObservationLayout:
         expected_cost: the provider's own expected cost of serving the query with each model / value_scale (0 off
             its menu).
         menu: menu mask. declared: declared model one-hot.
-        last_price: last round's price / value_scale. win_rate: own win rate so far.
+        last_price: last round's price / value_scale (the clearing price; 0 before any sale; unchanged by an unserved
+            round). last_bid: own last per-query bid / value_scale. last_won: 1 if the provider won the last round.
+            win_rate: own win rate so far. (The repeated game's public history: what a provider needs to condition
+            on its rivals' past play, as tacit collusion requires.)
         mechanism: the mechanism's public state. time_left: fraction of the horizon. agent_id: one-hot.
     Scalars: n_models, value_scale, bid_scale (money per unit of a[0] for per-query asks), max_inflation,
     max_output_tokens (L), billing (``per_query`` or ``per_token``), ask_scale (money per unit of a[0] in the
@@ -50,6 +54,8 @@ class ObservationLayout:
     menu: slice
     declared: slice
     last_price: int
+    last_bid: int
+    last_won: int
     win_rate: int
     mechanism: slice
     time_left: int
@@ -69,12 +75,13 @@ class ObservationLayout:
         """The layout of a market (per-query public features first, as one contiguous block)."""
         sizes = [("context", context_dim), ("expected_input_tokens", n_models), ("expected_output_tokens", n_models),
                  ("expected_cost", n_models), ("menu", n_models), ("declared", n_models),
-                 ("last_price", 1), ("win_rate", 1), ("mechanism", mechanism_dim), ("time_left", 1),
+                 ("last_price", 1), ("last_bid", 1), ("last_won", 1), ("win_rate", 1), ("mechanism", mechanism_dim),
+                 ("time_left", 1),
                  ("agent_id", n_agents)]
         out: dict[str, Any] = {}
         start = 0
         for name, n in sizes:
-            out[name] = start if name in ("last_price", "win_rate", "time_left") else slice(start, start + n)
+            out[name] = start if name in SCALAR_FIELDS else slice(start, start + n)
             start += n
         return ObservationLayout(**out, size=start, n_models=n_models, **scalars)
 

@@ -32,8 +32,9 @@ Out-of-range values are clipped (``action_mode="clip"``, the default, as RL libr
 
 Observation (per provider; see ``env.layout`` for the slices): the query's public context features; own expected
 input and output tokens per model / L; the provider's own expected cost of serving q with each model / value_scale
-(0 off its menu); menu mask; declared model one-hot; last clearing price / value_scale; own win rate so far; the
-mechanism's public state; time left (fraction of the horizon); agent id one-hot.
+(0 off its menu); menu mask; declared model one-hot; the repeated game's history (last clearing price / value_scale,
+own last bid / value_scale, whether it won the last round, own win rate so far); the mechanism's public state; time
+left (fraction of the horizon); agent id one-hot.
 
 Infos per provider (numbers only, the same keys at reset, zeros there): won, bid, honest_bid, payment, cost, profit,
 declared and served model (indices into ``env.market.models``), substituted, inflation, true and reported output
