@@ -19,9 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from agents.learned import read_manifest
 from envs.config import ConfigError, add_config_flags, flags_to_dict, load_config
-from evaluation import EvalConfig, evaluate_all, write_report
+from evaluation import EvalConfig, evaluate_all, run_dirs_by_market, write_report
 from training import train_learners
 
 
@@ -44,17 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.no_progress
     try:
         cfg = load_config(EvalConfig, args.config, **flags_to_dict(args, EvalConfig))
-        run_dirs: dict[str, list[str]] = {}
-        for d in cfg.run_dirs:
-            run_dirs.setdefault(read_manifest(d)["mechanism"], []).append(d)
+        run_dirs = run_dirs_by_market(cfg.run_dirs)
+        learners: list[dict] = []
         if cfg.train:
-            for m, dirs in train_learners(cfg, progress).items():
-                run_dirs.setdefault(m, []).extend(d for d in dirs if d not in run_dirs.get(m, []))
-        header, results, summaries, analytic = evaluate_all(cfg, run_dirs, progress)
+            chosen, learners = train_learners(cfg, progress)
+            for key, dirs in chosen.items():
+                run_dirs.setdefault(key, []).extend(d for d in dirs if d not in run_dirs.get(key, []))
+        header, results, judged, analytic = evaluate_all(cfg, run_dirs, progress, learners)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    table = write_report(Path(cfg.out), header, results, summaries, analytic)
+    table = write_report(Path(cfg.out), header, results, judged, analytic)
     print(table)
     print(f"\nreport: {Path(cfg.out) / 'report.md'}   ({time.perf_counter() - start:.0f} s; "
           f"tensorboard --logdir {cfg.out})")

@@ -21,7 +21,7 @@ import numpy as np
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from agents.policy import Policy
+from agents.policy import LEVERS, LeverMask, Policy
 from envs.layout import ACTION_DIM
 from envs.batched import BatchedMarket
 from envs.market import raw_env
@@ -76,6 +76,9 @@ class LearnedPolicy(Policy):
     def act(self, obs: np.ndarray) -> np.ndarray:
         action, _ = self.model.predict(np.asarray(obs, dtype=np.float32), deterministic=True)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    def key(self) -> object:
+        return ("learned", id(self.model))
 
 
 def versions() -> dict[str, str]:
@@ -167,5 +170,7 @@ def load_policies(run_dir: str | Path, market: raw_env | BatchedMarket, agents: 
         if file not in loaded:
             loaded[file] = load_weights(file, manifest["algo"], market.observation_space(agent),
                                         market.action_space(agent), manifest["policy_kwargs"])
-        out[agent] = LearnedPolicy(loaded[file], name=f"learned:{run_dir.name}")
+        policy: Policy = LearnedPolicy(loaded[file], name=f"learned:{run_dir.name}")
+        levers = tuple(manifest.get("levers", LEVERS))
+        out[agent] = policy if set(levers) == set(LEVERS) else LeverMask(policy, levers)
     return out

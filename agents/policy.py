@@ -24,8 +24,44 @@ class Policy(ABC):
     def reset(self, seed: int | None = None) -> None:
         """Start an episode (stateful or random policies reseed here)."""
 
+    def key(self) -> object:
+        """Equal for policies that act identically on every observation (batched rollouts call each such group
+        once); by default the object itself."""
+        return id(self)
+
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         return self.act(obs)
+
+
+LEVERS = ("bid", "substitution", "inflation")  # the action's dimensions, in order
+LEVER_SETS = {"bid": ("bid",), "substitution": ("substitution",), "inflation": ("inflation",), "all": LEVERS}
+
+
+class LeverMask(Policy):
+    """A policy restricted to some of its levers: the others play honest (their action dimension is 0).
+
+    Playing a deviation with one lever at a time tells which lever pays (MECHANISMS.md §9: the regret decomposition
+    of a verdict): ``LeverMask(policy, ("substitution",))`` substitutes as ``policy`` does but bids honestly and
+    reports true tokens.
+    """
+
+    def __init__(self, policy: Policy, levers: tuple[str, ...]):
+        unknown = [lever for lever in levers if lever not in LEVERS]
+        if unknown:
+            raise ValueError(f"unknown lever(s) {unknown}; levers are {list(LEVERS)}")
+        self.policy = policy
+        self.levers = tuple(levers)
+        self._keep = np.array([lever in levers for lever in LEVERS], dtype=np.float32)
+        self.name = f"{policy.name}[{'+'.join(levers)}]"
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return (self.policy.act(obs) * self._keep).astype(np.float32)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.policy.reset(seed)
+
+    def key(self) -> object:
+        return ("levers", self.levers, self.policy.key())
 
 
 def act_all(policies: dict[str, Policy], observations: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

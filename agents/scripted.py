@@ -1,13 +1,22 @@
 """Scripted provider strategies: the honest baseline and the hand-written manipulations (MECHANISMS.md §1, §8).
 
-All are one :class:`ScriptedPolicy` with a bid rule, a substitution level and an inflation level:
+All are one :class:`ScriptedPolicy` with a bid rule, a substitution level and an inflation level. One lever each:
 
 - ``truthful``: bid the expected cost of serving the declared model, serve it, report true tokens.
 - ``markup``: bid ``factor`` x cost (default 1.25).
 - ``bne``: the symmetric first-price equilibrium of the uniform market, b(c) = c + (c_max - c) / n (§8).
 - ``substitute``: serve the cheapest menu model, billed as the declared one (bid as if serving the declared model).
-- ``inflate``: report ``inflation`` x more output tokens (action a[2]).
-- ``random``: uniform actions, seeded.
+- ``inflate``: report the most output tokens the market allows (a[2] = 1: (1 + max_inflation) x the true count,
+  capped at L); it pays where the user is billed per reported token.
+
+Joint deviations (several levers at once, the strongest hand-written attacks):
+
+- ``substitute_cost``: serve the cheapest substitute and ask what *it* costs (undercut rivals with its cost advantage).
+- ``substitute_markup``: serve the cheapest substitute and ask ``factor`` x its cost.
+- ``markup_inflate``: ``markup`` and ``inflate`` together.
+- ``all_levers``: ``substitute_markup`` and ``inflate`` together.
+
+``random``: uniform actions, seeded. Every deviation's name states its levers (:data:`LEVERS`).
 """
 
 from __future__ import annotations
@@ -82,6 +91,10 @@ class ScriptedPolicy(Policy):
             return base + np.maximum(self.c_max - base, 0.0) / self.n
         return base
 
+    def key(self) -> object:
+        return ("scripted", id(self.layout), self.bid_rule, self.markup, self.cost_of, self.n, self.c_max,
+                self.substitution, self.inflation)
+
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs)
         action = np.zeros(obs.shape[:-1] + (3,), dtype=np.float32)
@@ -114,7 +127,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     "bne": {"bid": "bne"},
     "substitute": {"substitution": 1.0},
     "inflate": {"inflation": 1.0},
+    "substitute_cost": {"substitution": 1.0, "cost_of": "served"},
+    "substitute_markup": {"substitution": 1.0, "cost_of": "served", "bid": "markup"},
+    "markup_inflate": {"bid": "markup", "inflation": 1.0},
+    "all_levers": {"substitution": 1.0, "cost_of": "served", "bid": "markup", "inflation": 1.0},
 }
+def scripted_levers(name: str) -> tuple[str, ...]:
+    """The levers (of :data:`agents.policy.LEVERS`) a preset strategy moves away from honest play."""
+    p = PRESETS[name]
+    bid = p.get("bid", "cost") != "cost" or p.get("cost_of") == "served"
+    return tuple(lever for lever, used in (("bid", bid), ("substitution", p.get("substitution", 0) > 0),
+                                           ("inflation", p.get("inflation", 0) > 0)) if used)
+
+
+DEVIATIONS = ("markup", "substitute", "inflate", "substitute_cost", "substitute_markup", "markup_inflate", "all_levers")
+"""The scripted manipulations an evaluation tries by default (every preset but truthful and bne, which is the
+equilibrium of one textbook market)."""
 
 def _preset(name: str) -> StrategyFactory:
     def factory(layout: ObservationLayout, seed: int | None = None, **params: Any) -> Policy:

@@ -154,12 +154,22 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def parse_scalar(text: str) -> Any:
+    """A command-line value as the number it spells (``3``, ``1e-3``) or else the string itself."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _flag_parser(tp: Any) -> tuple[str, Any]:
     """How a field of annotated type ``tp`` is given on the command line: (kind, converter)."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _flag_parser(args[0]) if len(args) == 1 else ("scalar", str)
+        return _flag_parser(args[0]) if len(args) == 1 else ("scalar", parse_scalar)
     if tp is bool:
         return "bool", None
     if origin in (list, tuple):

@@ -1,24 +1,26 @@
-"""Does a mechanism hold up against manipulation? Paired evaluation of strategy profiles (MECHANISMS.md §9) and the
-robustness report. The game (``envs``, ``mechanisms``) and the strategies (``agents``) know nothing of it.
+"""Does a mechanism hold up against manipulation? Paired evaluation of strategy profiles in every setting (billing x
+horizon), family-wise verdicts with the lever that pays (MECHANISMS.md §9), and the robustness report. The game
+(``envs``, ``mechanisms``) and the strategies (``agents``) know nothing of it.
 
->>> from evaluation import EvalSpec, evaluate_mechanism, summarize
->>> spec = EvalSpec(scenario="uniform", mechanisms=["second_price"], strategies=["markup"], seeds=3, horizon=50)
->>> summarize(evaluate_mechanism(spec, "second_price"), tolerance=0.0).exploited
+>>> from evaluation import EvalSpec, Setting, evaluate_setting, judge
+>>> spec = EvalSpec(scenario="uniform", mechanisms=["second_price"], strategies=["markup"], seeds=4, horizons=[50])
+>>> judge([evaluate_setting(spec, Setting("second_price", "per_query", 50))], tolerance=0.0).exploited
 False
 """
 
-from evaluation.config import EvalConfig, EvalSpec
-from evaluation.profiles import DEFAULT_STRATEGIES, Profile, learned_profiles, scripted_profiles
+from evaluation.config import EvalConfig, EvalSpec, Setting
+from evaluation.profiles import Profile, learned_profiles, lever_variants, scripted_profiles
 from evaluation.report import write_report
-from evaluation.results import (DeviationRecord, ICRegret, MarketRecord, MechanismResult, MechanismSummary,
-                                ProfileRuns, ReportHeader)
-from evaluation.runner import analytic_checks, evaluate_all, evaluate_mechanism, run_evaluation
+from evaluation.results import (DeviationRecord, Exploit, MarketRecord, MechanismVerdict, ProfileRuns, ReportHeader,
+                                SettingResult)
+from evaluation.runner import (analytic_checks, evaluate_all, evaluate_setting, run_dirs_by_market, run_evaluation,
+                               verdicts)
 from evaluation.statistics import mean_ci
-from evaluation.summary import summarize
+from evaluation.summary import judge
 
 __all__ = [
-    "EvalConfig", "EvalSpec", "DEFAULT_STRATEGIES", "Profile", "scripted_profiles", "learned_profiles",
-    "write_report", "DeviationRecord", "ICRegret", "MarketRecord", "MechanismResult", "MechanismSummary",
-    "ProfileRuns", "ReportHeader", "analytic_checks", "evaluate_all", "evaluate_mechanism", "run_evaluation",
-    "mean_ci", "summarize",
+    "EvalConfig", "EvalSpec", "Setting", "Profile", "scripted_profiles", "learned_profiles", "lever_variants",
+    "write_report", "DeviationRecord", "Exploit", "MarketRecord", "MechanismVerdict", "ProfileRuns", "ReportHeader",
+    "SettingResult", "analytic_checks", "evaluate_all", "evaluate_setting", "run_dirs_by_market", "run_evaluation",
+    "verdicts", "mean_ci", "judge",
 ]

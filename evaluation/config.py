@@ -1,16 +1,21 @@
 """What an evaluation runs: :class:`EvalConfig` (the user's settings: YAML files under ``configs/evaluate/`` and the
-flags of ``evaluate.py``) and :class:`EvalSpec` (the resolved market, mechanisms, profiles and seeds)."""
+flags of ``evaluate.py``), the :class:`Setting` grid it spans (mechanism x billing x horizon) and :class:`EvalSpec`
+(the resolved markets, profiles and seeds)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import mechanisms
-from envs.config import ConfigError
+from agents.scripted import DEVIATIONS
 from envs.batched import BatchedMarket
+from envs.config import ConfigError
 from envs.market import make_batched, parallel_env, raw_env
-from evaluation.profiles import DEFAULT_STRATEGIES
+
+Billing = Literal["per_query", "per_token"]
+LIST_PRICE = "list_price"  # the billing of mechanisms that name no price (second_best bills list prices)
 
 
 @dataclass
@@ -21,33 +26,57 @@ class EvalConfig:
         scenario: scenario preset or YAML path.
         mechanisms: mechanisms to evaluate (``all``: every registered one).
         overrides: scenario fields and mechanism parameters (``--set KEY=VALUE``).
+        billings: how the user pays a bid-based mechanism's winner: ``per_query`` and/or ``per_token`` (a price per
+            reported output token, where padding tokens can pay); each is a separate market.
+        horizons: rounds per episode at which every mechanism is judged; an exploit significant at the longest is
+            persistent, one that vanishes there transient.
         strategies: scripted deviations, each played by every provider in turn.
-        run_dirs: train.py run dirs whose learned policies are evaluated (each on its own mechanism).
-        seeds: independent seeds, the unit of the confidence intervals.
+        levers: also play every deviation with one lever at a time (bid, substitution, inflation), to name the lever
+            that pays.
+        run_dirs: train.py run dirs whose learned policies are evaluated (each in its own mechanism's market).
+        seeds: independent seeds to start with (the unit of the confidence intervals).
+        max_seeds: seeds are added (doubling) up to this many until every gain's family-wise CI half-width is at
+            most ``target_half_width``.
+        target_half_width: the family-wise CI half-width of a gain (money per round) that stops adding seeds.
         episodes: episodes per seed.
-        horizon: rounds per episode (default: the scenario's).
         out: output directory of the report.
-        train: first train best-response learners for every mechanism (in ``out/runs/<mechanism>``).
-        train_timesteps: transitions per learner when training.
-        train_learners: agents that learn when training (``all``: every provider, each in turn).
+        train: first train best-response learners for every mechanism and billing (in ``out/runs/``).
+        train_timesteps: the most transitions one learner seed trains (it stops once it matches the best scripted
+            deviation on the selection seeds).
+        train_seeds: learner seeds per mechanism, billing and provider; the strongest on the selection seeds is
+            evaluated.
+        train_learners: agents that learn when training (``all``: every provider, each against truthful others).
+        train_horizon: the horizon learners train at (default: the first of ``horizons`` at which the mechanism's
+            schedule is not degenerate).
+        selection_episodes: markets of each learner's gain measurements on the selection seeds.
         workers: parallel processes.
         tolerance: gain per round the family-wise lower bound must exceed to count as exploitation.
+        seed: shifts every seed of the run (evaluation, selection and learner seeds): two runs with different seeds
+            are independent replications.
     """
 
     scenario: str = "capitals"
     mechanisms: list[str] = field(default_factory=lambda: list(mechanisms.DEFAULT_MECHANISMS))
     overrides: dict[str, Any] = field(default_factory=dict)
-    strategies: list[str] = field(default_factory=lambda: list(DEFAULT_STRATEGIES))
+    billings: list[Billing] = field(default_factory=lambda: ["per_query", "per_token"])
+    horizons: list[int] = field(default_factory=lambda: [256, 4096])
+    strategies: list[str] = field(default_factory=lambda: list(DEVIATIONS))
+    levers: bool = True
     run_dirs: list[str] = field(default_factory=list)
     seeds: int = 20
+    max_seeds: int = 80
+    target_half_width: float = 0.01
     episodes: int = 1
-    horizon: int | None = None
     out: str = "reports/latest"
     train: bool = False
-    train_timesteps: int = 100_000
+    train_timesteps: int = 400_000
+    train_seeds: int = 3
     train_learners: list[str] = field(default_factory=lambda: ["all"])
+    train_horizon: int | None = None
+    selection_episodes: int = 16
     workers: int = 2
     tolerance: float = 0.0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.mechanisms == ["all"]:
@@ -55,42 +84,99 @@ class EvalConfig:
         unknown = [m for m in self.mechanisms if m not in mechanisms.REGISTRY]
         if unknown:
             raise ConfigError(f"unknown mechanism(s) {unknown}; choose from {sorted(mechanisms.REGISTRY)} or 'all'")
+        for name in ("seeds", "max_seeds", "episodes", "train_timesteps", "train_seeds", "selection_episodes",
+                     "workers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"evaluate config: field {name!r} must be >= 1, got {getattr(self, name)}")
+        if self.max_seeds < self.seeds:
+            raise ConfigError(f"evaluate config: field 'max_seeds' ({self.max_seeds}) must be >= 'seeds' "
+                              f"({self.seeds})")
+        if not self.horizons or min(self.horizons) < 1:
+            raise ConfigError(f"evaluate config: field 'horizons' must list positive integers, got {self.horizons}")
+        if not self.billings:
+            raise ConfigError("evaluate config: field 'billings' must name per_query and/or per_token")
+        for name in ("tolerance", "target_half_width"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+                raise ConfigError(f"evaluate config: field {name!r} must be a finite number >= 0, got "
+                                  f"{getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One market an evaluation judges a mechanism in: its billing and its horizon."""
+
+    mechanism: str
+    billing: str
+    horizon: int
+
+    @property
+    def market_key(self) -> tuple[str, str]:
+        """The (mechanism, billing) a learner is trained for (it is evaluated at every horizon)."""
+        return self.mechanism, self.billing
+
+    @property
+    def label(self) -> str:
+        return f"{self.mechanism}/{self.billing}/T={self.horizon}"
+
+
+def billing_of(mechanism: str, billing: str) -> str:
+    """The billing a mechanism is played under: ``list_price`` for mechanisms that name no price, else ``billing``."""
+    return LIST_PRICE if mechanisms.REGISTRY[mechanism].billing == LIST_PRICE else billing
 
 
 @dataclass
 class EvalSpec:
-    """What to evaluate: the market, the mechanisms, the profiles and the seeds."""
+    """What to evaluate: the market, the mechanisms, billings and horizons, the profiles and the seeds.
+
+    ``run_dirs`` maps (mechanism, billing) to train.py run dirs whose policies are evaluated in that market.
+    """
 
     scenario: str
     mechanisms: list[str]
     overrides: dict[str, Any] = field(default_factory=dict)
-    strategies: list[str] = field(default_factory=lambda: list(DEFAULT_STRATEGIES))
-    run_dirs: dict[str, list[str]] = field(default_factory=dict)  # mechanism -> run dirs
+    strategies: list[str] = field(default_factory=lambda: list(DEVIATIONS))
+    run_dirs: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    billings: list[str] = field(default_factory=lambda: ["per_query"])
+    horizons: list[int] = field(default_factory=lambda: [256])
+    levers: bool = True
     seeds: int = 10
+    max_seeds: int | None = None
+    target_half_width: float = 0.0
     episodes: int = 1
-    horizon: int | None = None
     base_seed: int = 1_000
 
-    def market(self, mechanism: str) -> BatchedMarket:
-        """One market per (seed, episode) of this evaluation, under ``mechanism``."""
-        over = dict(self.overrides)
-        if self.horizon is not None:
-            over["horizon"] = self.horizon
-        return make_batched(self.scenario, mechanism, self.seeds * self.episodes, **over)
+    @staticmethod
+    def base_seed_of(seed: int) -> int:
+        """The first market seed of a run with ``EvalConfig.seed``: runs with different seeds share no market."""
+        return 1_000 + 10_000_000 * seed
 
-    def single_market(self, mechanism: str) -> raw_env:
-        """The PettingZoo env of this evaluation's market under ``mechanism`` (one market)."""
-        over = dict(self.overrides)
-        if self.horizon is not None:
-            over["horizon"] = self.horizon
-        return parallel_env(self.scenario, mechanism, **over)
+    def settings(self) -> list[Setting]:
+        """Every (mechanism, billing, horizon) to judge, mechanisms that bill list prices once per horizon."""
+        out: list[Setting] = []
+        for m in self.mechanisms:
+            for billing in dict.fromkeys(billing_of(m, b) for b in self.billings):
+                out += [Setting(m, billing, T) for T in self.horizons]
+        return out
+
+    def _overrides(self, setting: Setting) -> dict[str, Any]:
+        over = {**self.overrides, "horizon": setting.horizon}
+        if setting.billing != LIST_PRICE:
+            over["billing"] = setting.billing
+        return over
+
+    def market(self, setting: Setting, n_markets: int) -> BatchedMarket:
+        """``n_markets`` markets of a setting."""
+        return make_batched(self.scenario, setting.mechanism, n_markets, **self._overrides(setting))
+
+    def single_market(self, setting: Setting) -> raw_env:
+        """The PettingZoo env of a setting (one market)."""
+        return parallel_env(self.scenario, setting.mechanism, **self._overrides(setting))
 
     def seed_list(self, seed_index: int) -> list[int]:
         """The episode seeds of one independent seed (the unit of the confidence intervals)."""
         return [self.base_seed + 1000 * seed_index + e for e in range(self.episodes)]
 
-    def all_seeds(self) -> list[int]:
-        """Every market's seed, seed-major: market k * episodes + e plays episode e of seed k."""
-        return [s for k in range(self.seeds) for s in self.seed_list(k)]
-
-
+    def seeds_between(self, first: int, stop: int) -> list[int]:
+        """Every market's seed for independent seeds ``first .. stop - 1``, seed-major (market k * episodes + e plays
+        episode e of seed k)."""
+        return [s for k in range(first, stop) for s in self.seed_list(k)]

@@ -1,9 +1,11 @@
-"""The robustness report: verdict table, records, CSV, plots and TensorBoard summaries of an evaluation."""
+"""The robustness report: verdict table, gains per lever, learners, records, CSV, plots and TensorBoard summaries of
+an evaluation (``report.md``, ``report.json``, ``metrics.csv``, ``plots/*.png``, ``tb/``)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,77 +17,129 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from agents.analytic import bne_bid  # noqa: E402
-from evaluation.results import MechanismResult, MechanismSummary, ReportHeader  # noqa: E402
+from agents.policy import LEVERS  # noqa: E402
+from evaluation.results import DeviationRecord, MechanismVerdict, ReportHeader, SettingResult  # noqa: E402
+
+LEVER_COLUMNS = ("all", *LEVERS)
+LEVER_COLORS = {"all": "black", "bid": "tab:blue", "substitution": "tab:orange", "inflation": "tab:green"}
 
 
-def verdict_table(summaries: list[MechanismSummary]) -> str:
-    """Markdown table: per mechanism the verdict, the IC regret with its CI and the user's utility."""
-    lines = ["| mechanism | verdict | IC regret (gain per round, 95% CI) | user utility (honest) | "
-             "worst user utility ratio |", "|---|---|---|---|---|"]
-    for s in summaries:
-        honest = next(m for m in s.market if m.profile == "honest")
-        worst = min(s.market, key=lambda m: m.user_utility_ratio if np.isfinite(m.user_utility_ratio)
-                    else np.inf)
-        r = s.ic_regret
-        regret = "n/a" if r is None else (f"{r.gain:+.4f} [{r.gain_ci_low:+.4f}, {r.gain_ci_high:+.4f}] "
-                                          f"({r.provider}, {r.profile})")
-        verdict = "holds" if not s.exploited else "**exploited**"
-        lines.append(f"| {s.mechanism} | {verdict} | {regret} | {honest.user_utility:.4f} | "
-                     f"{worst.user_utility_ratio:.3f} ({worst.profile}) |")
+def _ci(r: DeviationRecord) -> str:
+    return f"{r.gain:+.4f} [{r.gain_ci_low:+.4f}, {r.gain_ci_high:+.4f}]"
+
+
+def verdict_table(judged: list[MechanismVerdict]) -> str:
+    """Markdown table: per mechanism and billing the verdict, the paying lever, the IC regret and the test's power."""
+    lines = ["| mechanism | billing | verdict | paying lever | IC regret: lower bound (gain [95% CI], who, how, T) | "
+             "detectable gain | user utility (honest) |",
+             "|---|---|---|---|---|---|---|"]
+    for v in judged:
+        honest = next(m for m in v.market if m.profile == "honest")
+        r = v.ic_regret
+        regret = "n/a" if r is None else (f"{r.gain_lower:+.4f} ({r.gain:+.4f} [{r.gain_ci_low:+.4f}, "
+                                          f"{r.gain_ci_high:+.4f}], {r.provider}, {r.profile}, T={r.horizon})")
+        verdict = f"**exploited** ({v.persistence})" if v.exploited else "holds"
+        lines.append(f"| {v.mechanism} | {v.billing} | {verdict} | {v.paying_lever or '-'} | {regret} | "
+                     f"{v.detectable:.4f} | {honest.user_utility:.4f} |")
     return "\n".join(lines)
 
 
-def _profile_table(s: MechanismSummary) -> str:
-    lines = ["| profile | provider | profit | gain [95% CI] | markup | substitution | inflation | win rate |",
+def lever_table(v: MechanismVerdict) -> str:
+    """Gain per lever of every deviation at every horizon: all levers together, then each alone."""
+    lines = ["| deviation | T | " + " | ".join(LEVER_COLUMNS) + " |", "|---|---|" + "---|" * len(LEVER_COLUMNS)]
+    for (deviation, provider, horizon), group in _by_deviation(v.records).items():
+        cells = []
+        for lever in LEVER_COLUMNS:
+            r = group.get(lever)
+            mark = "**" if r is not None and r.gain_lower > 0 and r.gain > 0 else ""
+            cells.append("-" if r is None else f"{mark}{_ci(r)}{mark}")
+        lines.append(f"| {deviation} | {horizon} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _by_deviation(records: list[DeviationRecord]) -> dict[tuple[str, str, int], dict[str, DeviationRecord]]:
+    """Deviator records grouped by (deviation, provider, horizon), keyed by lever."""
+    out: dict[tuple[str, str, int], dict[str, DeviationRecord]] = {}
+    for r in records:
+        if r.deviator:
+            out.setdefault((r.deviation, r.provider, r.horizon), {})[r.lever] = r
+    return out
+
+
+def _market_table(v: MechanismVerdict) -> str:
+    lines = ["| profile | T | user utility | vs honest | vs full information | payment | efficiency | unserved |",
              "|---|---|---|---|---|---|---|---|"]
-    for r in s.records:
-        if r.profile != "honest" and not r.deviator:
+    for m in v.market:
+        if m.lever != "all":
             continue
-        lines.append(f"| {r.profile} | {r.provider} | {r.profit:.4f} | {r.gain:+.4f} "
-                     f"[{r.gain_ci_low:+.4f}, {r.gain_ci_high:+.4f}] | {r.bid_markup:.3f} | "
-                     f"{r.substitution_rate:.3f} | {r.mean_inflation:.3f} | {r.win_rate:.3f} |")
-    lines += ["", "| profile | user utility | vs honest | vs full information | payment | efficiency | unserved |",
-              "|---|---|---|---|---|---|---|"]
-    for m in s.market:
-        lines.append(f"| {m.profile} | {m.user_utility:.4f} ± {m.user_utility_ci:.4f} | "
+        lines.append(f"| {m.profile} | {m.horizon} | {m.user_utility:.4f} ± {m.user_utility_ci:.4f} | "
                      f"{m.user_utility_ratio:.3f} | {m.full_info_ratio:.3f} | {m.payment:.4f} | "
                      f"{m.allocative_efficiency:.3f} | {m.unserved_share:.3f} |")
     return "\n".join(lines)
 
 
-def plot_gains(summaries: list[MechanismSummary], path: Path) -> plt.Figure:
-    """Manipulation gain with 95% CI of every deviation, one panel per mechanism."""
-    cols = min(4, len(summaries))
-    rows_ = -(-len(summaries) // cols)
-    fig, axes = plt.subplots(rows_, cols, figsize=(4.2 * cols, 4.0 * rows_), squeeze=False)
-    for ax in axes.flat[len(summaries):]:
-        ax.set_visible(False)
-    for ax, s in zip(axes.flat, summaries):
-        rows = [r for r in s.records if r.deviator]
-        labels = [f"{r.profile.split('@')[0]}@{r.provider.split('_')[-1]}" for r in rows]
-        gains = np.array([r.gain for r in rows])
-        err = np.array([[r.gain - r.gain_ci_low for r in rows], [r.gain_ci_high - r.gain for r in rows]])
-        colors = ["tab:red" if r.gain_ci_low > 0 else "tab:gray" for r in rows]
-        ax.barh(np.arange(len(rows)), gains, xerr=err, color=colors, capsize=3)
-        ax.set_yticks(np.arange(len(rows)), labels, fontsize=8)
+def _phases(v: MechanismVerdict) -> str:
+    """What each phase of a phased mechanism (second_best) did in honest play, per horizon."""
+    lines = []
+    for m in v.market:
+        events = m.mechanism_events
+        if m.profile == "honest" and "delegated_exploration" in events:
+            phases = ", ".join(f"{k.split('_', 1)[1]} {events[k]:.0f}" for k in events if k.startswith("delegated_"))
+            lines.append(f"- T={m.horizon}: queries delegated per phase: {phases}; R = {events['R']:.0f}, "
+                         f"early stops {events['early_stopped']:.2f}")
+    return "\n".join(lines)
+
+
+def learner_table(learners: list[dict[str, Any]]) -> str:
+    """The training grid's seeds: gain on the selection seeds, the target (best scripted deviation), steps."""
+    lines = ["| mechanism | billing | provider | seed run | gain (selection seeds) | target | matched | steps | "
+             "chosen |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in learners:
+        lines.append(f"| {r['mechanism']} | {r['billing']} | {r['provider']} | {Path(r['run_dir']).name} | "
+                     f"{r['manipulation_gain']:+.4f} | {r.get('target', '-')} {r.get('target_gain', float('nan')):+.4f}"
+                     f" | {'yes' if r.get('matched') else 'no'} | {r.get('steps', 0)} | "
+                     f"{'**yes**' if r.get('chosen') else ''} |")
+    return "\n".join(lines)
+
+
+def plot_levers(v: MechanismVerdict, path: Path) -> plt.Figure:
+    """Gain per round (95% CI) of every deviation with all its levers and with each alone, one panel per horizon."""
+    groups = _by_deviation(v.records)
+    horizons = sorted({h for _, _, h in groups})
+    fig, axes = plt.subplots(1, len(horizons), figsize=(6.0 * len(horizons), 0.9 + 0.45 * len(groups)),
+                             squeeze=False)
+    for ax, horizon in zip(axes[0], horizons):
+        rows = [(dev, g) for (dev, _, h), g in groups.items() if h == horizon]
+        width = 0.8 / len(LEVER_COLUMNS)
+        for j, lever in enumerate(LEVER_COLUMNS):
+            ys, xs, err = [], [], []
+            for k, (_, g) in enumerate(rows):
+                if lever in g:
+                    r = g[lever]
+                    ys.append(k + (j - 1.5) * width)
+                    xs.append(r.gain)
+                    err.append(r.gain - r.gain_ci_low)
+            ax.barh(ys, xs, height=width, xerr=err, color=LEVER_COLORS[lever], label=lever, capsize=2)
+        ax.set_yticks(range(len(rows)), [dev for dev, _ in rows], fontsize=7)
         ax.axvline(0.0, color="black", lw=0.8)
-        ax.set_title(s.mechanism)
-        ax.set_xlabel("gain per round vs honest")
-    fig.suptitle("Manipulation gain per round, 95% CI (red: CI above 0; verdicts use family-wise confidence)")
+        ax.set_title(f"{v.mechanism} ({v.billing}), T={horizon}")
+        ax.set_xlabel("gain per round vs honest (95% CI)")
+        ax.legend(fontsize=7, title="levers")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     return fig
 
 
-def plot_bids(result: MechanismResult, path: Path, equilibrium_n: int | None) -> plt.Figure:
-    """Bid against own cost for each deviating profile, beside honest bids (and the equilibrium when known)."""
+def plot_bids(result: SettingResult, path: Path, equilibrium_n: int | None) -> plt.Figure:
+    """Bid against own cost for each deviating profile (all levers), beside honest bids (and the equilibrium when
+    known)."""
     agents = result.agents
     fig, axes = plt.subplots(1, len(agents), figsize=(4.5 * len(agents), 4), squeeze=False)
     for i, (ax, agent) in enumerate(zip(axes[0], agents)):
         hi = 0.0
         for name, rec in result.profiles.items():
             tr = rec.trace
-            if not tr["cost"].size or (name != "honest" and agent not in rec.deviators):
+            if not tr["cost"].size or rec.lever != "all" or (name != "honest" and agent not in rec.deviators):
                 continue
             ax.scatter(tr["cost"][:, i], tr["bid"][:, i], s=6, alpha=0.5, label=name)
             hi = max(hi, float(tr["cost"][:, i].max()))
@@ -94,83 +148,116 @@ def plot_bids(result: MechanismResult, path: Path, equilibrium_n: int | None) ->
         ax.plot(grid, grid, "k--", lw=0.8, label="bid = cost")
         if equilibrium_n:
             ax.plot(grid, bne_bid(grid, equilibrium_n), "g-", lw=1.2, label="first-price equilibrium")
-        ax.set_title(f"{result.mechanism}: {agent}")
+        ax.set_title(f"{result.mechanism} ({result.billing}, T={result.horizon}): {agent}")
         ax.set_xlabel("own expected cost")
         ax.set_ylabel("bid")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     return fig
 
 
-def plot_user_utility(result: MechanismResult, path: Path) -> plt.Figure:
-    """Running mean of the user's utility over the first evaluation episode, per profile."""
+def plot_user_utility(result: SettingResult, path: Path) -> plt.Figure:
+    """Running mean of the user's utility over the first evaluation episode, per profile (all levers)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, rec in result.profiles.items():
         u = rec.trace["user_utility"]
-        if u.size:
+        if u.size and rec.lever == "all":
             ax.plot(np.cumsum(u) / np.arange(1, u.size + 1), label=name, lw=1)
     ax.set_xlabel("round")
     ax.set_ylabel("mean user utility so far")
-    ax.set_title(f"{result.mechanism}: user utility over the episode")
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"{result.mechanism} ({result.billing}, T={result.horizon}): user utility over the episode")
+    ax.set_xscale("log")
+    ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     return fig
 
 
-def write_report(out: Path, header: ReportHeader, results: list[MechanismResult], summaries: list[MechanismSummary],
+def _json_safe(x: Any) -> Any:
+    """NaN and infinities as null (JSON has no such numbers)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def write_report(out: Path, header: ReportHeader, results: list[SettingResult], judged: list[MechanismVerdict],
                  analytic: dict[str, Any]) -> str:
     """Write report.md, report.json, metrics.csv, plots/*.png and tb/; return the verdict table."""
     from torch.utils.tensorboard import SummaryWriter
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
-    table = verdict_table(summaries)
+    table = verdict_table(judged)
     writer = SummaryWriter(str(out / "tb"))
-    figures = {"manipulation_gain": plot_gains(summaries, out / "plots" / "manipulation_gain.png")}
+    figures: dict[str, plt.Figure] = {}
     eq_n = header.n_providers if header.scenario == "uniform" else None
-    for result in results:
-        m = result.mechanism
-        figures[f"bids_{m}"] = plot_bids(result, out / "plots" / f"bids_{m}.png",
-                                         eq_n if m == "first_price" else None)
-        figures[f"user_utility_{m}"] = plot_user_utility(result, out / "plots" / f"user_utility_{m}.png")
-    for s in summaries:
-        m = s.mechanism
-        if s.ic_regret:
-            writer.add_scalar(f"eval/{m}/ic_regret", s.ic_regret.gain)
-        for r in s.records:
-            writer.add_scalar(f"eval/{m}/{r.profile}/{r.provider}/profit", r.profit)
+    for v in judged:
+        figures[f"levers_{v.mechanism}_{v.billing}"] = plot_levers(v, out / "plots" /
+                                                                   f"levers_{v.mechanism}_{v.billing}.png")
+    for r in results:
+        tag = f"{r.mechanism}_{r.billing}_T{r.horizon}"
+        figures[f"bids_{tag}"] = plot_bids(r, out / "plots" / f"bids_{tag}.png",
+                                           eq_n if r.mechanism == "first_price" else None)
+        figures[f"user_utility_{tag}"] = plot_user_utility(r, out / "plots" / f"user_utility_{tag}.png")
+    for v in judged:
+        prefix = f"eval/{v.mechanism}/{v.billing}"
+        if v.ic_regret is not None:
+            writer.add_scalar(f"{prefix}/ic_regret_lower", v.ic_regret.gain_lower)
+            writer.add_scalar(f"{prefix}/ic_regret", v.ic_regret.gain)
+        writer.add_scalar(f"{prefix}/exploited", float(v.exploited))
+        for r in v.records:
             if r.deviator:
-                writer.add_scalar(f"eval/{m}/{r.profile}/{r.provider}/gain", r.gain)
-        for row in s.market:
-            for key in ("user_utility", "user_utility_ratio", "allocative_efficiency", "payment"):
-                writer.add_scalar(f"eval/{m}/{row.profile}/{key}", getattr(row, key))
+                writer.add_scalar(f"{prefix}/T{r.horizon}/{r.profile}/{r.provider}/gain", r.gain)
+        for row in v.market:
+            if row.lever == "all":
+                writer.add_scalar(f"{prefix}/T{row.horizon}/{row.profile}/user_utility", row.user_utility)
     for name, fig in figures.items():
         writer.add_figure(f"plots/{name}", fig)
         plt.close(fig)
     writer.close()
 
+    seeds = f"{header.seeds} seeds" + (f" (up to {header.max_seeds} while a gain's family-wise 95% CI half-width "
+                                       f"exceeded {header.target_half_width:g})" if header.max_seeds > header.seeds
+                                       else "")
     md = [f"# Robustness report: {header.scenario}", "",
-          f"{header.seeds} seeds x {header.episodes} episode(s) x {header.horizon} rounds per profile; "
-          f"profiles are paired on the same queries and costs. Gains are per round, relative to the same profile "
-          f"with the deviator(s) honest; brackets are 95% CIs over seeds. 'exploited' means the largest gain "
-          f"exceeds {header.tolerance:g} with family-wise 95% confidence (Bonferroni over the deviations tested "
-          f"for that mechanism).", "", table, ""]
-    for s in summaries:
-        md += [f"## {s.mechanism}", "", f"Verdict: {s.verdict}", "", _profile_table(s), "",
-               f"![gains](plots/manipulation_gain.png) ![bids](plots/bids_{s.mechanism}.png) "
-               f"![user utility](plots/user_utility_{s.mechanism}.png)", ""]
+          f"Billings {', '.join(header.billings)}; horizons {', '.join(map(str, header.horizons))} rounds; {seeds} x "
+          f"{header.episodes} episode(s) per profile. Every profile is a unilateral deviation, played on the same "
+          f"queries, costs and mechanism coins as honest play (paired); gains are per round, with Student-t 95% CIs "
+          f"over seeds. Every deviation is also played with one lever at a time. A mechanism is **exploited** when "
+          f"any deviation's family-wise lower bound (Bonferroni over every deviation, lever and horizon tested for "
+          f"that mechanism and billing) exceeds {header.tolerance:g}; an exploit is *persistent* when still "
+          f"significant at the longest horizon judged, *transient* otherwise. 'Detectable gain' is the smallest gain "
+          f"the test finds with 80% power at that horizon.", "", table, ""]
+    if header.learners:
+        md += ["## Learners", "", "Best responses (PPO) trained against truthful others until they matched the best "
+               "scripted deviation of their levers on the selection seeds (disjoint from the evaluation's); the "
+               "strongest seed is evaluated.", "", learner_table(header.learners), ""]
+    for v in judged:
+        md += [f"## {v.mechanism} ({v.billing})", "", f"Verdict: {v.verdict}", ""]
+        if v.notes:
+            md += [f"- {note}" for note in v.notes] + [""]
+        phases = _phases(v)
+        if phases:
+            md += ["What each phase did (honest play):", "", phases, ""]
+        md += ["Gain per lever (bold: family-wise significant):", "", lever_table(v), "",
+               f"![levers](plots/levers_{v.mechanism}_{v.billing}.png)", "", _market_table(v), ""]
     if analytic:
         md += ["## Analytic checks (MECHANISMS.md §8)", "", "```", json.dumps(analytic, indent=2), "```", ""]
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
 
-    records = [asdict(r) for s in summaries for r in s.records]
-    report = {"header": asdict(header), "records": records,
-              "market": [asdict(m) for s in summaries for m in s.market],
-              "ic_regret": {s.mechanism: None if s.ic_regret is None else asdict(s.ic_regret) for s in summaries},
-              "verdicts": {s.mechanism: s.verdict for s in summaries}, "analytic": analytic}
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
+    records = [asdict(r) for v in judged for r in v.records]
+    report = {"header": asdict(header),
+              "verdicts": [{k: asdict(v)[k] for k in ("mechanism", "billing", "horizons", "exploited", "verdict",
+                                                      "persistence", "paying_lever", "ic_regret", "exploits",
+                                                      "deviations_tested", "t_family", "detectable", "notes")}
+                           for v in judged],
+              "records": records, "market": [asdict(m) for v in judged for m in v.market], "analytic": analytic}
+    (out / "report.json").write_text(json.dumps(_json_safe(report), indent=2), encoding="utf-8")
     with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as fh:
         writer_csv = csv.DictWriter(fh, fieldnames=list(records[0]))
         writer_csv.writeheader()

@@ -1,7 +1,8 @@
-"""What an evaluation produces, as typed records: the raw per-seed runs of every profile
-(:class:`MechanismResult`) and their summary (:class:`MechanismSummary`: per profile x provider a
-:class:`DeviationRecord`, per profile a :class:`MarketRecord`, the IC regret and the verdict). ``report.json`` and
-``metrics.csv`` are these records as plain data (:func:`dataclasses.asdict`, field order kept)."""
+"""What an evaluation produces, as typed records: the raw per-seed runs of every profile in every setting
+(:class:`SettingResult`) and their summary per mechanism and billing (:class:`MechanismVerdict`: per profile,
+provider and horizon a :class:`DeviationRecord`, per profile and horizon a :class:`MarketRecord`, the IC regret, the
+paying lever and the verdict). ``report.json`` and ``metrics.csv`` are these records as plain data
+(:func:`dataclasses.asdict`, field order kept)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ Runs = list[dict[str, float]]  # one flat metrics dict per seed (envs.metrics.Ep
 @dataclass
 class ProfileRuns:
     """One profile played over every seed: its metrics per seed, the paired honest baseline's, a trace of its
-    first episode (for plots), and who deviated against whom."""
+    first episode (for plots), who deviated against whom, and with which levers."""
 
+    deviation: str
+    lever: str
     kind: str
     deviators: list[str]
     others: tuple[str, ...]
@@ -27,23 +30,37 @@ class ProfileRuns:
 
 
 @dataclass
-class MechanismResult:
-    """Every profile of one mechanism (``profiles["honest"]`` is all-honest play)."""
+class SettingResult:
+    """Every profile of one mechanism in one market (billing, horizon); ``profiles["honest"]`` is all-honest play.
+    ``note`` says why the setting does not count towards the verdict (a degenerate schedule), if it does not."""
 
     mechanism: str
+    billing: str
+    horizon: int
     scenario: str
     agents: list[str]
     value_scale: float
     profiles: dict[str, ProfileRuns]
+    note: str | None = None
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.profiles["honest"].runs)
 
 
 @dataclass
 class DeviationRecord:
-    """One provider in one profile: means with 95% CI half-widths over seeds, and its paired gain over honest play
-    (``gain_se`` is the gain's standard error); the market figures of the profile ride along."""
+    """One provider in one profile at one horizon: means with 95% CI half-widths over seeds, its paired gain over
+    honest play (Student-t 95% CI; ``gain_se`` the standard error), the family-wise lower bound the verdict tests
+    (``gain_lower``) and the smallest gain the test detects with 80% power (``detectable``); the market figures of
+    the profile ride along."""
 
     mechanism: str
+    billing: str
+    horizon: int
     profile: str
+    deviation: str
+    lever: str
     kind: str
     provider: str
     deviator: bool
@@ -63,6 +80,9 @@ class DeviationRecord:
     gain_ci_low: float
     gain_ci_high: float
     gain_se: float
+    gain_lower: float
+    detectable: float
+    n_seeds: int
     user_utility: float
     user_utility_ratio: float
     full_info_ratio: float
@@ -73,11 +93,15 @@ class DeviationRecord:
 
 @dataclass
 class MarketRecord:
-    """The market under one profile: means with 95% CI half-widths over seeds, the user's utility relative to
-    all-honest play and to the full-information benchmark, and the mechanism's own diagnostics (means)."""
+    """The market under one profile at one horizon: means with 95% CI half-widths over seeds, the user's utility
+    relative to all-honest play and to the full-information benchmark, and the mechanism's diagnostics (means)."""
 
     mechanism: str
+    billing: str
+    horizon: int
     profile: str
+    deviation: str
+    lever: str
     kind: str
     user_utility: float
     user_utility_ci: float
@@ -99,28 +123,49 @@ class MarketRecord:
 
 
 @dataclass
-class ICRegret:
-    """The largest gain found: who, by which profile, and its 95% CI (a lower bound on exploitability)."""
+class Exploit:
+    """A deviation whose gain clears the tolerance with family-wise confidence: who, how (profile and lever), where
+    (horizon), how much (point estimate, 95% CI and the family-wise lower bound), and the lever that pays (the
+    single-lever variant with the largest lower bound, or the deviation's own lever)."""
 
     provider: str
     profile: str
+    deviation: str
+    lever: str
+    horizon: int
     gain: float
     gain_ci_low: float
     gain_ci_high: float
+    gain_lower: float
+    paying_lever: str
 
 
 @dataclass
-class MechanismSummary:
-    """One mechanism's records, IC regret and verdict."""
+class MechanismVerdict:
+    """One mechanism under one billing, judged over every horizon.
+
+    ``ic_regret``: the deviation with the largest family-wise lower bound (a lower bound on exploitability), whether
+    or not it clears the tolerance. ``persistence``: ``persistent`` when some exploit survives at the longest judged
+    horizon, ``transient`` when every exploit vanishes there. ``detectable``: the largest gain the test could miss
+    with 80% power at the longest judged horizon (its power). ``notes``: horizons not judged and why, learners that
+    stayed weaker than the best scripted deviation.
+    """
 
     mechanism: str
+    billing: str
+    horizons: list[int]
     records: list[DeviationRecord]
     market: list[MarketRecord]
-    ic_regret: ICRegret | None
-    verdict: str
     exploited: bool
+    verdict: str
+    ic_regret: Exploit | None
+    exploits: list[Exploit]
+    persistence: str | None
+    paying_lever: str | None
     deviations_tested: int
-    z_family: float
+    t_family: float
+    detectable: float
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -129,14 +174,18 @@ class ReportHeader:
 
     scenario: str
     mechanisms: list[str]
+    billings: list[str]
+    horizons: list[int]
     seeds: int
+    max_seeds: int
+    target_half_width: float
     episodes: int
-    horizon: int
     n_providers: int
     strategies: list[str]
     run_dirs: dict[str, list[str]]
     tolerance: float
     overrides: dict[str, Any]
+    learners: list[dict[str, Any]] = field(default_factory=list)
 
 
 PROVIDER_KEYS = ("profit", "win_rate", "bid_markup", "substitution_rate", "mean_inflation", "payment")

@@ -57,3 +57,43 @@ def play(market: BatchedMarket, policies: dict[str, Policy], seeds: Sequence[int
             trace.user_utility.append(float(r.user_utility[0]))
         if done.all():
             return stats.rows(market.mechanism.diagnostics())
+
+
+def play_profiles(market: BatchedMarket, profiles: Sequence[dict[str, Policy]], seeds: Sequence[int],
+                  traces: bool = False) -> tuple[list[list[dict[str, float]]], list[Trace]]:
+    """Several profiles at once: ``market`` holds ``len(profiles) * len(seeds)`` markets, profile p playing seeds
+    ``seeds`` in markets ``p * S .. (p + 1) * S - 1``. Policies that act alike (equal :meth:`agents.policy.Policy.key`)
+    are called once for all their markets. Returns each profile's per-seed metrics (and with ``traces`` the trace of
+    each profile's first market)."""
+    P, S = len(profiles), len(seeds)
+    if market.n_markets != P * S:
+        raise ValueError(f"{P} profiles x {S} seeds need {P * S} markets, the market has {market.n_markets}")
+    agents = market.possible_agents
+    groups: list[list[tuple[Policy, np.ndarray]]] = []  # per agent: (policy, its markets)
+    for a in agents:
+        by_key: dict[object, tuple[Policy, list[int]]] = {}
+        for p, policies in enumerate(profiles):
+            policy = policies[a]
+            by_key.setdefault(policy.key(), (policy, []))[1].extend(range(p * S, (p + 1) * S))
+        groups.append([(policy, np.array(rows)) for policy, rows in by_key.values()])
+    for k, policies in enumerate(profiles):
+        for j, policy in enumerate(policies.values()):
+            policy.reset(seed=int(seeds[0]) * 1009 + 31 * k + j)
+    stats = EpisodeStats(agents, P * S)
+    trace_list = [Trace() for _ in profiles] if traces else []
+    obs = market.reset([s for _ in profiles for s in seeds])
+    joint = np.zeros((P * S, len(agents), 3), dtype=np.float32)
+    while True:
+        for i, agent_groups in enumerate(groups):
+            for policy, rows in agent_groups:
+                joint[rows, i] = policy.act(obs[rows, i])
+        obs, _, done = market.step(joint)
+        r = market.last_round
+        stats.add(r)
+        for p, trace in enumerate(trace_list):
+            trace.cost.append(r.honest_bids[p * S].copy())
+            trace.bid.append(r.bids[p * S].copy())
+            trace.user_utility.append(float(r.user_utility[p * S]))
+        if done.all():
+            rows = stats.rows(market.mechanism.diagnostics())
+            return [rows[p * S:(p + 1) * S] for p in range(P)], trace_list

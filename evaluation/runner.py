@@ -1,8 +1,10 @@
-"""Running an evaluation: every profile of every mechanism over every seed (in parallel processes) and the analytic
-checks of MECHANISMS.md §8.
+"""Running an evaluation: every profile of every mechanism in every setting (billing x horizon) over every seed, the
+seeds added until the gains are as precise as asked, in parallel processes; then the verdicts and the analytic checks
+of MECHANISMS.md §8.
 
-For every mechanism, every profile is played on the same seeds, so all profiles face the same query sequences and
-private costs (common random numbers) and gains are paired differences (:mod:`evaluation.summary`).
+All profiles of a setting play at once, one market per (profile, seed) of one batched market, on the same seeds, so
+they face the same query sequences, private costs and mechanism coins (common random numbers) and gains are paired
+differences (:mod:`evaluation.summary`).
 """
 
 from __future__ import annotations
@@ -14,54 +16,91 @@ from typing import Any
 
 import numpy as np
 
+import mechanisms
 from agents.analytic import bid_function, bne_bid
-from agents.learned import load_policies
+from agents.learned import load_policies, read_manifest
+from agents.policy import Policy
 from agents.registry import make_strategy
 from envs.config import ConfigError
-from evaluation.config import EvalConfig, EvalSpec
+from evaluation.config import LIST_PRICE, EvalConfig, EvalSpec, Setting, billing_of
 from evaluation.profiles import Profile, learned_profiles, scripted_profiles
-from evaluation.results import MechanismResult, MechanismSummary, ProfileRuns, ReportHeader, Runs
-from evaluation.rollout import Trace, play
-from evaluation.statistics import mean_ci
-from evaluation.summary import summarize
+from evaluation.results import MechanismVerdict, ProfileRuns, ReportHeader, Runs, SettingResult
+from evaluation.rollout import Trace, play, play_profiles
+from evaluation.statistics import family_quantile, mean_ci
+from evaluation.summary import judge
 
 
-def _mean_over_episodes(rows: Runs) -> dict[str, float]:
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+def _mean_over_episodes(rows: Runs, seeds: int, episodes: int) -> Runs:
+    return [{k: float(np.mean([r[k] for r in rows[i * episodes:(i + 1) * episodes]])) for k in rows[0]}
+            for i in range(seeds)]
 
 
-def evaluate_mechanism(spec: EvalSpec, mechanism: str, traces: bool = True) -> MechanismResult:
-    """Play every profile of one mechanism over all seeds (all seeds of a profile as one batch); per-seed means of
-    every metric, plus a trace of the first market."""
-    market = spec.market(mechanism)
-    seeds = spec.all_seeds()
-    profiles = [Profile("honest", {})] + scripted_profiles(market, spec.strategies)
-    profiles += [p for d in spec.run_dirs.get(mechanism, []) for p in learned_profiles(d, market)]
-    per_profile: dict[str, ProfileRuns] = {}
-    baselines: dict[tuple[str, ...], Runs] = {}
-
-    def per_seed(rows: Runs) -> Runs:
-        E = spec.episodes
-        return [_mean_over_episodes(rows[k * E:(k + 1) * E]) for k in range(spec.seeds)]
-
-    for profile in profiles:
-        trace = Trace() if traces else None
-        runs = per_seed(play(market, profile.policies(market), seeds, trace))
-        others_key = tuple(sorted(profile.others))
-        if profile.others and others_key not in baselines:  # its own honest baseline: same others, deviators honest
-            baselines[others_key] = per_seed(play(market, profile.policies(market, honest_deviators=True), seeds))
-        per_profile[profile.name] = ProfileRuns(profile.kind, sorted(profile.deviators), others_key, runs,
-                                                (trace or Trace()).arrays())
-    honest_runs = per_profile["honest"].runs
-    for rec in per_profile.values():
-        rec.baseline = baselines.get(rec.others, honest_runs)
-    return MechanismResult(mechanism, market.config.name, market.possible_agents, market.config.value_scale,
-                           per_profile)
+def setting_profiles(spec: EvalSpec, setting: Setting) -> list[Profile]:
+    """All-honest play, every scripted deviation and every learned run of the setting (with lever variants)."""
+    market = spec.market(setting, 1)
+    profiles = [Profile("honest", {})] + scripted_profiles(market, spec.strategies, spec.levers)
+    for run_dir in spec.run_dirs.get(setting.market_key, []):
+        profiles += learned_profiles(run_dir, market, spec.levers)
+    return profiles
 
 
-def _evaluate_one(args: tuple[EvalSpec, str]) -> MechanismResult:
-    spec, mechanism = args
-    return evaluate_mechanism(spec, mechanism)
+def _play_seeds(spec: EvalSpec, setting: Setting, profiles: list[Profile], first: int, stop: int,
+                traces: bool) -> tuple[dict[str, Runs], dict[tuple[str, ...], Runs], dict[str, Trace]]:
+    """Independent seeds ``first .. stop - 1`` of every profile and of every baseline with non-truthful others."""
+    seeds = spec.seeds_between(first, stop)
+    baselines = {tuple(sorted(p.others)): p for p in profiles if p.others}
+    plays = [(p.name, p, False) for p in profiles] + [(key, p, True) for key, p in baselines.items()]
+    market = spec.market(setting, len(plays) * len(seeds))
+    policies = [p.policies(market, honest_deviators=honest) for _, p, honest in plays]
+    rows, trace_list = play_profiles(market, policies, seeds, traces)
+    n = stop - first
+    runs = {name: _mean_over_episodes(r, n, spec.episodes) for (name, _, honest), r in zip(plays, rows) if not honest}
+    base = {key: _mean_over_episodes(r, n, spec.episodes) for (key, _, honest), r in zip(plays, rows) if honest}
+    traces_by_name = {name: t for (name, _, honest), t in zip(plays, trace_list) if not honest}
+    return runs, base, traces_by_name
+
+
+def evaluate_setting(spec: EvalSpec, setting: Setting, family: int = 0) -> SettingResult:
+    """Every profile of one setting over ``spec.seeds`` seeds, doubled (up to ``spec.max_seeds``) while some gain's
+    family-wise CI half-width (``family`` tests; default: this setting's deviations) exceeds the target."""
+    profiles = setting_profiles(spec, setting)
+    family = family or sum(len(p.deviators) for p in profiles)
+    runs, base, traces = _play_seeds(spec, setting, profiles, 0, spec.seeds, traces=True)
+    n = spec.seeds
+    cap = spec.max_seeds or spec.seeds
+    while n < cap and _widest_half_width(profiles, runs, base, family) > spec.target_half_width:
+        more = min(2 * n, cap)
+        extra, extra_base, _ = _play_seeds(spec, setting, profiles, n, more, traces=False)
+        runs = {k: v + extra[k] for k, v in runs.items()}
+        base = {k: v + extra_base[k] for k, v in base.items()}
+        n = more
+    honest = runs["honest"]
+    results = {p.name: ProfileRuns(p.deviation, p.lever, p.kind, sorted(p.deviators), tuple(sorted(p.others)),
+                                   runs[p.name], traces[p.name].arrays(), base.get(tuple(sorted(p.others)), honest))
+               for p in profiles}
+    market = spec.market(setting, 1)
+    note = mechanisms.REGISTRY[setting.mechanism].degenerate(
+        {k.split("/", 1)[1]: float(np.mean([r[k] for r in honest])) for k in honest[0] if k.startswith("mechanism/")})
+    return SettingResult(setting.mechanism, setting.billing, setting.horizon, market.config.name,
+                         market.possible_agents, market.config.value_scale, results, note)
+
+
+def _widest_half_width(profiles: list[Profile], runs: dict[str, Runs], base: dict[tuple[str, ...], Runs],
+                       family: int) -> float:
+    """The widest family-wise CI half-width of any deviator's gain."""
+    widest = 0.0
+    n = len(runs["honest"])
+    t = family_quantile(family, n - 1)
+    for p in profiles:
+        baseline = base.get(tuple(sorted(p.others)), runs["honest"])
+        for a in p.deviators:
+            diff = np.array([r[f"{a}/profit"] - b[f"{a}/profit"] for r, b in zip(runs[p.name], baseline)])
+            widest = max(widest, t * float(diff.std(ddof=1)) / np.sqrt(n))
+    return widest
+
+
+def _evaluate_one(args: tuple[EvalSpec, Setting, int]) -> SettingResult:
+    return evaluate_setting(*args)
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
@@ -77,39 +116,68 @@ def _single_thread() -> None:
     torch.set_num_threads(1)
 
 
-def run_evaluation(spec: EvalSpec, workers: int = 1, progress: bool = True) -> list[MechanismResult]:
-    """Raw results of every mechanism (in parallel processes when ``workers > 1``)."""
+def run_evaluation(spec: EvalSpec, workers: int = 1, progress: bool = True) -> list[SettingResult]:
+    """Raw results of every setting (in parallel processes when ``workers > 1``). Each setting's seeds grow for the
+    family of its mechanism and billing (deviations x horizons)."""
     from tqdm.auto import tqdm
 
-    jobs = [(spec, m) for m in spec.mechanisms]
+    settings = spec.settings()
+    horizons = len(spec.horizons)
+    jobs = [(spec, s, sum(len(p.deviators) for p in setting_profiles(spec, s)) * horizons) for s in settings]
     if workers > 1 and len(jobs) > 1:
         with process_pool(workers) as pool:
             return list(tqdm(pool.map(_evaluate_one, jobs), total=len(jobs), desc="evaluate", disable=not progress))
     return [_evaluate_one(j) for j in tqdm(jobs, desc="evaluate", disable=not progress)]
 
 
+def verdicts(results: list[SettingResult], tolerance: float) -> list[MechanismVerdict]:
+    """One verdict per (mechanism, billing), over its horizons."""
+    by_market: dict[tuple[str, str], list[SettingResult]] = {}
+    for r in results:
+        by_market.setdefault((r.mechanism, r.billing), []).append(r)
+    return [judge(sorted(rs, key=lambda r: r.horizon), tolerance) for rs in by_market.values()]
+
+
+def run_dirs_by_market(paths: list[str]) -> dict[tuple[str, str], list[str]]:
+    """Run dirs grouped by the (mechanism, billing) their manifest says they were trained in."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for d in paths:
+        manifest = read_manifest(d)
+        mechanism = manifest["mechanism"]
+        billing = billing_of(mechanism, manifest.get("overrides", {}).get("billing", "per_query")) \
+            if mechanism in mechanisms.REGISTRY else LIST_PRICE
+        out.setdefault((mechanism, billing), []).append(d)
+    return out
+
+
 def check_run_dirs(spec: EvalSpec) -> None:
-    """Fail early, naming the run dir, when a run is missing or does not match its mechanism's market."""
-    for mechanism, dirs in spec.run_dirs.items():
+    """Fail early, naming the run dir, when a run is missing or does not match the market it is evaluated in."""
+    markets = {s.market_key: s for s in spec.settings()}
+    for key, dirs in spec.run_dirs.items():
+        if key not in markets:
+            raise ConfigError(f"--run-dir: runs trained on {key[0]} ({key[1]} billing), which is not evaluated "
+                              f"(--mechanism {','.join(spec.mechanisms)}, --billings {','.join(spec.billings)})")
         for d in dirs:
             if not Path(d).is_dir():
                 raise ConfigError(f"--run-dir {d}: does not exist")
-            learned_profiles(d, spec.market(mechanism))
+            learned_profiles(d, spec.market(markets[key], 1))
 
 
 def analytic_checks(spec: EvalSpec) -> dict[str, Any]:
     """Where theory applies (``uniform``): revenue equivalence of first and second price at equilibrium, and the
     distance of learned first-price bid functions from the equilibrium b(c) = c + (1 - c) / n (MECHANISMS.md §8)."""
-    market = spec.market(spec.mechanisms[0])
+    horizon = spec.horizons[0]
+    first, second = Setting("first_price", "per_query", horizon), Setting("second_price", "per_query", horizon)
+    market = spec.market(first, 1)
     if market.config.name != "uniform":
         return {}
     n = len(market.possible_agents)
-    seeds = spec.all_seeds()
+    seeds = spec.seeds_between(0, spec.seeds)
     out: dict[str, Any] = {"n_providers": n, "expected_payment_theory": 2.0 / (n + 1)}
     if {"first_price", "second_price"} <= set(spec.mechanisms):
-        fp, sp = spec.market("first_price"), spec.market("second_price")
-        bne = {a: make_strategy("bne", fp.layout) for a in fp.possible_agents}
-        truthful = {a: make_strategy("truthful", sp.layout) for a in sp.possible_agents}
+        fp, sp = spec.market(first, len(seeds)), spec.market(second, len(seeds))
+        bne: dict[str, Policy] = {a: make_strategy("bne", fp.layout) for a in fp.possible_agents}
+        truthful: dict[str, Policy] = {a: make_strategy("truthful", sp.layout) for a in sp.possible_agents}
         pay_fp = np.array([row["market/payment"] for row in play(fp, bne, seeds)])
         pay_sp = np.array([row["market/payment"] for row in play(sp, truthful, seeds)])
         diff, half = mean_ci(pay_fp - pay_sp)
@@ -118,33 +186,35 @@ def analytic_checks(spec: EvalSpec) -> dict[str, Any]:
                                       "difference": diff, "difference_ci": half}
     grid = np.linspace(0.05, 0.95, 19)
     distances = {}
-    for run_dir in spec.run_dirs.get("first_price", []):
-        fp = spec.single_market("first_price")
-        for agent, policy in load_policies(run_dir, fp).items():
-            learned = bid_function(policy, fp, agent, grid)
+    for run_dir in spec.run_dirs.get(first.market_key, []):
+        env = spec.single_market(first)
+        for agent, policy in load_policies(run_dir, env).items():
+            learned = bid_function(policy, env, agent, grid)
             distances[f"{Path(run_dir).name}/{agent}"] = float(np.abs(learned - bne_bid(grid, n)).mean())
     if distances:
         out["learned_bid_distance_from_equilibrium"] = distances
     return out
 
 
-def evaluate_all(cfg: EvalConfig, run_dirs: dict[str, list[str]], progress: bool = True
-                 ) -> tuple[ReportHeader, list[MechanismResult], list[MechanismSummary], dict[str, Any]]:
-    """The whole evaluation a config asks for: play every profile of every mechanism (scripted deviations and the
-    learned runs of ``run_dirs``, mechanism -> run dirs), summarize, and run the analytic checks."""
-    missing = sorted(set(run_dirs) - set(cfg.mechanisms))
-    if missing:
-        raise ConfigError(f"--run-dir: runs trained on mechanism(s) {missing}, which are not evaluated "
-                          f"(--mechanism {','.join(cfg.mechanisms)})")
+def evaluate_all(cfg: EvalConfig, run_dirs: dict[tuple[str, str], list[str]], progress: bool = True,
+                 learners: list[dict[str, Any]] | None = None
+                 ) -> tuple[ReportHeader, list[SettingResult], list[MechanismVerdict], dict[str, Any]]:
+    """The whole evaluation a config asks for: play every profile of every setting (scripted deviations and the
+    learned runs of ``run_dirs``), judge every mechanism and billing, and run the analytic checks. ``learners``
+    (the training grid's selection records) ride along into the report header."""
     spec = EvalSpec(scenario=cfg.scenario, mechanisms=cfg.mechanisms, overrides=cfg.overrides,
-                    strategies=cfg.strategies, run_dirs=run_dirs, seeds=cfg.seeds, episodes=cfg.episodes,
-                    horizon=cfg.horizon)
+                    strategies=cfg.strategies, run_dirs=run_dirs, billings=list(cfg.billings),
+                    horizons=sorted(cfg.horizons), levers=cfg.levers, seeds=cfg.seeds, max_seeds=cfg.max_seeds,
+                    target_half_width=cfg.target_half_width, episodes=cfg.episodes,
+                    base_seed=EvalSpec.base_seed_of(cfg.seed))
     check_run_dirs(spec)
     results = run_evaluation(spec, workers=cfg.workers, progress=progress)
-    summaries = [summarize(r, cfg.tolerance) for r in results]
-    market = spec.market(cfg.mechanisms[0])
-    header = ReportHeader(scenario=market.config.name, mechanisms=cfg.mechanisms, seeds=cfg.seeds,
-                          episodes=cfg.episodes, horizon=market.config.horizon,
-                          n_providers=len(market.possible_agents), strategies=cfg.strategies, run_dirs=run_dirs,
-                          tolerance=cfg.tolerance, overrides=cfg.overrides)
-    return header, results, summaries, analytic_checks(spec)
+    judged = verdicts(results, cfg.tolerance)
+    market = spec.market(spec.settings()[0], 1)
+    header = ReportHeader(scenario=market.config.name, mechanisms=cfg.mechanisms, billings=list(cfg.billings),
+                          horizons=sorted(cfg.horizons), seeds=cfg.seeds, max_seeds=cfg.max_seeds,
+                          target_half_width=cfg.target_half_width, episodes=cfg.episodes,
+                          n_providers=len(market.possible_agents), strategies=cfg.strategies,
+                          run_dirs={f"{m}/{b}": d for (m, b), d in run_dirs.items()}, tolerance=cfg.tolerance,
+                          overrides=cfg.overrides, learners=learners or [])
+    return header, results, judged, analytic_checks(spec)

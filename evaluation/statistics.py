@@ -21,3 +21,18 @@ def t_quantile(level: float, df: int) -> float:
     from scipy.stats import t
 
     return float(t.ppf(0.5 + level / 2.0, df))
+
+
+def family_quantile(n_tests: int, df: int, level: float = 0.95) -> float:
+    """The Student-t quantile of a family-wise ``level`` over ``n_tests`` comparisons (Bonferroni, two-sided): an
+    interval of this many standard errors around each of the tests' estimates covers all true values with
+    probability at least ``level``."""
+    return t_quantile(1.0 - (1.0 - level) / max(1, n_tests), max(1, df))
+
+
+def detectable_gain(se: float, t_family: float, df: int, power: float = 0.8) -> float:
+    """The smallest true gain above the tolerance that the family-wise test detects with probability ``power``:
+    (t_family + t_power) standard errors."""
+    from scipy.stats import t
+
+    return float((t_family + t.ppf(power, max(1, df))) * se)

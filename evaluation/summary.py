@@ -1,35 +1,39 @@
-"""From per-seed runs to verdicts (MECHANISMS.md §9): paired gains with confidence intervals, IC regret and whether a
-mechanism holds.
+"""From per-seed runs to verdicts (MECHANISMS.md §9): paired gains with confidence intervals, family-wise tests over
+every deviation, lever and horizon, the lever that pays, transient and persistent exploits, and the test's power.
 
-Metrics per mechanism x profile x provider: ``profit`` (mean per round), ``gain`` (profit minus the paired honest
-baseline, with a 95% CI over seeds), ``bid_markup``, ``substitution_rate``, ``mean_inflation``, ``win_rate``,
-``payment``; per mechanism x profile: ``user_utility`` (absolute; ``user_utility_ratio`` to all-honest play;
-``full_info_ratio`` to the full-information benchmark where the best provider serves at cost), ``payment``,
-``allocative_efficiency``, ``unserved_share`` and the mechanism's own diagnostics. A mechanism's ``ic_regret`` is
-the largest gain found (a lower bound on its exploitability); the mechanism is *exploited* when that gain exceeds
-the tolerance with family-wise 95% confidence (Bonferroni over the deviations tested), and otherwise *holds*.
+The rule. For one mechanism under one billing, the *family* is every (deviating provider, profile, lever variant,
+judged horizon) tested. A deviation's gain is its profit minus the same provider's profit in the paired honest
+baseline, over independent seeds; its family-wise lower bound is gain - t_family * se with t_family the Bonferroni
+Student-t quantile of the family (95%). The mechanism is *exploited* when any deviation's lower bound exceeds the
+tolerance, and otherwise *holds*; its IC regret is the largest lower bound (with that deviation's point estimate).
+An exploit is *persistent* when it is still significant at the longest judged horizon, *transient* otherwise; the
+*paying lever* of a multi-lever deviation is its single-lever variant with the largest lower bound (or the
+combination, when no lever alone clears the tolerance). The smallest gain the test detects with 80% power is reported
+per deviation and, as the mechanism's power, its largest value at the longest judged horizon.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from evaluation.results import (MARKET_KEYS, PROVIDER_KEYS, DeviationRecord, ICRegret, MarketRecord,
-                                MechanismResult, MechanismSummary, Runs)
-from evaluation.statistics import mean_ci, t_quantile
+from agents.scripted import PRESETS, scripted_levers
+from evaluation.results import (MARKET_KEYS, PROVIDER_KEYS, DeviationRecord, Exploit, MarketRecord,
+                                MechanismVerdict, Runs, SettingResult)
+from evaluation.statistics import detectable_gain, family_quantile, mean_ci
 
 
 def _column(rows: Runs, key: str) -> np.ndarray:
     return np.array([r[key] for r in rows])
 
 
-def summarize(result: MechanismResult, tolerance: float) -> MechanismSummary:
-    """Means, paired gains with 95% CIs, IC regret and the verdict for one mechanism's raw result."""
+def setting_records(result: SettingResult) -> tuple[list[DeviationRecord], list[MarketRecord]]:
+    """Means and paired gains (95% CIs) of every profile and provider in one setting; the family-wise fields
+    (``gain_lower``, ``detectable``) are filled in by :func:`judge`."""
     honest = result.profiles["honest"].runs
     honest_user = _column(honest, "market/user_utility")
     records: list[DeviationRecord] = []
     market_rows: list[MarketRecord] = []
-    best: DeviationRecord | None = None
+    where = dict(mechanism=result.mechanism, billing=result.billing, horizon=result.horizon)
     for name, rec in result.profiles.items():
         runs, base = rec.runs, rec.baseline
         user = _column(runs, "market/user_utility")
@@ -38,7 +42,7 @@ def summarize(result: MechanismResult, tolerance: float) -> MechanismSummary:
         for key in MARKET_KEYS:
             means[key], means[f"{key}_ci"] = mean_ci(_column(runs, f"market/{key}"))
         mrow = MarketRecord(
-            mechanism=result.mechanism, profile=name, kind=rec.kind, **means,
+            **where, profile=name, deviation=rec.deviation, lever=rec.lever, kind=rec.kind, **means,
             user_utility_ratio=float(user.mean() / honest_user.mean()) if honest_user.mean() else float("nan"),
             full_info_ratio=float(user.mean() / full_info.mean()) if full_info.mean() else float("nan"),
             mechanism_events={k.split("/", 1)[1]: float(np.mean(_column(runs, k)))
@@ -51,23 +55,110 @@ def summarize(result: MechanismResult, tolerance: float) -> MechanismSummary:
             diff = _column(runs, f"{a}/profit") - _column(base, f"{a}/profit")
             gain, half = mean_ci(diff)
             se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
-            row = DeviationRecord(
-                mechanism=result.mechanism, profile=name, kind=rec.kind, provider=a, deviator=a in rec.deviators,
-                **per, gain=gain, gain_ci_low=gain - half, gain_ci_high=gain + half, gain_se=se,
+            records.append(DeviationRecord(
+                **where, profile=name, deviation=rec.deviation, lever=rec.lever, kind=rec.kind, provider=a,
+                deviator=a in rec.deviators, **per, gain=gain, gain_ci_low=gain - half, gain_ci_high=gain + half,
+                gain_se=se, gain_lower=float("nan"), detectable=float("nan"), n_seeds=diff.size,
                 user_utility=mrow.user_utility, user_utility_ratio=mrow.user_utility_ratio,
                 full_info_ratio=mrow.full_info_ratio, allocative_efficiency=mrow.allocative_efficiency,
-                unserved_share=mrow.unserved_share, market_payment=mrow.payment)
-            records.append(row)
-            if row.deviator and (best is None or row.gain > best.gain):
-                best = row
-    # Many deviations are tested per mechanism and the verdict looks at the largest gain, so its lower bound uses
-    # a Bonferroni-adjusted Student-t quantile (family-wise 95%) rather than each deviation's own 95% CI.
-    tested = sum(r.deviator for r in records)
-    z_family = t_quantile(1 - 0.05 / max(1, tested), max(1, len(honest) - 1))
-    exploited = best is not None and best.gain - z_family * best.gain_se > tolerance
-    verdict = ("holds" if best is None or not exploited else
-               f"exploited by {best.provider} via {best.profile}: gain {best.gain:.4f} per round "
-               f"[{best.gain_ci_low:.4f}, {best.gain_ci_high:.4f}]")
-    regret = None if best is None else ICRegret(best.provider, best.profile, best.gain, best.gain_ci_low,
-                                                best.gain_ci_high)
-    return MechanismSummary(result.mechanism, records, market_rows, regret, verdict, exploited, tested, z_family)
+                unserved_share=mrow.unserved_share, market_payment=mrow.payment))
+    return records, market_rows
+
+
+def family_size(results: list[SettingResult]) -> int:
+    """Deviations the verdict tests: deviating (provider, profile) pairs over the judged settings."""
+    return sum(len(p.deviators) for r in results if r.note is None for p in r.profiles.values())
+
+
+def _paying_lever(top: DeviationRecord, records: list[DeviationRecord], tolerance: float) -> str:
+    """The lever of a significant deviation that pays: its own single lever, else the single-lever variant of the
+    same deviation with the largest lower bound if that clears the tolerance, else the combination of its levers."""
+    if top.lever != "all":
+        return top.lever
+    siblings = [r for r in records if r.deviation == top.deviation and r.provider == top.provider
+                and r.horizon == top.horizon and r.lever != "all"]
+    if not siblings:  # a one-lever deviation: its lever is the one it moves
+        return "all"
+    best = max(siblings, key=lambda r: r.gain_lower)
+    return best.lever if best.gain_lower > tolerance else "+".join(sorted(r.lever for r in siblings))
+
+
+def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, str] | None = None
+          ) -> MechanismVerdict:
+    """The verdict on one mechanism under one billing from its settings (one per horizon).
+
+    Args:
+        results: the mechanism's settings, one per horizon.
+        tolerance: the gain per round a family-wise lower bound must exceed.
+        levers_of: the single lever a one-lever deviation moves (deviation name -> lever), to name it as the paying
+            lever (default: the scripted presets').
+    """
+    if levers_of is None:
+        levers_of = {name: scripted_levers(name)[0] for name in PRESETS if len(scripted_levers(name)) == 1}
+    mechanism, billing = results[0].mechanism, results[0].billing
+    judged = [r for r in results if r.note is None]
+    records, market_rows = [], []
+    for r in results:
+        rec, mrows = setting_records(r)
+        records += rec
+        market_rows += mrows
+    tested = family_size(results)
+    df = min((r.n_seeds for r in judged), default=2) - 1
+    t_family = family_quantile(tested, df)
+    for rec in records:
+        rec.gain_lower = rec.gain - t_family * rec.gain_se
+        rec.detectable = tolerance + detectable_gain(rec.gain_se, t_family, rec.n_seeds - 1)
+    judged_horizons = sorted(r.horizon for r in judged)
+    longest = judged_horizons[-1] if judged_horizons else None
+    candidates = [r for r in records if r.deviator and r.horizon in judged_horizons]
+    significant = [r for r in candidates if r.gain_lower > tolerance]
+
+    def exploit(r: DeviationRecord) -> Exploit:
+        lever = _paying_lever(r, records, tolerance)
+        if lever == "all" and levers_of:
+            lever = levers_of.get(r.deviation.split("@")[0], lever)
+        return Exploit(r.provider, r.profile, r.deviation, r.lever, r.horizon, r.gain, r.gain_ci_low,
+                       r.gain_ci_high, r.gain_lower, lever)
+
+    exploits = [exploit(r) for r in sorted(significant, key=lambda r: -r.gain_lower)]
+    top = max(candidates, key=lambda r: r.gain_lower, default=None)
+    regret = exploit(top) if top is not None else None
+    persistence = None
+    if exploits:
+        persistence = "persistent" if any(e.horizon == longest for e in exploits) else "transient"
+    at_longest = [r.detectable for r in candidates if r.horizon == longest and r.lever == "all"]
+    detectable = max(at_longest, default=float("nan"))
+    notes = [f"T={r.horizon}: not judged ({r.note})" for r in results if r.note is not None]
+    notes += _weaker_learners(records, judged_horizons)
+    if exploits:
+        e = exploits[0]
+        verdict = (f"exploited ({persistence}) by {e.provider} via {e.profile} at T={e.horizon}, lever "
+                   f"{e.paying_lever}: {e.gain:+.4f} per round [95% CI {e.gain_ci_low:+.4f}, {e.gain_ci_high:+.4f}], "
+                   f"family-wise lower bound {e.gain_lower:+.4f}")
+    elif regret is not None:
+        verdict = (f"holds: no family-wise lower bound clears {tolerance:g} (largest {regret.gain_lower:+.4f}, "
+                   f"{regret.profile} at T={regret.horizon}); gains above {detectable:.4f} per round would have "
+                   f"been detected with 80% power")
+    else:
+        verdict = "holds: no deviation tested"
+    return MechanismVerdict(
+        mechanism=mechanism, billing=billing, horizons=[r.horizon for r in results], records=records,
+        market=market_rows, exploited=bool(exploits), verdict=verdict, ic_regret=regret, exploits=exploits,
+        persistence=persistence, paying_lever=exploits[0].paying_lever if exploits else None,
+        deviations_tested=tested, t_family=t_family, detectable=detectable, notes=notes)
+
+
+def _weaker_learners(records: list[DeviationRecord], horizons: list[int]) -> list[str]:
+    """Learned deviations (all levers) whose gain stays below the best scripted deviation of the same provider at the
+    same horizon, by name."""
+    notes = []
+    for r in records:
+        if r.kind != "learned" or r.lever != "all" or not r.deviator or r.horizon not in horizons:
+            continue
+        scripted = [s for s in records if s.kind == "scripted" and s.lever == "all" and s.deviator
+                    and s.provider == r.provider and s.horizon == r.horizon]
+        best = max(scripted, key=lambda s: s.gain, default=None)
+        if best is not None and r.gain < best.gain:
+            notes.append(f"{r.profile} stays weaker than {best.profile} at T={r.horizon} ({r.gain:+.4f} vs "
+                         f"{best.gain:+.4f} per round)")
+    return notes

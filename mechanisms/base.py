@@ -163,6 +163,12 @@ class Mechanism(ABC):
         (``mechanism/<key>``)."""
         return {}
 
+    @classmethod
+    def degenerate(cls, diagnostics: dict[str, float]) -> str | None:
+        """Why the mechanism's rules do not really run in a market with these (episode-mean) diagnostics, or None: a
+        verdict is not judged where the mechanism is degenerate (second_best's schedule at a short horizon)."""
+        return None
+
     def diagnostics_one(self) -> dict[str, float]:
         """:meth:`diagnostics` of a single market (E = 1), as floats."""
         return {k: float(v[0]) for k, v in self.diagnostics().items()}

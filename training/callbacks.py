@@ -67,17 +67,22 @@ class MarketLogger(BaseCallback):
 
 
 class GainEvaluator(BaseCallback):
-    """Every ``every`` steps: the learner's mean profit per round and its gain over honest play on the same seeds."""
+    """Every ``every`` steps: the learner's mean profit per round and its gain over honest play on the same seeds;
+    training stops once the gain reaches ``stop_at`` (when given)."""
 
-    def __init__(self, every: int, evaluate):
+    def __init__(self, every: int, evaluate, stop_at: float | None = None):
         super().__init__()
-        self.every, self.evaluate, self.next_at = every, evaluate, every
+        self.every, self.evaluate, self.next_at, self.stop_at = every, evaluate, every, stop_at
 
     def _on_step(self) -> bool:
         if self.every and self.model.num_timesteps >= self.next_at:
             self.next_at += self.every
-            for key, value in self.evaluate(self.model).items():
+            result = self.evaluate(self.model)
+            for key, value in result.items():
                 self.logger.record(f"eval/{key}", value)
+            if self.stop_at is not None:
+                self.logger.record("eval/target_gain", self.stop_at)
+                return result["manipulation_gain"] < self.stop_at
         return True
 
 

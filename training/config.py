@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from agents.policy import LEVERS
 from envs.config import ConfigError, load_config
 
 Mode = Literal["best-response", "independent", "shared"]
@@ -32,7 +33,15 @@ class TrainConfig:
         run_dir: where everything is written.
         checkpoint_every: save a checkpoint every this many learner transitions (0: only on Ctrl-C).
         eval_every: measure the gain over honest play every this many learner transitions (0: never).
-        eval_episodes: episodes of each periodic evaluation and of the final summary.
+        eval_episodes: episodes (one market each) of each gain measurement during training and of the final summary.
+        selection_seed: episode e of every gain measurement is seeded ``selection_seed + e``: seeds disjoint from the
+            evaluation's, so choosing the strongest of several learners on them does not bias its final evaluation.
+        target: stop a learner once its gain over honest play (measured every ``eval_every`` steps on the selection
+            seeds) reaches this many money units per round; ``best_scripted``: the best gain a scripted deviation of
+            its lever family (``agents.scripted.DEVIATIONS`` using only ``levers``) makes on the same seeds; null:
+            train all ``timesteps`` (then a cap).
+        levers: the action dimensions the learners control (``bid``, ``substitution``, ``inflation``); the others
+            play honest.
         learning_rate: the optimizer's step size.
         n_steps: PPO rollout length per environment slot.
         batch_size: minibatch size (PPO and SAC).
@@ -59,6 +68,9 @@ class TrainConfig:
     checkpoint_every: int = 250_000
     eval_every: int = 100_000
     eval_episodes: int = 8
+    selection_seed: int = 500_000
+    target: float | Literal["best_scripted"] | None = None
+    levers: list[str] = field(default_factory=lambda: ["bid", "substitution", "inflation"])
     learning_rate: float = 1e-3
     n_steps: int = 16
     batch_size: int = 1024
@@ -75,6 +87,12 @@ class TrainConfig:
                 raise ConfigError(f"train config: field {name!r} must be >= 1, got {getattr(self, name)}")
         if self.checkpoint_every < 0 or self.eval_every < 0:
             raise ConfigError("train config: checkpoint_every and eval_every must be >= 0")
+        bad = [lever for lever in self.levers if lever not in LEVERS]
+        if bad or not self.levers:
+            raise ConfigError(f"train config: field 'levers': expected a non-empty subset of {list(LEVERS)}, got "
+                              f"{self.levers}")
+        if self.target is not None and not self.eval_every:
+            raise ConfigError("train config: field 'target' needs eval_every > 0 (the gain is measured then)")
 
 
 def load_train_config(path: str | Path | None = None, **fields: Any) -> TrainConfig:

@@ -31,8 +31,9 @@ from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import configure
 
 from agents.learned import ALGORITHMS, SHARED, LearnedPolicy, load_policies, load_weights, make_manifest
-from agents.policy import Policy
+from agents.policy import LEVERS, LeverMask, Policy
 from agents.registry import make_strategy
+from agents.scripted import DEVIATIONS, scripted_levers
 from envs.config import ConfigError, from_dict, to_dict
 from envs.batched import BatchedMarket
 from envs.market import make_batched
@@ -107,6 +108,12 @@ def plan_stages(cfg: TrainConfig, learners: list[str]) -> list[Stage]:
     return [Stage(f"round{r}_{a}", [a], per_round * (r + 1)) for r in range(cfg.rounds) for a in learners]
 
 
+def learned_policy(cfg: TrainConfig, model: BaseAlgorithm) -> Policy:
+    """The model as a policy, restricted to the run's levers (the others play honest, as in training)."""
+    policy = LearnedPolicy(model)
+    return policy if set(cfg.levers) == set(LEVERS) else LeverMask(policy, tuple(cfg.levers))
+
+
 def policy_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     """The network of the policies (recorded in the manifest, which is how they are rebuilt for loading)."""
     out: dict[str, Any] = {"net_arch": list(cfg.net_arch)}
@@ -138,11 +145,16 @@ def resume_model(cfg: TrainConfig, env: MarketVecEnv, file: Path, steps: int) ->
     return model
 
 
+def selection_seeds(cfg: TrainConfig, episodes: int) -> list[int]:
+    """The seeds of every gain measurement of a run (disjoint from the evaluation's, see ``selection_seed``)."""
+    return [cfg.selection_seed + e for e in range(episodes)]
+
+
 def gain_against_honest(cfg: TrainConfig, learner: str, policy: Policy, others: dict[str, Policy],
                         episodes: int) -> dict[str, float]:
-    """Mean profit per round of ``learner`` playing ``policy`` and playing truthful, paired on the same seeds (one
-    market per episode, all played at once)."""
-    seeds = [cfg.seed + 10_000 + e for e in range(episodes)]
+    """Mean profit per round of ``learner`` playing ``policy`` and playing truthful, paired on the selection seeds
+    (one market per episode, all played at once)."""
+    seeds = selection_seeds(cfg, episodes)
     market = make_market(cfg, episodes)
     honest = make_strategy("truthful", market.layout)
     learned = play(market, {**others, learner: policy}, seeds)
@@ -153,6 +165,20 @@ def gain_against_honest(cfg: TrainConfig, learner: str, policy: Policy, others: 
     return {"profit": float(np.mean([e[key] for e in learned])),
             "honest_profit": float(np.mean([e[key] for e in baseline])),
             "manipulation_gain": gain, "gain_ci_low": gain - half, "gain_ci_high": gain + half}
+
+
+def best_scripted_gain(cfg: TrainConfig, learner: str, others: dict[str, Policy]) -> tuple[str, float]:
+    """The scripted deviation of the learner's lever family with the largest gain on the selection seeds, and that
+    gain (``("truthful", 0.0)`` when none gains)."""
+    market = make_market(cfg)
+    best = ("truthful", 0.0)
+    for name in DEVIATIONS:
+        if set(scripted_levers(name)) <= set(cfg.levers):
+            gain = gain_against_honest(cfg, learner, make_strategy(name, market.layout), others,
+                                       cfg.eval_episodes)["manipulation_gain"]
+            if gain > best[1]:
+                best = (name, gain)
+    return best
 
 
 @dataclass
@@ -204,17 +230,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     for a in learners:  # policies finished by earlier stages (resume, later rounds of independent mode)
         file = run_dir / "policies" / f"{SHARED if cfg.mode == 'shared' else a}.zip"
         if file.is_file():
-            current[a] = LearnedPolicy(load_weights(file, cfg.algo, market.observation_space(a),
-                                                    market.action_space(a), policy_kwargs(cfg)))
+            current[a] = learned_policy(cfg, load_weights(file, cfg.algo, market.observation_space(a),
+                                                          market.action_space(a), policy_kwargs(cfg)))
             saved_policies[a] = file.name
 
     hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in to_dict(cfg).items()}
+    targets: dict[str, dict[str, Any]] = dict(state.get("targets", {}))
     stages = plan_stages(cfg, learners)
     for index, stage in enumerate(stages):
         if index < done_stages:
             continue
         fixed = stage_opponents(cfg, stage.learners, agents, base_opponents, current)
-        env = MarketVecEnv(make_market(cfg, cfg.n_envs), stage.learners, fixed, seed=cfg.seed + 97 * index)
+        env = MarketVecEnv(make_market(cfg, cfg.n_envs), stage.learners, fixed, seed=cfg.seed + 97 * index,
+                           levers=cfg.levers)
         owner = SHARED if cfg.mode == "shared" else stage.learners[0]
         checkpoint = latest_checkpoint(run_dir / "checkpoints", stage.name)
         previous = run_dir / "policies" / f"{owner}.zip"
@@ -228,13 +256,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
 
         def evaluate(m: BaseAlgorithm, _learner=stage.learners[0], _fixed=fixed) -> dict[str, float]:
             # In shared mode the others play the same (current) policy; otherwise the stage's fixed strategies.
-            others = dict(_fixed) if cfg.mode != "shared" else {a: LearnedPolicy(m) for a in agents if a != _learner}
-            return gain_against_honest(cfg, _learner, LearnedPolicy(m), others, cfg.eval_episodes)
+            policy = learned_policy(cfg, m)
+            others = dict(_fixed) if cfg.mode != "shared" else {a: policy for a in agents if a != _learner}
+            return gain_against_honest(cfg, _learner, policy, others, cfg.eval_episodes)
 
+        stop_at = None
+        if cfg.target is not None and cfg.mode == "best-response":
+            name, stop_at = (best_scripted_gain(cfg, stage.learners[0], fixed) if cfg.target == "best_scripted"
+                             else ("given", float(cfg.target)))
+            targets[stage.learners[0]] = {"target": name, "target_gain": stop_at}
         remaining = stage.steps - model.num_timesteps
         callbacks = CallbackList([
             MarketLogger(stage.steps, hparams, stage.name, progress),
-            GainEvaluator(cfg.eval_every, evaluate),
+            GainEvaluator(cfg.eval_every, evaluate, stop_at),
             Checkpointer(cfg.checkpoint_every, run_dir / "checkpoints", stage.name),
         ])
         try:
@@ -247,23 +281,27 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         (run_dir / "policies").mkdir(exist_ok=True)
         model.save(run_dir / "policies" / f"{owner}.zip")
         for a in stage.learners:
-            current[a] = LearnedPolicy(model)
+            current[a] = learned_policy(cfg, model)
             saved_policies[a] = f"{owner}.zip"
         state_path.parent.mkdir(parents=True, exist_ok=True)
         model_steps[owner] = model.num_timesteps
         state_path.write_text(json.dumps({"completed_stages": index + 1, "stages": [s.name for s in stages],
-                                          "model_steps": model_steps}))
+                                          "model_steps": model_steps, "targets": targets}))
         manifest = make_manifest(market, cfg.mechanism, cfg.algo, cfg.mode, dict(saved_policies),
                                  {"policy_kwargs": policy_kwargs(cfg), "overrides": cfg.overrides,
                                   "learners": learners, "opponents": cfg.opponents,
-                                  "non_learners": non_learners, "timesteps": cfg.timesteps, "seed": cfg.seed})
+                                  "non_learners": non_learners, "timesteps": cfg.timesteps, "seed": cfg.seed,
+                                  "levers": cfg.levers})
         (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         env.close()
 
     summary = {}
     for a in learners:
         others = stage_opponents(cfg, [a], agents, base_opponents, current)
-        summary[a] = gain_against_honest(cfg, a, current[a], others, cfg.eval_episodes)
+        summary[a] = {**gain_against_honest(cfg, a, current[a], others, cfg.eval_episodes),
+                      "steps": model_steps.get(SHARED if cfg.mode == "shared" else a, 0), **targets.get(a, {})}
+        if "target_gain" in summary[a]:
+            summary[a]["matched"] = summary[a]["manipulation_gain"] >= summary[a]["target_gain"]
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return TrainResult(run_dir, summary, {a: current[a] for a in learners})
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from agents.policy import Policy
+from agents.policy import LEVERS, Policy
 from envs.batched import BatchedMarket
 from envs.metrics import EpisodeStats
 
@@ -34,10 +34,11 @@ class MarketVecEnv(VecEnv):
         learners: agents whose actions come from SB3 (one slot per market each).
         fixed: a policy for every other agent.
         seed: market e's first reset uses seed ``seed + e`` (SB3's ``seed()`` overrides it).
+        levers: the action dimensions the learners control; the others are set to honest (0).
     """
 
     def __init__(self, market: BatchedMarket, learners: Sequence[str], fixed: dict[str, Policy],
-                 seed: int | None = None):
+                 seed: int | None = None, levers: Sequence[str] = LEVERS):
         agents = market.possible_agents
         unknown = [a for a in [*learners, *fixed] if a not in agents]
         if unknown:
@@ -56,6 +57,7 @@ class MarketVecEnv(VecEnv):
         self._fixed_rows = [(index[a], p) for a, p in fixed.items()]
         self._learner_rows = np.array([index[a] for a in self.learners])
         self._joint = np.zeros((E, len(agents), 3), dtype=np.float32)
+        self._lever_mask = np.array([lever in levers for lever in LEVERS], dtype=np.float32)
         self._returns = np.zeros((E, len(self.learners)))
         self._obs = np.zeros((E, len(agents), market.layout.size), dtype=np.float32)
         self._start = time.time()
@@ -89,7 +91,8 @@ class MarketVecEnv(VecEnv):
         return self._seeds
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._joint[:, self._learner_rows] = np.asarray(actions).reshape(self.n_markets, len(self.learners), -1)
+        self._joint[:, self._learner_rows] = (np.asarray(actions).reshape(self.n_markets, len(self.learners), -1)
+                                              * self._lever_mask)
 
     def step_wait(self):
         for i, policy in self._fixed_rows:  # one batched call per fixed agent over all markets

@@ -13,8 +13,8 @@ import numpy as np
 
 from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, pick
 from mechanisms.registry import register
-from mechanisms.second_best.schedule import (DONE, EXPLOITATION, EXPLORATION, INCENTIVE, N_PLAY_PHASES, UTILITY,
-                                            batch_size, check_schedule, delta_1, delta_2, delta_3,
+from mechanisms.second_best.schedule import (DONE, EXPLOITATION, EXPLORATION, INCENTIVE, N_PLAY_PHASES, PHASES,
+                                            UTILITY, batch_size, check_schedule, delta_1, delta_2, delta_3,
                                             early_stop_threshold, exploitation_length, exploitation_plan, margin,
                                             utility_counts, utility_deltas)
 
@@ -42,8 +42,8 @@ class SecondBest(Mechanism):
 
     Public state (fixed size 6 + N): phase one-hot (exploration, exploitation, incentive - also i*'s bonus -,
     utility, done), u' / b, and each provider's uhat / b (0 before exploration ends). Diagnostics: phase, early_stopped,
-    stop_time, best, u_second, R, threshold, delegated; all finite (R = -1, best = -1 and the rest 0 until
-    exploration ends).
+    stop_time, best, u_second, R, threshold, delegated and the queries delegated in each phase; all finite (R = -1,
+    best = -1 and the rest 0 until exploration ends).
     """
 
     name = "second_best"
@@ -220,11 +220,20 @@ class SecondBest(Mechanism):
         return self._state
 
     def diagnostics(self):
+        phases = self.delegations.sum(axis=1).astype(float)  # [E, 4] queries delegated in each phase
         return {
             "phase": self.phase.astype(float), "early_stopped": self.early_stopped.astype(float),
             "stop_time": self.stop_time.astype(float), "best": self.best.astype(float), "u_second": self.u_second,
             "R": self.R.astype(float), "threshold": self.threshold, "delegated": self.t.astype(float),
+            **{f"delegated_{name}": phases[:, k] for k, name in enumerate(PHASES[:N_PLAY_PHASES])},
         }
+
+    @classmethod
+    def degenerate(cls, diagnostics):
+        if diagnostics.get("R", 1.0) <= 0.0:
+            return ("second_best's schedule is degenerate: exploitation length R = 0 (exploration and the fixed "
+                    "phases fill the horizon), so its trust-but-verify rule never runs")
+        return None
 
     def schedule(self, market: int = 0) -> dict[str, float | np.ndarray]:
         """One market's schedule constants and counts so far (for tests and reports)."""

@@ -1,46 +1,52 @@
-"""The robustness report: paired gains, confidence intervals, verdicts and clear errors (MECHANISMS.md §9)."""
+"""The robustness report: paired gains, gains per lever, the family-wise verdict rule, transient and persistent
+exploits, power and adaptive seeds, and clear errors (MECHANISMS.md §9). Known answers: uniform's first price pays a
+markup (bid lever), truthful second price holds; capitals pays substitution, and inflation only per token."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 
 import evaluate as evaluate_cli
-from evaluation import EvalSpec, evaluate_mechanism, summarize
-from training import TrainConfig, train
+from envs.config import ConfigError
 from envs.metrics import MARKET_METRICS
+from evaluation import EvalConfig, EvalSpec, ProfileRuns, Setting, SettingResult, evaluate_setting, judge
+from evaluation.statistics import mean_ci
+from training import TrainConfig, train
 
 
-def summary(mechanism, strategies=("markup",), seeds=6, scenario="uniform", horizon=200, **over):
+def judged(mechanism, strategies=("markup",), seeds=6, scenario="uniform", horizon=200, billing="per_query",
+           **over):
     spec = EvalSpec(scenario=scenario, mechanisms=[mechanism], strategies=list(strategies), seeds=seeds,
-                    horizon=horizon, overrides=over)
-    return summarize(evaluate_mechanism(spec, mechanism), tolerance=0.0)
+                    horizons=[horizon], overrides=over)
+    return judge([evaluate_setting(spec, Setting(mechanism, billing, horizon))], tolerance=0.0)
 
 
-def deviation(s, profile, provider="provider_0"):
-    return next(r for r in s.records if r.profile == profile and r.provider == provider)
+def record(v, profile, provider="provider_0"):
+    return next(r for r in v.records if r.profile == profile and r.provider == provider)
 
 
 def test_honest_against_honest_gains_exactly_zero():
-    s = summary("first_price", seeds=3)
-    for r in s.records:
+    v = judged("first_price", seeds=3)
+    for r in v.records:
         if r.profile == "honest":
             assert r.gain == 0.0 and r.gain_ci_low == 0.0 == r.gain_ci_high
 
 
-def test_first_price_markup_gains_second_price_markup_does_not():
-    fp = deviation(summary("first_price", n_providers=3), "markup@provider_0")
-    sp = deviation(summary("second_price", n_providers=3), "markup@provider_0")
-    assert fp.gain_ci_low > 0.0, fp
-    assert sp.gain_ci_high < 0.005 and sp.gain <= 1e-9, sp  # a markup can only lose rounds under 2nd price
+def test_first_price_markup_pays_by_the_bid_second_price_holds():
+    fp = judged("first_price", n_providers=3)
+    sp = judged("second_price", n_providers=3)
+    assert record(fp, "markup@provider_0").gain_ci_low > 0.0
+    assert fp.exploited and fp.paying_lever == "bid"
+    assert record(sp, "markup@provider_0").gain <= 1e-9  # a markup can only lose rounds under second price
+    assert not sp.exploited and "holds" in sp.verdict
 
 
 def test_confidence_intervals_use_student_t():
     """20 seeds: the 95% half-width is t_{0.975, 19} = 2.093 standard errors, not the normal 1.96."""
-    from evaluation.statistics import mean_ci
-
     x = np.random.default_rng(0).normal(size=20)
     mean, half = mean_ci(x)
     se = x.std(ddof=1) / np.sqrt(20)
@@ -49,58 +55,140 @@ def test_confidence_intervals_use_student_t():
     assert mean_ci(x[:2])[1] / (x[:2].std(ddof=1) / np.sqrt(2)) == pytest.approx(12.706, abs=1e-3)
 
 
-def test_confidence_intervals_shrink_with_seeds():
-    widths = []
-    for seeds in (4, 16):
-        r = deviation(summary("first_price", seeds=seeds, horizon=100), "markup@provider_0")
-        widths.append(r.gain_ci_high - r.gain_ci_low)
-    assert widths[1] < 0.75 * widths[0], widths
+def test_capitals_levers_substitution_pays_and_inflation_only_per_token():
+    """Per query the user pays for the query, so padding tokens cannot pay (gain exactly 0); per token it does, and
+    the lever decomposition names inflation. Substitution pays under first price (served 1B, billed as the 3B)."""
+    per_query = judged("first_price", strategies=("substitute", "inflate", "all_levers"), seeds=24,
+                       scenario="capitals", horizon=256)
+    per_token = judged("first_price", strategies=("inflate", "all_levers"), seeds=24, scenario="capitals",
+                       horizon=256, billing="per_token")
+    assert record(per_query, "inflate@provider_0").gain == 0.0
+    assert record(per_query, "substitute@provider_0").gain_lower > 0.0
+    assert per_query.paying_lever == "substitution"
+    inflate = record(per_token, "inflate@provider_0")
+    assert inflate.gain_lower > 0.0 and inflate.mean_inflation > 0.9
+    levers = {r.lever: r for r in per_token.records if r.deviation == "all_levers@provider_0"
+              and r.provider == "provider_0"}
+    assert set(levers) == {"all", "bid", "substitution", "inflation"}
+    assert levers["inflation"].gain == pytest.approx(inflate.gain)  # the lever alone is the one-lever deviation
+    assert per_token.paying_lever == "inflation"
+
+
+def synthetic(horizon, gains, noise, seeds=20, note=None, seed=0):
+    """A setting whose deviations gain ``gains[name]`` per round with seed-to-seed noise ``noise[name]``."""
+    rng = np.random.default_rng(seed)
+    agents = ["provider_0", "provider_1"]
+
+    def runs(shift, sd):
+        return [{"provider_0/profit": 1.0 + shift + sd * z, "provider_1/profit": 1.0,
+                 **{f"{a}/{k}": 0.0 for a in agents for k in ("win_rate", "bid_markup", "substitution_rate",
+                                                                "mean_inflation", "payment")},
+                 **{f"market/{k}": 1.0 for k in MARKET_METRICS}} for z in rng.normal(size=seeds)]
+
+    honest = runs(0.0, 0.0)
+    profiles = {"honest": ProfileRuns("honest", "all", "scripted", [], (), honest, {}, honest)}
+    for name, gain in gains.items():
+        profiles[name] = ProfileRuns(name, "all", "scripted", ["provider_0"], (), runs(gain, noise[name]), {},
+                                     honest)
+    return SettingResult("first_price", "per_query", horizon, "synthetic", agents, 1.0, profiles, note)
+
+
+def test_any_deviation_with_a_significant_lower_bound_exploits():
+    """The defect: only the largest point estimate was tested, so a tight smaller gain was missed. A noisy large
+    gain and a tight small one: the verdict is exploited, by the tight one."""
+    v = judge([synthetic(256, {"noisy@provider_0": 0.5, "tight@provider_0": 0.05},
+                         {"noisy@provider_0": 5.0, "tight@provider_0": 0.01})], tolerance=0.0)
+    assert v.exploited and v.exploits[0].deviation == "tight@provider_0"
+    assert record(v, "noisy@provider_0").gain_lower < 0.0 < record(v, "tight@provider_0").gain_lower
+    assert v.ic_regret.profile == "tight@provider_0"
+    v = judge([synthetic(256, {"tight@provider_0": 0.05}, {"tight@provider_0": 0.01})], tolerance=0.1)
+    assert not v.exploited  # the tolerance is the bar the lower bound must clear
+
+
+def test_exploits_are_transient_or_persistent_and_degenerate_horizons_are_not_judged():
+    short = synthetic(256, {"a@provider_0": 0.1}, {"a@provider_0": 0.01}, seed=1)
+    gone = synthetic(4096, {"a@provider_0": 0.0}, {"a@provider_0": 0.01}, seed=2)
+    stays = synthetic(4096, {"a@provider_0": 0.1}, {"a@provider_0": 0.01}, seed=3)
+    assert judge([short, gone], 0.0).persistence == "transient"
+    assert judge([short, stays], 0.0).persistence == "persistent"
+    noted = synthetic(256, {"a@provider_0": 0.1}, {"a@provider_0": 0.01}, note="degenerate", seed=4)
+    v = judge([noted, gone], 0.0)
+    assert not v.exploited and any("not judged (degenerate)" in n for n in v.notes)
+
+
+def test_power_the_detectable_gain_shrinks_with_seeds():
+    few = judge([synthetic(256, {"a@provider_0": 0.0}, {"a@provider_0": 0.2}, seeds=10)], 0.0)
+    many = judge([synthetic(256, {"a@provider_0": 0.0}, {"a@provider_0": 0.2}, seeds=160)], 0.0)
+    assert many.detectable < 0.5 * few.detectable
+    assert "would have been detected" in many.verdict
+
+
+def test_seeds_are_added_until_the_gains_are_precise():
+    spec = EvalSpec(scenario="uniform", mechanisms=["first_price"], strategies=["markup"], seeds=4, max_seeds=16,
+                    target_half_width=1e-6, horizons=[40])
+    assert evaluate_setting(spec, Setting("first_price", "per_query", 40)).n_seeds == 16
+    spec.target_half_width = 10.0
+    assert evaluate_setting(spec, Setting("first_price", "per_query", 40)).n_seeds == 4
+
+
+@pytest.mark.parametrize("field, value", [("tolerance", math.nan), ("tolerance", math.inf),
+                                          ("target_half_width", math.nan), ("tolerance", -1.0)])
+def test_non_finite_or_negative_tolerances_are_errors(field, value):
+    with pytest.raises(ConfigError, match=field):
+        EvalConfig(**{field: value})
 
 
 def test_report_carries_every_metric(tmp_path):
     out = tmp_path / "report"
     code = evaluate_cli.main(["--scenario", "capitals", "--mechanism", "first_price,second_price", "--seeds", "2",
-                              "--horizon", "40", "--out", str(out), "--workers", "1", "--no-progress"])
+                              "--max-seeds", "2", "--horizons", "40", "--strategies", "substitute,markup_inflate",
+                              "--out", str(out), "--workers", "1", "--no-progress"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
-    record_keys = {"mechanism", "profile", "provider", "profit", "gain", "gain_ci_low", "gain_ci_high", "bid_markup",
-                   "substitution_rate", "mean_inflation", "win_rate", "user_utility", "user_utility_ratio",
-                   "full_info_ratio", "allocative_efficiency", "unserved_share", "market_payment"}
+    record_keys = {"mechanism", "billing", "horizon", "profile", "deviation", "lever", "provider", "profit", "gain",
+                   "gain_ci_low", "gain_ci_high", "gain_lower", "detectable", "bid_markup", "substitution_rate",
+                   "mean_inflation", "win_rate", "user_utility", "user_utility_ratio", "full_info_ratio",
+                   "allocative_efficiency", "unserved_share", "market_payment"}
     assert record_keys <= set(report["records"][0])
     assert all(set(MARKET_METRICS) <= set(row) for row in report["market"])
-    assert set(report["ic_regret"]) == {"first_price", "second_price"}
+    assert {(v["mechanism"], v["billing"]) for v in report["verdicts"]} == {
+        (m, b) for m in ("first_price", "second_price") for b in ("per_query", "per_token")}
+    assert {r["lever"] for r in report["records"]} == {"all", "bid", "inflation"}
     assert "unserved_rate" in report["market"][0]["mechanism_events"]
-    for name in ("report.md", "metrics.csv", "plots/manipulation_gain.png", "plots/bids_first_price.png",
-                 "plots/user_utility_second_price.png"):
+    for name in ("report.md", "metrics.csv", "plots/levers_first_price_per_token.png",
+                 "plots/bids_first_price_per_query_T40.png", "plots/user_utility_second_price_per_token_T40.png"):
         assert (out / name).is_file(), name
     assert list((out / "tb").glob("events.out.tfevents*"))
-    assert "| first_price |" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "| first_price | per_token |" in md and "Gain per lever" in md
 
 
 def test_learned_run_is_evaluated_and_mismatches_are_clear_errors(tmp_path, capsys):
     run = tmp_path / "run"
-    train(TrainConfig(scenario="capitals", mechanism="first_price", timesteps=512, n_envs=2, n_steps=64,
+    train(TrainConfig(scenario="capitals", mechanism="first_price", timesteps=512, n_envs=8, n_steps=32,
                       batch_size=64, n_epochs=1, eval_every=0, checkpoint_every=0, eval_episodes=1,
                       run_dir=str(run)), progress=False)
     out = tmp_path / "out"
-    assert evaluate_cli.main(["--mechanism", "first_price", "--run-dir", str(run), "--seeds", "2", "--horizon", "30",
-                              "--strategies", "markup", "--out", str(out), "--workers", "1", "--no-progress"]) == 0
-    profiles = {r["profile"] for r in json.loads((out / "report.json").read_text())["records"]}
-    assert "learned@provider_0:run" in profiles
+    assert evaluate_cli.main(["--mechanism", "first_price", "--billings", "per_query", "--run-dir", str(run),
+                              "--seeds", "2", "--max-seeds", "2", "--horizons", "30", "--strategies", "markup",
+                              "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    records = json.loads((out / "report.json").read_text())["records"]
+    assert {r["profile"] for r in records} >= {"learned@provider_0:run", "learned@provider_0:run[substitution]"}
     capsys.readouterr()
     assert evaluate_cli.main(["--scenario", "uniform", "--set", "n_providers=3", "--mechanism", "first_price",
-                              "--run-dir", str(run), "--out", str(out), "--no-progress"]) == 2
+                              "--billings", "per_query", "--run-dir", str(run), "--out", str(out),
+                              "--no-progress"]) == 2
     assert "does not match this market" in capsys.readouterr().err
     assert evaluate_cli.main(["--run-dir", str(tmp_path / "missing"), "--out", str(out), "--no-progress"]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "missing" in capsys.readouterr().err
     assert evaluate_cli.main(["--mechanism", "second_price", "--run-dir", str(run), "--out", str(out),
                               "--no-progress"]) == 2
     assert "not evaluated" in capsys.readouterr().err
 
 
-def test_uniform_revenue_equivalence_in_the_analytic_checks(tmp_path):
+def test_uniform_revenue_equivalence_in_the_analytic_checks():
     from evaluation import analytic_checks
-    spec = EvalSpec(scenario="uniform", mechanisms=["first_price", "second_price"], seeds=8, horizon=250,
+    spec = EvalSpec(scenario="uniform", mechanisms=["first_price", "second_price"], seeds=8, horizons=[250],
                     overrides={"n_providers": 3})
     check = analytic_checks(spec)["revenue_equivalence"]
     assert abs(check["difference"]) < max(2.5 * check["difference_ci"], 0.02)

@@ -15,6 +15,7 @@ from training.callbacks import MarketLogger
 from training.trainer import TrainConfig, make_market, train
 from training.vec_env import MarketVecEnv
 from envs import parallel_env
+from envs.config import ConfigError
 
 SMALL = dict(scenario="capitals", mechanism="first_price", timesteps=1024, n_envs=16, n_steps=16, batch_size=128,
              n_epochs=2, eval_every=512, eval_episodes=2, checkpoint_every=512)
@@ -48,9 +49,9 @@ def test_best_response_learners_train_and_are_baselined_against_the_configured_o
     seen: list[tuple[list[str], dict]] = []
     original = training.MarketVecEnv.__init__
 
-    def record(self, market, learners, fixed, seed=None):
+    def record(self, market, learners, fixed, seed=None, **kwargs):
         seen.append((list(learners), {a: p.name for a, p in fixed.items()}))
-        original(self, market, learners, fixed, seed)
+        original(self, market, learners, fixed, seed, **kwargs)
 
     monkeypatch.setattr(training.MarketVecEnv, "__init__", record)
     cfg = TrainConfig(**{**SMALL, "mechanism": "myerson", "timesteps": 256, "eval_every": 0}, learners=["all"],
@@ -191,3 +192,47 @@ def test_loading_a_policy_never_unpickles_the_file(tmp_path):
     obs = make_market(cfg).reset([0])
     assert policy.act(obs[0, 0]).shape == (3,)
     assert not target.exists(), "a pickle inside the policy file was executed"
+
+
+def test_a_learner_stops_once_it_matches_its_target(tmp_path):
+    """``target``: the gain on the selection seeds is measured every ``eval_every`` steps and training stops once it
+    reaches the target; ``best_scripted`` is the best scripted deviation of the learner's levers on the same seeds."""
+    cfg = TrainConfig(scenario="uniform", mechanism="first_price", timesteps=20_000, n_envs=16, n_steps=16,
+                      batch_size=128, n_epochs=1, eval_every=512, eval_episodes=4, checkpoint_every=0,
+                      target=-1e9, run_dir=str(tmp_path / "given"))
+    summary = train(cfg, progress=False).summary["provider_0"]
+    assert summary["steps"] < 2048 and summary["matched"] and summary["target"] == "given"
+    cfg = TrainConfig(**{**cfg.__dict__, "target": "best_scripted", "timesteps": 512,
+                         "run_dir": str(tmp_path / "scripted")})
+    summary = train(cfg, progress=False).summary["provider_0"]
+    assert summary["target"] == "markup" and summary["target_gain"] > 0.0  # only the bid lever pays on uniform
+    assert summary["matched"] == (summary["manipulation_gain"] >= summary["target_gain"])
+
+
+def test_levers_restrict_what_a_learner_controls(tmp_path):
+    cfg = TrainConfig(**{**SMALL, "timesteps": 512, "eval_every": 0}, levers=["bid"], run_dir=str(tmp_path / "bid"))
+    result = train(cfg, progress=False)
+    loaded = load_policies(result.run_dir, make_market(cfg))["provider_0"]
+    obs = make_market(cfg, 4).reset([0, 1, 2, 3])[:, 0]
+    for policy in (result.policies["provider_0"], loaded):
+        action = policy.act(obs)
+        assert np.all(action[:, 1:] == 0.0) and np.any(action[:, 0] != 0.0)
+    with pytest.raises(ConfigError, match="levers"):
+        TrainConfig(levers=["price"])
+
+
+def test_the_grid_trains_seeds_and_evaluates_the_strongest_on_selection_seeds(tmp_path):
+    from evaluation import EvalConfig
+    from training import train_learners
+
+    cfg = EvalConfig(scenario="uniform", mechanisms=["first_price"], billings=["per_query"], horizons=[64],
+                     train_timesteps=2048, train_seeds=2, train_learners=["provider_0"], selection_episodes=4,
+                     out=str(tmp_path / "out"), workers=1)
+    chosen, records = train_learners(cfg, progress=False)
+    assert len(records) == 2 and sum(r["chosen"] for r in records) == 1
+    best = max(records, key=lambda r: r["manipulation_gain"])
+    assert best["chosen"] and chosen == {("first_price", "per_query"): [best["run_dir"]]}
+    assert all(r["target"] == "markup" for r in records)
+    assert json.loads((tmp_path / "out" / "runs" / "selection.json").read_text()) == records
+    again, _ = train_learners(cfg, progress=False)  # finished runs are reused, not retrained
+    assert again == chosen
