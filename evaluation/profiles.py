@@ -31,6 +31,7 @@ class Profile:
     others: dict[str, Factory] = field(default_factory=dict)
     kind: str = "scripted"
     lever: str = "all"
+    alias_of: str | None = None  # a profile that plays exactly the same actions (evaluated once, counted once)
 
     @property
     def name(self) -> str:
@@ -56,9 +57,26 @@ def lever_variants(profile: Profile, used: tuple[str, ...] = LEVERS) -> list[Pro
     return [profile, *singles]
 
 
+# The one-lever preset a scripted deviation restricted to one lever plays exactly (the substitution and inflation
+# actions of every preset are those of ``substitute`` and ``inflate``; a bid rule on the declared model's cost is
+# ``markup``'s when the rule is a markup).
+SINGLE_LEVER = {"substitution": "substitute", "inflation": "inflate", "bid": "markup"}
+
+
+def _alias(strategy: str, lever: str, strategies: list[str]) -> str | None:
+    """The one-lever preset that ``strategy`` restricted to ``lever`` plays exactly, if it is evaluated too."""
+    single = SINGLE_LEVER[lever]
+    preset = PRESETS.get(strategy, {})
+    if single not in strategies or (lever == "bid" and (preset.get("cost_of") == "served"
+                                                        or preset.get("bid") != PRESETS[single]["bid"])):
+        return None
+    return single
+
+
 def scripted_profiles(market: BatchedMarket, strategies: list[str], levers: bool = True) -> list[Profile]:
     """One profile per (strategy, provider): that provider plays the strategy, everyone else truthful; with
-    ``levers``, every multi-lever strategy also with each of its levers alone.
+    ``levers``, every multi-lever strategy also with each of its levers alone (an alias of the one-lever preset it
+    then plays exactly, when that is evaluated too).
 
     Deviations that need a cheaper model are skipped for providers with nothing cheaper on their menu (they would be
     honest play, or another deviation under a new name)."""
@@ -72,7 +90,9 @@ def scripted_profiles(market: BatchedMarket, strategies: list[str], levers: bool
             if "substitution" in used and not can_substitute[k]:
                 continue
             profile = Profile(f"{s}@{a}", {a: (lambda m, _s=s, _k=k: make_strategy(_s, m.layout, seed=_k))})
-            out += lever_variants(profile, used) if levers else [profile]
+            for variant in lever_variants(profile, used) if levers else [profile]:
+                single = _alias(s, variant.lever, strategies) if variant.lever != "all" else None
+                out.append(replace(variant, alias_of=f"{single}@{a}") if single else variant)
     return out
 
 

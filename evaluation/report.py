@@ -194,16 +194,19 @@ def write_report(out: Path, header: ReportHeader, results: list[SettingResult], 
     (out / "plots").mkdir(exist_ok=True)
     table = verdict_table(judged)
     writer = SummaryWriter(str(out / "tb"))
-    figures: dict[str, plt.Figure] = {}
+
+    def figure(name: str, fig: plt.Figure) -> None:  # into TensorBoard, then closed (one open figure at a time)
+        writer.add_figure(f"plots/{name}", fig, close=True)
+
     eq_n = header.n_providers if header.scenario == "uniform" else None
     for v in judged:
-        figures[f"levers_{v.mechanism}_{v.billing}"] = plot_levers(v, out / "plots" /
-                                                                   f"levers_{v.mechanism}_{v.billing}.png")
+        name = f"levers_{v.mechanism}_{v.billing}"
+        figure(name, plot_levers(v, out / "plots" / f"{name}.png"))
     for r in results:
         tag = f"{r.mechanism}_{r.billing}_T{r.horizon}"
-        figures[f"bids_{tag}"] = plot_bids(r, out / "plots" / f"bids_{tag}.png",
-                                           eq_n if r.mechanism == "first_price" else None)
-        figures[f"user_utility_{tag}"] = plot_user_utility(r, out / "plots" / f"user_utility_{tag}.png")
+        figure(f"bids_{tag}", plot_bids(r, out / "plots" / f"bids_{tag}.png",
+                                        eq_n if r.mechanism == "first_price" else None))
+        figure(f"user_utility_{tag}", plot_user_utility(r, out / "plots" / f"user_utility_{tag}.png"))
     for v in judged:
         prefix = f"eval/{v.mechanism}/{v.billing}"
         if v.ic_regret is not None:
@@ -216,9 +219,6 @@ def write_report(out: Path, header: ReportHeader, results: list[SettingResult], 
         for row in v.market:
             if row.lever == "all":
                 writer.add_scalar(f"{prefix}/T{row.horizon}/{row.profile}/user_utility", row.user_utility)
-    for name, fig in figures.items():
-        writer.add_figure(f"plots/{name}", fig)
-        plt.close(fig)
     writer.close()
 
     seeds = f"{header.seeds} seeds" + (f" (up to {header.max_seeds} while a gain's family-wise 95% CI half-width "

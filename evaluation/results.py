@@ -27,6 +27,7 @@ class ProfileRuns:
     runs: Runs
     trace: dict[str, np.ndarray]
     baseline: Runs = field(default_factory=list)
+    alias_of: str | None = None  # the profile whose runs these are (the same actions, tested once)
 
 
 @dataclass

@@ -46,10 +46,12 @@ def setting_profiles(spec: EvalSpec, setting: Setting) -> list[Profile]:
 
 def _play_seeds(spec: EvalSpec, setting: Setting, profiles: list[Profile], first: int, stop: int,
                 traces: bool) -> tuple[dict[str, Runs], dict[tuple[str, ...], Runs], dict[str, Trace]]:
-    """Independent seeds ``first .. stop - 1`` of every profile and of every baseline with non-truthful others."""
+    """Independent seeds ``first .. stop - 1`` of every profile (aliases share their source's) and of every baseline
+    with non-truthful others."""
     seeds = spec.seeds_between(first, stop)
     baselines = {tuple(sorted(p.others)): p for p in profiles if p.others}
-    plays = [(p.name, p, False) for p in profiles] + [(key, p, True) for key, p in baselines.items()]
+    plays = [(p.name, p, False) for p in profiles if p.alias_of is None]
+    plays += [(key, p, True) for key, p in baselines.items()]
     market = spec.market(setting, len(plays) * len(seeds))
     policies = [p.policies(market, honest_deviators=honest) for _, p, honest in plays]
     rows, trace_list = play_profiles(market, policies, seeds, traces)
@@ -57,6 +59,11 @@ def _play_seeds(spec: EvalSpec, setting: Setting, profiles: list[Profile], first
     runs = {name: _mean_over_episodes(r, n, spec.episodes) for (name, _, honest), r in zip(plays, rows) if not honest}
     base = {key: _mean_over_episodes(r, n, spec.episodes) for (key, _, honest), r in zip(plays, rows) if honest}
     traces_by_name = {name: t for (name, _, honest), t in zip(plays, trace_list) if not honest}
+    for p in profiles:
+        if p.alias_of is not None:
+            runs[p.name] = runs[p.alias_of]
+            if traces:
+                traces_by_name[p.name] = traces_by_name[p.alias_of]
     return runs, base, traces_by_name
 
 
@@ -64,7 +71,7 @@ def evaluate_setting(spec: EvalSpec, setting: Setting, family: int = 0) -> Setti
     """Every profile of one setting over ``spec.seeds`` seeds, doubled (up to ``spec.max_seeds``) while some gain's
     family-wise CI half-width (``family`` tests; default: this setting's deviations) exceeds the target."""
     profiles = setting_profiles(spec, setting)
-    family = family or sum(len(p.deviators) for p in profiles)
+    family = family or sum(len(p.deviators) for p in profiles if p.alias_of is None)
     runs, base, traces = _play_seeds(spec, setting, profiles, 0, spec.seeds, traces=True)
     n = spec.seeds
     cap = spec.max_seeds or spec.seeds
@@ -76,7 +83,8 @@ def evaluate_setting(spec: EvalSpec, setting: Setting, family: int = 0) -> Setti
         n = more
     honest = runs["honest"]
     results = {p.name: ProfileRuns(p.deviation, p.lever, p.kind, sorted(p.deviators), tuple(sorted(p.others)),
-                                   runs[p.name], traces[p.name].arrays(), base.get(tuple(sorted(p.others)), honest))
+                                   runs[p.name], traces[p.name].arrays(), base.get(tuple(sorted(p.others)), honest),
+                                   p.alias_of)
                for p in profiles}
     market = spec.market(setting, 1)
     note = mechanisms.REGISTRY[setting.mechanism].degenerate(
@@ -123,7 +131,8 @@ def run_evaluation(spec: EvalSpec, workers: int = 1, progress: bool = True) -> l
 
     settings = spec.settings()
     horizons = len(spec.horizons)
-    jobs = [(spec, s, sum(len(p.deviators) for p in setting_profiles(spec, s)) * horizons) for s in settings]
+    jobs = [(spec, s, sum(len(p.deviators) for p in setting_profiles(spec, s) if p.alias_of is None) * horizons)
+            for s in settings]
     if workers > 1 and len(jobs) > 1:
         with process_pool(workers) as pool:
             return list(tqdm(pool.map(_evaluate_one, jobs), total=len(jobs), desc="evaluate", disable=not progress))

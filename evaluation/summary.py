@@ -66,8 +66,10 @@ def setting_records(result: SettingResult) -> tuple[list[DeviationRecord], list[
 
 
 def family_size(results: list[SettingResult]) -> int:
-    """Deviations the verdict tests: deviating (provider, profile) pairs over the judged settings."""
-    return sum(len(p.deviators) for r in results if r.note is None for p in r.profiles.values())
+    """Deviations the verdict tests: deviating (provider, profile) pairs over the judged settings, an alias (the same
+    actions under another name) counted once."""
+    return sum(len(p.deviators) for r in results if r.note is None for p in r.profiles.values()
+               if p.alias_of is None)
 
 
 def _paying_lever(top: DeviationRecord, records: list[DeviationRecord], tolerance: float) -> str:
