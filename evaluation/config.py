@@ -69,7 +69,7 @@ class EvalConfig:
     episodes: int = 1
     out: str = "reports/latest"
     train: bool = False
-    train_timesteps: int = 400_000
+    train_timesteps: int = 300_000
     train_seeds: int = 3
     train_learners: list[str] = field(default_factory=lambda: ["all"])
     train_horizon: int | None = None

@@ -51,6 +51,8 @@ class TrainConfig:
         net_arch: hidden layer sizes of the policy and value networks.
         log_std_init: PPO's initial log standard deviation of the Gaussian policy.
         algo_kwargs: any other keyword of the SB3 algorithm.
+        torch_threads: threads of torch's CPU kernels; one is fastest for these small networks (more threads
+            contend for the two cores with the market and with parallel runs).
     """
 
     scenario: str = "capitals"
@@ -74,15 +76,17 @@ class TrainConfig:
     learning_rate: float = 1e-3
     n_steps: int = 16
     batch_size: int = 1024
-    n_epochs: int = 4
+    n_epochs: int = 10
     gamma: float = 0.9
     ent_coef: float = 0.0
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     log_std_init: float = -1.0
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    torch_threads: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("timesteps", "n_envs", "rounds", "eval_episodes", "n_steps", "batch_size", "n_epochs"):
+        for name in ("timesteps", "n_envs", "rounds", "eval_episodes", "n_steps", "batch_size", "n_epochs",
+                     "torch_threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train config: field {name!r} must be >= 1, got {getattr(self, name)}")
         if self.checkpoint_every < 0 or self.eval_every < 0:

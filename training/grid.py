@@ -22,7 +22,7 @@ from agents.registry import make_strategy
 from training.config import TrainConfig
 from training.trainer import train
 
-CHUNK = 100_000  # learner steps between gain measurements (and the early stop)
+CHUNK = 50_000  # learner steps between gain measurements (and the early stop)
 
 
 def _train_job(job: tuple[dict, bool]) -> str:

@@ -212,6 +212,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.torch_threads)
 
     market = make_market(cfg)
     agents = market.possible_agents
