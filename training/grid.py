@@ -56,8 +56,9 @@ def learner_jobs(cfg: EvalConfig, progress: bool) -> list[tuple[dict[str, Any], 
         agents = spec.market(Setting(mechanism, billing, horizon), 1).possible_agents
         learners = agents if cfg.train_learners in (["all"], []) else cfg.train_learners
         overrides = {**cfg.overrides, "horizon": horizon, **({} if billing == LIST_PRICE else {"billing": billing})}
-        # At least a few episodes of every market within the first chunk: fewer markets at long horizons.
-        n_envs = max(8, min(256, CHUNK // (4 * horizon)))
+        # At least four episodes of every market within the step cap: fewer markets at long horizons.
+        n_envs = max(8, min(TrainConfig.n_envs, cfg.train_timesteps // (4 * horizon)))
+        batch = min(TrainConfig.batch_size, n_envs * TrainConfig.n_steps)
         for provider in learners:
             for k in range(cfg.train_seeds):
                 run_dir = Path(cfg.out) / "runs" / f"{mechanism}-{billing}" / f"{provider}-s{k}"
@@ -67,7 +68,8 @@ def learner_jobs(cfg: EvalConfig, progress: bool) -> list[tuple[dict[str, Any], 
                               "learners": [provider], "opponents": "truthful", "timesteps": cfg.train_timesteps,
                               "target": "best_scripted", "eval_every": CHUNK, "eval_episodes": cfg.selection_episodes,
                               "seed": 100 * cfg.seed + k, "selection_seed": 500_000 + 10_000_000 * cfg.seed,
-                              "n_envs": n_envs, "checkpoint_every": 0, "run_dir": str(run_dir)},
+                              "n_envs": n_envs, "batch_size": batch, "checkpoint_every": 0,
+                              "run_dir": str(run_dir)},
                              progress))
     return jobs
 
