@@ -41,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             if not args.run_dir:
                 raise ConfigError("--resume needs --run-dir")
-            cfg = load_train_config(run_dir=args.run_dir)
+            given = sorted(k for k in flags_to_dict(args, TrainConfig) if k != "run_dir")
+            if given or args.config:
+                flags = [f"--{k.replace('_', '-')}" for k in given] + (["--config"] if args.config else [])
+                raise ConfigError(f"--resume continues the run with the config it started with; it takes no "
+                                  f"{', '.join(flags)} (start a new run dir to change settings)")
+            cfg = TrainConfig(run_dir=args.run_dir)
         else:
             cfg = load_train_config(args.config, **flags_to_dict(args, TrainConfig))
         result = train(cfg, resume=args.resume, progress=not args.no_progress)

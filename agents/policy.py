@@ -29,6 +29,13 @@ class Policy(ABC):
         once); by default the object itself."""
         return id(self)
 
+    def state_dict(self) -> dict:
+        """What a stateful policy needs to continue exactly (JSON-able; empty for a stateless one)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`."""
+
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         return self.act(obs)
 
@@ -62,6 +69,12 @@ class LeverMask(Policy):
 
     def key(self) -> object:
         return ("levers", self.levers, self.policy.key())
+
+    def state_dict(self) -> dict:
+        return self.policy.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state)
 
 
 def act_all(policies: dict[str, Policy], observations: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -120,6 +120,12 @@ class RandomPolicy(Policy):
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.rng.uniform(-1.0, 1.0, np.shape(obs)[:-1] + (3,)).astype(np.float32)
 
+    def state_dict(self) -> dict:
+        return {"generator": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["generator"]
+
 
 PRESETS: dict[str, dict[str, Any]] = {
     "truthful": {},

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import math
 
@@ -23,6 +24,7 @@ import gymnasium
 import numpy as np
 
 from envs.layout import ACTION_DIM, BID, INFLATION, SUBSTITUTION, ObservationLayout
+from envs.state import StateError, capture, restore
 from envs.scenarios import Market, ScenarioConfig, build_market
 from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, row_max
 
@@ -196,6 +198,51 @@ class BatchedMarket:
     def _check_agent(self, agent: str) -> None:
         if agent not in self.possible_agents:
             raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents}")
+
+    # --------------------------------------------------------------------------------------------------- state
+
+    # What changes while markets play (the rest is rebuilt from the config); see envs.state.
+    STATE = ("t", "wins", "last_price", "last_bids", "last_won", "_queries", "_types", "_noise", "_episode_types",
+             "_pos", "q", "_honest", "obs", "_noise_dim", "_wins_one", "_last_price_one", "_last_bids_one",
+             "_last_winner_one")
+
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Everything a market built from the same config needs to continue exactly where this one is: arrays
+        (save with ``numpy.savez``) and JSON-able values, the streams' generator states and the mechanism's state
+        included."""
+        if self._streams is None:
+            raise StateError("a market that was never reset has no state to save")
+        arrays: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {"streams": [[g.bit_generator.state for g in s] for s in self._streams]}
+        for name in self.STATE:
+            if hasattr(self, name):
+                value = getattr(self, name)
+                if isinstance(value, np.ndarray):
+                    arrays[name] = value
+                else:
+                    meta[name] = value.item() if isinstance(value, np.generic) else value
+        capture(self.mechanism, "mechanism.", arrays, meta)
+        return arrays, meta
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` snapshot of a market built from the same config and size."""
+        streams = meta["streams"]
+        if len(streams) != self.n_markets:
+            raise StateError(f"the snapshot holds {len(streams)} markets, this batch {self.n_markets}")
+        if self._streams is None:
+            self.reset()
+        for gens, states in zip(self._streams, streams):
+            for g, state in zip(gens, states):
+                g.bit_generator.state = state
+        for name in self.STATE:
+            if name in arrays:
+                setattr(self, name, np.array(arrays[name], copy=True))
+            elif name in meta:
+                setattr(self, name, meta[name])
+        restore(self.mechanism, arrays, meta, "mechanism.")
+        if self.n_markets == 1:
+            self._prepare_single_block()
+        self.last_round = None
 
     # ------------------------------------------------------------------------------------------------ episodes
 

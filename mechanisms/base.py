@@ -96,6 +96,8 @@ class Mechanism(ABC):
     reference: ClassVar[str] = ""
     billing: ClassVar[Billing] = "auction"
     uses_bids: ClassVar[bool] = True
+    # Rebuilt at reset or owned by the market (envs.state.capture skips them): the public facts and the streams.
+    TRANSIENT: ClassVar[tuple[str, ...]] = ("info", "rngs")
 
     def reset(self, info: MarketInfo, n_markets: int, rngs: list[np.random.Generator]) -> None:
         """Start a new episode in ``n_markets`` markets: forget all history. ``rngs`` (one per market) serve draws a

@@ -56,6 +56,8 @@ class Allocation(ABC):
     """
 
     name: ClassVar[str] = ""
+    TRANSIENT: ClassVar[tuple[str, ...]] = ("info",)  # the public facts, rebuilt at reset
+    CACHES: ClassVar[tuple[str, ...]] = ("_cached",)  # LinUCB's index of the current query
 
     def reset(self, info: MarketInfo, n_markets: int) -> None:
         self.info = info

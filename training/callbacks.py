@@ -3,15 +3,16 @@ manipulation gain, checkpoints."""
 
 from __future__ import annotations
 
-import re
+import csv
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import HParam, TensorBoardOutputFormat
+from stable_baselines3.common.logger import CSVOutputFormat, HParam, Logger, TensorBoardOutputFormat
+from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from envs.metrics import MARKET_METRICS, PROVIDER_METRICS
@@ -74,6 +75,9 @@ class GainEvaluator(BaseCallback):
         super().__init__()
         self.every, self.evaluate, self.next_at, self.stop_at = every, evaluate, every, stop_at
 
+    def _on_training_start(self) -> None:  # a resumed run measures at the same steps as an uninterrupted one
+        self.next_at = (self.model.num_timesteps // self.every + 1) * self.every if self.every else 0
+
     def _on_step(self) -> bool:
         if self.every and self.model.num_timesteps >= self.next_at:
             self.next_at += self.every
@@ -87,35 +91,42 @@ class GainEvaluator(BaseCallback):
 
 
 class Checkpointer(BaseCallback):
-    """Saves ``checkpoints/<stage>_<steps>_steps.zip`` every ``every`` steps (SB3's format)."""
+    """Saves an exact checkpoint (:mod:`training.checkpoint`) every ``every`` steps, between two iterations."""
 
-    def __init__(self, every: int, directory: Path, stage: str):
+    def __init__(self, every: int, directory: Path, stage: str, save: Callable[[], Path]):
         super().__init__()
-        self.every, self.directory, self.stage = every, directory, stage
+        self.every, self.directory, self.stage, self.save = every, directory, stage, save
         self.next_at = 0
 
     def _on_training_start(self) -> None:
         self.next_at = (self.model.num_timesteps // self.every + 1) * self.every if self.every else 0
 
-    def _on_step(self) -> bool:
+    def _on_rollout_start(self) -> None:
+        # After the previous iteration's update and before the next rollout: the state an exact resume needs.
         if self.every and self.model.num_timesteps >= self.next_at:
-            self.next_at += self.every
-            save_checkpoint(self.model, self.directory, self.stage)
+            self.next_at = (self.model.num_timesteps // self.every + 1) * self.every
+            self.save()
+
+    def _on_step(self) -> bool:
         return True
 
 
-def save_checkpoint(model: BaseAlgorithm, directory: Path, stage: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{stage}_{model.num_timesteps}_steps.zip"
-    model.save(path)
-    return path
-
-
-def latest_checkpoint(directory: Path, stage: str) -> tuple[Path, int] | None:
-    """The newest checkpoint of a stage and its step count (from its name)."""
-    pattern = re.compile(rf"^{re.escape(stage)}_(\d+)_steps\.zip$")
-    found = [(int(m.group(1)), p) for p in directory.glob(f"{stage}_*_steps.zip") if (m := pattern.match(p.name))]
-    if not found:
-        return None
-    steps, path = max(found)
-    return path, steps
+def run_logger(folder: Path, resume_at: int | None = None) -> Logger:
+    """SB3's logger writing TensorBoard events and ``progress.csv`` into ``folder``. Resuming from a checkpoint at
+    ``resume_at`` steps, progress.csv keeps its rows up to that step (the rest is written again by the resumed run)
+    and TensorBoard drops the earlier run's events after it (``purge_step``), so the history is whole and single."""
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path = folder / "progress.csv"
+    kept: list[dict[str, str]] = []
+    if resume_at is not None and csv_path.is_file():
+        with open(csv_path, newline="", encoding="utf-8") as fh:
+            kept = [r for r in csv.DictReader(fh) if float(r.get("time/total_timesteps") or 0) <= resume_at]
+    csv_format = CSVOutputFormat(str(csv_path))
+    for row in kept:
+        values = {k: v for k, v in row.items() if v != ""}
+        csv_format.write(values, dict.fromkeys(values))
+    tensorboard = TensorBoardOutputFormat(str(folder))
+    if resume_at is not None:
+        tensorboard.writer.close()
+        tensorboard.writer = SummaryWriter(str(folder), purge_step=resume_at + 1)
+    return Logger(folder=str(folder), output_formats=[tensorboard, csv_format])

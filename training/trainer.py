@@ -28,18 +28,19 @@ import torch
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
-from stable_baselines3.common.logger import configure
 
 from agents.learned import ALGORITHMS, SHARED, LearnedPolicy, load_policies, load_weights, make_manifest
 from agents.policy import LEVERS, LeverMask, Policy
 from agents.registry import make_strategy
 from agents.scripted import DEVIATIONS, scripted_levers
-from envs.config import ConfigError, from_dict, to_dict
+from envs.config import ConfigError, from_dict, load_yaml, to_dict
+from envs.files import atomic_write
 from envs.batched import BatchedMarket
 from envs.market import make_batched
 from evaluation.rollout import play
 from evaluation.statistics import mean_ci
-from training.callbacks import Checkpointer, GainEvaluator, MarketLogger, latest_checkpoint, save_checkpoint
+from training.callbacks import Checkpointer, GainEvaluator, MarketLogger, run_logger
+from training.checkpoint import checkpoints, restore_pending_log, resume_from_newest, save_checkpoint
 from training.config import TrainConfig
 from training.vec_env import MarketVecEnv
 
@@ -188,26 +189,57 @@ class TrainResult:
     policies: dict[str, Policy]
 
 
+RUN_EXTRAS = ("resolved_scenario", "seeds", "learners_resolved")  # config.yaml's keys beside TrainConfig's fields
+RESUMABLE_CHANGES = ("timesteps",)  # config.yaml fields a resumed run may change (the run then goes further)
+
+
 def _write_run_files(cfg: TrainConfig, run_dir: Path, market: BatchedMarket, learners: list[str]) -> None:
     resolved = to_dict(cfg)
     resolved["resolved_scenario"] = to_dict(market.config)
     resolved["seeds"] = {"numpy_torch": cfg.seed, "markets": [cfg.seed + k for k in range(cfg.n_envs)],
-                         "evaluation": [cfg.seed + 10_000 + e for e in range(cfg.eval_episodes)]}
+                         "selection": selection_seeds(cfg, cfg.eval_episodes)}
     resolved["learners_resolved"] = learners
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+    atomic_write(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+
+
+def read_run_config(run_dir: Path) -> TrainConfig:
+    """The TrainConfig of a run dir (config.yaml), every key checked: an unknown key is an error, not dropped."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"--resume: {run_dir} has no config.yaml; nothing to resume")
+    saved = load_yaml(path)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(saved) - fields - set(RUN_EXTRAS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; a run's config.yaml holds TrainConfig fields and "
+                          f"{list(RUN_EXTRAS)}")
+    return from_dict(TrainConfig, {k: v for k, v in saved.items() if k in fields}, str(path))
+
+
+def _check_unchanged(cfg: TrainConfig, started: dict[str, Any], run_dir: Path) -> None:
+    """Refuse to resume a run whose config.yaml was edited since it started (but for :data:`RESUMABLE_CHANGES`)."""
+    now = to_dict(cfg)
+    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and k in started and now[k] != started[k])
+    if changed:
+        raise ConfigError(f"{run_dir / 'config.yaml'}: field(s) {changed} changed since the run started "
+                          f"({', '.join(f'{k}: {started[k]!r} -> {now[k]!r}' for k in changed)}); a resumed run "
+                          f"continues the same training (only {list(RESUMABLE_CHANGES)} may change): restore them or "
+                          f"start a new run dir")
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Run the training a config describes (or continue it with ``resume``) and write the run dir."""
+    """Run the training a config describes (or continue it with ``resume``) and write the run dir.
+
+    Everything the run writes is atomic (a crash leaves the old file or the new one); a resumed run continues from
+    the newest checkpoint that loads and ends bitwise identical to an uninterrupted one (:mod:`training.checkpoint`).
+    """
     run_dir = Path(cfg.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run dir {run_dir} is a file, not a directory")
     state_path = run_dir / "checkpoints" / "state.json"
     if resume:
-        if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"--resume: {run_dir} has no config.yaml; nothing to resume")
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        saved_cfg = {k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
-        cfg = from_dict(TrainConfig, saved_cfg, str(run_dir / "config.yaml"))
-    elif (run_dir / "manifest.json").exists() or (run_dir / "checkpoints").exists():
+        cfg = read_run_config(run_dir)
+    elif (run_dir / "config.yaml").exists() or (run_dir / "checkpoints").exists():
         raise ConfigError(f"run dir {run_dir} already holds a run; pass --resume to continue it or choose another")
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -220,7 +252,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         _write_run_files(cfg, run_dir, market, learners)
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
+    if resume and "config" in state:
+        _check_unchanged(cfg, state["config"], run_dir)
     done_stages = state.get("completed_stages", 0)
     model_steps: dict[str, int] = dict(state.get("model_steps", {}))
 
@@ -230,7 +264,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     saved_policies: dict[str, str] = {}
     for a in learners:  # policies finished by earlier stages (resume, later rounds of independent mode)
         file = run_dir / "policies" / f"{SHARED if cfg.mode == 'shared' else a}.zip"
-        if file.is_file():
+        if file.is_file() and done_stages:
             current[a] = learned_policy(cfg, load_weights(file, cfg.algo, market.observation_space(a),
                                                           market.action_space(a), policy_kwargs(cfg)))
             saved_policies[a] = file.name
@@ -238,22 +272,27 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in to_dict(cfg).items()}
     targets: dict[str, dict[str, Any]] = dict(state.get("targets", {}))
     stages = plan_stages(cfg, learners)
+    checkpoint_dir = run_dir / "checkpoints"
     for index, stage in enumerate(stages):
         if index < done_stages:
             continue
         fixed = stage_opponents(cfg, stage.learners, agents, base_opponents, current)
-        env = MarketVecEnv(make_market(cfg, cfg.n_envs), stage.learners, fixed, seed=cfg.seed + 97 * index,
-                           levers=cfg.levers)
         owner = SHARED if cfg.mode == "shared" else stage.learners[0]
-        checkpoint = latest_checkpoint(run_dir / "checkpoints", stage.name)
-        previous = run_dir / "policies" / f"{owner}.zip"
-        if checkpoint is not None:
-            model = resume_model(cfg, env, *checkpoint)
-        elif previous.is_file():  # independent mode: keep improving the learner's own model
-            model = resume_model(cfg, env, previous, model_steps[owner])
-        else:
-            model = new_model(cfg, env)
-        model.set_logger(configure(str(run_dir / "tb" / owner), ["tensorboard", "csv"]))
+
+        def build() -> tuple[MarketVecEnv, BaseAlgorithm]:
+            env = MarketVecEnv(make_market(cfg, cfg.n_envs), stage.learners, fixed, seed=cfg.seed + 97 * index,
+                               levers=cfg.levers)
+            previous = run_dir / "policies" / f"{owner}.zip"
+            if owner in model_steps and previous.is_file():  # independent mode: keep improving the learner's model
+                return env, resume_model(cfg, env, previous, model_steps[owner])
+            return env, new_model(cfg, env)
+
+        env, model = build()
+        resumed_at = resume_from_newest(checkpoint_dir, stage.name, model, env) if resume else None
+        if resume and resumed_at is None and checkpoints(checkpoint_dir, stage.name):
+            env, model = build()  # every checkpoint was damaged: start the stage afresh, from a clean model
+        model.set_logger(run_logger(run_dir / "tb" / owner, resumed_at))
+        restore_pending_log(model)
 
         def evaluate(m: BaseAlgorithm, _learner=stage.learners[0], _fixed=fixed) -> dict[str, float]:
             # In shared mode the others play the same (current) policy; otherwise the stage's fixed strategies.
@@ -270,30 +309,31 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         callbacks = CallbackList([
             MarketLogger(stage.steps, hparams, stage.name, progress),
             GainEvaluator(cfg.eval_every, evaluate, stop_at),
-            Checkpointer(cfg.checkpoint_every, run_dir / "checkpoints", stage.name),
+            Checkpointer(cfg.checkpoint_every, checkpoint_dir, stage.name,
+                         lambda _m=model, _e=env, _s=stage.name: save_checkpoint(_m, _e, checkpoint_dir, _s)),
         ])
         try:
             if remaining > 0:
                 model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=False)
         except KeyboardInterrupt:
-            path = save_checkpoint(model, run_dir / "checkpoints", stage.name)
-            print(f"\ninterrupted: checkpoint {path}; continue with --resume --run-dir {run_dir}")
+            newest = checkpoints(checkpoint_dir, stage.name)
+            print(f"\ninterrupted; --resume --run-dir {run_dir} continues from "
+                  f"{f'the checkpoint at {newest[0][0]} steps' if newest else 'the start of this stage'}")
             raise
-        (run_dir / "policies").mkdir(exist_ok=True)
-        model.save(run_dir / "policies" / f"{owner}.zip")
+        atomic_write(run_dir / "policies" / f"{owner}.zip", lambda path, _m=model: _m.save(path))
         for a in stage.learners:
             current[a] = learned_policy(cfg, model)
             saved_policies[a] = f"{owner}.zip"
-        state_path.parent.mkdir(parents=True, exist_ok=True)
         model_steps[owner] = model.num_timesteps
-        state_path.write_text(json.dumps({"completed_stages": index + 1, "stages": [s.name for s in stages],
-                                          "model_steps": model_steps, "targets": targets}))
+        atomic_write(state_path, json.dumps({"completed_stages": index + 1, "stages": [s.name for s in stages],
+                                             "model_steps": model_steps, "targets": targets,
+                                             "config": to_dict(cfg)}))
         manifest = make_manifest(market, cfg.mechanism, cfg.algo, cfg.mode, dict(saved_policies),
                                  {"policy_kwargs": policy_kwargs(cfg), "overrides": cfg.overrides,
                                   "learners": learners, "opponents": cfg.opponents,
                                   "non_learners": non_learners, "timesteps": cfg.timesteps, "seed": cfg.seed,
                                   "levers": cfg.levers})
-        (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        atomic_write(run_dir / "manifest.json", json.dumps(manifest, indent=2))
         env.close()
 
     summary = {}
@@ -303,7 +343,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                       "steps": model_steps.get(SHARED if cfg.mode == "shared" else a, 0), **targets.get(a, {})}
         if "target_gain" in summary[a]:
             summary[a]["matched"] = summary[a]["manipulation_gain"] >= summary[a]["target_gain"]
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2))
     return TrainResult(run_dir, summary, {a: current[a] for a in learners})
 
 

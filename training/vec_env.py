@@ -24,6 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from agents.policy import LEVERS, Policy
 from envs.batched import BatchedMarket
 from envs.metrics import EpisodeStats
+from envs.state import capture, restore
 
 
 class MarketVecEnv(VecEnv):
@@ -89,6 +90,28 @@ class MarketVecEnv(VecEnv):
             return [None] * self.num_envs
         self._seeds = [seed + e for e in range(self.n_markets)] * len(self.learners)
         return self._seeds
+
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The markets' and the slots' state (see :meth:`envs.batched.BatchedMarket.state_dict`), and the fixed
+        policies' (a seeded random strategy draws from its own generator)."""
+        arrays, meta = self.market.state_dict()
+        capture(self.stats, "vec.stats.", arrays, meta)
+        arrays.update({"vec.obs": self._obs, "vec.joint": self._joint, "vec.returns": self._returns})
+        meta["vec"] = {"episode_metrics": self.episode_metrics, "episodes_done": self.episodes_done,
+                       "seeds": self._seeds, "fixed": {a: p.state_dict() for a, p in self.fixed.items()}}
+        return arrays, meta
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` snapshot of a VecEnv built the same way."""
+        self.market.load_state_dict(arrays, meta)
+        restore(self.stats, arrays, meta, "vec.stats.")
+        self._obs, self._joint, self._returns = (np.array(arrays[k], copy=True)
+                                                 for k in ("vec.obs", "vec.joint", "vec.returns"))
+        vec = meta["vec"]
+        self.episode_metrics, self.episodes_done, self._seeds = (vec["episode_metrics"], vec["episodes_done"],
+                                                                 vec["seeds"])
+        for a, state in vec["fixed"].items():
+            self.fixed[a].load_state_dict(state)
 
     def step_async(self, actions: np.ndarray) -> None:
         self._joint[:, self._learner_rows] = (np.asarray(actions).reshape(self.n_markets, len(self.learners), -1)

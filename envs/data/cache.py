@@ -53,6 +53,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from envs.files import fsync_dir, write_durably
+
 PROVENANCES = ("real", "calibrated", "generated")
 QUERY_COLUMNS = ("query_id", "text", "domain")
 RESPONSE_COLUMNS = ("query_id", "model", "score", "input_tokens", "output_tokens")
@@ -440,21 +442,6 @@ def _exchange(a: Path, b: Path) -> None:
                          "(the filesystem may not support it; write to a local disk)")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    with open(path, "xb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def _staging_name(out: Path) -> re.Pattern:
     """Names of staging directories of ``out``: ``.NAME.tmp-`` and 8 random hex digits."""
     return re.compile(rf"\.{re.escape(out.name)}\.tmp-[0-9a-f]{{8}}")
@@ -594,11 +581,11 @@ def write_cache(
         lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
         fcntl.flock(lock, fcntl.LOCK_EX)  # tells other writers' cleanup that this staging directory is live
         for name, data in files.items():
-            _write_durably(staging / name, data)
+            write_durably(staging / name, data)
         for name in keep:
             if os.path.lexists(out / name):
                 os.link(out / name, staging / name, follow_symlinks=False)
-        _fsync_dir(staging)
+        fsync_dir(staging)
         try:
             load_cache(staging)
         except CacheError as exc:
@@ -609,7 +596,7 @@ def write_cache(
             _exchange(staging, out)
         else:
             os.rename(staging, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except OSError as exc:
         raise CacheError(f"{out}: cannot write the cache: {exc}") from None
     finally:
