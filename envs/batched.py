@@ -22,7 +22,7 @@ import math
 import gymnasium
 import numpy as np
 
-from envs.layout import ACTION_DIM, BID, INFLATION, SUBSTITUTION, ObservationLayout
+from envs.layout import ACTION_DIM, BID, INFLATION, SUBSTITUTION, ObservationLayout, StateLayout
 from envs.scenarios import Market, ScenarioConfig, build_market
 from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, row_max
 
@@ -144,6 +144,7 @@ class BatchedMarket:
             bid_scale=mk.bid_scale, max_inflation=cfg.max_inflation, max_output_tokens=L, billing=cfg.billing,
             ask_scale=ask_scale, substitutes=tuple(tuple(int(m) for m in row[:n])
                                                    for row, n in zip(mk.substitutes, mk.n_substitutes)))
+        self.state_layout = StateLayout.build(self.layout)
         self.possible_agents = [f"provider_{i}" for i in range(N)]
         self._observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.layout.size,), np.float32)
         self._action_space = gymnasium.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
@@ -192,6 +193,13 @@ class BatchedMarket:
         """Every provider's action space: Box(-1, 1, (3,))."""
         self._check_agent(agent)
         return self._action_space
+
+    def state(self) -> np.ndarray:
+        """[E, S] every market's public global state before its coming round (:class:`envs.layout.StateLayout`; a
+        new array). After the last round of an episode it is the state before that round."""
+        if self._streams is None:
+            raise RuntimeError("state() called before reset()")
+        return self.state_layout.of(self.obs)
 
     def _check_agent(self, agent: str) -> None:
         if agent not in self.possible_agents:
