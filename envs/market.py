@@ -58,7 +58,9 @@ itself is :class:`envs.batched.BatchedMarket` with E = 1, the same core the trai
 markets at once.
 
 Version history: v1 - the batched core: per-market streams of queries, costs and mechanism noise (new random draws
-for a seed), random tie-breaking, numeric infos, ``billing``; v0 - initial release.
+for a seed), random tie-breaking, numeric infos, ``billing``; later, without a change to observations, actions,
+rewards or the default infos: ``state()`` / ``state_space``, the ``max_cycles`` alias and ``info_format="flat"``;
+v0 - initial release.
 """
 
 from __future__ import annotations
