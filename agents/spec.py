@@ -18,11 +18,13 @@ PolicySpec = str | Mapping[str, "str | Policy"]
 """A strategy name or run dir for every agent, ``agent=spec,...`` pairs, or a mapping agent -> spec or Policy."""
 
 
-def parse_spec(spec: PolicySpec, agents: Sequence[str]) -> dict[str, str | Policy]:
+def parse_spec(spec: PolicySpec, agents: Sequence[str], known: Sequence[str] | None = None
+               ) -> dict[str, str | Policy]:
     """Each of ``agents`` mapped to its source (a strategy name, a run dir or a Policy) according to ``spec``.
 
-    Pairs may name agents not in ``agents`` (a learner's own entry, say): they are ignored. Raises ConfigError when
-    an agent of ``agents`` has no source or a pair is malformed."""
+    Pairs may name other agents of the market (a learner's own entry, say): they are ignored. Raises ConfigError for
+    a malformed pair, a pair naming an agent outside ``known`` (the market's agents, when given), or an agent of
+    ``agents`` without a source."""
     if isinstance(spec, Mapping):
         pairs: dict[str, str | Policy] = dict(spec)
     elif not isinstance(spec, str) or not spec.strip():
@@ -36,6 +38,9 @@ def parse_spec(spec: PolicySpec, agents: Sequence[str]) -> dict[str, str | Polic
             pairs[agent.strip()] = source.strip()
     else:
         pairs = dict.fromkeys(agents, spec.strip())
+    unknown = [a for a in [*agents, *pairs] if known is not None and a not in known]
+    if unknown:
+        raise ConfigError(f"opponents {_show(spec)}: unknown agent(s) {unknown}; the market has {list(known)}")
     missing = [a for a in agents if a not in pairs]
     if missing:
         raise ConfigError(f"opponents {_show(spec)}: no strategy given for {', '.join(missing)}")
@@ -54,20 +59,12 @@ def policies_from_spec(spec: PolicySpec, market: Any, agents: Sequence[str], see
         seed: the k-th agent's scripted strategy is seeded with ``seed + k`` (``None``: fresh entropy).
 
     Raises:
-        ConfigError: an agent without a strategy, a pair naming an unknown agent, or a source that is neither a
-            registered strategy nor a run dir. ``agents.learned.RunDirError`` for a run dir that does not fit.
+        ConfigError: a malformed spec, an agent without a strategy, a pair naming an unknown agent, or a source that
+            is neither a registered strategy nor a run dir. ``agents.learned.RunDirError`` for a run dir that does
+            not fit the market.
     """
-    unknown = [a for a in agents if a not in market.possible_agents]
-    if isinstance(spec, Mapping):
-        unknown += [a for a in spec if a not in market.possible_agents]
-    elif isinstance(spec, str) and "=" in spec:
-        unknown += [p.partition("=")[0].strip() for p in spec.split(",")
-                    if p.partition("=")[0].strip() not in market.possible_agents]
-    if unknown:
-        raise ConfigError(f"opponents {_show(spec)}: unknown agent(s) {unknown}; the market has "
-                          f"{market.possible_agents}")
     out: dict[str, Policy] = {}
-    for k, (agent, source) in enumerate(parse_spec(spec, agents).items()):
+    for k, (agent, source) in enumerate(parse_spec(spec, agents, market.possible_agents).items()):
         if isinstance(source, Policy):
             out[agent] = source
         elif not isinstance(source, str):

@@ -164,3 +164,19 @@ def test_ppo_learns_to_bid_above_cost_against_truthful_rivals(one_thread):
     assert honest_markup == 0 and abs(honest_profit) < 1e-9  # first price, truthful asks: paid exactly the cost
     assert 0.1 < markup < 0.8, markup  # above cost, not priced out of the market
     assert profit > 8.0, profit  # of 256 rounds: the best response earns 256 / 12 = 21.3 in expectation
+
+
+def test_opponent_spec_parsing():
+    from agents.spec import parse_spec
+
+    agents = ["provider_1", "provider_2"]
+    known = ["provider_0", *agents]
+    assert parse_spec("bne", agents) == {"provider_1": "bne", "provider_2": "bne"}
+    assert parse_spec(" provider_2 = runs/x , provider_1=markup,provider_0=bne", agents, known) == {
+        "provider_1": "markup", "provider_2": "runs/x"}
+    with pytest.raises(ConfigError, match="'provider_9' is not an agent=spec pair"):
+        parse_spec("provider_1=bne,provider_9", agents, known)
+    with pytest.raises(ConfigError, match=r"unknown agent\(s\) \['provider_9'\]"):
+        parse_spec("provider_1=bne,provider_9=bne", agents, known)
+    with pytest.raises(ConfigError, match="give a strategy name"):
+        parse_spec("  ", agents)
