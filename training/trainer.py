@@ -30,10 +30,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import configure
 
-from agents.learned import ALGORITHMS, SHARED, LearnedPolicy, load_weights, make_manifest
+from agents.learned import ALGORITHMS, SHARED, LearnedPolicy, load_policies, load_weights, make_manifest
 from agents.policy import Policy
 from agents.registry import make_strategy
-from agents.spec import policies_from_spec
 from envs.config import ConfigError, from_dict, to_dict
 from envs.batched import BatchedMarket
 from envs.market import make_batched
@@ -61,9 +60,18 @@ def resolve_learners(cfg: TrainConfig, agents: list[str]) -> list[str]:
 
 
 def opponent_policies(spec: str, market: BatchedMarket, agents: list[str], seed: int) -> dict[str, Policy]:
-    """Policies for ``agents`` from a spec: a strategy name or run dir for all, or ``agent=spec,...`` pairs (the one
-    parser, :func:`agents.spec.policies_from_spec`, which the single-agent Gymnasium env uses too)."""
-    return policies_from_spec(spec, market, agents, seed)
+    """Policies for ``agents`` from a spec: a strategy name or run dir for all, or ``agent=spec,...`` pairs."""
+    pairs = dict(p.split("=", 1) for p in spec.split(",")) if "=" in spec else {a: spec for a in agents}
+    out: dict[str, Policy] = {}
+    for k, agent in enumerate(agents):
+        if agent not in pairs:
+            raise ConfigError(f"opponents {spec!r}: no strategy given for {agent}")
+        source = pairs[agent].strip()
+        if Path(source).is_dir():
+            out.update(load_policies(source, market, [agent]))
+        else:
+            out[agent] = make_strategy(source, market.layout, seed=seed + k)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- training
