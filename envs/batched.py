@@ -23,8 +23,8 @@ import math
 import gymnasium
 import numpy as np
 
-from envs.layout import ACTION_DIM, BID, INFLATION, SUBSTITUTION, ObservationLayout
-from envs.state import StateError, capture, restore
+from envs.layout import ACTION_DIM, BID, INFLATION, SUBSTITUTION, ObservationLayout, StateLayout
+from envs.snapshot import SnapshotError, capture, restore
 from envs.scenarios import Market, ScenarioConfig, build_market
 from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, row_max
 
@@ -146,6 +146,7 @@ class BatchedMarket:
             bid_scale=mk.bid_scale, max_inflation=cfg.max_inflation, max_output_tokens=L, billing=cfg.billing,
             ask_scale=ask_scale, substitutes=tuple(tuple(int(m) for m in row[:n])
                                                    for row, n in zip(mk.substitutes, mk.n_substitutes)))
+        self.state_layout = StateLayout.build(self.layout)
         self.possible_agents = [f"provider_{i}" for i in range(N)]
         self._observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.layout.size,), np.float32)
         self._action_space = gymnasium.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
@@ -195,13 +196,20 @@ class BatchedMarket:
         self._check_agent(agent)
         return self._action_space
 
+    def state(self) -> np.ndarray:
+        """[E, S] every market's public global state before its coming round (:class:`envs.layout.StateLayout`; a
+        new array). After the last round of an episode it is the state before that round."""
+        if self._streams is None:
+            raise RuntimeError("state() called before reset()")
+        return self.state_layout.of(self.obs)
+
     def _check_agent(self, agent: str) -> None:
         if agent not in self.possible_agents:
             raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents}")
 
     # --------------------------------------------------------------------------------------------------- state
 
-    # What changes while markets play (the rest is rebuilt from the config); see envs.state.
+    # What changes while markets play (the rest is rebuilt from the config); see envs.snapshot.
     STATE = ("t", "wins", "last_price", "last_bids", "last_won", "_queries", "_types", "_noise", "_episode_types",
              "_pos", "q", "_honest", "obs", "_noise_dim", "_wins_one", "_last_price_one", "_last_bids_one",
              "_last_winner_one")
@@ -211,7 +219,7 @@ class BatchedMarket:
         (save with ``numpy.savez``) and JSON-able values, the streams' generator states and the mechanism's state
         included."""
         if self._streams is None:
-            raise StateError("a market that was never reset has no state to save")
+            raise SnapshotError("a market that was never reset has no state to save")
         arrays: dict[str, np.ndarray] = {}
         meta: dict[str, Any] = {"streams": [[g.bit_generator.state for g in s] for s in self._streams]}
         for name in self.STATE:
@@ -228,7 +236,7 @@ class BatchedMarket:
         """Continue from a :meth:`state_dict` snapshot of a market built from the same config and size."""
         streams = meta["streams"]
         if len(streams) != self.n_markets:
-            raise StateError(f"the snapshot holds {len(streams)} markets, this batch {self.n_markets}")
+            raise SnapshotError(f"the snapshot holds {len(streams)} markets, this batch {self.n_markets}")
         if self._streams is None:
             self.reset()
         for gens, states in zip(self._streams, streams):

@@ -12,6 +12,9 @@ Action (per provider, all in [-1, 1]; the all-zero action is honest play, exactl
     a[1] substitution:  a[1] <= 0 serves the declared model; a[1] > 0 serves the k-th cheaper menu model,
                         k = ceil(a[1] * n_substitutes) (closest in cost first; a[1] = 1 is the cheapest).
     a[2] inflation:     iota = max(0, a[2]) * max_inflation; reported output tokens min(ceil(tau (1 + iota)), L).
+
+The public global state (PettingZoo's ``state()``, for centralized critics) is laid out by :class:`StateLayout`: what
+any observer of the platform knows before the coming round, and nothing private (no costs, menus or served models).
 """
 
 from __future__ import annotations
@@ -177,4 +180,71 @@ class ObservationLayout:
             v = getattr(self, name)
             out[name] = [v.start, v.stop] if isinstance(v, slice) else ([list(s) for s in v] if name == "substitutes"
                                                                           else v)
+        return out
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """Named slices of the market's public global state (``env.state()``, ``BatchedMarket.state()``): what the platform
+    makes public before the coming round, for centralized critics. Never a provider's private cost, menu, served model
+    or bid (bids are sealed).
+
+    Attributes (slices or indices into the state vector of length ``size``):
+        query: the coming query's public features: its context, then every model's expected input and output tokens
+            / L (the observation's first ``query.stop`` entries).
+        mechanism: the mechanism's public state for the coming query.
+        last_price: the last clearing price / value_scale (0 before any sale; unchanged by an unserved round).
+        last_winner: one-hot of the last round's winner over the N providers (all zero before the first round and
+            after an unserved one): the platform announces who served, as it announces the price.
+        win_rate: every provider's share of the rounds won so far.
+        time_left: fraction of the horizon left.
+    The values are read off the providers' observations (:meth:`of`), so the state and the observations never
+    disagree.
+    """
+
+    query: slice
+    mechanism: slice
+    last_price: int
+    last_winner: slice
+    win_rate: slice
+    time_left: int
+    size: int
+    observation: ObservationLayout
+
+    @staticmethod
+    def build(obs: ObservationLayout) -> StateLayout:
+        """The state layout of a market whose observations have layout ``obs``."""
+        n_query = obs.expected_output_tokens.stop  # context, expected input tokens, expected output tokens
+        n_mech = obs.mechanism.stop - obs.mechanism.start
+        N = obs.n_agents
+        mechanism = slice(n_query, n_query + n_mech)
+        last_price = mechanism.stop
+        last_winner = slice(last_price + 1, last_price + 1 + N)
+        win_rate = slice(last_winner.stop, last_winner.stop + N)
+        time_left = win_rate.stop
+        return StateLayout(query=slice(0, n_query), mechanism=mechanism, last_price=last_price,
+                           last_winner=last_winner, win_rate=win_rate, time_left=time_left, size=time_left + 1,
+                           observation=obs)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` [size] float32 bounds of the state: [0, 1] for the winner, win rates and time left,
+        [0, inf) for the price, unbounded for the query's features and the mechanism's state."""
+        low = np.full(self.size, -np.inf, dtype=np.float32)
+        high = np.full(self.size, np.inf, dtype=np.float32)
+        for part in (self.last_winner, self.win_rate, slice(self.time_left, self.time_left + 1)):
+            low[part], high[part] = 0.0, 1.0
+        low[self.last_price] = 0.0
+        return low, high
+
+    def of(self, observations: np.ndarray) -> np.ndarray:
+        """The state [..., size] (float32, a new array) from every provider's observation [..., N, D]."""
+        obs, lay = np.asarray(observations), self.observation
+        out = np.empty(obs.shape[:-2] + (self.size,), dtype=np.float32)
+        first = obs[..., 0, :]  # the public entries are the same in every provider's observation
+        out[..., self.query] = first[..., self.query]
+        out[..., self.mechanism] = first[..., lay.mechanism]
+        out[..., self.last_price] = first[..., lay.last_price]
+        out[..., self.last_winner] = obs[..., :, lay.last_won]
+        out[..., self.win_rate] = obs[..., :, lay.win_rate]
+        out[..., self.time_left] = first[..., lay.time_left]
         return out

@@ -6,6 +6,7 @@
 | Agents             | ``provider_0 .. provider_{N-1}``                                         |
 | Action shape       | ``Box(-1, 1, (3,), float32)``: bid, substitution, inflation              |
 | Observation shape  | ``Box(-inf, inf, (D,), float32)``, layout in :class:`ObservationLayout`  |
+| State shape        | ``Box((S,), float32)`` (public only), layout in :class:`StateLayout`     |
 | Reward             | the provider's profit this round, eta * payment - cost (money units)     |
 | Name               | ``llm_market_v1``                                                        |
 
@@ -39,20 +40,33 @@ left (fraction of the horizon); agent id one-hot.
 Infos per provider (numbers only, the same keys at reset, zeros there): won, bid, honest_bid, payment, cost, profit,
 declared and served model (indices into ``env.market.models``), substituted, inflation, true and reported output
 tokens; ``market``: the round's query, winner, score, value, payment, cost, user utility, welfare, the best
-achievable welfare, unserved, and ``mechanism``: the mechanism's diagnostics.
+achievable welfare, unserved, and ``mechanism``: the mechanism's diagnostics. With ``info_format="flat"`` the nested
+dicts are flattened into the provider's dict, their keys joined by ``_`` along the path (``infos[a]["market"]["winner"]``
+becomes ``infos[a]["market_winner"]``, ``infos[a]["market"]["mechanism"][k]`` becomes ``infos[a]["market_mechanism_" +
+k]``): every info value is then a number, as TorchRL's ``PettingZooWrapper`` needs (it cannot hold a nested dict).
+
+State (``env.state()``, ``env.state_space``, for centralized critics): the public global state before the coming round,
+laid out by :class:`envs.layout.StateLayout`: the query's public features, the mechanism's public state, the last
+clearing price, the last winner (one-hot), every provider's win rate and the time left; never a private cost, menu,
+served model or (sealed) bid.
+
+Episode length: the scenario's ``horizon``; ``max_cycles`` (PettingZoo's keyword) is an alias of it. A keyword that is
+neither a scenario field nor a parameter of the mechanism is a ConfigError that lists both.
 
 ``env.last_round`` holds the round just played (:class:`envs.batched.Round`, arrays over one market); the market
 itself is :class:`envs.batched.BatchedMarket` with E = 1, the same core the trainers and the evaluation step with many
 markets at once.
 
 Version history: v1 - the batched core: per-market streams of queries, costs and mechanism noise (new random draws
-for a seed), random tie-breaking, numeric infos, ``billing``; v0 - initial release.
+for a seed), random tie-breaking, numeric infos, ``billing``; later, without a change to observations, actions,
+rewards or the default infos: ``state()`` / ``state_space``, the ``max_cycles`` alias and ``info_format="flat"``;
+v0 - initial release.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium
 import numpy as np
@@ -63,13 +77,27 @@ import mechanisms
 from envs.batched import ENV_NAME, BatchedMarket, Round, SingleRound
 from envs.config import ConfigError
 from envs.layout import ACTION_DIM, BID, INFLATION, SUBSTITUTION, ObservationLayout
-from envs.scenarios import ScenarioConfig, load_scenario, split_overrides
+from envs.scenarios import ALIASES, ScenarioConfig, load_scenario, scenario_fields, split_overrides
 from mechanisms.base import NO_WINNER, Mechanism
 
 PROVIDER_INFO = ("won", "bid", "honest_bid", "payment", "cost", "profit", "declared", "served", "substituted",
                  "inflation", "true_tokens", "reported_tokens")
 MARKET_INFO = ("t", "query", "winner", "score", "value", "payment", "cost", "user_utility", "welfare",
                "best_welfare", "unserved")
+InfoFormat = Literal["nested", "flat"]
+INFO_FORMATS = ("nested", "flat")
+
+
+def flatten_info(info: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested info dict as one flat dict, keys joined by ``_`` along the path (``{"market": {"winner": 1}}`` ->
+    ``{"market_winner": 1}``)."""
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        if isinstance(value, dict):
+            out.update(flatten_info(value, f"{prefix}{key}_"))
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def make_mechanism(mechanism: str | Mechanism, params: dict[str, Any]) -> Mechanism:
@@ -81,10 +109,29 @@ def make_mechanism(mechanism: str | Mechanism, params: dict[str, Any]) -> Mechan
     return mechanisms.make(mechanism, **params)
 
 
+def check_keywords(mechanism: str | Mechanism, params: dict[str, Any]) -> None:
+    """Raise the ConfigError naming the keywords of ``params`` (what is left of the overrides once the scenario fields
+    are taken) that the mechanism does not accept either, listing the scenario fields and the mechanism's parameters.
+    An unknown mechanism name is left to :func:`mechanisms.make`, which lists the registered ones."""
+    if isinstance(mechanism, Mechanism):
+        whose, accepted = f"the given {type(mechanism).__name__} instance (set its parameters on it)", []
+    elif mechanism in mechanisms.REGISTRY:
+        whose, accepted = f"mechanism {mechanism!r}", mechanisms.parameters(mechanism)
+    else:
+        return
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        aliases = ", ".join(f"{a} (alias of {f})" for a, f in ALIASES.items())
+        raise ConfigError(f"unknown parameter(s) {unknown}: neither a scenario field nor a parameter of {whose}. "
+                          f"Scenario fields: {scenario_fields()}, and {aliases}; parameters of {whose}: {accepted}")
+
+
 def make_batched(scenario: str | ScenarioConfig | dict, mechanism: str | Mechanism, n_markets: int,
                  seeds: list[int | None] | None = None, **overrides: Any) -> BatchedMarket:
-    """E markets of a scenario under a mechanism; ``overrides`` are scenario fields or mechanism parameters."""
+    """E markets of a scenario under a mechanism; ``overrides`` are scenario fields (``max_cycles`` is an alias of
+    ``horizon``) or mechanism parameters, and any other keyword is a ConfigError naming both lists."""
     scen_over, mech_over = split_overrides(overrides)
+    check_keywords(mechanism, mech_over)
     return BatchedMarket(load_scenario(scenario, scen_over), make_mechanism(mechanism, mech_over), n_markets, seeds)
 
 
@@ -95,7 +142,8 @@ class raw_env(ParallelEnv):
 
     def __init__(self, scenario: str | ScenarioConfig | dict = "capitals", mechanism: str | Mechanism = "first_price",
                  seed: int | None = None, render_mode: str | None = None,
-                 mechanism_params: dict[str, Any] | None = None, **overrides: Any):
+                 mechanism_params: dict[str, Any] | None = None, info_format: InfoFormat = "nested",
+                 **overrides: Any):
         """
         Args:
             scenario: preset name (``capitals``, ``llama``, ``uniform``, ...), YAML path, mapping or config.
@@ -103,10 +151,16 @@ class raw_env(ParallelEnv):
             seed: seed of the first ``reset`` when it is called without one.
             render_mode: ``"ansi"`` (render returns the round table) or ``"human"`` (prints it).
             mechanism_params: keyword arguments of the mechanism.
-            **overrides: scenario fields (``n_providers=3``); other keys go to the mechanism.
+            info_format: ``"nested"`` (infos carry ``market`` and ``market["mechanism"]`` dicts) or ``"flat"`` (the
+                same numbers under flattened keys such as ``market_winner``; see the module docstring).
+            **overrides: scenario fields (``n_providers=3``; ``max_cycles`` is an alias of ``horizon``); other keys
+                go to the mechanism, and a key neither accepts is a ConfigError.
         """
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if info_format not in INFO_FORMATS:
+            raise ValueError(f"info_format must be one of {list(INFO_FORMATS)}, got {info_format!r}")
+        self.info_format = info_format
         self.core = make_batched(scenario, mechanism, 1, [seed], **(mechanism_params or {}), **overrides)
         self.config, self.market, self.mechanism = self.core.config, self.core.market, self.core.mechanism
         self.info, self.layout = self.core.info, self.core.layout
@@ -116,6 +170,8 @@ class raw_env(ParallelEnv):
         self._agent_index = {a: i for i, a in enumerate(self.possible_agents)}
         self._observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.layout.size,), np.float32)
         self._action_space = gymnasium.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        self.state_layout = self.core.state_layout
+        self.state_space = gymnasium.spaces.Box(*self.state_layout.bounds(), (self.state_layout.size,), np.float32)
         self._declared = self.market.declared.tolist()
         self._single: SingleRound | None = None
         self._round: Round | None = None
@@ -129,6 +185,12 @@ class raw_env(ParallelEnv):
     def action_space(self, agent: str) -> gymnasium.spaces.Box:
         self._index(agent)
         return self._action_space
+
+    def state(self) -> np.ndarray:
+        """The public global state before the coming round ([S] float32, in ``state_space``; laid out by
+        ``self.state_layout``): the query's public features, the mechanism's public state, the last price and winner,
+        every provider's win rate, the time left. No private cost, menu, served model or bid."""
+        return self.core.state()[0]
 
     def _index(self, agent: str) -> int:
         try:
@@ -147,6 +209,8 @@ class raw_env(ParallelEnv):
                   "mechanism": dict.fromkeys(self.mechanism.diagnostics_one(), 0.0)}
         infos = {a: {**zeros, "declared": self._declared[i], "served": self._declared[i], "market": market}
                  for i, a in enumerate(self.agents)}
+        if self.info_format == "flat":
+            infos = {a: flatten_info(info) for a, info in infos.items()}
         return dict(zip(self.agents, obs[0].copy())), infos
 
     def _decode(self, actions: dict[str, Any]) -> list[list[float]]:
@@ -232,6 +296,11 @@ class raw_env(ParallelEnv):
                         "substituted": r.substituted[i], "inflation": r.inflation[i],
                         "true_tokens": r.true_tokens if won else 0, "reported_tokens": r.reported_tokens if won else 0,
                         "market": market}
+        if self.info_format == "flat":
+            flat_market = flatten_info(market, "market_")
+            for a in self.possible_agents:
+                infos[a].pop("market")
+                infos[a].update(flat_market)
         return infos
 
     # --------------------------------------------------------------------------------------------- rendering
@@ -266,16 +335,20 @@ class raw_env(ParallelEnv):
 
 def parallel_env(scenario: str | ScenarioConfig | dict = "capitals", mechanism: str | Mechanism = "first_price",
                  seed: int | None = None, render_mode: str | None = None, **overrides: Any) -> raw_env:
-    """The market as a PettingZoo ParallelEnv (see the module docstring for spaces, rewards and infos)."""
+    """The market as a PettingZoo ParallelEnv (see the module docstring for spaces, rewards, infos and state);
+    ``overrides`` are scenario fields (``max_cycles`` is an alias of ``horizon``), mechanism parameters,
+    ``mechanism_params`` or ``info_format``."""
     return raw_env(scenario=scenario, mechanism=mechanism, seed=seed, render_mode=render_mode, **overrides)
 
 
 def env(scenario: str | ScenarioConfig | dict = "capitals", mechanism: str | Mechanism = "first_price",
         seed: int | None = None, render_mode: str | None = None, **overrides: Any):
-    """The market as a PettingZoo AEC env (providers act in turn; the round resolves when all have acted)."""
+    """The market as a PettingZoo AEC env (providers act in turn; the round resolves when all have acted); the
+    keywords are those of :func:`parallel_env`."""
     aec = parallel_to_aec(parallel_env(scenario, mechanism, seed, render_mode, **overrides))
     return wrappers.OrderEnforcingWrapper(aec)
 
 
-__all__ = ["raw_env", "parallel_env", "env", "make_batched", "make_mechanism", "ObservationLayout", "ACTION_DIM",
-           "BID", "SUBSTITUTION", "INFLATION", "PROVIDER_INFO", "MARKET_INFO"]
+__all__ = ["raw_env", "parallel_env", "env", "make_batched", "make_mechanism", "check_keywords", "flatten_info",
+           "ObservationLayout", "ACTION_DIM", "BID", "SUBSTITUTION", "INFLATION", "PROVIDER_INFO", "MARKET_INFO",
+           "INFO_FORMATS"]

@@ -281,14 +281,34 @@ def build_market(config: ScenarioConfig) -> Market:
     )
 
 
+ALIASES = {"max_cycles": "horizon"}  # PettingZoo's name for the episode length
+
+
+def scenario_fields() -> list[str]:
+    """The names of every :class:`ScenarioConfig` field (each is a keyword override)."""
+    return [f.name for f in fields(ScenarioConfig)]
+
+
 def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split ``--set`` overrides into scenario fields and the rest (mechanism parameters)."""
-    names = {f.name for f in fields(ScenarioConfig)}
+    """Split ``--set`` overrides into scenario fields and the rest (mechanism parameters).
+
+    ``max_cycles`` (PettingZoo's name for the episode length) is an alias of the field ``horizon``; giving both with
+    different values is a ConfigError.
+    """
+    names = set(scenario_fields())
+    overrides = dict(overrides)
+    for alias, name in ALIASES.items():
+        if alias in overrides:
+            value = overrides.pop(alias)
+            if name in overrides and overrides[name] != value:
+                raise ConfigError(f"{alias}={value!r} and {name}={overrides[name]!r} disagree: {alias} is an alias "
+                                  f"of the scenario field {name!r}; give one of them")
+            overrides[name] = value
     scen = {k: v for k, v in overrides.items() if k in names}
     return scen, {k: v for k, v in overrides.items() if k not in names}
 
 
 __all__ = [
     "ProviderSpec", "ScenarioConfig", "Market", "load_scenario", "build_market", "scenario_names",
-    "split_overrides",
+    "split_overrides", "scenario_fields", "ALIASES",
 ]

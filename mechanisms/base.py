@@ -96,7 +96,7 @@ class Mechanism(ABC):
     reference: ClassVar[str] = ""
     billing: ClassVar[Billing] = "auction"
     uses_bids: ClassVar[bool] = True
-    # Rebuilt at reset or owned by the market (envs.state.capture skips them): the public facts and the streams.
+    # Rebuilt at reset or owned by the market (envs.snapshot.capture skips them): the public facts and the streams.
     TRANSIENT: ClassVar[tuple[str, ...]] = ("info", "rngs")
 
     def reset(self, info: MarketInfo, n_markets: int, rngs: list[np.random.Generator]) -> None:

@@ -29,10 +29,11 @@ import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 
-from agents.learned import ALGORITHMS, SHARED, LearnedPolicy, load_policies, load_weights, make_manifest
+from agents.learned import ALGORITHMS, SHARED, LearnedPolicy, load_weights, make_manifest
 from agents.policy import LEVERS, LeverMask, Policy
 from agents.registry import make_strategy
 from agents.scripted import DEVIATIONS, scripted_levers
+from agents.spec import policies_from_spec
 from envs.config import ConfigError, from_dict, load_yaml, to_dict
 from envs.files import atomic_write
 from envs.batched import BatchedMarket
@@ -62,18 +63,9 @@ def resolve_learners(cfg: TrainConfig, agents: list[str]) -> list[str]:
 
 
 def opponent_policies(spec: str, market: BatchedMarket, agents: list[str], seed: int) -> dict[str, Policy]:
-    """Policies for ``agents`` from a spec: a strategy name or run dir for all, or ``agent=spec,...`` pairs."""
-    pairs = dict(p.split("=", 1) for p in spec.split(",")) if "=" in spec else {a: spec for a in agents}
-    out: dict[str, Policy] = {}
-    for k, agent in enumerate(agents):
-        if agent not in pairs:
-            raise ConfigError(f"opponents {spec!r}: no strategy given for {agent}")
-        source = pairs[agent].strip()
-        if Path(source).is_dir():
-            out.update(load_policies(source, market, [agent]))
-        else:
-            out[agent] = make_strategy(source, market.layout, seed=seed + k)
-    return out
+    """Policies for ``agents`` from ``--opponents``: a strategy name or run dir for all, or ``agent=spec,...`` pairs
+    (:func:`agents.spec.policies_from_spec`)."""
+    return policies_from_spec(spec, market, agents, seed)
 
 
 # ---------------------------------------------------------------------------------------------------- training

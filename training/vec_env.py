@@ -24,7 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from agents.policy import LEVERS, Policy
 from envs.batched import BatchedMarket
 from envs.metrics import EpisodeStats
-from envs.state import capture, restore
+from envs.snapshot import capture, restore
 
 
 class MarketVecEnv(VecEnv):

@@ -18,7 +18,7 @@ import numpy as np
 PACKAGES = ("envs.", "mechanisms.", "agents.", "training.", "evaluation.")
 
 
-class StateError(ValueError):
+class SnapshotError(ValueError):
     """A snapshot does not fit the object it is restored into, or an attribute cannot be captured."""
 
 
@@ -78,7 +78,7 @@ def capture(obj: Any, prefix: str = "", arrays: dict[str, np.ndarray] | None = N
             for k, v in enumerate(value):
                 capture(v, f"{key}[{k}].", arrays, meta)
         else:
-            raise StateError(f"{type(obj).__name__}.{name}: cannot capture a {type(value).__name__}; list it in "
+            raise SnapshotError(f"{type(obj).__name__}.{name}: cannot capture a {type(value).__name__}; list it in "
                              f"{type(obj).__name__}.TRANSIENT if it is rebuilt from the configuration or a cache")
     return arrays, meta
 
@@ -101,7 +101,7 @@ def restore(obj: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any], prefi
             value.bit_generator.state = stored["generator"]
         elif isinstance(stored, dict) and "generators" in stored:
             if len(stored["generators"]) != len(value):
-                raise StateError(f"{key}: {len(stored['generators'])} generator states for {len(value)} generators")
+                raise SnapshotError(f"{key}: {len(stored['generators'])} generator states for {len(value)} generators")
             for g, state in zip(value, stored["generators"]):
                 g.bit_generator.state = state
         elif key in meta:
@@ -112,4 +112,4 @@ def restore(obj: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any], prefi
             for k, v in enumerate(value):
                 restore(v, arrays, meta, f"{key}[{k}].")
         else:
-            raise StateError(f"the snapshot has no value for {key!r}")
+            raise SnapshotError(f"the snapshot has no value for {key!r}")
