@@ -211,12 +211,31 @@ def read_run_config(run_dir: Path) -> TrainConfig:
 def _check_unchanged(cfg: TrainConfig, started: dict[str, Any], run_dir: Path) -> None:
     """Refuse to resume a run whose config.yaml was edited since it started (but for :data:`RESUMABLE_CHANGES`)."""
     now = to_dict(cfg)
+    if now["timesteps"] != started.get("timesteps", now["timesteps"]):
+        if now["timesteps"] < started["timesteps"]:
+            raise ConfigError(f"{run_dir / 'config.yaml'}: timesteps {started['timesteps']} -> {now['timesteps']}; "
+                              f"a resumed run can go further, not back: start a new run dir")
+        if cfg.mode == "independent" and cfg.rounds > 1:
+            raise ConfigError(f"{run_dir / 'config.yaml'}: timesteps changed in independent mode with {cfg.rounds} "
+                              f"rounds; every round's length would change: start a new run dir")
     changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and k in started and now[k] != started[k])
     if changed:
         raise ConfigError(f"{run_dir / 'config.yaml'}: field(s) {changed} changed since the run started "
                           f"({', '.join(f'{k}: {started[k]!r} -> {now[k]!r}' for k in changed)}); a resumed run "
                           f"continues the same training (only {list(RESUMABLE_CHANGES)} may change): restore them or "
                           f"start a new run dir")
+
+
+def _stages_still_done(stages: list[Stage], state: dict[str, Any]) -> int:
+    """How many of ``stages`` a resumed run may skip: those completed with the same length (a run resumed with more
+    timesteps reopens its last stages and continues their models)."""
+    recorded = state.get("stages", [])[: state.get("completed_stages", 0)]
+    done = 0
+    for stage, entry in zip(stages, recorded):
+        if list(entry) != [stage.name, stage.steps]:
+            break
+        done += 1
+    return done
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -247,7 +266,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
     if resume and "config" in state:
         _check_unchanged(cfg, state["config"], run_dir)
-    done_stages = state.get("completed_stages", 0)
+    stages = plan_stages(cfg, learners)
+    done_stages = _stages_still_done(stages, state)
     model_steps: dict[str, int] = dict(state.get("model_steps", {}))
 
     non_learners = [a for a in agents if a not in learners]
@@ -263,7 +283,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
 
     hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in to_dict(cfg).items()}
     targets: dict[str, dict[str, Any]] = dict(state.get("targets", {}))
-    stages = plan_stages(cfg, learners)
     checkpoint_dir = run_dir / "checkpoints"
     for index, stage in enumerate(stages):
         if index < done_stages:
@@ -317,7 +336,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             current[a] = learned_policy(cfg, model)
             saved_policies[a] = f"{owner}.zip"
         model_steps[owner] = model.num_timesteps
-        atomic_write(state_path, json.dumps({"completed_stages": index + 1, "stages": [s.name for s in stages],
+        atomic_write(state_path, json.dumps({"completed_stages": index + 1,
+                                             "stages": [[s.name, s.steps] for s in stages],
                                              "model_steps": model_steps, "targets": targets,
                                              "config": to_dict(cfg)}))
         manifest = make_manifest(market, cfg.mechanism, cfg.algo, cfg.mode, dict(saved_policies),
