@@ -162,7 +162,7 @@ def measure_mechanism(scenario: str, mechanism: str, sizes: list[int], args: arg
     target = TARGETS.get(mechanism, DEFAULT_TARGET)
     out = {k: statistics.median(v) for k, v in runs.items()}
     out.update(batched_over_pettingzoo=statistics.median(speedups), batched_target=target,
-               pettingzoo_over_minimal=statistics.median(vs_minimal), minimal_target=MINIMAL_TARGET, repeats=runs)
+               pettingzoo_over_minimal=statistics.median(vs_minimal), minimal_target=MINIMAL_TARGET, runs=runs)
     out["batched_met"] = out["batched_over_pettingzoo"] >= target
     out["minimal_met"] = out["pettingzoo_over_minimal"] >= MINIMAL_TARGET
     return out

@@ -103,7 +103,8 @@ def main() -> None:
     small, large = args.steps
     cases = [
         ("batched core, rosa", f"{args.markets} markets x rounds",
-         [(f"{args.markets} x {r // 10:,}", BATCHED.format(markets=args.markets, rounds=r // 10)) for r in (small, large)]),
+         [(f"{args.markets} x {r // 10:,}", BATCHED.format(markets=args.markets, rounds=r // 10))
+          for r in (small, large)]),
         ("PettingZoo env, rosa", "rounds", [(f"{r:,}", PETTINGZOO.format(rounds=r)) for r in (small, large)]),
         ("PPO training, ucb_myerson", "learner steps", [(f"{r:,}", TRAIN.format(rounds=r)) for r in (small, large)]),
         ("evaluation, 2 mechanisms", "seeds x rounds per profile",

@@ -166,10 +166,10 @@ def main() -> None:
             sps, share = measure(cfg, make_env(cfg), args.timesteps)
             runs[name].append(sps)
             runs[f"{name}_env_share"].append(share)
-        print(f"  repeat {k + 1}/{args.repeats}: zero-cost {runs['zero_cost'][-1]:,.0f} steps/s "
-              f"({100 * runs['zero_cost_env_share'][-1]:.1f}% in env), market {runs['market'][-1]:,.0f} steps/s "
-              f"({100 * runs['market_env_share'][-1]:.1f}% in env), ratio {runs['market'][-1] / runs['zero_cost'][-1]:.2f}",
-              flush=True)
+        zero, market = runs["zero_cost"][-1], runs["market"][-1]
+        print(f"  repeat {k + 1}/{args.repeats}: zero-cost {zero:,.0f} steps/s "
+              f"({100 * runs['zero_cost_env_share'][-1]:.1f}% in env), market {market:,.0f} steps/s "
+              f"({100 * runs['market_env_share'][-1]:.1f}% in env), ratio {market / zero:.2f}", flush=True)
     fig = {k: statistics.median(v) for k, v in runs.items()}
     fig["ratio"] = statistics.median(m / z for m, z in zip(runs["market"], runs["zero_cost"]))
 
@@ -191,7 +191,8 @@ def main() -> None:
     print(json.dumps({"benchmark": "train_throughput", "unit": "learner steps/s", "scenario": cfg.scenario,
                       "mechanism": cfg.mechanism, "n_envs": cfg.n_envs, "n_steps": cfg.n_steps,
                       "batch_size": cfg.batch_size, "n_epochs": cfg.n_epochs, "timesteps": args.timesteps,
-                      "threads": torch.get_num_threads(), "cores": cores, "repeats": runs, **fig, "met": met}))
+                      "threads": torch.get_num_threads(), "cores": cores, "repeats": args.repeats, "runs": runs, **fig,
+                      "met": met}))
 
 
 if __name__ == "__main__":
