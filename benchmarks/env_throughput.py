@@ -1,7 +1,8 @@
 """Market throughput: the batched core against the PettingZoo per-step path, and that path against a minimal env.
 
-Measured, for every mechanism on a scenario (default ``capitals``), in provider-rounds per second (rounds x providers,
-episode resets included, truthful = all-zero actions for every provider):
+Measured, for every mechanism on a scenario (default ``capitals``), in provider-rounds per second (rounds x providers;
+each reset, which draws the episode's randomness, is timed and spread over the episode's rounds; truthful = all-zero
+actions for every provider):
 
 1. the batched core (``envs.make_batched``, E markets per ``step`` call; E = 256, 1024 and ``--markets``, default
    4096);
@@ -109,31 +110,41 @@ class MinimalAuction(ParallelEnv):
 # ------------------------------------------------------------------------------------------------ measurements
 
 
-def timed_rounds(step: Callable[[], bool], reset: Callable[[], None], seconds: float) -> tuple[int, float]:
-    """Call ``step`` (which returns whether the episode ended) for about ``seconds``, resetting at episode ends;
-    (rounds played, elapsed seconds)."""
-    reset()
+def seconds_per_round(step: Callable[[], bool], reset: Callable[[], None], horizon: int, seconds: float) -> float:
+    """Wall time of one round with its share of an episode's reset: ``step`` (which returns whether the episode ended)
+    runs for about ``seconds``, steps and resets timed apart, and the mean reset is spread over the ``horizon`` rounds of
+    an episode, so a window shorter than an episode still pays for the reset (which draws the episode's randomness in
+    the batched core; its blocks of 256 rounds cover the whole episode on capitals and llama)."""
+    clock = time.perf_counter
+    reset()  # a market's first reset also seeds its streams: not timed
     for _ in range(3):  # warm-up: first calls allocate
         if step():
             reset()
-    rounds, start = 0, time.perf_counter()
-    while True:
-        if step():
-            reset()
+    start = clock()
+    reset()
+    resets = [clock() - start]
+    stepping, rounds = 0.0, 0
+    while rounds < 3 or stepping + sum(resets) < seconds:
+        start = clock()
+        ended = step()
+        stepping += clock() - start
         rounds += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return rounds, elapsed
+        if ended:
+            start = clock()
+            reset()
+            resets.append(clock() - start)
+    return stepping / rounds + statistics.mean(resets) / horizon
 
 
 def batched_rate(market, seconds: float) -> float:
     """Provider-rounds/s of the batched core, truthful actions for every provider of every market."""
     actions = np.zeros((market.n_markets, market.n_providers, 3), dtype=np.float32)
-    rounds, elapsed = timed_rounds(lambda: bool(market.step(actions)[2][0]), market.reset, seconds)
-    return rounds * market.n_markets * market.n_providers / elapsed
+    per_round = seconds_per_round(lambda: bool(market.step(actions)[2][0]), market.reset, market.config.horizon,
+                                  seconds)
+    return market.n_markets * market.n_providers / per_round
 
 
-def dict_env_rate(env: ParallelEnv, seconds: float) -> float:
+def dict_env_rate(env: ParallelEnv, horizon: int, seconds: float) -> float:
     """Provider-rounds/s of a ParallelEnv through its dict API, all-zero actions."""
     zero = {a: np.zeros(3, dtype=np.float32) for a in env.possible_agents}
 
@@ -141,8 +152,7 @@ def dict_env_rate(env: ParallelEnv, seconds: float) -> float:
         env.step(zero)
         return not env.agents
 
-    rounds, elapsed = timed_rounds(step, env.reset, seconds)
-    return rounds * len(env.possible_agents) / elapsed
+    return len(env.possible_agents) / seconds_per_round(step, env.reset, horizon, seconds)
 
 
 def measure_mechanism(scenario: str, mechanism: str, sizes: list[int], args: argparse.Namespace) -> dict:
@@ -154,8 +164,8 @@ def measure_mechanism(scenario: str, mechanism: str, sizes: list[int], args: arg
     for _ in range(args.repeats):
         for E, market in markets.items():
             runs[f"batched_E{E}"].append(batched_rate(market, args.seconds))
-        runs["pettingzoo"].append(dict_env_rate(pz, args.seconds))
-        runs["minimal"].append(dict_env_rate(minimal, args.seconds))
+        runs["pettingzoo"].append(dict_env_rate(pz, pz.config.horizon, args.seconds))
+        runs["minimal"].append(dict_env_rate(minimal, minimal.horizon, args.seconds))
     main_key = f"batched_E{args.markets}"
     speedups = [b / p for b, p in zip(runs[main_key], runs["pettingzoo"])]
     vs_minimal = [p / m for p, m in zip(runs["pettingzoo"], runs["minimal"])]
