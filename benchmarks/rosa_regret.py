@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from mechanisms.base import NO_WINNER, MarketInfo
+from mechanisms.base import NO_WINNER, MarketInfo, Outcome
 from mechanisms.rosa import LinUCBAllocation, Rosa
 
 
@@ -27,36 +27,47 @@ def market(n: int, d: int, horizon: int) -> MarketInfo:
                       price_out=np.zeros(n), max_output_tokens=1, horizon=horizon)
 
 
-def regret(horizon: int, seed: int, resample: bool, n: int = 3, d: int = 5, noise: float = 0.2,
-           c_max: float = 0.5, alpha: float = 0.5) -> float:
-    rng = np.random.default_rng(seed)
-    theta = rng.uniform(-0.2, 0.3, (n, d))
-    theta[:, 0] = rng.uniform(0.2, 0.5, n)  # mean quality between about 0.2 and 0.9
+def regret(horizon: int, seeds: list[int], resample: bool, n: int = 3, d: int = 5, noise: float = 0.2,
+           c_max: float = 0.5, alpha: float = 0.5) -> np.ndarray:
+    """[len(seeds)] cumulative regret of one run per seed, all seeds played at once (one market each).
+
+    Market e draws its theta, contexts, costs and score noise from ``default_rng(seeds[e])`` and the mechanism's
+    coins from ``default_rng(seeds[e] + 1)``, so rosa and plain LinUCB face the same markets (common random numbers).
+    """
+    E = len(seeds)
+    rngs = [np.random.default_rng(s) for s in seeds]
+    coins = [np.random.default_rng(s + 1) for s in seeds]
+    theta = np.stack([rng.uniform(-0.2, 0.3, (n, d)) for rng in rngs])  # [E, n, d]
+    theta[:, :, 0] = np.stack([rng.uniform(0.2, 0.5, n) for rng in rngs])  # mean quality between about 0.2 and 0.9
     info = market(n, d, horizon)
     if resample:
         rule = Rosa(mu=horizon ** -0.5, cbar=1.0, allocation="linucb", alpha=alpha, prior_offset=False)
-        rule.reset(info, np.random.default_rng(seed + 1))
+        rule.reset(info, E, coins)
     else:
         rule = LinUCBAllocation(alpha=alpha, prior_offset=False)
-        rule.reset(info)
-    total = 0.0
+        rule.reset(info, E)
+    noise_dim = rule.noise_dim if resample else n  # rosa: coins, nu and tie-breaks; LinUCB: tie-breaks
+    group = np.zeros(E, dtype=np.int64)
+    zeros = np.zeros(E)
+    total = np.zeros(E)
     for _ in range(horizon):
-        x = np.concatenate(([1.0], rng.random(d - 1)))
-        cost = rng.random(n) * c_max
-        welfare = theta @ x - cost
-        best = max(0.0, float(welfare.max()))
+        draws = np.stack([rng.random(d - 1 + n) for rng in rngs])  # context, costs
+        x = np.concatenate([np.ones((E, 1)), draws[:, :d - 1]], axis=1)
+        cost = draws[:, d - 1:] * c_max
+        eps = noise * np.array([rng.normal() for rng in rngs])  # score noise (used where served)
+        mech_noise = np.stack([c.random(noise_dim) for c in coins])
+        welfare = np.einsum("end,ed->en", theta, x) - cost  # [E, n]
+        best = np.maximum(0.0, welfare.max(axis=1))
         if resample:
-            w, _ = rule.allocate(cost, x, 0)
+            w, payment = rule.allocate(cost, x, group, mech_noise)
         else:
-            w = rule.choose(cost, x, 0)
-        got = 0.0 if w == NO_WINNER else float(welfare[w])
+            w, payment = rule.choose(cost, x, group, mech_noise), zeros
+        served = w != NO_WINNER
+        ws = np.maximum(w, 0)
+        got = np.where(served, welfare[np.arange(E), ws], 0.0)
         total += best - got
-        if w != NO_WINNER:
-            s = float(theta[w] @ x + noise * rng.normal())
-            if resample:
-                rule.update(w, s, 0, 0, 0.0, x, 0)
-            else:
-                rule.update(w, s, x, 0)
+        score = np.where(served, np.einsum("ed,ed->e", theta[np.arange(E), ws], x) + eps, 0.0)
+        rule.update(Outcome(w, score, zeros, zeros, payment, x, group))
     return total
 
 
@@ -69,7 +80,7 @@ def main() -> None:
     for resample, label in ((True, "rosa (mu = T^-1/2)"), (False, "plain LinUCB")):
         means = []
         for T in args.horizons:
-            r = np.array([regret(T, s, resample) for s in range(args.seeds)])
+            r = regret(T, list(range(args.seeds)), resample)
             means.append(r.mean())
             print(f"{label:<20} T = {T:>6}  regret {r.mean():9.2f} +- {r.std(ddof=1) / np.sqrt(len(r)):.2f}")
         slope = np.polyfit(np.log(args.horizons), np.log(means), 1)[0]
