@@ -19,6 +19,18 @@ def bne_bid(cost: np.ndarray, n: int, c_max: float = 1.0) -> np.ndarray:
     return cost + (c_max - cost) / n
 
 
+def first_price_profit(bid: np.ndarray, cost: np.ndarray, n: int, c_max: float = 1.0) -> np.ndarray:
+    """Expected profit per round of asking ``bid`` at ``cost`` in the reverse first-price auction when the n - 1 others
+    play the equilibrium ``bne_bid`` (MECHANISMS.md §8): (bid - cost) * P(every other ask is higher).
+
+    An other's ask exceeds b exactly when its cost exceeds (n b - c_max) / (n - 1), which happens with probability
+    1 - that / c_max (clipped to [0, 1]); asking ``bne_bid(cost)`` maximises this at every cost.
+    """
+    bid, cost = np.asarray(bid, dtype=float), np.asarray(cost, dtype=float)
+    beaten = np.clip(1.0 - (n * bid - c_max) / ((n - 1) * c_max), 0.0, 1.0)
+    return (bid - cost) * beaten ** (n - 1)
+
+
 def bid_function(policy: Policy, market: raw_env, agent: str, costs: np.ndarray, seed: int = 0,
                  n_states: int = 32) -> np.ndarray:
     """The ask ``policy`` makes at each cost in ``costs``, averaged over ``n_states`` real market states.

@@ -4,6 +4,7 @@ an evaluation (``report.md``, ``report.json``, ``metrics.csv``, ``plots/*.png``,
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import asdict
@@ -19,6 +20,7 @@ import numpy as np  # noqa: E402
 from agents.analytic import bne_bid  # noqa: E402
 from agents.policy import LEVERS  # noqa: E402
 from evaluation.results import DeviationRecord, MechanismVerdict, ReportHeader, SettingResult  # noqa: E402
+from envs.files import atomic_write  # noqa: E402
 
 LEVER_COLUMNS = ("all", *LEVERS)
 LEVER_COLORS = {"all": "black", "bid": "tab:blue", "substitution": "tab:orange", "inflation": "tab:green"}
@@ -126,7 +128,7 @@ def plot_levers(v: MechanismVerdict, path: Path) -> plt.Figure:
         ax.set_xlabel("gain per round vs honest (95% CI)")
         ax.legend(fontsize=7, title="levers")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     return fig
 
 
@@ -153,7 +155,7 @@ def plot_bids(result: SettingResult, path: Path, equilibrium_n: int | None) -> p
         ax.set_ylabel("bid")
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     return fig
 
 
@@ -170,7 +172,7 @@ def plot_user_utility(result: SettingResult, path: Path) -> plt.Figure:
     ax.set_xscale("log")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     return fig
 
 
@@ -248,7 +250,7 @@ def write_report(out: Path, header: ReportHeader, results: list[SettingResult], 
                f"![levers](plots/levers_{v.mechanism}_{v.billing}.png)", "", _market_table(v), ""]
     if analytic:
         md += ["## Analytic checks (MECHANISMS.md §8)", "", "```", json.dumps(analytic, indent=2), "```", ""]
-    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
+    atomic_write(out / "report.md", "\n".join(md))
 
     records = [asdict(r) for v in judged for r in v.records]
     report = {"header": asdict(header),
@@ -257,9 +259,10 @@ def write_report(out: Path, header: ReportHeader, results: list[SettingResult], 
                                                       "deviations_tested", "t_family", "detectable", "notes")}
                            for v in judged],
               "records": records, "market": [asdict(m) for v in judged for m in v.market], "analytic": analytic}
-    (out / "report.json").write_text(json.dumps(_json_safe(report), indent=2), encoding="utf-8")
-    with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as fh:
-        writer_csv = csv.DictWriter(fh, fieldnames=list(records[0]))
-        writer_csv.writeheader()
-        writer_csv.writerows(records)
+    atomic_write(out / "report.json", json.dumps(_json_safe(report), indent=2))
+    buffer = io.StringIO(newline="")
+    writer_csv = csv.DictWriter(buffer, fieldnames=list(records[0]))
+    writer_csv.writeheader()
+    writer_csv.writerows(records)
+    atomic_write(out / "metrics.csv", buffer.getvalue())
     return table

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import mechanisms
+from envs.files import atomic_write
 from evaluation.config import LIST_PRICE, EvalConfig, EvalSpec, Setting, billing_of
 from evaluation.runner import process_pool
 from evaluation.rollout import play
@@ -100,5 +101,5 @@ def train_learners(cfg: EvalConfig, progress: bool = True
                 records += group
                 chosen.setdefault((mechanism, billing), []).append(best["run_dir"])
     runs.mkdir(parents=True, exist_ok=True)
-    (runs / "selection.json").write_text(json.dumps(records, indent=2), encoding="utf-8")
+    atomic_write(runs / "selection.json", json.dumps(records, indent=2))
     return chosen, records

@@ -9,7 +9,7 @@ import pytest
 
 import train as train_cli
 from agents import make_strategy
-from agents.analytic import bid_function, bne_bid
+from agents.analytic import bid_function, bne_bid, first_price_profit
 from agents.learned import RunDirError, load_policies
 from training.callbacks import MarketLogger
 from training.checkpoint import checkpoints
@@ -143,7 +143,12 @@ def test_mismatched_or_missing_run_dir_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_best_response_learns_the_first_price_equilibrium(tmp_path):
-    """Reduced version of benchmarks/learn_equilibrium.py: a broken learner stays far from b(c) = c + (1-c)/n."""
+    """Reduced version of benchmarks/learn_equilibrium.py: against equilibrium opponents the learner's bid function
+    earns nearly the best-response profit, and lies near b(c) = c + (1-c)/n; honest bidding earns nothing.
+
+    The profit landscape is flat around the optimum (a uniform overbid of 0.05 costs about 3% of the profit), so
+    profit regret is the sharp criterion and the distance a loose one.
+    """
     n = 3
     cfg = TrainConfig(scenario="uniform", mechanism="first_price", overrides={"n_providers": n}, opponents="bne",
                       timesteps=1_000_000, gamma=0.0, eval_every=0, checkpoint_every=0, eval_episodes=2,
@@ -151,9 +156,13 @@ def test_best_response_learns_the_first_price_equilibrium(tmp_path):
     policy = train(cfg, progress=False).policies["provider_0"]
     grid = np.linspace(0.05, 0.95, 19)
     learned = bid_function(policy, parallel_env(cfg.scenario, cfg.mechanism, **cfg.overrides), "provider_0", grid)
-    truthful_distance = np.abs(grid - bne_bid(grid, n)).mean()  # what an untrained (honest) policy scores
+    best = first_price_profit(bne_bid(grid, n), grid, n).mean()
+    regret = 1.0 - first_price_profit(learned, grid, n).mean() / best
+    assert first_price_profit(grid, grid, n).mean() == 0.0  # what an untrained (honest) policy earns
+    assert regret < 0.05, (regret, learned.round(3))
+    truthful_distance = np.abs(grid - bne_bid(grid, n)).mean()
     distance = np.abs(learned - bne_bid(grid, n)).mean()
-    assert distance < 0.04 < truthful_distance, (distance, learned.round(3))
+    assert distance < 0.06 < truthful_distance, (distance, learned.round(3))
 
 
 class _Pwn:
