@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from envs.config import ConfigError, load_config
 
-Mode = Literal["best-response", "independent", "shared"]
+Mode = Literal["best-response", "independent", "shared", "simultaneous"]
 
 
 @dataclass
@@ -19,11 +19,12 @@ class TrainConfig:
         scenario: scenario preset name or YAML path.
         mechanism: mechanism name.
         overrides: scenario fields and mechanism parameters (``--set KEY=VALUE``).
-        mode: ``best-response``, ``independent`` or ``shared``.
+        mode: ``best-response``, ``independent``, ``shared`` or ``simultaneous`` (every learner learns at the same
+            time in the same markets: :mod:`training.simultaneous`).
         learners: agents that learn (default: provider_0; ``all`` for every provider).
         opponents: strategy of the non-learners: a scripted strategy name (``truthful``), or a run dir whose saved
             policies they use; ``agent=spec`` pairs separated by commas set them per agent.
-        algo: ``ppo`` or ``sac``.
+        algo: ``ppo`` or ``sac``; ``qlearning`` (tabular, on an ask grid) with mode ``simultaneous``.
         timesteps: transitions per learner (``best-response``, ``shared``) or in total per learner over all rounds
             (``independent``).
         rounds: R, rounds of ``independent`` mode (K = timesteps // rounds per learner per round).
@@ -50,7 +51,7 @@ class TrainConfig:
     mode: Mode = "best-response"
     learners: list[str] = field(default_factory=lambda: ["provider_0"])
     opponents: str = "truthful"
-    algo: Literal["ppo", "sac"] = "ppo"
+    algo: Literal["ppo", "sac", "qlearning"] = "ppo"
     timesteps: int = 500_000
     rounds: int = 3
     n_envs: int = 256
@@ -75,6 +76,10 @@ class TrainConfig:
                 raise ConfigError(f"train config: field {name!r} must be >= 1, got {getattr(self, name)}")
         if self.checkpoint_every < 0 or self.eval_every < 0:
             raise ConfigError("train config: checkpoint_every and eval_every must be >= 0")
+        if self.algo == "qlearning" and self.mode != "simultaneous":
+            raise ConfigError("train config: algo 'qlearning' runs in mode 'simultaneous' only")
+        if self.mode == "simultaneous" and self.algo == "sac":
+            raise ConfigError("train config: mode 'simultaneous' supports algo 'ppo' or 'qlearning'")
 
 
 def load_train_config(path: str | Path | None = None, **fields: Any) -> TrainConfig:

@@ -7,6 +7,8 @@ Modes:
   others' latest frozen policies (iterated best response).
 - ``shared``: one policy for all providers (parameter sharing; the agent id is in the observation), trained on every
   agent's experience.
+- ``simultaneous``: every learner learns at the same time in the same markets (PPO in lockstep, or tabular
+  Q-learning); see :mod:`training.simultaneous`.
 
 A run directory holds ``config.yaml`` (the resolved config and seeds), ``manifest.json``, ``policies/``,
 ``checkpoints/`` (every ``checkpoint_every`` steps and on Ctrl-C; ``resume`` continues to the same total step count),
@@ -173,6 +175,10 @@ def _write_run_files(cfg: TrainConfig, run_dir: Path, market: BatchedMarket, lea
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
     """Run the training a config describes (or continue it with ``resume``) and write the run dir."""
+    if cfg.mode == "simultaneous":  # every learner at once: its own loop (training/simultaneous.py)
+        from training.simultaneous import train_simultaneous
+
+        return train_simultaneous(cfg, resume, progress)
     run_dir = Path(cfg.run_dir)
     state_path = run_dir / "checkpoints" / "state.json"
     if resume:
