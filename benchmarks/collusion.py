@@ -73,7 +73,7 @@ def _run(job: tuple[str, int, int, int, int, bool, str]) -> tuple[SessionsResult
              profit=result.profit, payment=result.payment, price=result.price, user_utility=result.user_utility,
              tables=result.tables, history_t=result.history_t, history_payment=result.history_payment,
              history_greedy=result.history_greedy, history_changing=result.history_changing,
-             seconds=result.seconds)  # the raw outcome, kept before anything else runs
+             seconds=result.seconds, cpu_seconds=result.cpu_seconds)  # the raw outcome, kept before anything else runs
     game = stage_game("uniform", lambda: mechanism_for(name), QConfig().grid, periods=5000, n_seeds=4,
                       overrides=DUOPOLY)
     return result, game
@@ -91,8 +91,8 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 def print_summary(s: SessionsSummary, game) -> None:
     g = game.grid
-    print(f"\n== {s.mechanism}: {s.sessions} sessions x {s.periods:,} periods ({s.seconds:.0f} s, "
-          f"{s.seconds / s.periods * 1e6:.0f} us/period)")
+    print(f"\n== {s.mechanism}: {s.sessions} sessions x {s.periods:,} periods ({s.seconds:.0f} s wall, "
+          f"{s.cpu_seconds:.0f} s CPU: {s.cpu_seconds / s.periods * 1e6:.0f} us of CPU per period)")
     print(f"converged {s.converged_share:.1%}; mean payment {s.mean_payment:.4f} ± {s.mean_payment_ci:.4f}; "
           f"price per sale {s.mean_price:.4f}; user utility {s.user_utility:.4f}")
     print(f"competitive: both ask {s.competitive_ask:.2f} -> price {s.competitive_price:.4f}, profit "
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         r = s.record()
         line = {k: r[k] for k in ("mechanism", "sessions", "periods", "converged_share", "mean_payment",
                                   "collusive_share", "collusive_share_of_converged", "delta", "delta_ci",
-                                  "competitive_price", "competitive_profit", "monopoly_profit", "seconds")}
+                                  "competitive_price", "competitive_profit", "monopoly_profit", "seconds", "cpu_seconds")}
         print(json.dumps(line, default=float))
     return 0
 

@@ -200,6 +200,7 @@ class SessionsSummary:
     stage_equilibria: list[tuple[float, float]]
     mean_greedy_asks: list[float]
     seconds: float
+    cpu_seconds: float
     pair_counts: list[list[int]] = field(repr=False, default_factory=list)
     note: str = ""
 
@@ -246,6 +247,7 @@ def summarize_sessions(result: Any, game: StageGame) -> SessionsSummary:
         monopoly_profit=game.monopoly_profit,
         stage_equilibria=[(float(grid[i]), float(grid[j])) for i, j in game.pure_equilibria],
         mean_greedy_asks=[float(x) for x in result.greedy_asks.mean(axis=0)], seconds=float(result.seconds),
+        cpu_seconds=float(getattr(result, "cpu_seconds", float("nan"))),
         pair_counts=counts.tolist(), note=note)
 
 
@@ -365,3 +367,21 @@ def format_delta(c: PolicyCollusion | None) -> str:
     if c.delta is None:
         return "undefined"
     return f"{c.delta:+.2f} ± {c.delta_ci:.2f}"
+
+
+def collusion_section(collusion: dict[str, PolicyCollusion]) -> list[str]:
+    """Markdown lines of the report's collusion section (definitions and one row per mechanism)."""
+    lines = ["## Collusion of simultaneous learners", "",
+             "Every provider learns at once (PPO in lockstep, `train.py --mode simultaneous`); Delta = (learned joint "
+             "profit - competitive) / (monopoly - competitive) per round, paired on the same seeds. Competitive: "
+             "all-truthful play; monopoly: the best constant-margin cartel (each provider asks its cost plus a fixed "
+             "margin, every combination on a grid; a lower bound on the joint-profit maximum). Under first price the "
+             "static equilibrium's markups count toward Delta too (see evaluation/collusion.py).", "",
+             "| mechanism | Delta | learned joint profit | truthful | best cartel (margins) | user utility "
+             "(truthful) | payment |", "|---|---|---|---|---|---|---|"]
+    for m, c in collusion.items():
+        lines.append(f"| {m} | {format_delta(c)} | {c.learned_profit:.4f} ± {c.learned_profit_ci:.4f} | "
+                     f"{c.competitive_profit:.4f} | {c.monopoly_profit:.4f} ({', '.join(f'{x:g}' for x in c.monopoly_margins)}) | "
+                     f"{c.user_utility:.4f} ({c.truthful_user_utility:.4f}) | {c.payment:.4f} |"
+                     + (f" {c.note}" if c.note else ""))
+    return lines + [""]

@@ -32,6 +32,9 @@ class EvalConfig:
         train_learners: agents that learn when training (``all``: every provider, each in turn).
         workers: parallel processes.
         tolerance: gain per round the family-wise lower bound must exceed to count as exploitation.
+        collusion: add the collusion column: simultaneous PPO learners per mechanism and their collusion index
+            Delta (:func:`training.simultaneous.collusion_delta`; off by default: it trains per mechanism).
+        collusion_timesteps: transitions per learner of those runs (default: ``train_timesteps``).
     """
 
     scenario: str = "capitals"
@@ -48,6 +51,8 @@ class EvalConfig:
     train_learners: list[str] = field(default_factory=lambda: ["all"])
     workers: int = 2
     tolerance: float = 0.0
+    collusion: bool = False
+    collusion_timesteps: int | None = None
 
     def __post_init__(self) -> None:
         if self.mechanisms == ["all"]:

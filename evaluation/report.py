@@ -15,13 +15,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from agents.analytic import bne_bid  # noqa: E402
+from evaluation.collusion import collusion_section, format_delta  # noqa: E402
 from evaluation.results import MechanismResult, MechanismSummary, ReportHeader  # noqa: E402
 
 
-def verdict_table(summaries: list[MechanismSummary]) -> str:
-    """Markdown table: per mechanism the verdict, the IC regret with its CI and the user's utility."""
+def verdict_table(summaries: list[MechanismSummary], collusion: dict[str, Any] | None = None) -> str:
+    """Markdown table: per mechanism the verdict, the IC regret with its CI and the user's utility (and, when given,
+    the collusion index of simultaneous learners, :mod:`evaluation.collusion`)."""
     lines = ["| mechanism | verdict | IC regret (gain per round, 95% CI) | user utility (honest) | "
              "worst user utility ratio |", "|---|---|---|---|---|"]
+    if collusion is not None:
+        lines = [lines[0] + " collusion Delta (simultaneous PPO) |", lines[1] + "---|"]
     for s in summaries:
         honest = next(m for m in s.market if m.profile == "honest")
         worst = min(s.market, key=lambda m: m.user_utility_ratio if np.isfinite(m.user_utility_ratio)
@@ -32,6 +36,8 @@ def verdict_table(summaries: list[MechanismSummary]) -> str:
         verdict = "holds" if not s.exploited else "**exploited**"
         lines.append(f"| {s.mechanism} | {verdict} | {regret} | {honest.user_utility:.4f} | "
                      f"{worst.user_utility_ratio:.3f} ({worst.profile}) |")
+        if collusion is not None:
+            lines[-1] += f" {format_delta(collusion.get(s.mechanism))} |"
     return "\n".join(lines)
 
 
@@ -120,13 +126,14 @@ def plot_user_utility(result: MechanismResult, path: Path) -> plt.Figure:
 
 
 def write_report(out: Path, header: ReportHeader, results: list[MechanismResult], summaries: list[MechanismSummary],
-                 analytic: dict[str, Any]) -> str:
-    """Write report.md, report.json, metrics.csv, plots/*.png and tb/; return the verdict table."""
+                 analytic: dict[str, Any], collusion: dict[str, Any] | None = None) -> str:
+    """Write report.md, report.json, metrics.csv, plots/*.png and tb/; return the verdict table. ``collusion``
+    (mechanism -> :class:`evaluation.collusion.PolicyCollusion`) adds the collusion column and section."""
     from torch.utils.tensorboard import SummaryWriter
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
-    table = verdict_table(summaries)
+    table = verdict_table(summaries, collusion)
     writer = SummaryWriter(str(out / "tb"))
     figures = {"manipulation_gain": plot_gains(summaries, out / "plots" / "manipulation_gain.png")}
     eq_n = header.n_providers if header.scenario == "uniform" else None
@@ -163,6 +170,8 @@ def write_report(out: Path, header: ReportHeader, results: list[MechanismResult]
                f"![user utility](plots/user_utility_{s.mechanism}.png)", ""]
     if analytic:
         md += ["## Analytic checks (MECHANISMS.md §8)", "", "```", json.dumps(analytic, indent=2), "```", ""]
+    if collusion is not None:
+        md += collusion_section(collusion)
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
 
     records = [asdict(r) for s in summaries for r in s.records]
@@ -170,6 +179,8 @@ def write_report(out: Path, header: ReportHeader, results: list[MechanismResult]
               "market": [asdict(m) for s in summaries for m in s.market],
               "ic_regret": {s.mechanism: None if s.ic_regret is None else asdict(s.ic_regret) for s in summaries},
               "verdicts": {s.mechanism: s.verdict for s in summaries}, "analytic": analytic}
+    if collusion is not None:
+        report["collusion"] = {m: asdict(c) for m, c in collusion.items()}
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
     with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as fh:
         writer_csv = csv.DictWriter(fh, fieldnames=list(records[0]))

@@ -284,3 +284,38 @@ def joint_against_truthful(cfg: TrainConfig, policies: dict[str, Policy]) -> dic
     gain, half = mean_ci(joint - base)
     return {"profit": float(joint.mean()), "honest_profit": float(base.mean()), "manipulation_gain": gain,
             "gain_ci_low": gain - half, "gain_ci_high": gain + half}
+
+
+def collusion_delta(scenario: str, mechanism: str, overrides: dict[str, Any] | None = None,
+                    timesteps: int = 100_000, seeds: list[int] | None = None, seed: int = 0, n_envs: int = 256,
+                    progress: bool = False):
+    """The collusion column of the robustness report: train simultaneous PPO learners (every provider, lockstep) in
+    ``scenario`` under ``mechanism`` and measure their collusion index on ``seeds``
+    (:func:`evaluation.collusion.policy_collusion`: learned joint profit against all-truthful play and the best
+    constant-margin cartel, paired on the same seeds). Returns a :class:`evaluation.collusion.PolicyCollusion`."""
+    from evaluation.collusion import policy_collusion
+
+    models = simultaneous_ppo(scenario, mechanism, overrides, timesteps=timesteps, n_envs=n_envs, seed=seed,
+                              progress=progress)
+    policies = {a: LearnedPolicy(m, name="simultaneous") for a, m in models.items()}
+    return policy_collusion(scenario, mechanism, policies, seeds or [1000 + 1000 * k for k in range(10)],
+                            overrides)
+
+
+def _collusion_job(job: tuple[str, str, dict[str, Any], int, list[int], int]):
+    scenario, mechanism, overrides, timesteps, seeds, seed = job
+    return collusion_delta(scenario, mechanism, overrides, timesteps, seeds, seed)
+
+
+def collusion_column(scenario: str, mechanisms: list[str], overrides: dict[str, Any] | None = None,
+                     timesteps: int = 100_000, seeds: list[int] | None = None, seed: int = 0,
+                     workers: int = 1) -> dict[str, Any]:
+    """:func:`collusion_delta` for every mechanism (in parallel processes when ``workers > 1``): mechanism ->
+    :class:`evaluation.collusion.PolicyCollusion`."""
+    from evaluation.runner import process_pool
+
+    jobs = [(scenario, m, dict(overrides or {}), timesteps, seeds, seed) for m in mechanisms]
+    if workers > 1 and len(jobs) > 1:
+        with process_pool(workers) as pool:
+            return dict(zip(mechanisms, pool.map(_collusion_job, jobs)))
+    return {m: _collusion_job(j) for m, j in zip(mechanisms, jobs)}

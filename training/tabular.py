@@ -48,7 +48,7 @@ class SessionsResult:
         history_t: [K] period at the end of each recorded chunk; history_payment: [K] mean payment per period over
         the chunk and the sessions; history_greedy: [K, N] mean greedy ask per provider at the chunk's end;
         history_changing: [K] share of sessions whose greedy profile changed during the chunk.
-        seconds: wall time of the learning loop.
+        seconds: wall time of the learning loop; cpu_seconds: its CPU time (the machine may be shared).
     """
 
     scenario: str
@@ -73,6 +73,7 @@ class SessionsResult:
     history_greedy: np.ndarray
     history_changing: np.ndarray
     seconds: float
+    cpu_seconds: float = float("nan")
 
     @property
     def n_sessions(self) -> int:
@@ -136,7 +137,7 @@ def run_sessions(scenario: str | dict, mechanism: str | Mechanism, n_sessions: i
     obs = market.reset()
     bar = tqdm(total=periods, desc=f"q-learning {market.mechanism.name}", unit="period", disable=not progress,
                dynamic_ncols=True, mininterval=1.0)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for t in range(periods):
         idx = learners.choose()
         greedy = learners.last_greedy
@@ -166,7 +167,7 @@ def run_sessions(scenario: str | dict, mechanism: str | Mechanism, n_sessions: i
             bar.update(1000)
     bar.update(periods - bar.n)
     bar.close()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     final = learners.greedy()
     last_change[(final != previous).any(axis=1)] = periods
     stable_for = periods - last_change
@@ -177,7 +178,7 @@ def run_sessions(scenario: str | dict, mechanism: str | Mechanism, n_sessions: i
         price=np.divide(payment, served, out=np.zeros(E), where=served > 0), user_utility=user / window,
         unserved=1.0 - served / window, tables=learners.Q.copy(), history_t=np.array(hist_t),
         history_payment=np.array(hist_pay), history_greedy=np.array(hist_greedy),
-        history_changing=np.array(hist_changing), seconds=seconds)
+        history_changing=np.array(hist_changing), seconds=seconds, cpu_seconds=cpu_seconds)
 
 
 # ------------------------------------------------------------------------------------------- saved Q tables
