@@ -402,7 +402,7 @@ def psro(spec: MetaSpec, populations: Sequence[Sequence[Strategy]] | None = None
             truthful_gains, truthful_cis = list(gains), list(cis)
             continue
         eq_gains, eq_cis = list(gains), list(cis)
-        if all(g < c for g, c in zip(gains, cis)):
+        if all(g <= c for g, c in zip(gains, cis)):
             converged, reason = True, f"iteration {k}: no best response gains more than its 95% CI"
             break
     if best_response is not None and max_iterations > 0:
