@@ -100,7 +100,8 @@ def print_summary(s: SessionsSummary, game) -> None:
     print(f"collusive sessions {s.collusive_share:.1%} ({s.collusive_share_of_converged:.1%} of converged; "
           f"competitive {s.competitive_share_of_converged:.1%} of converged); mean profit {s.mean_profit:.4f}; "
           f"Delta {fmt(s.delta)} ± {fmt(s.delta_ci)} (converged only {fmt(s.delta_converged)}) {s.note}")
-    print(f"pure equilibria of the grid stage game: {s.stage_equilibria[:8]}{' ...' if len(s.stage_equilibria) > 8 else ''}")
+    more = " ..." if len(s.stage_equilibria) > 8 else ""
+    print(f"pure equilibria of the grid stage game: {s.stage_equilibria[:8]}{more}")
     counts = np.array(s.pair_counts)
     top = np.argsort(counts.ravel())[::-1][:8]
     pairs = [f"({g[k // g.size]:.2f}, {g[k % g.size]:.2f}): {counts.ravel()[k]}" for k in top if counts.ravel()[k]]
@@ -202,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         r = s.record()
         line = {k: r[k] for k in ("mechanism", "sessions", "periods", "converged_share", "mean_payment",
                                   "collusive_share", "collusive_share_of_converged", "delta", "delta_ci",
-                                  "competitive_price", "competitive_profit", "monopoly_profit", "seconds", "cpu_seconds")}
+                                  "competitive_price", "competitive_profit", "monopoly_profit", "seconds",
+                                  "cpu_seconds")}
         print(json.dumps(line, default=float))
     return 0
 

@@ -138,7 +138,8 @@ def stage_game(scenario: str | dict, mechanism: str | Mechanism | Callable[[], M
     profit, payment, user, unserved = np.zeros((E, 2)), np.zeros(E), np.zeros(E), np.zeros(E)
     obs = market.reset()
     for _ in range(periods):
-        actions[:, :, BID] = ask_actions(market.layout, obs, asks, basis)  # type: ignore[arg-type]  # the learners' codec
+        # The learners' own codec, so the table means what their asks mean.
+        actions[:, :, BID] = ask_actions(market.layout, obs, asks, basis)  # type: ignore[arg-type]
         obs, rewards, _ = market.step(actions)
         r = market.last_round
         profit += rewards
@@ -381,7 +382,8 @@ def collusion_section(collusion: dict[str, PolicyCollusion]) -> list[str]:
              "(truthful) | payment |", "|---|---|---|---|---|---|---|"]
     for m, c in collusion.items():
         lines.append(f"| {m} | {format_delta(c)} | {c.learned_profit:.4f} ± {c.learned_profit_ci:.4f} | "
-                     f"{c.competitive_profit:.4f} | {c.monopoly_profit:.4f} ({', '.join(f'{x:g}' for x in c.monopoly_margins)}) | "
+                     f"{c.competitive_profit:.4f} | {c.monopoly_profit:.4f} "
+                     f"({', '.join(f'{x:g}' for x in c.monopoly_margins)}) | "
                      f"{c.user_utility:.4f} ({c.truthful_user_utility:.4f}) | {c.payment:.4f} |"
                      + (f" {c.note}" if c.note else ""))
     return lines + [""]

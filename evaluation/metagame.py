@@ -449,6 +449,12 @@ def _fmt(x: float | None, ci: float | None = None) -> str:
     return f"{x:.4f}" if ci is None else f"{x:.4f} ± {ci:.4f}"
 
 
+def _psro_cell(r: MetaGameResult) -> str:
+    if not r.iterations:
+        return "scripted populations only"
+    return f"{'converged' if r.converged else 'not converged'}, {len(r.iterations)} it."
+
+
 def metagame_table(results: Sequence[MetaGameResult]) -> str:
     """Markdown: per mechanism the exploitability of truthful play, the equilibrium found, its NashConv and what the
     user gets there."""
@@ -461,8 +467,7 @@ def metagame_table(results: Sequence[MetaGameResult]) -> str:
         lines.append(f"| {r.mechanism} | {_fmt(r.truthful_nash_conv)} [{r.truthful_nash_conv_population:.4f}] | {eq} | "
                      f"{_fmt(r.equilibrium_nash_conv)} [{r.equilibrium_nash_conv_population:.4f}] | "
                      f"{u[0]:.4f} ± {u[1]:.4f} ({r.at_truthful['user_utility'][0]:.4f}) | {p[0]:.4f} ± {p[1]:.4f} | "
-                     f"{w[0]:.4f} ± {w[1]:.4f} | {'converged' if r.converged else 'not converged'}, "
-                     f"{len(r.iterations)} it. |")
+                     f"{w[0]:.4f} ± {w[1]:.4f} | {_psro_cell(r)} |")
     return "\n".join(lines)
 
 
@@ -508,7 +513,8 @@ def plot_nash_conv(results: Sequence[MetaGameResult], path: Path | None = None):
                     label=r.mechanism)
     ax.set_xlabel("PSRO iteration (0: best responses to all-truthful play)")
     ax.set_ylabel("NashConv (sum of best-response gains)")
-    ax.legend(fontsize=7)
+    if any(r.iterations for r in results):
+        ax.legend(fontsize=7)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)
@@ -516,8 +522,8 @@ def plot_nash_conv(results: Sequence[MetaGameResult], path: Path | None = None):
 
 
 def write_metagame_report(out: str | Path, results: Sequence[MetaGameResult], header: dict[str, Any]) -> str:
-    """Write ``metagame.md``, ``metagame.json``, ``plots/payoffs_<mechanism>.png``, ``plots/nash_conv.png`` and TensorBoard
-    summaries (``tb/``: the NashConv curve per mechanism, the payoff tables as images); returns the markdown table."""
+    """Write ``metagame.md``, ``metagame.json``, ``plots/payoffs_<mechanism>.png``, ``plots/nash_conv.png`` and
+    TensorBoard summaries (``tb/``: the NashConv curve per mechanism, the payoff tables as images); returns the markdown table."""
     import matplotlib.pyplot as plt
     from torch.utils.tensorboard import SummaryWriter
 
@@ -548,8 +554,10 @@ def write_metagame_report(out: str | Path, results: Sequence[MetaGameResult], he
                "", "| iteration | best responses to | gains (95% CI) | NashConv |", "|---|---|---|---|"]
         for it in r.iterations:
             md.append(f"| {it.iteration} | {it.target} | " +
-                      ", ".join(f"{g:+.4f} ± {c:.4f}" for g, c in zip(it.gains, it.gain_cis)) + f" | {it.nash_conv:.4f} |")
-        md += ["", "At the equilibrium: " + ", ".join(f"{k} {v[0]:.4f} ± {v[1]:.4f}" for k, v in r.at_equilibrium.items()),
+                      ", ".join(f"{g:+.4f} ± {c:.4f}" for g, c in zip(it.gains, it.gain_cis))
+                      + f" | {it.nash_conv:.4f} |")
+        md += ["", "At the equilibrium: "
+               + ", ".join(f"{k} {v[0]:.4f} ± {v[1]:.4f}" for k, v in r.at_equilibrium.items()),
                "", f"All equilibria found ({len(r.alternatives)}): " +
                "; ".join(f"values {np.round(a['values'], 4).tolist()}" for a in r.alternatives[:6]), "",
                f"![payoffs](plots/payoffs_{m}.png)", ""]
