@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from stable_baselines3.common.logger import Logger, configure
 
 from agents.learned import LearnedPolicy
@@ -28,6 +29,7 @@ def ppo_best_response(scenario: str, mechanism: str, learner: str, opponents: di
     """
     cfg = TrainConfig(scenario=scenario, mechanism=mechanism, overrides=dict(overrides or {}), learners=[learner],
                       timesteps=timesteps, seed=seed, **train_fields)
+    torch.set_num_threads(getattr(cfg, "torch_threads", 1))  # one thread: fastest for small networks on 2 cores
     market = make_batched(scenario, mechanism, cfg.n_envs, **cfg.overrides)
     env = MarketVecEnv(market, [learner], opponents, seed=seed)
     model = new_model(cfg, env)

@@ -82,26 +82,20 @@ class _Slots(VecEnv):
         return [False] * self.num_envs
 
 
-def simultaneous_ppo(scenario: str, mechanism: str, overrides: dict[str, Any] | None = None,
-                     learners: list[str] | None = None, fixed: dict[str, Policy] | None = None,
-                     timesteps: int = 100_000, n_envs: int = 256, seed: int = 0, n_steps: int = 16,
-                     batch_size: int = 1024, n_epochs: int = 4, learning_rate: float = 1e-3, gamma: float = 0.9,
-                     ent_coef: float = 0.0, net_arch: list[int] | None = None, log_std_init: float = -1.0,
-                     algo_kwargs: dict[str, Any] | None = None, log_dir: str | Path | None = None,
-                     progress: bool = True) -> dict[str, PPO]:
-    """Train one PPO model per learner, all at the same time in the same ``n_envs`` markets.
+def simultaneous_ppo(cfg: TrainConfig, learners: list[str] | None = None, fixed: dict[str, Policy] | None = None,
+                     log_dir: str | Path | None = None, progress: bool = True) -> dict[str, PPO]:
+    """Train one PPO model per learner, all at the same time in the same ``cfg.n_envs`` markets.
 
     Every market round, each learner's model acts (stochastically, as in SB3's rollouts) on its own observations,
     fixed providers play ``fixed``, the market steps once, and each learner's transition goes to its own rollout
-    buffer; after ``n_steps`` rounds every model runs its PPO update. ``timesteps`` counts transitions per learner.
+    buffer; after ``cfg.n_steps`` rounds every model runs its PPO update. ``cfg.timesteps`` counts transitions per
+    learner. The market, the network and the PPO settings are the config's (as for every other mode); learner k's
+    model is seeded ``cfg.seed + 1000 k`` and market e's first episode ``cfg.seed + e``.
 
     Args:
-        scenario, mechanism, overrides: the market.
+        cfg: the run's settings (``mode``, ``learners`` and ``opponents`` are not read: see the next two).
         learners: providers that learn (default: all not in ``fixed``).
         fixed: policies of the providers that do not learn.
-        timesteps, n_envs, seed, n_steps, batch_size, n_epochs, learning_rate, gamma, ent_coef, net_arch,
-            log_std_init, algo_kwargs: as in :class:`training.config.TrainConfig` (learner k's model is seeded
-            ``seed + 1000 k``; market e's first episode ``seed + e``).
         log_dir: TensorBoard / CSV logs in ``log_dir/<agent>`` (none when None).
         progress: show a progress bar.
 
@@ -109,9 +103,13 @@ def simultaneous_ppo(scenario: str, mechanism: str, overrides: dict[str, Any] | 
         The trained models by agent.
     """
     from envs.market import make_batched
+    from training.trainer import algo_kwargs, policy_kwargs
 
+    torch.set_num_threads(getattr(cfg, "torch_threads", 1))  # one thread: fastest for small networks on 2 cores
     fixed = dict(fixed or {})
-    market = make_batched(scenario, mechanism, n_envs, seeds=[seed + e for e in range(n_envs)], **(overrides or {}))
+    n_envs, seed, timesteps, n_steps = cfg.n_envs, cfg.seed, cfg.timesteps, cfg.n_steps
+    mechanism = cfg.mechanism
+    market = make_batched(cfg.scenario, mechanism, n_envs, seeds=[seed + e for e in range(n_envs)], **cfg.overrides)
     agents = market.possible_agents
     learners = list(learners) if learners else [a for a in agents if a not in fixed]
     unknown = [a for a in [*learners, *fixed] if a not in agents]
@@ -120,13 +118,11 @@ def simultaneous_ppo(scenario: str, mechanism: str, overrides: dict[str, Any] | 
                           f"fixed {sorted(fixed)}, market {agents}")
     index = {a: i for i, a in enumerate(agents)}
     obs_space, act_space = market.observation_space(agents[0]), market.action_space(agents[0])
-    kwargs = {"learning_rate": learning_rate, "gamma": gamma, "batch_size": batch_size, "n_steps": n_steps,
-              "n_epochs": n_epochs, "ent_coef": ent_coef, "verbose": 0, **(algo_kwargs or {})}
-    policy_kwargs = {"net_arch": list(net_arch or [64, 64]), "log_std_init": log_std_init}
+    kwargs = {k: v for k, v in algo_kwargs(cfg).items() if k != "seed"}
     models: dict[str, PPO] = {}
     for k, a in enumerate(learners):
-        model = PPO("MlpPolicy", _Slots(n_envs, obs_space, act_space), policy_kwargs=policy_kwargs, device="cpu",
-                    seed=seed + 1000 * k, **kwargs)
+        model = PPO("MlpPolicy", _Slots(n_envs, obs_space, act_space), policy_kwargs=policy_kwargs(cfg),
+                    device="cpu", seed=seed + 1000 * k, **kwargs)
         if log_dir is not None:
             model.set_logger(configure(str(Path(log_dir) / a), ["tensorboard", "csv"]))
         else:
@@ -213,7 +209,7 @@ def train_simultaneous(cfg: TrainConfig, resume: bool = False, progress: bool = 
     """Run ``--mode simultaneous`` (see the module docstring) and write the run dir; returns a
     :class:`training.trainer.TrainResult`."""
     from training.trainer import (TrainResult, _write_run_files, gain_against_honest, make_market, opponent_policies,
-                                  resolve_learners)
+                                  policy_kwargs, resolve_learners)
 
     if resume:
         raise ConfigError("--resume: simultaneous runs are not checkpointed; start a new run dir")
@@ -245,17 +241,14 @@ def train_simultaneous(cfg: TrainConfig, resume: bool = False, progress: bool = 
         extra.update({"policy_kwargs": {}, "qlearning": config_record(qcfg),
                       "converged_share": float(result.converged.mean())})
     elif cfg.algo == "ppo":
-        models = simultaneous_ppo(cfg.scenario, cfg.mechanism, cfg.overrides, learners, fixed, cfg.timesteps,
-                                  cfg.n_envs, cfg.seed, cfg.n_steps, cfg.batch_size, cfg.n_epochs,
-                                  cfg.learning_rate, cfg.gamma, cfg.ent_coef, cfg.net_arch, cfg.log_std_init,
-                                  cfg.algo_kwargs, run_dir / "tb", progress)
+        models = simultaneous_ppo(cfg, learners, fixed, run_dir / "tb", progress)
         (run_dir / "policies").mkdir(exist_ok=True)
         files = {}
         for a, model in models.items():
             model.save(run_dir / "policies" / f"{a}.zip")
             files[a] = f"{a}.zip"
         policies = {a: LearnedPolicy(m, name=f"learned:{run_dir.name}") for a, m in models.items()}
-        extra["policy_kwargs"] = {"net_arch": list(cfg.net_arch), "log_std_init": cfg.log_std_init}
+        extra["policy_kwargs"] = policy_kwargs(cfg)
     else:
         raise ConfigError(f"simultaneous mode supports algo 'ppo' or 'qlearning', got {cfg.algo!r}")
     manifest = make_manifest(market, cfg.mechanism, cfg.algo, "simultaneous", files, extra)
@@ -287,16 +280,18 @@ def joint_against_truthful(cfg: TrainConfig, policies: dict[str, Policy]) -> dic
 
 
 def collusion_delta(scenario: str, mechanism: str, overrides: dict[str, Any] | None = None,
-                    timesteps: int = 100_000, seeds: list[int] | None = None, seed: int = 0, n_envs: int = 256,
-                    progress: bool = False):
-    """The collusion column of the robustness report: train simultaneous PPO learners (every provider, lockstep) in
-    ``scenario`` under ``mechanism`` and measure their collusion index on ``seeds``
-    (:func:`evaluation.collusion.policy_collusion`: learned joint profit against all-truthful play and the best
-    constant-margin cartel, paired on the same seeds). Returns a :class:`evaluation.collusion.PolicyCollusion`."""
+                    timesteps: int = 100_000, seeds: list[int] | None = None, seed: int = 0, progress: bool = False,
+                    **train_fields: Any):
+    """The collusion column of the robustness report: train simultaneous PPO learners (every provider, lockstep; PPO
+    settings from :class:`training.config.TrainConfig`, overridden by ``train_fields``) in ``scenario`` under
+    ``mechanism`` and measure their collusion index on ``seeds`` (:func:`evaluation.collusion.policy_collusion`:
+    learned joint profit against all-truthful play and the best constant-margin cartel, paired on the same seeds).
+    Returns a :class:`evaluation.collusion.PolicyCollusion`."""
     from evaluation.collusion import policy_collusion
 
-    models = simultaneous_ppo(scenario, mechanism, overrides, timesteps=timesteps, n_envs=n_envs, seed=seed,
-                              progress=progress)
+    cfg = TrainConfig(scenario=scenario, mechanism=mechanism, overrides=dict(overrides or {}), mode="simultaneous",
+                      learners=["all"], timesteps=timesteps, seed=seed, **train_fields)
+    models = simultaneous_ppo(cfg, progress=progress)
     policies = {a: LearnedPolicy(m, name="simultaneous") for a, m in models.items()}
     return policy_collusion(scenario, mechanism, policies, seeds or [1000 + 1000 * k for k in range(10)],
                             overrides)

@@ -17,8 +17,9 @@ from training.trainer import TrainConfig, make_market, train
 
 
 def test_ppo_learners_step_the_same_markets_in_lockstep():
-    models = simultaneous_ppo("capitals", "first_price", {"horizon": 1000}, timesteps=2 * 16 * 8, n_envs=8,
-                              n_steps=16, batch_size=64, n_epochs=1, progress=False)
+    cfg = TrainConfig(scenario="capitals", mechanism="first_price", overrides={"horizon": 1000}, timesteps=2 * 16 * 8,
+                      n_envs=8, n_steps=16, batch_size=64, n_epochs=1)
+    models = simultaneous_ppo(cfg, progress=False)
     assert sorted(models) == ["provider_0", "provider_1"]
     r0 = models["provider_0"].rollout_buffer.rewards  # [n_steps, n_envs]: the last rollout of each learner
     r1 = models["provider_1"].rollout_buffer.rewards
