@@ -77,3 +77,27 @@ def test_second_price_learners_compete(quick_runs, games):
     assert s.converged_share >= 0.75
     assert s.competitive_share_of_converged >= 0.75  # converged at the competitive price 0.05
     assert s.mean_payment < 0.2 and s.delta < 0.2
+
+
+def test_policy_collusion_of_truthful_play_is_zero_and_reaches_the_report(tmp_path):
+    import json
+
+    from agents import make_strategy
+    from envs import make_batched
+    from evaluation import EvalConfig, evaluate_all, write_report
+    from evaluation.collusion import policy_collusion
+
+    over = {"horizon": 40}
+    lay = make_batched("capitals", "first_price", 1, **over).layout
+    truthful = {a: make_strategy("truthful", lay) for a in ("provider_0", "provider_1")}
+    c = policy_collusion("capitals", "first_price", truthful, seeds=[1, 2, 3], overrides=over)
+    assert c.delta == pytest.approx(0.0, abs=1e-12)  # truthful play is the competitive benchmark itself
+    assert c.monopoly_profit > c.competitive_profit and max(c.monopoly_margins) > 0
+    cfg = EvalConfig(scenario="capitals", mechanisms=["first_price"], strategies=["markup"], seeds=2, horizon=40,
+                     out=str(tmp_path), workers=1)
+    header, results, summaries, analytic = evaluate_all(cfg, {}, progress=False)
+    table = write_report(tmp_path, header, results, summaries, analytic, collusion={"first_price": c})
+    assert "collusion Delta (simultaneous PPO)" in table and "+0.00" in table
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["collusion"]["first_price"]["delta"] == pytest.approx(0.0, abs=1e-12)
+    assert "## Collusion of simultaneous learners" in (tmp_path / "report.md").read_text()
