@@ -339,6 +339,10 @@ class QLearningPolicy(Policy):
 
 
 def _qlearning(layout: ObservationLayout, seed: int | None = None, **params: Any) -> Policy:
+    """The strategy ``qlearning``: Banchio and Skrzypacz's learner with the grid in units of the market's value scale
+    (asks 0.05 v, ..., 0.95 v; exactly their grid when v = 1)."""
+    if "config" not in params and "grid" not in params:
+        params["grid"] = tuple(round(layout.value_scale * a, 12) for a in banchio_skrzypacz_grid())
     return QLearningPolicy(layout, seed=seed, **params)
 
 
