@@ -10,6 +10,7 @@ Examples:
     python evaluate.py --mechanism first_price,second_price --strategies markup,substitute --seeds 20
     python evaluate.py --run-dir runs/fp --run-dir runs/sp --out reports/learned
     python evaluate.py --scenario uniform --set n_providers=3 --mechanism all
+    python evaluate.py --collusion --mechanism first_price,second_price   # + collusion index of simultaneous PPO
 """
 
 from __future__ import annotations
@@ -50,10 +51,17 @@ def main(argv: list[str] | None = None) -> int:
             for key, dirs in chosen.items():
                 run_dirs.setdefault(key, []).extend(d for d in dirs if d not in run_dirs.get(key, []))
         header, results, judged, analytic = evaluate_all(cfg, run_dirs, progress, learners)
+        collusion = None
+        if cfg.collusion:  # simultaneous PPO learners per mechanism and their collusion index
+            from training.simultaneous import collusion_column
+
+            collusion = collusion_column(cfg.scenario, cfg.mechanisms, cfg.overrides,
+                                         cfg.collusion_timesteps or cfg.train_timesteps,
+                                         [1000 + 1000 * k for k in range(cfg.seeds)], workers=cfg.workers)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    table = write_report(Path(cfg.out), header, results, judged, analytic)
+    table = write_report(Path(cfg.out), header, results, judged, analytic, collusion=collusion)
     print(table)
     print(f"\nreport: {Path(cfg.out) / 'report.md'}   ({time.perf_counter() - start:.0f} s; "
           f"tensorboard --logdir {cfg.out})")

@@ -152,6 +152,8 @@ def load_policies(run_dir: str | Path, market: raw_env | BatchedMarket, agents: 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     check_manifest(manifest, market, str(run_dir))
+    if manifest["algo"] == "qlearning":  # tabular Q-learners (train.py --mode simultaneous --algo qlearning)
+        return _load_qtables(run_dir, manifest, market, agents)
     if manifest["algo"] not in ALGORITHMS:
         raise RunDirError(f"{run_dir / MANIFEST}: unknown algo {manifest['algo']!r}; known: {sorted(ALGORITHMS)}")
     if "policy_kwargs" not in manifest:
@@ -173,4 +175,36 @@ def load_policies(run_dir: str | Path, market: raw_env | BatchedMarket, agents: 
         policy: Policy = LearnedPolicy(loaded[file], name=f"learned:{run_dir.name}")
         levers = tuple(manifest.get("levers", LEVERS))
         out[agent] = policy if set(levers) == set(LEVERS) else LeverMask(policy, levers)
+    return out
+
+
+def _load_qtables(run_dir: Path, manifest: dict[str, Any], market: raw_env | BatchedMarket,
+                  agents: list[str] | None) -> dict[str, Policy]:
+    """Greedy tabular Q-learners of a run dir (``policies/<agent>.npz``: one table per session; market row b plays
+    session b mod S)."""
+    from agents.qlearning import QConfig, QLearningPolicy
+
+    try:
+        config = QConfig(**manifest.get("qlearning", {}))
+    except (TypeError, ValueError) as exc:
+        raise RunDirError(f"{run_dir / MANIFEST}: field 'qlearning' is not a Q-learner's config: {exc}") from None
+    wanted = agents or list(manifest["policies"])
+    missing = [a for a in wanted if a not in manifest["policies"]]
+    if missing:
+        raise RunDirError(f"{run_dir}: no learned policy for {missing}; it has {sorted(manifest['policies'])}")
+    out: dict[str, Policy] = {}
+    for agent in wanted:
+        file = run_dir / "policies" / manifest["policies"][agent]
+        if not file.is_file():
+            raise RunDirError(f"{run_dir}: policy file {file} listed in the manifest is missing")
+        try:
+            with np.load(file, allow_pickle=False) as data:
+                tables, grid = np.asarray(data["tables"], dtype=np.float64), np.asarray(data["grid"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise RunDirError(f"{file}: cannot read the Q tables: {exc}") from exc
+        if not np.allclose(grid, config.grid):
+            raise RunDirError(f"{file}: its ask grid differs from the manifest's")
+        policy = QLearningPolicy(market.layout, config=config, learning=False, tables=tables)
+        policy.name = f"learned:{run_dir.name}"
+        out[agent] = policy
     return out

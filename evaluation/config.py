@@ -53,6 +53,9 @@ class EvalConfig:
         tolerance: gain per round the family-wise lower bound must exceed to count as exploitation.
         seed: shifts every seed of the run (evaluation, selection and learner seeds): two runs with different seeds
             are independent replications.
+        collusion: add the collusion column: simultaneous PPO learners per mechanism and their collusion index
+            Delta (:func:`training.simultaneous.collusion_delta`; off by default: it trains per mechanism).
+        collusion_timesteps: transitions per learner of those runs (default: ``train_timesteps``).
     """
 
     scenario: str = "capitals"
@@ -77,6 +80,8 @@ class EvalConfig:
     workers: int = 2
     tolerance: float = 0.0
     seed: int = 0
+    collusion: bool = False
+    collusion_timesteps: int | None = None
 
     def __post_init__(self) -> None:
         if self.mechanisms == ["all"]:

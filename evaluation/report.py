@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from agents.analytic import bne_bid  # noqa: E402
 from agents.policy import LEVERS  # noqa: E402
+from evaluation.collusion import collusion_section, format_delta  # noqa: E402
 from evaluation.results import DeviationRecord, MechanismVerdict, ReportHeader, SettingResult  # noqa: E402
 from envs.files import atomic_write  # noqa: E402
 
@@ -30,11 +31,14 @@ def _ci(r: DeviationRecord) -> str:
     return f"{r.gain:+.4f} [{r.gain_ci_low:+.4f}, {r.gain_ci_high:+.4f}]"
 
 
-def verdict_table(judged: list[MechanismVerdict]) -> str:
-    """Markdown table: per mechanism and billing the verdict, the paying lever, the IC regret and the test's power."""
+def verdict_table(judged: list[MechanismVerdict], collusion: dict[str, Any] | None = None) -> str:
+    """Markdown table: per mechanism and billing the verdict, the paying lever, the IC regret and the test's power
+    (and, when given, the collusion index of simultaneous learners per mechanism, :mod:`evaluation.collusion`)."""
     lines = ["| mechanism | billing | verdict | paying lever | IC regret: lower bound (gain [95% CI], who, how, T) | "
              "detectable gain | user utility (honest) |",
              "|---|---|---|---|---|---|---|"]
+    if collusion is not None:
+        lines = [lines[0] + " collusion Delta (simultaneous PPO) |", lines[1] + "---|"]
     for v in judged:
         honest = next(m for m in v.market if m.profile == "honest")
         r = v.ic_regret
@@ -43,6 +47,8 @@ def verdict_table(judged: list[MechanismVerdict]) -> str:
         verdict = f"**exploited** ({v.persistence})" if v.exploited else "holds"
         lines.append(f"| {v.mechanism} | {v.billing} | {verdict} | {v.paying_lever or '-'} | {regret} | "
                      f"{v.detectable:.4f} | {honest.user_utility:.4f} |")
+        if collusion is not None:
+            lines[-1] += f" {format_delta(collusion.get(v.mechanism))} |"
     return "\n".join(lines)
 
 
@@ -188,13 +194,14 @@ def _json_safe(x: Any) -> Any:
 
 
 def write_report(out: Path, header: ReportHeader, results: list[SettingResult], judged: list[MechanismVerdict],
-                 analytic: dict[str, Any]) -> str:
-    """Write report.md, report.json, metrics.csv, plots/*.png and tb/; return the verdict table."""
+                 analytic: dict[str, Any], collusion: dict[str, Any] | None = None) -> str:
+    """Write report.md, report.json, metrics.csv, plots/*.png and tb/; return the verdict table. ``collusion``
+    (mechanism -> :class:`evaluation.collusion.PolicyCollusion`) adds the collusion column and section."""
     from torch.utils.tensorboard import SummaryWriter
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
-    table = verdict_table(judged)
+    table = verdict_table(judged, collusion)
     writer = SummaryWriter(str(out / "tb"))
 
     def figure(name: str, fig: plt.Figure) -> None:  # into TensorBoard, then closed (one open figure at a time)
@@ -250,6 +257,8 @@ def write_report(out: Path, header: ReportHeader, results: list[SettingResult], 
                f"![levers](plots/levers_{v.mechanism}_{v.billing}.png)", "", _market_table(v), ""]
     if analytic:
         md += ["## Analytic checks (MECHANISMS.md §8)", "", "```", json.dumps(analytic, indent=2), "```", ""]
+    if collusion is not None:
+        md += collusion_section(collusion)
     atomic_write(out / "report.md", "\n".join(md))
 
     records = [asdict(r) for v in judged for r in v.records]
@@ -259,6 +268,8 @@ def write_report(out: Path, header: ReportHeader, results: list[SettingResult], 
                                                       "deviations_tested", "t_family", "detectable", "notes")}
                            for v in judged],
               "records": records, "market": [asdict(m) for v in judged for m in v.market], "analytic": analytic}
+    if collusion is not None:
+        report["collusion"] = {m: asdict(c) for m, c in collusion.items()}
     atomic_write(out / "report.json", json.dumps(_json_safe(report), indent=2))
     buffer = io.StringIO(newline="")
     writer_csv = csv.DictWriter(buffer, fieldnames=list(records[0]))

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from agents.policy import LEVERS
 from envs.config import ConfigError, load_config
 
-Mode = Literal["best-response", "independent", "shared"]
+Mode = Literal["best-response", "independent", "shared", "simultaneous"]
 
 
 @dataclass
@@ -20,11 +20,12 @@ class TrainConfig:
         scenario: scenario preset name or YAML path.
         mechanism: mechanism name.
         overrides: scenario fields and mechanism parameters (``--set KEY=VALUE``).
-        mode: ``best-response``, ``independent`` or ``shared``.
+        mode: ``best-response``, ``independent``, ``shared`` or ``simultaneous`` (every learner learns at the same
+            time in the same markets: :mod:`training.simultaneous`).
         learners: agents that learn (default: provider_0; ``all`` for every provider).
         opponents: strategy of the non-learners: a scripted strategy name (``truthful``), or a run dir whose saved
             policies they use; ``agent=spec`` pairs separated by commas set them per agent.
-        algo: ``ppo`` or ``sac``.
+        algo: ``ppo`` or ``sac``; ``qlearning`` (tabular, on an ask grid) with mode ``simultaneous``.
         timesteps: transitions per learner (``best-response``, ``shared``) or in total per learner over all rounds
             (``independent``).
         rounds: R, rounds of ``independent`` mode (K = timesteps // rounds per learner per round).
@@ -61,7 +62,7 @@ class TrainConfig:
     mode: Mode = "best-response"
     learners: list[str] = field(default_factory=lambda: ["provider_0"])
     opponents: str = "truthful"
-    algo: Literal["ppo", "sac"] = "ppo"
+    algo: Literal["ppo", "sac", "qlearning"] = "ppo"
     timesteps: int = 500_000
     rounds: int = 3
     n_envs: int = 256
@@ -97,6 +98,10 @@ class TrainConfig:
                               f"{self.levers}")
         if self.target is not None and not self.eval_every:
             raise ConfigError("train config: field 'target' needs eval_every > 0 (the gain is measured then)")
+        if self.algo == "qlearning" and self.mode != "simultaneous":
+            raise ConfigError("train config: algo 'qlearning' runs in mode 'simultaneous' only")
+        if self.mode == "simultaneous" and self.algo == "sac":
+            raise ConfigError("train config: mode 'simultaneous' supports algo 'ppo' or 'qlearning'")
 
 
 def load_train_config(path: str | Path | None = None, **fields: Any) -> TrainConfig:

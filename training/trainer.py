@@ -7,6 +7,8 @@ Modes:
   others' latest frozen policies (iterated best response).
 - ``shared``: one policy for all providers (parameter sharing; the agent id is in the observation), trained on every
   agent's experience.
+- ``simultaneous``: every learner learns at the same time in the same markets (PPO in lockstep, or tabular
+  Q-learning); see :mod:`training.simultaneous`.
 
 A run directory holds ``config.yaml`` (the resolved config and seeds), ``manifest.json``, ``policies/``,
 ``checkpoints/`` (every ``checkpoint_every`` steps and on Ctrl-C; ``resume`` continues to the same total step count),
@@ -244,6 +246,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     Everything the run writes is atomic (a crash leaves the old file or the new one); a resumed run continues from
     the newest checkpoint that loads and ends bitwise identical to an uninterrupted one (:mod:`training.checkpoint`).
     """
+    if cfg.mode == "simultaneous":  # every learner at once: its own loop (training/simultaneous.py)
+        from training.simultaneous import train_simultaneous
+
+        return train_simultaneous(cfg, resume, progress)
     run_dir = Path(cfg.run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"run dir {run_dir} is a file, not a directory")
