@@ -11,6 +11,7 @@ Examples:
     python evaluate.py --run-dir runs/fp --run-dir runs/sp --out reports/learned
     python evaluate.py --scenario uniform --set n_providers=3 --mechanism all
     python evaluate.py --collusion --mechanism first_price,second_price   # + collusion index of simultaneous PPO
+    python evaluate.py --train --backend ray --address auto      # the main job on a Ray cluster (README)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from envs.config import ConfigError, add_config_flags, flags_to_dict, load_config
 from evaluation import EvalConfig, evaluate_all, run_dirs_by_market, write_report
+from evaluation.parallel import make_backend
 from training import train_learners
 
 
@@ -57,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
             collusion = collusion_column(cfg.scenario, cfg.mechanisms, cfg.overrides,
                                          cfg.collusion_timesteps or cfg.train_timesteps,
-                                         [1000 + 1000 * k for k in range(cfg.seeds)], workers=cfg.workers)
+                                         [1000 + 1000 * k for k in range(cfg.seeds)], backend=make_backend(cfg),
+                                         progress=progress)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

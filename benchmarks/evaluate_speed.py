@@ -17,6 +17,7 @@ import json
 import time
 
 from evaluation import EvalSpec, run_evaluation, summarize
+from evaluation.parallel import ProcessBackend
 
 TARGET_SECONDS = 60.0
 
@@ -31,7 +32,7 @@ def main() -> None:
     spec = EvalSpec(scenario="capitals", mechanisms=args.mechanisms, strategies=["markup", "substitute", "inflate"],
                     seeds=args.seeds, episodes=1, horizon=args.horizon)
     start = time.perf_counter()
-    results = run_evaluation(spec, workers=args.workers, progress=True)
+    results = run_evaluation(spec, ProcessBackend(args.workers), progress=True)
     wall = time.perf_counter() - start
     profiles = sum(len(r.profiles) for r in results)
     rounds = profiles * spec.seeds * spec.horizon

@@ -78,7 +78,7 @@ train(TrainConfig(scenario="capitals", mechanism="ucb_myerson", timesteps={round
 EVALUATE = """
 from evaluation import EvalSpec, run_evaluation
 spec = EvalSpec(scenario="capitals", mechanisms=["first_price", "ucb_myerson"], seeds={seeds}, horizon={horizon})
-run_evaluation(spec, workers=1, progress=False)
+run_evaluation(spec, progress=False)
 """
 
 

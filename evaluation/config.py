@@ -5,6 +5,7 @@ flags of ``evaluate.py``), the :class:`Setting` grid it spans (mechanism x billi
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ from envs.config import ConfigError
 from envs.market import make_batched, parallel_env, raw_env
 
 Billing = Literal["per_query", "per_token"]
+BackendName = Literal["process", "ray"]
 LIST_PRICE = "list_price"  # the billing of mechanisms that name no price (second_best bills list prices)
 
 
@@ -49,7 +51,13 @@ class EvalConfig:
         train_horizon: the horizon learners train at (default: the first of ``horizons`` at which the mechanism's
             schedule is not degenerate).
         selection_episodes: markets of each learner's gain measurements on the selection seeds.
-        workers: parallel processes.
+        workers: jobs run at once: the size of the process pool, or the CPUs of a local Ray.
+        backend: where the jobs run (each setting: mechanism x billing x horizon with every profile and seed of it,
+            and each learner seed of ``train``): ``process``, a local pool of ``workers`` processes, or ``ray``, one
+            Ray task each on a local Ray or the cluster at ``address`` (the optional extra: pip install -e '.[ray]').
+            Both give the same report.
+        address: the Ray cluster to run on (``auto``: the one ``ray start`` started on this node; or the head's
+            ``<ip>:6379``); only with ``backend`` ray. The nodes must share the working directory at the same path.
         tolerance: gain per round the family-wise lower bound must exceed to count as exploitation.
         seed: shifts every seed of the run (evaluation, selection and learner seeds): two runs with different seeds
             are independent replications.
@@ -78,6 +86,8 @@ class EvalConfig:
     train_horizon: int | None = None
     selection_episodes: int = 16
     workers: int = 2
+    backend: BackendName = "process"
+    address: str | None = None
     tolerance: float = 0.0
     seed: int = 0
     collusion: bool = False
@@ -104,6 +114,12 @@ class EvalConfig:
             if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 raise ConfigError(f"evaluate config: field {name!r} must be a finite number >= 0, got "
                                   f"{getattr(self, name)!r}")
+        if self.backend not in typing.get_args(BackendName):
+            raise ConfigError(f"evaluate config: field 'backend' must be one of {list(typing.get_args(BackendName))}, "
+                              f"got {self.backend!r}")
+        if self.address is not None and (self.backend != "ray" or not self.address.strip()):
+            raise ConfigError(f"evaluate config: field 'address' ({self.address!r}) names a Ray cluster: it needs "
+                              f"backend 'ray' (--backend ray) and a non-empty address")
 
 
 @dataclass(frozen=True)

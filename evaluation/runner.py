@@ -1,6 +1,6 @@
 """Running an evaluation: every profile of every mechanism in every setting (billing x horizon) over every seed, the
-seeds added until the gains are as precise as asked, in parallel processes; then the verdicts and the analytic checks
-of MECHANISMS.md §8.
+seeds added until the gains are as precise as asked, one job per setting on a backend (:mod:`evaluation.parallel`:
+a local process pool or Ray); then the verdicts and the analytic checks of MECHANISMS.md §8.
 
 All profiles of a setting play at once, one market per (profile, seed) of one batched market, on the same seeds, so
 they face the same query sequences, private costs and mechanism coins (common random numbers) and gains are paired
@@ -9,8 +9,6 @@ differences (:mod:`evaluation.summary`).
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from agents.policy import Policy
 from agents.registry import make_strategy
 from envs.config import ConfigError
 from evaluation.config import LIST_PRICE, EvalConfig, EvalSpec, Setting, billing_of
+from evaluation.parallel import Backend, ProcessBackend, make_backend
 from evaluation.profiles import Profile, learned_profiles, scripted_profiles
 from evaluation.results import MechanismVerdict, ProfileRuns, ReportHeader, Runs, SettingResult
 from evaluation.rollout import Trace, play, play_profiles
@@ -111,32 +110,15 @@ def _evaluate_one(args: tuple[EvalSpec, Setting, int]) -> SettingResult:
     return evaluate_setting(*args)
 
 
-def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of fresh interpreters, one torch thread each: forking a process whose torch has started its thread
-    pool can deadlock the children, and two cores are best used by two single-threaded workers."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_single_thread)
-
-
-def _single_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def run_evaluation(spec: EvalSpec, workers: int = 1, progress: bool = True) -> list[SettingResult]:
-    """Raw results of every setting (in parallel processes when ``workers > 1``). Each setting's seeds grow for the
-    family of its mechanism and billing (deviations x horizons)."""
-    from tqdm.auto import tqdm
-
+def run_evaluation(spec: EvalSpec, backend: Backend = ProcessBackend(), progress: bool = True
+                   ) -> list[SettingResult]:
+    """Raw results of every setting, one job per setting on ``backend`` (default: in this process). Each setting's
+    seeds grow for the family of its mechanism and billing (deviations x horizons)."""
     settings = spec.settings()
     horizons = len(spec.horizons)
     jobs = [(spec, s, sum(len(p.deviators) for p in setting_profiles(spec, s) if p.alias_of is None) * horizons)
             for s in settings]
-    if workers > 1 and len(jobs) > 1:
-        with process_pool(workers) as pool:
-            return list(tqdm(pool.map(_evaluate_one, jobs), total=len(jobs), desc="evaluate", disable=not progress))
-    return [_evaluate_one(j) for j in tqdm(jobs, desc="evaluate", disable=not progress)]
+    return backend.map(_evaluate_one, jobs, desc="evaluate", progress=progress)
 
 
 def verdicts(results: list[SettingResult], tolerance: float) -> list[MechanismVerdict]:
@@ -217,7 +199,7 @@ def evaluate_all(cfg: EvalConfig, run_dirs: dict[tuple[str, str], list[str]], pr
                     target_half_width=cfg.target_half_width, episodes=cfg.episodes,
                     base_seed=EvalSpec.base_seed_of(cfg.seed))
     check_run_dirs(spec)
-    results = run_evaluation(spec, workers=cfg.workers, progress=progress)
+    results = run_evaluation(spec, make_backend(cfg), progress)
     judged = verdicts(results, cfg.tolerance)
     market = spec.market(spec.settings()[0], 1)
     header = ReportHeader(scenario=market.config.name, mechanisms=cfg.mechanisms, billings=list(cfg.billings),

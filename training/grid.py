@@ -1,6 +1,7 @@
 """The learners of an evaluation: best responses for every mechanism, billing and provider, several seeds each,
-trained in parallel processes until they match the best scripted deviation; the strongest seed, chosen on selection
-seeds disjoint from the evaluation's, is the one the evaluation plays.
+trained as parallel jobs (on the evaluation's backend: a local process pool or Ray) until they match the best
+scripted deviation; the strongest seed, chosen on selection seeds disjoint from the evaluation's, is the one the
+evaluation plays.
 
 Each (mechanism, billing, provider, seed) is one train.py run dir ``<out>/runs/<mechanism>-<billing>/<provider>-s<k>``
 (one learner against truthful others, ``target: best_scripted``); a run dir that already holds a summary is reused.
@@ -17,7 +18,7 @@ from typing import Any
 import mechanisms
 from envs.files import atomic_write
 from evaluation.config import LIST_PRICE, EvalConfig, EvalSpec, Setting, billing_of
-from evaluation.runner import process_pool
+from evaluation.parallel import make_backend
 from evaluation.rollout import play
 from agents.registry import make_strategy
 from training.config import TrainConfig
@@ -79,10 +80,10 @@ def train_learners(cfg: EvalConfig, progress: bool = True
                    ) -> tuple[dict[tuple[str, str], list[str]], list[dict[str, Any]]]:
     """Train (or reuse) every learner seed, then pick per (mechanism, billing, provider) the seed with the largest
     gain on the selection seeds. Returns the chosen run dirs by (mechanism, billing) and every seed's record."""
-    jobs = learner_jobs(cfg, progress)
-    if jobs:
-        with process_pool(max(1, cfg.workers)) as pool:
-            list(pool.map(_train_job, jobs))
+    # Each job's own progress bar in a local pool; on Ray, which forwards a worker's output line by line, the grid's.
+    per_job = progress and cfg.backend == "process"
+    make_backend(cfg, inline=False).map(_train_job, learner_jobs(cfg, per_job), desc="train",
+                                        progress=progress and not per_job)
     records: list[dict[str, Any]] = []
     chosen: dict[tuple[str, str], list[str]] = {}
     runs = Path(cfg.out) / "runs"

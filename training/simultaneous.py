@@ -44,6 +44,7 @@ from agents.qlearning import QConfig, QLearningPolicy
 from agents.registry import make_strategy
 from envs.config import ConfigError
 from envs.metrics import EpisodeStats
+from evaluation.parallel import Backend, ProcessBackend
 from evaluation.rollout import play
 from evaluation.statistics import mean_ci
 from training.config import TrainConfig
@@ -304,13 +305,9 @@ def _collusion_job(job: tuple[str, str, dict[str, Any], int, list[int], int]):
 
 def collusion_column(scenario: str, mechanisms: list[str], overrides: dict[str, Any] | None = None,
                      timesteps: int = 100_000, seeds: list[int] | None = None, seed: int = 0,
-                     workers: int = 1) -> dict[str, Any]:
-    """:func:`collusion_delta` for every mechanism (in parallel processes when ``workers > 1``): mechanism ->
-    :class:`evaluation.collusion.PolicyCollusion`."""
-    from evaluation.runner import process_pool
-
+                     backend: Backend | None = None, progress: bool = False) -> dict[str, Any]:
+    """:func:`collusion_delta` for every mechanism, one job each on ``backend`` (:mod:`evaluation.parallel`; default:
+    in this process): mechanism -> :class:`evaluation.collusion.PolicyCollusion`."""
     jobs = [(scenario, m, dict(overrides or {}), timesteps, seeds, seed) for m in mechanisms]
-    if workers > 1 and len(jobs) > 1:
-        with process_pool(workers) as pool:
-            return dict(zip(mechanisms, pool.map(_collusion_job, jobs)))
-    return {m: _collusion_job(j) for m, j in zip(mechanisms, jobs)}
+    return dict(zip(mechanisms, (backend or ProcessBackend()).map(_collusion_job, jobs, desc="collusion",
+                                                                  progress=progress)))

@@ -1,0 +1,42 @@
+"""``--backend ray`` gives the same report as the local process pool: a small ``evaluate.py --train`` grid (two
+mechanisms, two learner seeds, two evaluation seeds, a short horizon, scripted deviations) on a local Ray of two CPUs.
+Skipped when the optional ``ray`` extra is not installed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import evaluate as evaluate_cli
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install -e '.[ray]')")
+
+GRID = ["--scenario", "uniform", "--mechanism", "first_price,second_price", "--billings", "per_query",
+        "--horizons", "32", "--seeds", "2", "--max-seeds", "2", "--strategies", "markup",
+        "--train", "--train-timesteps", "512", "--train-seeds", "2", "--train-learners", "provider_0",
+        "--selection-episodes", "2", "--workers", "2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray of two CPUs for this module, shut down after it."""
+    ray.init(num_cpus=2, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _report(out: Path) -> dict:
+    """report.json with the output directory (in the run dirs it names) replaced by a placeholder; it holds no
+    timings."""
+    return json.loads((out / "report.json").read_text(encoding="utf-8").replace(str(out), "<out>"))
+
+
+def test_ray_backend_gives_the_process_pools_report(tmp_path, local_ray):
+    pool, on_ray = tmp_path / "pool", tmp_path / "ray"
+    assert evaluate_cli.main([*GRID, "--out", str(pool)]) == 0
+    assert evaluate_cli.main([*GRID, "--backend", "ray", "--out", str(on_ray)]) == 0
+    report = _report(pool)
+    assert len(report["header"]["learners"]) == 4 and len(report["records"]) > 0
+    assert _report(on_ray) == report
