@@ -138,7 +138,10 @@ class RayBackend(Backend):
             if self.address is None:
                 ray.init(num_cpus=self.workers)
             else:
-                ray.init(address=self.address)
+                try:
+                    ray.init(address=self.address)
+                except ConnectionError as exc:
+                    raise ConfigError(f"--address {self.address}: no Ray cluster there ({exc})") from None
         # No retries: a training job that died half-way would find its own run dir and refuse to start again.
         task = ray.remote(num_cpus=1, max_retries=0)(_ray_job)
         refs = [task.remote(fn, job, os.getcwd()) for job in jobs]

@@ -5,6 +5,7 @@ Skipped when the optional ``ray`` extra is not installed."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,16 @@ def _report(out: Path) -> dict:
     """report.json with the output directory (in the run dirs it names) replaced by a placeholder; it holds no
     timings."""
     return json.loads((out / "report.json").read_text(encoding="utf-8").replace(str(out), "<out>"))
+
+
+def test_an_address_without_a_cluster_is_a_usage_error(tmp_path, capsys):
+    if ray.is_initialized() or os.environ.get("RAY_ADDRESS") or Path("/tmp/ray/ray_current_cluster").exists():
+        pytest.skip("a Ray is running here: --address auto would find it")
+    assert evaluate_cli.main(["--scenario", "uniform", "--mechanism", "first_price", "--billings", "per_query",
+                              "--horizons", "8", "--seeds", "2", "--max-seeds", "2", "--strategies", "markup",
+                              "--backend", "ray", "--address", "auto", "--out", str(tmp_path),
+                              "--no-progress"]) == 2
+    assert "--address auto: no Ray cluster there" in capsys.readouterr().err
 
 
 def test_ray_backend_gives_the_process_pools_report(tmp_path, local_ray):
