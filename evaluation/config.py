@@ -51,6 +51,8 @@ class EvalConfig:
         train_horizon: the horizon learners train at (default: the first of ``horizons`` at which the mechanism's
             schedule is not degenerate).
         selection_episodes: markets of each learner's gain measurements on the selection seeds.
+        train_chunk: learner steps between those measurements (where a learner may stop early) and between its
+            checkpoints (where a killed evaluation resumes it).
         workers: jobs run at once: the size of the process pool, or the CPUs of a local Ray.
         backend: where the jobs run (each setting: mechanism x billing x horizon with every profile and seed of it,
             and each learner seed of ``train``): ``process``, a local pool of ``workers`` processes, or ``ray``, one
@@ -85,6 +87,7 @@ class EvalConfig:
     train_learners: list[str] = field(default_factory=lambda: ["all"])
     train_horizon: int | None = None
     selection_episodes: int = 16
+    train_chunk: int = 50_000
     workers: int = 2
     backend: BackendName = "process"
     address: str | None = None
@@ -100,7 +103,7 @@ class EvalConfig:
         if unknown:
             raise ConfigError(f"unknown mechanism(s) {unknown}; choose from {sorted(mechanisms.REGISTRY)} or 'all'")
         for name in ("seeds", "max_seeds", "episodes", "train_timesteps", "train_seeds", "selection_episodes",
-                     "workers"):
+                     "train_chunk", "workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"evaluate config: field {name!r} must be >= 1, got {getattr(self, name)}")
         if self.max_seeds < self.seeds:

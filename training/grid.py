@@ -4,7 +4,9 @@ scripted deviation; the strongest seed, chosen on selection seeds disjoint from 
 evaluation plays.
 
 Each (mechanism, billing, provider, seed) is one train.py run dir ``<out>/runs/<mechanism>-<billing>/<provider>-s<k>``
-(one learner against truthful others, ``target: best_scripted``); a run dir that already holds a summary is reused.
+(one learner against truthful others, ``target: best_scripted``). Reruns are crash-safe: a run dir that holds a
+summary is reused, one that holds a started run (``config.yaml``) is resumed to the same result an uninterrupted run
+gives (checkpoints every ``train_chunk`` steps), and either is refused if its ``config.yaml`` disagrees with the job.
 The selection (every seed's gain on the selection seeds, its target and steps) is written to
 ``<out>/runs/selection.json`` and returned for the report.
 """
@@ -16,20 +18,31 @@ from pathlib import Path
 from typing import Any
 
 import mechanisms
+from envs.config import ConfigError, to_dict
 from envs.files import atomic_write
-from evaluation.config import LIST_PRICE, EvalConfig, EvalSpec, Setting, billing_of
+from evaluation.config import LIST_PRICE, EvalConfig, EvalSpec, Setting
 from evaluation.parallel import make_backend
 from evaluation.rollout import play
 from agents.registry import make_strategy
 from training.config import TrainConfig
-from training.trainer import train
+from training.trainer import read_run_config, train
 
-CHUNK = 50_000  # learner steps between gain measurements (and the early stop)
+def _train_job(job: tuple[dict, bool, bool]) -> str:
+    fields, resume, progress = job
+    return str(train(TrainConfig(**fields), resume=resume, progress=progress).run_dir)
 
 
-def _train_job(job: tuple[dict, bool]) -> str:
-    fields, progress = job
-    return str(train(TrainConfig(**fields), progress=progress).run_dir)
+def _started(run_dir: Path, fields: dict[str, Any]) -> bool:
+    """Whether ``run_dir`` holds a run already (started or finished); an error if it was trained otherwise."""
+    if not (run_dir / "config.yaml").is_file():
+        return False
+    saved, wanted = to_dict(read_run_config(run_dir)), to_dict(TrainConfig(**fields))
+    differ = sorted(k for k in wanted if k != "run_dir" and saved[k] != wanted[k])
+    if differ:
+        raise ConfigError(f"{run_dir / 'config.yaml'}: this learner was trained with other settings "
+                          f"({', '.join(f'{k}: {saved[k]!r}, now {wanted[k]!r}' for k in differ)}); delete the run "
+                          f"dir or evaluate into another --out")
+    return True
 
 
 def train_horizon(cfg: EvalConfig, mechanism: str, billing: str) -> int:
@@ -48,8 +61,8 @@ def train_horizon(cfg: EvalConfig, mechanism: str, billing: str) -> int:
     return max(cfg.horizons)
 
 
-def learner_jobs(cfg: EvalConfig, progress: bool) -> list[tuple[dict[str, Any], bool]]:
-    """One training job per (mechanism, billing, provider, seed) not trained yet."""
+def learner_runs(cfg: EvalConfig) -> list[tuple[tuple[str, str], dict[str, Any]]]:
+    """Every learner's (mechanism, billing) and TrainConfig fields: one per (mechanism, billing, provider, seed)."""
     spec = EvalSpec(scenario=cfg.scenario, mechanisms=cfg.mechanisms, overrides=cfg.overrides,
                     billings=list(cfg.billings))
     jobs = []
@@ -64,15 +77,13 @@ def learner_jobs(cfg: EvalConfig, progress: bool) -> list[tuple[dict[str, Any], 
         for provider in learners:
             for k in range(cfg.train_seeds):
                 run_dir = Path(cfg.out) / "runs" / f"{mechanism}-{billing}" / f"{provider}-s{k}"
-                if (run_dir / "summary.json").is_file():
-                    continue
-                jobs.append(({"scenario": cfg.scenario, "mechanism": mechanism, "overrides": overrides,
-                              "learners": [provider], "opponents": "truthful", "timesteps": cfg.train_timesteps,
-                              "target": "best_scripted", "eval_every": CHUNK, "eval_episodes": cfg.selection_episodes,
-                              "seed": 100 * cfg.seed + k, "selection_seed": 500_000 + 10_000_000 * cfg.seed,
-                              "n_envs": n_envs, "batch_size": batch, "checkpoint_every": 0,
-                              "run_dir": str(run_dir)},
-                             progress))
+                jobs.append(((mechanism, billing), {
+                    "scenario": cfg.scenario, "mechanism": mechanism, "overrides": overrides, "learners": [provider],
+                    "opponents": "truthful", "timesteps": cfg.train_timesteps, "target": "best_scripted",
+                    "eval_every": cfg.train_chunk, "eval_episodes": cfg.selection_episodes,
+                    "seed": 100 * cfg.seed + k, "selection_seed": 500_000 + 10_000_000 * cfg.seed,
+                    "n_envs": n_envs, "batch_size": batch, "checkpoint_every": cfg.train_chunk,
+                    "run_dir": str(run_dir)}))
     return jobs
 
 
@@ -80,27 +91,34 @@ def train_learners(cfg: EvalConfig, progress: bool = True
                    ) -> tuple[dict[tuple[str, str], list[str]], list[dict[str, Any]]]:
     """Train (or reuse) every learner seed, then pick per (mechanism, billing, provider) the seed with the largest
     gain on the selection seeds. Returns the chosen run dirs by (mechanism, billing) and every seed's record."""
+    plan = learner_runs(cfg)
     # Each job's own progress bar in a local pool; on Ray, which forwards a worker's output line by line, the grid's.
     per_job = progress and cfg.backend == "process"
-    make_backend(cfg, inline=False).map(_train_job, learner_jobs(cfg, per_job), desc="train",
-                                        progress=progress and not per_job)
+    jobs: list[tuple[dict[str, Any], bool, bool]] = []
+    by_market: dict[tuple[str, str], list[Path]] = {}
+    for key, fields in plan:
+        run_dir = Path(fields["run_dir"])
+        started = _started(run_dir, fields)  # also checks that a finished run was trained with these settings
+        if not (run_dir / "summary.json").is_file():
+            jobs.append((fields, started, per_job))
+        by_market.setdefault(key, []).append(run_dir)
+    make_backend(cfg, inline=False).map(_train_job, jobs, desc="train", progress=progress and not per_job)
     records: list[dict[str, Any]] = []
     chosen: dict[tuple[str, str], list[str]] = {}
     runs = Path(cfg.out) / "runs"
-    for mechanism in cfg.mechanisms:
-        for billing in dict.fromkeys(billing_of(mechanism, b) for b in cfg.billings):
-            seeds: dict[str, list[dict[str, Any]]] = {}
-            for run_dir in sorted((runs / f"{mechanism}-{billing}").glob("*-s*")):
-                summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-                for provider, s in summary.items():
-                    seeds.setdefault(provider, []).append({"mechanism": mechanism, "billing": billing,
-                                                           "provider": provider, "run_dir": str(run_dir), **s})
-            for provider, group in seeds.items():
-                best = max(group, key=lambda r: r["manipulation_gain"])
-                for r in group:
-                    r["chosen"] = r is best
-                records += group
-                chosen.setdefault((mechanism, billing), []).append(best["run_dir"])
+    for (mechanism, billing), run_dirs in by_market.items():
+        seeds: dict[str, list[dict[str, Any]]] = {}
+        for run_dir in run_dirs:
+            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+            for provider, s in summary.items():
+                seeds.setdefault(provider, []).append({"mechanism": mechanism, "billing": billing,
+                                                       "provider": provider, "run_dir": str(run_dir), **s})
+        for provider, group in seeds.items():
+            best = max(group, key=lambda r: r["manipulation_gain"])
+            for r in group:
+                r["chosen"] = r is best
+            records += group
+            chosen.setdefault((mechanism, billing), []).append(best["run_dir"])
     runs.mkdir(parents=True, exist_ok=True)
     atomic_write(runs / "selection.json", json.dumps(records, indent=2))
     return chosen, records

@@ -245,6 +245,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
 
     Everything the run writes is atomic (a crash leaves the old file or the new one); a resumed run continues from
     the newest checkpoint that loads and ends bitwise identical to an uninterrupted one (:mod:`training.checkpoint`).
+    Simultaneous runs keep their own loop and are not checkpointed (``resume`` is refused for them).
     """
     if cfg.mode == "simultaneous":  # every learner at once: its own loop (training/simultaneous.py)
         from training.simultaneous import train_simultaneous

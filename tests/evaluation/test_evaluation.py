@@ -194,3 +194,10 @@ def test_uniform_revenue_equivalence_in_the_analytic_checks():
     assert abs(check["difference"]) < max(2.5 * check["difference_ci"], 0.02)
     assert check["first_price_bne_payment"] == pytest.approx(2 / 4, abs=0.03)
     assert np.isfinite(check["second_price_truthful_payment"])
+
+
+def test_analytic_checks_need_first_price_and_leave_other_mechanisms_parameters_alone():
+    from evaluation import analytic_checks
+    spec = EvalSpec(scenario="uniform", mechanisms=["rosa"], seeds=2, horizons=[20],
+                    overrides={"n_providers": 3, "allocation": "greedy"})  # a rosa parameter first_price lacks
+    assert analytic_checks(spec) == {}
