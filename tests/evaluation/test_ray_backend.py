@@ -1,6 +1,6 @@
 """``--backend ray`` gives the same report as the local process pool: a small ``evaluate.py --train`` grid (two
-mechanisms, one learner seed each, two evaluation seeds, a short horizon, scripted deviations) on a local Ray of two CPUs.
-Skipped when the optional ``ray`` extra is not installed."""
+mechanisms, one learner seed each, two evaluation seeds, a short horizon, scripted deviations) on a local Ray of two
+CPUs. Skipped when the optional ``ray`` extra is not installed."""
 
 from __future__ import annotations
 
