@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from envs.config import ConfigError, add_config_flags, flags_to_dict, load_config
 from evaluation import EvalConfig, evaluate_all, run_dirs_by_market, write_report
 from evaluation.parallel import make_backend
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     progress = not args.no_progress
+    torch.set_num_threads(1)  # as in every worker: the few policy evaluations made here match theirs bit for bit
     try:
         cfg = load_config(EvalConfig, args.config, **flags_to_dict(args, EvalConfig))
         run_dirs = run_dirs_by_market(cfg.run_dirs)

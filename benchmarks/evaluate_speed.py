@@ -16,7 +16,7 @@ import argparse
 import json
 import time
 
-from evaluation import EvalSpec, run_evaluation, summarize
+from evaluation import EvalSpec, run_evaluation, verdicts
 from evaluation.parallel import ProcessBackend
 
 TARGET_SECONDS = 60.0
@@ -30,20 +30,20 @@ def main() -> None:
     p.add_argument("--horizon", type=int, default=1000)
     args = p.parse_args()
     spec = EvalSpec(scenario="capitals", mechanisms=args.mechanisms, strategies=["markup", "substitute", "inflate"],
-                    seeds=args.seeds, episodes=1, horizon=args.horizon)
+                    seeds=args.seeds, episodes=1, horizons=[args.horizon], levers=False)
     start = time.perf_counter()
     results = run_evaluation(spec, ProcessBackend(args.workers), progress=True)
     wall = time.perf_counter() - start
     profiles = sum(len(r.profiles) for r in results)
-    rounds = profiles * spec.seeds * spec.horizon
-    for r in results:
-        print(f"{r.mechanism:<14} {summarize(r, 0.0).verdict}")
+    rounds = profiles * spec.seeds * args.horizon
+    for v in verdicts(results, tolerance=0.0):
+        print(f"{v.mechanism:<14} {v.verdict}")
     met = wall < TARGET_SECONDS
-    print(f"{len(results)} mechanisms, {profiles} profiles x {spec.seeds} seeds x {spec.horizon} queries = "
+    print(f"{len(results)} mechanisms, {profiles} profiles x {spec.seeds} seeds x {args.horizon} queries = "
           f"{rounds:,} rounds in {wall:.1f} s ({rounds / wall:,.0f} rounds/s, {args.workers} workers); "
           f"target < {TARGET_SECONDS:.0f} s: {'ok' if met else 'MISS'}")
     print(json.dumps({"benchmark": "evaluate_speed", "mechanisms": args.mechanisms, "profiles": profiles,
-                      "seeds": spec.seeds, "horizon": spec.horizon, "rounds": rounds, "workers": args.workers,
+                      "seeds": spec.seeds, "horizon": args.horizon, "rounds": rounds, "workers": args.workers,
                       "wall_seconds": wall, "rounds_per_second": rounds / wall, "target_seconds": TARGET_SECONDS,
                       "met": met}))
 

@@ -77,7 +77,8 @@ train(TrainConfig(scenario="capitals", mechanism="ucb_myerson", timesteps={round
 
 EVALUATE = """
 from evaluation import EvalSpec, run_evaluation
-spec = EvalSpec(scenario="capitals", mechanisms=["first_price", "ucb_myerson"], seeds={seeds}, horizon={horizon})
+spec = EvalSpec(scenario="capitals", mechanisms=["first_price", "ucb_myerson"], seeds={seeds},
+                horizons=[{horizon}])
 run_evaluation(spec, progress=False)
 """
 
