@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from envs.config import ConfigError, add_config_flags, flags_to_dict, load_config
+from envs.config import ConfigError, add_config_flags, flags_to_dict, load_config, override_layers
+from envs.market import check_overrides
 from evaluation import EvalConfig, evaluate_all, run_dirs_by_market, write_report
 from training import train_learners
 
@@ -43,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     progress = not args.no_progress
     try:
-        cfg = load_config(EvalConfig, args.config, **flags_to_dict(args, EvalConfig))
+        flags = flags_to_dict(args, EvalConfig)
+        cfg = load_config(EvalConfig, args.config, **flags)
+        for mechanism in cfg.mechanisms:
+            check_overrides(cfg.scenario, mechanism, override_layers(args.config, cfg.overrides, flags.get("overrides")))
         run_dirs = run_dirs_by_market(cfg.run_dirs)
         learners: list[dict] = []
         if cfg.train:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from envs.config import ConfigError, add_config_flags, flags_to_dict
+from envs.config import ConfigError, add_config_flags, flags_to_dict, override_layers
+from envs.market import check_overrides
 from training import TrainConfig, format_summary, load_train_config, train
 
 
@@ -48,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
                                   f"{', '.join(flags)} (start a new run dir to change settings)")
             cfg = TrainConfig(run_dir=args.run_dir)
         else:
-            cfg = load_train_config(args.config, **flags_to_dict(args, TrainConfig))
+            flags = flags_to_dict(args, TrainConfig)
+            cfg = load_train_config(args.config, **flags)
+            check_overrides(cfg.scenario, cfg.mechanism,
+                            override_layers(args.config, cfg.overrides, flags.get("overrides")))
         result = train(cfg, resume=args.resume, progress=not args.no_progress)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

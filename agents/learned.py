@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium
 import numpy as np
@@ -27,6 +27,7 @@ from envs.batched import BatchedMarket
 from envs.market import raw_env
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
+Mode = Literal["best-response", "independent", "shared", "simultaneous"]  # how a run's learners trained
 MANIFEST = "manifest.json"
 SHARED = "shared"
 
