@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         flags = flags_to_dict(args, EvalConfig)
         cfg = load_config(EvalConfig, args.config, **flags)
+        layers = override_layers(args.config, cfg.overrides, flags.get("overrides"))
         for mechanism in cfg.mechanisms:
-            check_overrides(cfg.scenario, mechanism, override_layers(args.config, cfg.overrides, flags.get("overrides")))
+            check_overrides(cfg.scenario, mechanism, layers)
+        if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+            raise ConfigError(f"--out {cfg.out}: is a file, not a directory")
         run_dirs = run_dirs_by_market(cfg.run_dirs)
         learners: list[dict] = []
         if cfg.train:

@@ -66,7 +66,7 @@ v0 - initial release.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -233,17 +233,21 @@ class raw_env(ParallelEnv):
 
     def _decode(self, actions: dict[str, Any]) -> list[list[float]]:
         """The joint action (N lists of 3 floats) of a dict of per-agent actions, or the ValueError that names what
-        is wrong (not finite, wrong shape, unknown or missing agents; out of range in ``strict`` mode)."""
+        is wrong (not a mapping, not numbers, not finite, wrong shape, unknown or missing agents; out of range in
+        ``strict`` mode)."""
+        if not isinstance(actions, Mapping):
+            raise ValueError(f"actions must be a dict of agent -> action (3 numbers) for {self.agents}, got "
+                             f"{type(actions).__name__}")
         if len(actions) != len(self.agents):
             self._explain_bad_actions(actions)
         joint = []
         try:
             for a in self.agents:
                 act = actions[a]
-                values = act.tolist() if isinstance(act, np.ndarray) else [float(v) for v in act]
-                if len(values) != ACTION_DIM or not all(map(math.isfinite, values)):
+                values = act.tolist() if isinstance(act, np.ndarray) else list(act)
+                if len(values) != ACTION_DIM or not all(map(math.isfinite, values)):  # TypeError for non-numbers
                     raise ValueError
-                joint.append(values)
+                joint.append([float(v) for v in values])
         except (KeyError, ValueError, TypeError):
             self._explain_bad_actions(actions)
         if self.config.action_mode == "strict":
@@ -262,10 +266,12 @@ class raw_env(ParallelEnv):
             raise ValueError(f"missing action(s) for {missing}; every live agent acts each round")
         for a in self.agents:
             try:
+                numbers = np.asarray(actions[a]).dtype.kind in "biuf"
                 shape = np.asarray(actions[a], dtype=np.float64).shape
             except (ValueError, TypeError):
-                raise ValueError(f"{a}: action must be 3 numbers (bid, substitution, inflation), "
-                                 f"got {actions[a]!r}") from None
+                numbers = False
+            if not numbers:
+                raise ValueError(f"{a}: action must be 3 numbers (bid, substitution, inflation), got {actions[a]!r}")
             if shape != (ACTION_DIM,):
                 raise ValueError(f"{a}: action must have shape ({ACTION_DIM},) (bid, substitution, inflation), "
                                  f"got shape {shape}")
