@@ -26,11 +26,13 @@ from evaluation import EvalConfig, evaluate_all, run_dirs_by_market, write_repor
 from training import train_learners
 
 
+ALIASES = {"mechanisms": ["--mechanism"], "run_dirs": ["--run-dir"], "overrides": ["--set"]}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML file of EvalConfig fields (flags override it)")
-    add_config_flags(p, EvalConfig, aliases={"mechanisms": ["--mechanism"], "run_dirs": ["--run-dir"],
-                                             "overrides": ["--set"]})
+    add_config_flags(p, EvalConfig, aliases=ALIASES)
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -44,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     progress = not args.no_progress
     try:
-        flags = flags_to_dict(args, EvalConfig)
-        cfg = load_config(EvalConfig, args.config, **flags)
+        flags = flags_to_dict(args, EvalConfig, ALIASES)
+        cfg = load_config(EvalConfig, args.config, ALIASES, **flags)
         layers = override_layers(args.config, cfg.overrides, flags.get("overrides"))
         for mechanism in cfg.mechanisms:
             check_overrides(cfg.scenario, mechanism, layers)

@@ -245,9 +245,9 @@ class Layer:
         return dataclasses.replace(self, data={k: v for k, v in self.data.items() if keep(k)})
 
     @staticmethod
-    def flags(data: dict[str, Any]) -> Layer:
-        """Config fields given as command-line flags (``--field-name``)."""
-        return Layer(data, "command-line flags", lambda key, value: f"--{key.replace('_', '-')}")
+    def flags(data: dict[str, Any], aliases: dict[str, list[str]] | None = None) -> Layer:
+        """Config fields given as command-line flags (``--field-name``, or its first alias: :func:`flag_name`)."""
+        return Layer(data, "command-line flags", lambda key, value: flag_name(key, aliases))
 
     @staticmethod
     def pairs(data: dict[str, Any], flag: str) -> Layer:
@@ -277,8 +277,8 @@ def build_layered(build: Callable[[dict[str, Any]], T], layers: Sequence[Layer])
     """``build`` (which raises ValueError for bad data) of the layers merged in order.
 
     When it fails, the ConfigError names the source of the key at fault: the first layer that breaks what the layers
-    below it build, and in it the key whose removal repairs it (else the first key that breaks it alone; else the
-    layer as a whole). The search runs only after a failure."""
+    below it build, and in it a key whose removal repairs it (the one the error names, if any; else the first key
+    that breaks it alone; else the layer as a whole). The search runs only after a failure."""
     try:
         return build(merge_layers(layers))
     except ValueError:
@@ -287,9 +287,11 @@ def build_layered(build: Callable[[dict[str, Any]], T], layers: Sequence[Layer])
     below, layer = list(layers[:k]), layers[k]
     error = _error(build, merge_layers([*below, layer]))
     if _error(build, merge_layers(below)) is None:  # what is below is fine: find the key of this layer at fault
-        for key in layer.data:
-            if _error(build, merge_layers([*below, layer.restrict(lambda k2, _k=key: k2 != _k)])) is None:
-                raise ConfigError(f"{layer.label(key)}: {error}")
+        repairing = [key for key in layer.data
+                     if _error(build, merge_layers([*below, layer.restrict(lambda k2, _k=key: k2 != _k)])) is None]
+        if repairing:
+            key = next((key for key in repairing if f"'{key}'" in str(error)), repairing[0])
+            raise ConfigError(f"{layer.label(key)}: {error}")
         for key in layer.data:
             alone = _error(build, merge_layers([*below, layer.restrict(lambda k2, _k=key: k2 == _k)]))
             if alone is not None:
@@ -356,6 +358,12 @@ def _flag_parser(tp: Any) -> tuple[str, Any]:
     return "scalar", tp if tp in (int, float, str) else str
 
 
+def flag_name(field: str, aliases: dict[str, list[str]] | None = None) -> str:
+    """The flag an error names for a config field: its first alias (``overrides`` -> ``--set``) or
+    ``--field-name``."""
+    return ((aliases or {}).get(field) or [f"--{field.replace('_', '-')}"])[0]
+
+
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, aliases: dict[str, list[str]] | None = None) -> None:
     """One flag per field of the dataclass ``cls`` (CleanRL's ``Args`` pattern), help text from its docstring.
 
@@ -383,8 +391,10 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, aliases: dict[s
             parser.add_argument(*names, dest=f.name, type=convert, choices=choices, default=None, help=help_text)
 
 
-def flags_to_dict(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """The fields of ``cls`` that were given as flags (see :func:`add_config_flags`), as config data."""
+def flags_to_dict(args: argparse.Namespace, cls: type, aliases: dict[str, list[str]] | None = None
+                  ) -> dict[str, Any]:
+    """The fields of ``cls`` that were given as flags (see :func:`add_config_flags`, with the same ``aliases``), as
+    config data."""
     hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
@@ -392,7 +402,7 @@ def flags_to_dict(args: argparse.Namespace, cls: type) -> dict[str, Any]:
         if value is None:
             continue
         kind, convert = _flag_parser(hints[f.name])
-        flag = f"--{f.name.replace('_', '-')}"
+        flag = flag_name(f.name, aliases)
         if kind == "list":
             items = [item.strip() for chunk in value for item in chunk.split(",") if item.strip()]
             try:
@@ -406,18 +416,14 @@ def flags_to_dict(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     return out
 
 
-def config_layers(path: str | Path | None = None, **fields: Any) -> list[Layer]:
-    """The sources of a config: an optional YAML file, then ``fields`` given as flags (``None`` values are
-    ignored)."""
+def load_config(cls: type[T], path: str | Path | None = None, aliases: dict[str, list[str]] | None = None,
+                **fields: Any) -> T:
+    """A ``cls`` config from an optional YAML file with ``fields`` (flags) on top (``None`` values are ignored;
+    mapping fields such as ``overrides`` are merged key by key), validated by :func:`from_dict`; an error names the
+    file or the flag (:func:`flag_name` with ``aliases``) it comes from."""
     layers = [Layer(load_yaml(path), str(path))] if path else []
-    return [*layers, Layer.flags({k: v for k, v in fields.items() if v is not None})]
-
-
-def load_config(cls: type[T], path: str | Path | None = None, **fields: Any) -> T:
-    """A ``cls`` config from an optional YAML file with ``fields`` on top (``None`` values are ignored; mapping
-    fields such as ``overrides`` are merged key by key), validated by :func:`from_dict`; an error names the file or
-    the flag it comes from."""
-    return build_layered(lambda data: from_dict(cls, data), config_layers(path, **fields))
+    layers.append(Layer.flags({k: v for k, v in fields.items() if v is not None}, aliases))
+    return build_layered(lambda data: from_dict(cls, data), layers)
 
 
 def override_layers(path: str | Path | None, overrides: dict[str, Any], flagged: dict[str, Any] | None,
