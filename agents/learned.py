@@ -260,7 +260,7 @@ def policy_file(run_dir: Path, name: str) -> Path:
     if not file.resolve().is_relative_to(run_dir.resolve() / "policies"):
         raise RunDirError(f"{run_dir / MANIFEST}: field 'policies': {name!r} leads outside {run_dir / 'policies'}")
     if not file.is_file():
-        raise RunDirError(f"{run_dir}: policy file {file} listed in the manifest is missing")
+        raise RunDirError(f"{run_dir}: policy file {file} listed in the manifest is missing or not a file")
     return file
 
 
