@@ -80,7 +80,7 @@ def _describe(hint: Any) -> str:
         (item,) = typing.get_args(hint)[:1] or (Any,)
         return f"a list, each {_describe(item)}"
     words = {float: "a finite number", int: "an integer", bool: "true or false", str: "a string", type(None): "null"}
-    return words.get(hint, f"a {getattr(hint, '__name__', hint)}")
+    return words.get(hint, f"an instance of {getattr(hint, '__name__', hint)}")
 
 
 def check_parameters(name: str, params: dict[str, Any]) -> None:
