@@ -32,7 +32,7 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 import mechanisms
-from agents.policy import LEVERS, LeverMask, Policy
+from agents.policy import LEVERS, Lever, LeverMask, Policy
 from envs.batched import BatchedMarket
 from envs.config import ConfigError, from_dict, load_yaml
 from envs.layout import ACTION_DIM
@@ -40,7 +40,6 @@ from envs.market import raw_env
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
 Mode = Literal["best-response", "independent", "shared", "simultaneous"]  # how a run's learners trained
-Lever = Literal["bid", "substitution", "inflation"]  # agents.policy.LEVERS
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
 SHARED = "shared"
