@@ -239,6 +239,38 @@ def _check_unchanged(cfg: TrainConfig, started: dict[str, Any], run_dir: Path) -
                           f"start a new run dir")
 
 
+@dataclass
+class RunState:
+    """The fields of a run's ``checkpoints/state.json`` (what its finished stages left), checked on resume.
+
+    Attributes:
+        completed_stages: how many of ``stages`` are done.
+        stages: [name, steps] of every stage of the run.
+        model_steps: each model's step count.
+        targets: each learner's target gain.
+        config: the config the run started with (an edited config.yaml is refused).
+    """
+
+    completed_stages: int = 0
+    stages: list[list[Any]] = dataclasses.field(default_factory=list)
+    model_steps: dict[str, int] = dataclasses.field(default_factory=dict)
+    targets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A run's ``checkpoints/state.json`` (empty before its first stage ends), every field checked against
+    :class:`RunState`: a damaged or edited file is a ConfigError naming it and the field."""
+    if not path.is_file():
+        return {}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    from_dict(RunState, state, str(path))
+    return state
+
+
 def _stages_still_done(stages: list[Stage], state: dict[str, Any]) -> int:
     """How many of ``stages`` a resumed run may skip: those completed with the same length (a run resumed with more
     timesteps reopens its last stages and continues their models)."""
@@ -279,7 +311,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         _write_run_files(cfg, run_dir, market, learners)
-    state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
+    state = read_state(state_path)
     if resume and "config" in state:
         _check_unchanged(cfg, state["config"], run_dir)
     stages = plan_stages(cfg, learners)

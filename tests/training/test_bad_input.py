@@ -309,6 +309,14 @@ def write(name: str, text: str) -> Callable[[Path], None]:
     return lambda run: (run / name).write_text(text)
 
 
+def edit_state(**changes) -> Callable[[Path], None]:
+    """Edit the run's checkpoints/state.json."""
+    def edit(run: Path) -> None:
+        path = run / "checkpoints" / "state.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+    return edit
+
+
 RESUME_CASES = [
     pytest.param(edit_config(n_envs=32), ("config.yaml: ", r"\['n_envs'\] changed since the run started"),
                  id="edited-n_envs"),
@@ -331,6 +339,15 @@ RESUME_CASES = [
     pytest.param(write("config.yaml", "- a list\n"), ("config.yaml: expected a mapping",), id="a-list"),
     pytest.param(write("config.yaml", "seed: !!python/object/apply:os.system ['true']\n"),
                  ("config.yaml: not valid YAML",), id="python-tag"),
+    pytest.param(write("checkpoints/state.json", "{not json"), ("state.json: not valid JSON",), id="state-not-json"),
+    pytest.param(write("checkpoints/state.json", "[1]"), ("state.json: expected a mapping",), id="state-a-list"),
+    pytest.param(edit_state(completed_stages="1"), ("state.json: field 'completed_stages': expected an integer",),
+                 id="state-completed-stages-string"),
+    pytest.param(edit_state(model_steps={"provider_0": "64"}), (r"state.json: field 'model_steps'\.provider_0",),
+                 id="state-model-steps-string"),
+    pytest.param(edit_state(stages="provider_0"), ("state.json: field 'stages': expected a list",),
+                 id="state-stages-string"),
+    pytest.param(edit_state(evil=1), (r"state.json: unknown field\(s\) \['evil'\]",), id="state-unknown-field"),
 ]
 
 
