@@ -23,17 +23,20 @@ from pathlib import Path
 
 import torch
 
-from envs.config import ConfigError, add_config_flags, flags_to_dict, load_config
+from envs.config import ConfigError, add_config_flags, flags_to_dict, load_config, override_layers
+from envs.market import check_overrides
 from evaluation import EvalConfig, evaluate_all, run_dirs_by_market, write_report
 from evaluation.parallel import make_backend
 from training import train_learners
 
 
+ALIASES = {"mechanisms": ["--mechanism"], "run_dirs": ["--run-dir"], "overrides": ["--set"]}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML file of EvalConfig fields (flags override it)")
-    add_config_flags(p, EvalConfig, aliases={"mechanisms": ["--mechanism"], "run_dirs": ["--run-dir"],
-                                             "overrides": ["--set"]})
+    add_config_flags(p, EvalConfig, aliases=ALIASES)
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -48,7 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.no_progress
     torch.set_num_threads(1)  # as in every worker: the few policy evaluations made here match theirs bit for bit
     try:
-        cfg = load_config(EvalConfig, args.config, **flags_to_dict(args, EvalConfig))
+        flags = flags_to_dict(args, EvalConfig, ALIASES)
+        cfg = load_config(EvalConfig, args.config, ALIASES, **flags)
+        layers = override_layers(args.config, cfg.overrides, flags.get("overrides"))
+        for mechanism in cfg.mechanisms:
+            check_overrides(cfg.scenario, mechanism, layers)
+        if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+            raise ConfigError(f"--out {cfg.out}: is a file, not a directory")
         run_dirs = run_dirs_by_market(cfg.run_dirs)
         learners: list[dict] = []
         if cfg.train:

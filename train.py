@@ -18,14 +18,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from envs.config import ConfigError, add_config_flags, flags_to_dict
-from training import TrainConfig, format_summary, load_train_config, train
+from envs.config import ConfigError, add_config_flags, flag_name, flags_to_dict, load_config, override_layers
+from envs.market import check_overrides
+from training import TrainConfig, format_summary, train
+
+
+ALIASES = {"overrides": ["--set"]}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
-    add_config_flags(p, TrainConfig, aliases={"overrides": ["--set"]})
+    add_config_flags(p, TrainConfig, aliases=ALIASES)
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -41,14 +45,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             if not args.run_dir:
                 raise ConfigError("--resume needs --run-dir")
-            given = sorted(k for k in flags_to_dict(args, TrainConfig) if k != "run_dir")
+            given = sorted(k for k in flags_to_dict(args, TrainConfig, ALIASES) if k != "run_dir")
             if given or args.config:
-                flags = [f"--{k.replace('_', '-')}" for k in given] + (["--config"] if args.config else [])
+                flags = [flag_name(k, ALIASES) for k in given] + (["--config"] if args.config else [])
                 raise ConfigError(f"--resume continues the run with the config it started with; it takes no "
                                   f"{', '.join(flags)} (start a new run dir to change settings)")
             cfg = TrainConfig(run_dir=args.run_dir)
         else:
-            cfg = load_train_config(args.config, **flags_to_dict(args, TrainConfig))
+            flags = flags_to_dict(args, TrainConfig, ALIASES)
+            cfg = load_config(TrainConfig, args.config, ALIASES, **flags)
+            check_overrides(cfg.scenario, cfg.mechanism,
+                            override_layers(args.config, cfg.overrides, flags.get("overrides")))
         result = train(cfg, resume=args.resume, progress=not args.no_progress)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

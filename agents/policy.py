@@ -7,7 +7,9 @@ vector [D] or a batch [B, D]; the action has the matching shape [3] or [B, 3].
 
 from __future__ import annotations
 
+import typing
 from abc import ABC, abstractmethod
+from typing import Literal
 
 import numpy as np
 
@@ -40,7 +42,8 @@ class Policy(ABC):
         return self.act(obs)
 
 
-LEVERS = ("bid", "substitution", "inflation")  # the action's dimensions, in order
+Lever = Literal["bid", "substitution", "inflation"]  # the action's dimensions, in order
+LEVERS: tuple[str, ...] = typing.get_args(Lever)
 LEVER_SETS = {"bid": ("bid",), "substitution": ("substitution",), "inflation": ("inflation",), "all": LEVERS}
 
 

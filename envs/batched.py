@@ -429,8 +429,15 @@ class BatchedMarket:
 
     def check_actions(self, actions: np.ndarray) -> np.ndarray:
         """The joint actions [E, N, 3] as float64, clipped (``action_mode="clip"``) or rejected (``"strict"``);
-        NaN or inf always raise a ValueError naming the market and provider."""
-        acts = np.asarray(actions, dtype=np.float64)
+        NaN or inf always raise a ValueError naming the market and provider; so do actions that are not numbers."""
+        try:
+            acts = np.asarray(actions)
+        except ValueError as exc:  # a ragged nesting of lists
+            raise ValueError(f"joint actions must be an array of numbers of shape "
+                             f"{(self.n_markets, self.n_providers, ACTION_DIM)}: {exc}") from None
+        if acts.dtype.kind not in "biuf":
+            raise ValueError(f"joint actions must be numbers (bid, substitution, inflation), got dtype {acts.dtype}")
+        acts = acts.astype(np.float64, copy=False)
         if acts.shape != (self.n_markets, self.n_providers, ACTION_DIM):
             raise ValueError(f"joint actions must have shape {(self.n_markets, self.n_providers, ACTION_DIM)} "
                              f"(markets x providers x (bid, substitution, inflation)), got {acts.shape}")

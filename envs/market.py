@@ -66,6 +66,8 @@ v0 - initial release.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import gymnasium
@@ -75,7 +77,7 @@ from pettingzoo.utils import parallel_to_aec, wrappers
 
 import mechanisms
 from envs.batched import ENV_NAME, BatchedMarket, Round, SingleRound
-from envs.config import ConfigError
+from envs.config import ConfigError, Layer, build_layered
 from envs.layout import ACTION_DIM, BID, INFLATION, SUBSTITUTION, ObservationLayout
 from envs.scenarios import ALIASES, ScenarioConfig, load_scenario, scenario_fields, split_overrides
 from mechanisms.base import NO_WINNER, Mechanism
@@ -126,13 +128,29 @@ def check_keywords(mechanism: str | Mechanism, params: dict[str, Any]) -> None:
                           f"Scenario fields: {scenario_fields()}, and {aliases}; parameters of {whose}: {accepted}")
 
 
+def check_overrides(scenario: str | ScenarioConfig | dict, mechanism: str | Mechanism,
+                    layers: Sequence[Layer]) -> tuple[ScenarioConfig, Mechanism]:
+    """The scenario config and the mechanism of a market with the overrides of ``layers`` applied (a config file's,
+    then ``--set``'s: :func:`envs.config.override_layers`), without loading any data, so the CLIs check overrides
+    before anything runs. Scenario fields go to the scenario (``max_cycles`` is an alias of ``horizon``), the rest to
+    the mechanism; a keyword neither accepts, a value of the wrong type or out of range, NaN or an infinity is a
+    ConfigError naming the override at fault (``--set reserve=nan: ...``)."""
+    split = [(layer, split_overrides(layer.data)) for layer in layers]
+    config = load_scenario(scenario, [replace(layer, data=scen) for layer, (scen, _) in split])
+
+    def build(params: dict[str, Any]) -> Mechanism:
+        check_keywords(mechanism, params)
+        return make_mechanism(mechanism, params)
+
+    return config, build_layered(build, [replace(layer, data=mech) for layer, (_, mech) in split])
+
+
 def make_batched(scenario: str | ScenarioConfig | dict, mechanism: str | Mechanism, n_markets: int,
                  seeds: list[int | None] | None = None, **overrides: Any) -> BatchedMarket:
     """E markets of a scenario under a mechanism; ``overrides`` are scenario fields (``max_cycles`` is an alias of
     ``horizon``) or mechanism parameters, and any other keyword is a ConfigError naming both lists."""
-    scen_over, mech_over = split_overrides(overrides)
-    check_keywords(mechanism, mech_over)
-    return BatchedMarket(load_scenario(scenario, scen_over), make_mechanism(mechanism, mech_over), n_markets, seeds)
+    config, mech = check_overrides(scenario, mechanism, [Layer.pairs(overrides, "override")])
+    return BatchedMarket(config, mech, n_markets, seeds)
 
 
 class raw_env(ParallelEnv):
@@ -215,17 +233,21 @@ class raw_env(ParallelEnv):
 
     def _decode(self, actions: dict[str, Any]) -> list[list[float]]:
         """The joint action (N lists of 3 floats) of a dict of per-agent actions, or the ValueError that names what
-        is wrong (not finite, wrong shape, unknown or missing agents; out of range in ``strict`` mode)."""
+        is wrong (not a mapping, not numbers, not finite, wrong shape, unknown or missing agents; out of range in
+        ``strict`` mode)."""
+        if not isinstance(actions, Mapping):
+            raise ValueError(f"actions must be a dict of agent -> action (3 numbers) for {self.agents}, got "
+                             f"{type(actions).__name__}")
         if len(actions) != len(self.agents):
             self._explain_bad_actions(actions)
         joint = []
         try:
             for a in self.agents:
                 act = actions[a]
-                values = act.tolist() if isinstance(act, np.ndarray) else [float(v) for v in act]
-                if len(values) != ACTION_DIM or not all(map(math.isfinite, values)):
+                values = act.tolist() if isinstance(act, np.ndarray) else list(act)
+                if len(values) != ACTION_DIM or not all(map(math.isfinite, values)):  # TypeError for non-numbers
                     raise ValueError
-                joint.append(values)
+                joint.append([float(v) for v in values])
         except (KeyError, ValueError, TypeError):
             self._explain_bad_actions(actions)
         if self.config.action_mode == "strict":
@@ -244,10 +266,12 @@ class raw_env(ParallelEnv):
             raise ValueError(f"missing action(s) for {missing}; every live agent acts each round")
         for a in self.agents:
             try:
+                numbers = np.asarray(actions[a]).dtype.kind in "biuf"
                 shape = np.asarray(actions[a], dtype=np.float64).shape
             except (ValueError, TypeError):
-                raise ValueError(f"{a}: action must be 3 numbers (bid, substitution, inflation), "
-                                 f"got {actions[a]!r}") from None
+                numbers = False
+            if not numbers:
+                raise ValueError(f"{a}: action must be 3 numbers (bid, substitution, inflation), got {actions[a]!r}")
             if shape != (ACTION_DIM,):
                 raise ValueError(f"{a}: action must have shape ({ACTION_DIM},) (bid, substitution, inflation), "
                                  f"got shape {shape}")
@@ -349,6 +373,6 @@ def env(scenario: str | ScenarioConfig | dict = "capitals", mechanism: str | Mec
     return wrappers.OrderEnforcingWrapper(aec)
 
 
-__all__ = ["raw_env", "parallel_env", "env", "make_batched", "make_mechanism", "check_keywords", "flatten_info",
-           "ObservationLayout", "ACTION_DIM", "BID", "SUBSTITUTION", "INFLATION", "PROVIDER_INFO", "MARKET_INFO",
-           "INFO_FORMATS"]
+__all__ = ["raw_env", "parallel_env", "env", "make_batched", "make_mechanism", "check_keywords", "check_overrides",
+           "flatten_info", "ObservationLayout", "ACTION_DIM", "BID", "SUBSTITUTION", "INFLATION", "PROVIDER_INFO",
+           "MARKET_INFO", "INFO_FORMATS"]

@@ -16,13 +16,14 @@ Presets (MECHANISMS.md §1, §8):
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from envs.config import ConfigError, from_dict, load_yaml
+from envs.config import ConfigError, Layer, build_layered, check_fields, from_dict, load_yaml
 from envs.data import ResponseCache, embedded_cache_path, load_cache, load_llama_cascades
 from envs.data.llama_cascades import llama_cache_dir
 from envs.synthetic import GENERATED
@@ -96,6 +97,8 @@ class ScenarioConfig:
     billing: Literal["per_query", "per_token"] = "per_query"
 
     def __post_init__(self) -> None:
+        check_fields(self, f"scenario {self.name!r}")
+
         def need(ok: bool, what: str) -> None:
             if not ok:
                 raise ConfigError(f"scenario {self.name!r}: {what}")
@@ -109,7 +112,11 @@ class ScenarioConfig:
         need(self.max_inflation >= 0, "field 'max_inflation' must be >= 0")
         need(self.bid_scale is None or self.bid_scale > 0, "field 'bid_scale' must be > 0")
         need(self.max_output_tokens is None or self.max_output_tokens >= 1, "field 'max_output_tokens' must be >= 1")
+        need(self.list_price_scale >= 0, "field 'list_price_scale' must be >= 0")
+        need(self.max_context_groups >= 1, "field 'max_context_groups' must be >= 1")
         for k, p in enumerate(self.providers):
+            need(all(price is None or price >= 0 for price in (p.price_in, p.price_out)),
+                 f"field 'providers[{k}]': list prices must be >= 0")
             for m in p.models():
                 c = p.cost_per_token.get(m)
                 need(c is not None and c >= 0,
@@ -127,21 +134,27 @@ def scenario_names() -> list[str]:
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
 
 
-def load_scenario(scenario: str | ScenarioConfig | dict, overrides: dict[str, Any] | None = None) -> ScenarioConfig:
-    """A scenario by preset name, YAML path, mapping or config, with field overrides applied and validated."""
+def load_scenario(scenario: str | Path | ScenarioConfig | dict,
+                  overrides: dict[str, Any] | Sequence[Layer] | None = None) -> ScenarioConfig:
+    """A scenario by preset name, YAML path, mapping or config, with field overrides applied and validated.
+
+    ``overrides`` is a mapping (keyword overrides) or :class:`envs.config.Layer` s (a config file's, then ``--set``'s):
+    an error caused by an override names it (``--set bid_scale=nan``), not the preset it was applied to."""
     if isinstance(scenario, ScenarioConfig):
         base, source = {f.name: getattr(scenario, f.name) for f in fields(scenario)}, f"scenario {scenario.name!r}"
     elif isinstance(scenario, dict):
         base, source = dict(scenario), "scenario mapping"
     else:
+        if not isinstance(scenario, (str, Path)) or not str(scenario):
+            raise ConfigError(f"scenario: expected a preset name or a YAML path, got {scenario!r}")
         path = Path(scenario)
         if path.suffix not in (".yaml", ".yml"):
             path = SCENARIO_DIR / f"{scenario}.yaml"
             if not path.is_file():
                 raise ConfigError(f"unknown scenario {scenario!r}; presets: {scenario_names()} (or a YAML path)")
         base, source = load_yaml(path), str(path)
-    merged = {**base, **(overrides or {})}
-    return from_dict(ScenarioConfig, merged, source)
+    layers = [Layer.pairs(overrides, "override")] if isinstance(overrides, dict) else list(overrides or [])
+    return build_layered(lambda data: from_dict(ScenarioConfig, data), [Layer(base, source), *layers])
 
 
 # ----------------------------------------------------------------------------------------------- compiled market

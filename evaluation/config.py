@@ -4,15 +4,15 @@ flags of ``evaluate.py``), the :class:`Setting` grid it spans (mechanism x billi
 
 from __future__ import annotations
 
-import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import mechanisms
+from agents.registry import strategy_names
 from agents.scripted import DEVIATIONS
 from envs.batched import BatchedMarket
-from envs.config import ConfigError
+from envs.config import ConfigError, check_fields
 from envs.market import make_batched, parallel_env, raw_env
 
 Billing = Literal["per_query", "per_token"]
@@ -97,15 +97,28 @@ class EvalConfig:
     collusion_timesteps: int | None = None
 
     def __post_init__(self) -> None:
+        check_fields(self, "evaluate config")
         if self.mechanisms == ["all"]:
             self.mechanisms = sorted(mechanisms.REGISTRY)
         unknown = [m for m in self.mechanisms if m not in mechanisms.REGISTRY]
+        if unknown or not self.mechanisms:
+            raise ConfigError(f"evaluate config: field 'mechanisms': unknown mechanism(s) {unknown or '(none given)'}; "
+                              f"choose from {sorted(mechanisms.REGISTRY)} or 'all'")
+        unknown = [s for s in self.strategies if s not in strategy_names()]
         if unknown:
-            raise ConfigError(f"unknown mechanism(s) {unknown}; choose from {sorted(mechanisms.REGISTRY)} or 'all'")
+            raise ConfigError(f"evaluate config: field 'strategies': unknown strategy(s) {unknown}; choose from "
+                              f"{strategy_names()}")
+        if not (self.strategies or self.run_dirs or self.train):
+            raise ConfigError("evaluate config: field 'strategies' is empty and there are no run dirs and no "
+                              "training: nothing to evaluate")
+        if not self.train_learners:
+            raise ConfigError("evaluate config: field 'train_learners': expected agent ids or 'all', got []")
         for name in ("seeds", "max_seeds", "episodes", "train_timesteps", "train_seeds", "selection_episodes",
-                     "train_chunk", "workers"):
-            if getattr(self, name) < 1:
+                     "train_chunk", "workers", "train_horizon", "collusion_timesteps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"evaluate config: field {name!r} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ConfigError(f"evaluate config: field 'seed' must be >= 0, got {self.seed}")
         if self.max_seeds < self.seeds:
             raise ConfigError(f"evaluate config: field 'max_seeds' ({self.max_seeds}) must be >= 'seeds' "
                               f"({self.seeds})")
@@ -114,7 +127,7 @@ class EvalConfig:
         if not self.billings:
             raise ConfigError("evaluate config: field 'billings' must name per_query and/or per_token")
         for name in ("tolerance", "target_half_width"):
-            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+            if getattr(self, name) < 0:
                 raise ConfigError(f"evaluate config: field {name!r} must be a finite number >= 0, got "
                                   f"{getattr(self, name)!r}")
         if self.backend not in typing.get_args(BackendName):

@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from agents.learned import ALGORITHMS, Mode
 from agents.policy import LEVERS
-from envs.config import ConfigError, load_config
+from agents.qlearning import QConfig
+from envs.config import ConfigError, check_fields, check_finite, from_dict, load_config
 
-Mode = Literal["best-response", "independent", "shared", "simultaneous"]
+# Keywords of an SB3 algorithm the trainer sets itself: the policy class, its network, the environment, the device.
+SET_BY_TRAINER = ("policy", "env", "policy_kwargs", "device")
+
+
+def algo_parameters(algo: str) -> list[str]:
+    """The keys ``algo_kwargs`` may hold for ``algo``: the parameters of the SB3 class's constructor (but those
+    of :data:`SET_BY_TRAINER`), or the fields of :class:`agents.qlearning.QConfig` for ``qlearning``."""
+    if algo == "qlearning":
+        return [f.name for f in dataclasses.fields(QConfig)]
+    parameters = inspect.signature(ALGORITHMS[algo].__init__).parameters
+    return [p for p in parameters if p != "self" and p not in SET_BY_TRAINER and not p.startswith("_")]
+
+
+def check_algo_kwargs(algo: str, kwargs: dict[str, Any]) -> None:
+    """Raise the ConfigError naming ``algo_kwargs`` for a key the algorithm does not accept (listing those it does),
+    a number that is NaN or infinite, or (``qlearning``) a value QConfig refuses; before anything is trained or
+    written."""
+    where = "train config: field 'algo_kwargs'"
+    accepted = algo_parameters(algo)
+    unknown = sorted(set(kwargs) - set(accepted), key=str)
+    if unknown:
+        owner = "QConfig" if algo == "qlearning" else ALGORITHMS[algo].__name__
+        raise ConfigError(f"{where}: unknown key(s) {unknown} for algo {algo!r}; {owner} accepts {accepted}")
+    check_finite(kwargs, where)
+    if algo == "qlearning":
+        from_dict(QConfig, kwargs, where)
 
 
 @dataclass
@@ -86,12 +115,22 @@ class TrainConfig:
     torch_threads: int = 1
 
     def __post_init__(self) -> None:
+        check_fields(self, "train config")
         for name in ("timesteps", "n_envs", "rounds", "eval_episodes", "n_steps", "batch_size", "n_epochs",
                      "torch_threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train config: field {name!r} must be >= 1, got {getattr(self, name)}")
-        if self.checkpoint_every < 0 or self.eval_every < 0:
-            raise ConfigError("train config: checkpoint_every and eval_every must be >= 0")
+        for name in ("checkpoint_every", "eval_every", "seed", "selection_seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train config: field {name!r} must be >= 0, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"train config: field 'learning_rate' must be > 0, got {self.learning_rate}")
+        if not 0 <= self.gamma <= 1:
+            raise ConfigError(f"train config: field 'gamma' must be in [0, 1], got {self.gamma}")
+        if not self.learners:
+            raise ConfigError("train config: field 'learners': expected agent ids or 'all', got []")
+        if not self.net_arch or min(self.net_arch) < 1:
+            raise ConfigError(f"train config: field 'net_arch': expected hidden layer sizes >= 1, got {self.net_arch}")
         bad = [lever for lever in self.levers if lever not in LEVERS]
         if bad or not self.levers:
             raise ConfigError(f"train config: field 'levers': expected a non-empty subset of {list(LEVERS)}, got "
@@ -102,6 +141,7 @@ class TrainConfig:
             raise ConfigError("train config: algo 'qlearning' runs in mode 'simultaneous' only")
         if self.mode == "simultaneous" and self.algo == "sac":
             raise ConfigError("train config: mode 'simultaneous' supports algo 'ppo' or 'qlearning'")
+        check_algo_kwargs(self.algo, self.algo_kwargs)
 
 
 def load_train_config(path: str | Path | None = None, **fields: Any) -> TrainConfig:

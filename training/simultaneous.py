@@ -199,24 +199,16 @@ def simultaneous_ppo(cfg: TrainConfig, learners: list[str] | None = None, fixed:
     return models
 
 
-def _qconfig(cfg: TrainConfig) -> QConfig:
-    try:
-        return QConfig(**cfg.algo_kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"train config: algo_kwargs for qlearning must be fields of QConfig: {exc}") from None
-
-
 def train_simultaneous(cfg: TrainConfig, resume: bool = False, progress: bool = True):
     """Run ``--mode simultaneous`` (see the module docstring) and write the run dir; returns a
     :class:`training.trainer.TrainResult`."""
-    from training.trainer import (TrainResult, _write_run_files, gain_against_honest, make_market, opponent_policies,
-                                  policy_kwargs, resolve_learners)
+    from training.trainer import (TrainResult, _write_run_files, check_run_dir, gain_against_honest, make_market,
+                                  opponent_policies, policy_kwargs, resolve_learners)
 
     if resume:
         raise ConfigError("--resume: simultaneous runs are not checkpointed; start a new run dir")
     run_dir = Path(cfg.run_dir)
-    if (run_dir / "manifest.json").exists():
-        raise ConfigError(f"run dir {run_dir} already holds a run; choose another")
+    check_run_dir(run_dir, resume)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -224,15 +216,15 @@ def train_simultaneous(cfg: TrainConfig, resume: bool = False, progress: bool = 
     agents = market.possible_agents
     learners = resolve_learners(cfg, agents)
     fixed_agents = [a for a in agents if a not in learners]
+    if cfg.algo == "qlearning" and fixed_agents:
+        raise ConfigError("simultaneous qlearning: every provider learns (learners: all)")
     fixed = opponent_policies(cfg.opponents, market, fixed_agents, cfg.seed) if fixed_agents else {}
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_run_files(cfg, run_dir, market, learners)
     extra: dict[str, Any] = {"overrides": cfg.overrides, "learners": learners, "opponents": cfg.opponents,
                              "non_learners": fixed_agents, "timesteps": cfg.timesteps, "seed": cfg.seed}
     if cfg.algo == "qlearning":
-        if fixed_agents:
-            raise ConfigError("simultaneous qlearning: every provider learns (learners: all)")
-        qcfg = _qconfig(cfg)
+        qcfg = QConfig(**cfg.algo_kwargs)  # checked with the config (training.config.check_algo_kwargs)
         result = run_sessions(cfg.scenario, cfg.mechanism, cfg.n_envs, cfg.timesteps, qcfg, seed=cfg.seed,
                               window=min(1000, cfg.timesteps), overrides=cfg.overrides, progress=progress)
         files = save_tables(run_dir, result)

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 
@@ -36,10 +35,10 @@ from agents.policy import LEVERS, LeverMask, Policy
 from agents.registry import make_strategy
 from agents.scripted import DEVIATIONS, scripted_levers
 from agents.spec import policies_from_spec
-from envs.config import ConfigError, from_dict, load_yaml, to_dict
+from envs.config import ConfigError, Layer, dump_yaml, from_dict, load_yaml, to_dict
 from envs.files import atomic_write
 from envs.batched import BatchedMarket
-from envs.market import make_batched
+from envs.market import check_overrides, make_batched
 from evaluation.rollout import play
 from evaluation.statistics import mean_ci
 from training.callbacks import Checkpointer, GainEvaluator, MarketLogger, run_logger
@@ -193,21 +192,33 @@ def _write_run_files(cfg: TrainConfig, run_dir: Path, market: BatchedMarket, lea
     resolved["seeds"] = {"numpy_torch": cfg.seed, "markets": [cfg.seed + k for k in range(cfg.n_envs)],
                          "selection": selection_seeds(cfg, cfg.eval_episodes)}
     resolved["learners_resolved"] = learners
-    atomic_write(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    atomic_write(run_dir / "config.yaml", dump_yaml(resolved))
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse a run dir that is a file, or (for a new run) one that already holds a run, before anything is
+    written."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run dir {run_dir} is a file, not a directory")
+    if not resume and any((run_dir / name).exists() for name in ("config.yaml", "checkpoints", "manifest.json")):
+        raise ConfigError(f"run dir {run_dir} already holds a run; pass --resume to continue it or choose another")
 
 
 def read_run_config(run_dir: Path) -> TrainConfig:
-    """The TrainConfig of a run dir (config.yaml), every key checked: an unknown key is an error, not dropped."""
+    """The TrainConfig of a run dir (config.yaml), every key checked: an unknown key is an error, not dropped; the
+    overrides are checked against the scenario and mechanism too (an error names config.yaml)."""
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"--resume: {run_dir} has no config.yaml; nothing to resume")
     saved = load_yaml(path)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(saved) - fields - set(RUN_EXTRAS))
+    unknown = sorted(set(saved) - fields - set(RUN_EXTRAS), key=str)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; a run's config.yaml holds TrainConfig fields and "
                           f"{list(RUN_EXTRAS)}")
-    return from_dict(TrainConfig, {k: v for k, v in saved.items() if k in fields}, str(path))
+    cfg = from_dict(TrainConfig, {k: v for k, v in saved.items() if k in fields}, str(path))
+    check_overrides(cfg.scenario, cfg.mechanism, [Layer(cfg.overrides, f"{path}: field 'overrides'")])
+    return cfg
 
 
 def _check_unchanged(cfg: TrainConfig, started: dict[str, Any], run_dir: Path) -> None:
@@ -226,6 +237,38 @@ def _check_unchanged(cfg: TrainConfig, started: dict[str, Any], run_dir: Path) -
                           f"({', '.join(f'{k}: {started[k]!r} -> {now[k]!r}' for k in changed)}); a resumed run "
                           f"continues the same training (only {list(RESUMABLE_CHANGES)} may change): restore them or "
                           f"start a new run dir")
+
+
+@dataclass
+class RunState:
+    """The fields of a run's ``checkpoints/state.json`` (what its finished stages left), checked on resume.
+
+    Attributes:
+        completed_stages: how many of ``stages`` are done.
+        stages: [name, steps] of every stage of the run.
+        model_steps: each model's step count.
+        targets: each learner's target gain.
+        config: the config the run started with (an edited config.yaml is refused).
+    """
+
+    completed_stages: int = 0
+    stages: list[list[Any]] = dataclasses.field(default_factory=list)
+    model_steps: dict[str, int] = dataclasses.field(default_factory=dict)
+    targets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A run's ``checkpoints/state.json`` (empty before its first stage ends), every field checked against
+    :class:`RunState`: a damaged or edited file is a ConfigError naming it and the field."""
+    if not path.is_file():
+        return {}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    from_dict(RunState, state, str(path))
+    return state
 
 
 def _stages_still_done(stages: list[Stage], state: dict[str, Any]) -> int:
@@ -252,13 +295,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
 
         return train_simultaneous(cfg, resume, progress)
     run_dir = Path(cfg.run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"run dir {run_dir} is a file, not a directory")
+    check_run_dir(run_dir, resume)
     state_path = run_dir / "checkpoints" / "state.json"
     if resume:
         cfg = read_run_config(run_dir)
-    elif (run_dir / "config.yaml").exists() or (run_dir / "checkpoints").exists():
-        raise ConfigError(f"run dir {run_dir} already holds a run; pass --resume to continue it or choose another")
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -267,18 +307,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     market = make_market(cfg)
     agents = market.possible_agents
     learners = resolve_learners(cfg, agents)
+    non_learners = [a for a in agents if a not in learners]
+    base_opponents = opponent_policies(cfg.opponents, market, agents, cfg.seed) if cfg.mode != "shared" else {}
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         _write_run_files(cfg, run_dir, market, learners)
-    state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
+    state = read_state(state_path)
     if resume and "config" in state:
         _check_unchanged(cfg, state["config"], run_dir)
     stages = plan_stages(cfg, learners)
     done_stages = _stages_still_done(stages, state)
     model_steps: dict[str, int] = dict(state.get("model_steps", {}))
 
-    non_learners = [a for a in agents if a not in learners]
-    base_opponents = opponent_policies(cfg.opponents, market, agents, cfg.seed) if cfg.mode != "shared" else {}
     current: dict[str, Policy] = dict(base_opponents)
     saved_policies: dict[str, str] = {}
     for a in learners:  # policies finished by earlier stages (resume, later rounds of independent mode)

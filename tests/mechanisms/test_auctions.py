@@ -517,7 +517,7 @@ def test_make_rejects_unknown_parameters_listing_the_accepted_ones(name, accepte
 
 
 def test_make_rejects_bad_parameter_values() -> None:
-    with pytest.raises(ValueError, match="quality mode"):
+    with pytest.raises(ValueError, match="parameter 'quality'"):
         mechanisms.make("first_price", quality="trusted")
     with pytest.raises(ValueError, match="reserve"):
         mechanisms.make("ucb_myerson", reserve=0.0)
