@@ -37,7 +37,6 @@ Registered strategies: ``sb_ours``, ``sb_honest``, ``sb_dishonest_model``, ``sb_
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from agents.policy import Policy

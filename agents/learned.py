@@ -22,8 +22,8 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents.policy import LEVERS, LeverMask, Policy
-from envs.layout import ACTION_DIM
 from envs.batched import BatchedMarket
+from envs.layout import ACTION_DIM
 from envs.market import raw_env
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}

@@ -92,13 +92,13 @@ class MinimalAuction(ParallelEnv):
         asks = self.costs * (1.0 + np.array([actions[a][0] for a in self.agents]))
         winner = int(asks.argmin())
         payment = float(asks[winner])
-        rewards = {a: 0.0 for a in self.agents}
+        rewards = dict.fromkeys(self.agents, 0.0)
         rewards[self.agents[winner]] = payment - float(self.costs[winner])
         self.t += 1
         self.last_price = payment
         done = self.t >= self.horizon
-        terminations = {a: False for a in self.agents}
-        truncations = {a: done for a in self.agents}
+        terminations = dict.fromkeys(self.agents, False)
+        truncations = dict.fromkeys(self.agents, done)
         infos = {a: {} for a in self.agents}
         self.costs = self.rng.random(self.n)
         observations = self._observations()

@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mechanisms import second_best as sb  # noqa: E402
+from mechanisms import second_best as sb
 
 T, EPSILON, GAMMA, B_SCALE, ETA = 1_000_000, 0.3, 3.0, 1.0, 0.9
 

@@ -14,18 +14,17 @@ costs and mechanism coins: common random numbers). Markets run in lockstep: all 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import math
 
 import gymnasium
 import numpy as np
 
 from envs.layout import ACTION_DIM, BID, INFLATION, SUBSTITUTION, ObservationLayout, StateLayout
-from envs.snapshot import SnapshotError, capture, restore
 from envs.scenarios import Market, ScenarioConfig, build_market
+from envs.snapshot import SnapshotError, capture, restore
 from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, row_max
 
 ENV_NAME = "llm_market_v1"  # bumped whenever the market's behaviour changes

@@ -242,7 +242,7 @@ def build_market(config: ScenarioConfig) -> Market:
     domain_names = sorted(set(cache.domains))
     domain = np.array([domain_names.index(d) for d in cache.domains])
     context = [np.ones((cache.n_queries, 1)), np.eye(len(domain_names))[domain]]
-    if 1 < G <= config.max_context_groups and G != len(domain_names):
+    if 1 < G <= config.max_context_groups and len(domain_names) != G:
         context.append(np.eye(G)[group])
     context = np.concatenate(context, axis=1).astype(np.float32)
 

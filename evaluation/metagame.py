@@ -43,8 +43,7 @@ from agents.policy import Policy
 from agents.registry import make_strategy
 from envs.batched import BatchedMarket
 from envs.market import make_batched
-from evaluation.equilibrium import (deviation_payoffs, expected_payoffs, nash_conv, replicator,
-                                    two_player_equilibria)
+from evaluation.equilibrium import expected_payoffs, nash_conv, replicator, two_player_equilibria
 from evaluation.rollout import play
 from evaluation.statistics import mean_ci
 
@@ -548,7 +547,7 @@ def write_metagame_report(out: str | Path, results: Sequence[MetaGameResult], he
                 writer.add_scalar(f"metagame/{m}/br_gain/{a}", g, it.iteration)
         for key, (v, _) in r.at_equilibrium.items():
             writer.add_scalar(f"metagame/{m}/at_equilibrium/{key}", v)
-        md += [f"## {m}", "", f"Populations: " + "; ".join(f"{a}: {', '.join(r.populations[i])}"
+        md += [f"## {m}", "", "Populations: " + "; ".join(f"{a}: {', '.join(r.populations[i])}"
                                                             for i, a in enumerate(r.agents)),
                f"Dropped as payoff-equivalent duplicates: {', '.join(r.dropped) or 'none'}. PSRO: {r.stop_reason}.",
                "", "| iteration | best responses to | gains (95% CI) | NashConv |", "|---|---|---|---|"]

@@ -8,9 +8,9 @@ bid, substitution or inflation alone, the other action dimensions honest), which
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from agents.learned import load_policies, read_manifest
 from agents.policy import LEVER_SETS, LEVERS, LeverMask, Policy

@@ -14,14 +14,14 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from agents.analytic import bne_bid  # noqa: E402
-from agents.policy import LEVERS  # noqa: E402
-from evaluation.collusion import collusion_section, format_delta  # noqa: E402
-from evaluation.results import DeviationRecord, MechanismVerdict, ReportHeader, SettingResult  # noqa: E402
-from envs.files import atomic_write  # noqa: E402
+from agents.analytic import bne_bid
+from agents.policy import LEVERS
+from envs.files import atomic_write
+from evaluation.collusion import collusion_section, format_delta
+from evaluation.results import DeviationRecord, MechanismVerdict, ReportHeader, SettingResult
 
 LEVER_COLUMNS = ("all", *LEVERS)
 LEVER_COLORS = {"all": "black", "bid": "tab:blue", "substitution": "tab:orange", "inflation": "tab:green"}

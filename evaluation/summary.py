@@ -17,8 +17,16 @@ from __future__ import annotations
 import numpy as np
 
 from agents.scripted import PRESETS, scripted_levers
-from evaluation.results import (MARKET_KEYS, PROVIDER_KEYS, DeviationRecord, Exploit, MarketRecord,
-                                MechanismVerdict, Runs, SettingResult)
+from evaluation.results import (
+    MARKET_KEYS,
+    PROVIDER_KEYS,
+    DeviationRecord,
+    Exploit,
+    MarketRecord,
+    MechanismVerdict,
+    Runs,
+    SettingResult,
+)
 from evaluation.statistics import detectable_gain, family_quantile, mean_ci
 
 

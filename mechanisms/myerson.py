@@ -44,8 +44,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, best_other, pick
-from mechanisms.registry import register
 from mechanisms.quality import QualityEstimator, QualityMode
+from mechanisms.registry import register
 
 
 class CostPrior:

@@ -43,8 +43,8 @@ from typing import ClassVar
 import numpy as np
 
 from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, pick
-from mechanisms.registry import register
 from mechanisms.quality import QualityEstimator, QualityMode
+from mechanisms.registry import register
 
 
 class Allocation(ABC):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mechanisms.base import (NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, argmax_random_ties_one,
-                             pick)
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, argmax_random_ties_one, pick
 from mechanisms.quality import QualityEstimator, QualityMode
 
 

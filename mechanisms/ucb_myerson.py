@@ -31,10 +31,18 @@ from typing import Literal
 
 import numpy as np
 
-from mechanisms.base import (NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, best_other, pick, row_any,
-                             row_min)
+from mechanisms.base import (
+    NO_WINNER,
+    MarketInfo,
+    Mechanism,
+    Outcome,
+    argmax_random_ties,
+    best_other,
+    pick,
+    row_any,
+    row_min,
+)
 from mechanisms.registry import register
-
 
 PaymentRule = Literal["second_lowest", "next_higher"]
 ValueSignal = Literal["net", "gross"]

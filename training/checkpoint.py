@@ -24,7 +24,6 @@ import tempfile
 import warnings
 from collections import deque
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch

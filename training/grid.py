@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import mechanisms
+from agents.registry import make_strategy
 from envs.files import atomic_write
 from evaluation.config import LIST_PRICE, EvalConfig, EvalSpec, Setting, billing_of
-from evaluation.runner import process_pool
 from evaluation.rollout import play
-from agents.registry import make_strategy
+from evaluation.runner import process_pool
 from training.config import TrainConfig
 from training.trainer import train
 

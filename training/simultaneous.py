@@ -208,8 +208,15 @@ def _qconfig(cfg: TrainConfig) -> QConfig:
 def train_simultaneous(cfg: TrainConfig, resume: bool = False, progress: bool = True):
     """Run ``--mode simultaneous`` (see the module docstring) and write the run dir; returns a
     :class:`training.trainer.TrainResult`."""
-    from training.trainer import (TrainResult, _write_run_files, gain_against_honest, make_market, opponent_policies,
-                                  policy_kwargs, resolve_learners)
+    from training.trainer import (
+        TrainResult,
+        _write_run_files,
+        gain_against_honest,
+        make_market,
+        opponent_policies,
+        policy_kwargs,
+        resolve_learners,
+    )
 
     if resume:
         raise ConfigError("--resume: simultaneous runs are not checkpointed; start a new run dir")

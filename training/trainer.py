@@ -36,9 +36,9 @@ from agents.policy import LEVERS, LeverMask, Policy
 from agents.registry import make_strategy
 from agents.scripted import DEVIATIONS, scripted_levers
 from agents.spec import policies_from_spec
+from envs.batched import BatchedMarket
 from envs.config import ConfigError, from_dict, load_yaml, to_dict
 from envs.files import atomic_write
-from envs.batched import BatchedMarket
 from envs.market import make_batched
 from evaluation.rollout import play
 from evaluation.statistics import mean_ci
@@ -46,7 +46,6 @@ from training.callbacks import Checkpointer, GainEvaluator, MarketLogger, run_lo
 from training.checkpoint import checkpoints, restore_pending_log, resume_from_newest, save_checkpoint
 from training.config import TrainConfig
 from training.vec_env import MarketVecEnv
-
 
 # ------------------------------------------------------------------------------------------------ the run's market
 

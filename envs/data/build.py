@@ -53,10 +53,11 @@ import math
 import os
 import stat
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from pathlib import Path
-from typing import IO, Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import IO, Any, Protocol, runtime_checkable
 
 from envs.data.backends import Backend, BackendError, Completion, Messages
 from envs.data.cache import MAX_FIELD_CHARS, MAX_PRICE, MAX_TOKENS, CacheError, check_cache_target, write_cache
@@ -508,7 +509,7 @@ def build_cache(
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _record(run: ModelRun, query_id: str, key: str, c: Completion) -> dict:

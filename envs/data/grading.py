@@ -39,8 +39,9 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from envs.data.make_capitals import FIELDS, HEMISPHERES, SCORE_WEIGHTS
 
@@ -337,7 +338,7 @@ def grade_capitals(reply: str, capital: str, continent: str, latitude: float, lo
         raise ValueError(f"tolerance_deg must be >= 0, got {tolerance_deg}")
     obj = extract_json(reply)
     if obj is None:
-        return CapitalsGrade(correct={f: False for f in FIELDS}, score=0.0, parse_ok=False,
+        return CapitalsGrade(correct=dict.fromkeys(FIELDS, False), score=0.0, parse_ok=False,
                              values={}, error_deg={"latitude": None, "longitude": None})
     values = answer_fields(obj)
     correct = {

@@ -9,8 +9,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mechanisms.second_best.schedule import N_PLAY_PHASES
-
 BEHAVIOURS = ("honest", "lie_model", "lie_token", "lie_all", "lie_ours", "lie_second_best")
 
 # The paper's six strategies, behaviours in phases 1 / 2 / 3 (bonus and incentive) / 4, in the order of the authors'
@@ -49,7 +47,7 @@ class Menu:
     @staticmethod
     def ranked(names: Sequence[str], score: Sequence[float], tokens: Sequence[float], price_in: Sequence[float],
                price_out: Sequence[float], b: float, input_tokens: float = 0.0,
-               keep_first: bool = False) -> "Menu":
+               keep_first: bool = False) -> Menu:
         """The menu sorted by mu_u(m) = b * score - tokens * p_out (descending, stable); ``keep_first`` pins the given
         first model as model 0 (a market whose declared model is fixed) and ranks only the rest."""
         score, tokens = np.asarray(score, float), np.asarray(tokens, float)

@@ -13,10 +13,26 @@ import numpy as np
 
 from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, pick
 from mechanisms.registry import register
-from mechanisms.second_best.schedule import (DONE, EXPLOITATION, EXPLORATION, INCENTIVE, N_PLAY_PHASES, PHASES,
-                                            UTILITY, batch_size, check_schedule, delta_1, delta_2, delta_3,
-                                            early_stop_threshold, exploitation_length, exploitation_plan, margin,
-                                            utility_counts, utility_deltas)
+from mechanisms.second_best.schedule import (
+    DONE,
+    EXPLOITATION,
+    EXPLORATION,
+    INCENTIVE,
+    N_PLAY_PHASES,
+    PHASES,
+    UTILITY,
+    batch_size,
+    check_schedule,
+    delta_1,
+    delta_2,
+    delta_3,
+    early_stop_threshold,
+    exploitation_length,
+    exploitation_plan,
+    margin,
+    utility_counts,
+    utility_deltas,
+)
 
 
 @register

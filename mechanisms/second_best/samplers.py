@@ -47,7 +47,7 @@ class GaussianSampler:
     min_tokens: int = 50
 
     @staticmethod
-    def for_menus(menus: Sequence[Menu], L: int, **kw: float) -> "GaussianSampler":
+    def for_menus(menus: Sequence[Menu], L: int, **kw: float) -> GaussianSampler:
         return GaussianSampler([m.score for m in menus], [m.tokens for m in menus], L, **kw)
 
     def draw(self, provider, model, n, rng):

@@ -11,9 +11,22 @@ import numpy as np
 
 from mechanisms.second_best.behaviours import BEHAVIOURS, STRATEGIES, STRATEGY_NAMES, resolve_behaviour
 from mechanisms.second_best.game import Game
-from mechanisms.second_best.schedule import (EXPLOITATION, EXPLORATION, INCENTIVE, N_PLAY_PHASES, UTILITY,
-                                            batch_size, delta_2, delta_3, early_stop_threshold, exploitation_length,
-                                            exploitation_plan, margin, utility_counts, utility_deltas)
+from mechanisms.second_best.schedule import (
+    EXPLOITATION,
+    EXPLORATION,
+    INCENTIVE,
+    N_PLAY_PHASES,
+    UTILITY,
+    batch_size,
+    delta_2,
+    delta_3,
+    early_stop_threshold,
+    exploitation_length,
+    exploitation_plan,
+    margin,
+    utility_counts,
+    utility_deltas,
+)
 
 
 @dataclass

@@ -45,7 +45,7 @@ def test_gymnasium_and_sb3_checkers_pass(mechanism_name, scenario_name, scenario
 
 def test_gymnasium_id_follows_the_pettingzoo_version():
     assert gymnasium_id("llm_market_v1") == "LLMMarket-v1" and gymnasium_id("llm_market_v12") == "LLMMarket-v12"
-    assert ecosystem.ENV_ID == gymnasium_id(parallel_env("uniform").metadata["name"])
+    assert gymnasium_id(parallel_env("uniform").metadata["name"]) == ecosystem.ENV_ID
     with pytest.raises(ValueError, match="_v<version>"):
         gymnasium_id("llm_market")
     env = gymnasium.make("ecosystem:LLMMarket-v1", scenario="uniform", n_providers=3, max_cycles=5)

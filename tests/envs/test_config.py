@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from evaluation import EvalConfig
-from training import load_train_config
 from envs import ConfigError, load_scenario
 from envs.config import from_dict, load_yaml
+from evaluation import EvalConfig
+from training import load_train_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

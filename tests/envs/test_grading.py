@@ -11,8 +11,15 @@ from hypothesis import strategies as st
 
 from envs.data import make_capitals as mc
 from envs.data.grading import (
-    CAPITAL_ALTERNATIVES, capital_correct, continent_correct, continents_of, extract_json, grade_capitals,
-    normalize_name, parse_coordinate, weighted_score,
+    CAPITAL_ALTERNATIVES,
+    capital_correct,
+    continent_correct,
+    continents_of,
+    extract_json,
+    grade_capitals,
+    normalize_name,
+    parse_coordinate,
+    weighted_score,
 )
 
 BUENOS_AIRES = dict(capital="Buenos Aires", continent="South America", latitude=-34.61, longitude=-58.38)

@@ -19,10 +19,13 @@ import pytest
 from envs.data.__main__ import main
 from envs.data.cache import CacheError, load_cache
 from envs.data.llama_cascades import (
-    ENV_VAR, MODELS, InertChainResponse, llama_cache_dir, load_llama_cascades, safe_load,
+    ENV_VAR,
+    MODELS,
+    InertChainResponse,
+    llama_cache_dir,
+    load_llama_cascades,
+    safe_load,
 )
-
-
 
 # The published table (README of the data folder; Zellinger & Thomson, arXiv 2501.09345): questions and accuracy of
 # llama3.2-1b / 3.2-3b / 3.1-8b / 3.1-70b / 3.1-405b per benchmark and split.

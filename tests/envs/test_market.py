@@ -13,6 +13,7 @@ from envs import ConfigError, env, parallel_env
 from envs.data import CacheError
 from mechanisms.first_price import FirstPrice
 
+
 def play(market, strategy="markup", steps=None):
     """Run one episode with a scripted profile; yield (obs, rewards, infos) per round."""
     policies = {a: make_strategy(strategy, market.layout, seed=k) for k, a in enumerate(market.possible_agents)}

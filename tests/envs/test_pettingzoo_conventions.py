@@ -61,7 +61,7 @@ def test_max_cycles_is_the_horizon():
     market.reset()
     steps = 0
     while market.agents:
-        market.step({a: ZERO for a in market.agents})
+        market.step(dict.fromkeys(market.agents, ZERO))
         steps += 1
     assert steps == 7
     assert parallel_env("capitals", max_cycles=5, horizon=5).config.horizon == 5  # both, agreeing
@@ -92,7 +92,7 @@ def test_human_render_returns_none_before_and_after_the_first_round(capsys):
     market.reset()
     assert market.render() is None
     assert "no round played yet" in capsys.readouterr().out
-    market.step({a: ZERO for a in market.agents})  # human mode prints every round
+    market.step(dict.fromkeys(market.agents, ZERO))  # human mode prints every round
     assert "provider_0" in capsys.readouterr().out
     assert market.render() is None
     aec = env("capitals", "first_price", seed=0, render_mode="human")

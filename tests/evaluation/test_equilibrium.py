@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.equilibrium import (eliminate_dominated, nash_conv, replicator, two_player_equilibria,
-                                    zero_sum_equilibrium)
+from evaluation.equilibrium import (
+    eliminate_dominated,
+    nash_conv,
+    replicator,
+    two_player_equilibria,
+    zero_sum_equilibrium,
+)
 
 PENNIES = np.array([[1.0, -1.0], [-1.0, 1.0]])
 # Prisoner's dilemma, strategies (cooperate, defect): (3, 3), (0, 5), (5, 0), (1, 1).

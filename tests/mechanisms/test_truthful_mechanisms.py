@@ -406,7 +406,7 @@ def run_truthful(market, steps: int):
     market.reset(seed=0)
     zero = np.zeros(3, dtype=np.float32)
     for _ in range(steps):
-        _, _, _, _, infos = market.step({a: zero for a in market.agents})
+        _, _, _, _, infos = market.step(dict.fromkeys(market.agents, zero))
         yield infos
         if not market.agents:
             market.reset()
