@@ -147,7 +147,8 @@ def check_manifest(manifest: dict[str, Any], market: raw_env | BatchedMarket, so
                           f"{manifest.get('mechanism')!r}, which does not match this market: " + "; ".join(problems))
 
 
-def load_policies(run_dir: str | Path, market: raw_env | BatchedMarket, agents: list[str] | None = None) -> dict[str, Policy]:
+def load_policies(run_dir: str | Path, market: raw_env | BatchedMarket,
+                  agents: list[str] | None = None) -> dict[str, Policy]:
     """The learned policies of a run dir, checked against ``market``; ``agents`` selects some (default: all)."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)

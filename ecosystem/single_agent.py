@@ -23,7 +23,7 @@ continues the streams.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -69,7 +69,7 @@ class SingleAgentMarket(gymnasium.Env):
         learner: the learner's agent name. opponents: the fixed policies by agent. layout: the observation layout.
     """
 
-    metadata = {"render_modes": ["ansi", "human"], "name": ENV_NAME}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "name": ENV_NAME}
 
     def __init__(self, scenario: str | ScenarioConfig | dict = "capitals", mechanism: str | Mechanism = "first_price",
                  learner: str | int = "provider_0", opponents: PolicySpec = "truthful", seed: int | None = None,

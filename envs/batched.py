@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -182,7 +182,7 @@ class BatchedMarket:
         self._streams: list[tuple[np.random.Generator, ...]] | None = None
         self.last_round: Round | None = None
 
-    metadata = {"name": ENV_NAME}
+    metadata: ClassVar[dict[str, Any]] = {"name": ENV_NAME}
     render_mode = None  # batched markets do not render; the PettingZoo env does
 
     def observation_space(self, agent: str) -> gymnasium.spaces.Box:
@@ -460,7 +460,7 @@ class BatchedMarket:
             raise RuntimeError("step() called on a finished episode; call reset()")
         acts = self.check_actions(actions)
         mk, cfg, lay, mech = self.market, self.config, self.layout, self.mechanism
-        rows, q, E, N = self._rows, self.q, self.n_markets, self.n_providers
+        q, E, N = self.q, self.n_markets, self.n_providers
 
         honest = self._honest
         exp_out = np.maximum(self._declared_exp_out.take(q, axis=0), 1.0)  # [E, N] expected output tokens, >= 1

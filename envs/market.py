@@ -41,9 +41,10 @@ Infos per provider (numbers only, the same keys at reset, zeros there): won, bid
 declared and served model (indices into ``env.market.models``), substituted, inflation, true and reported output
 tokens; ``market``: the round's query, winner, score, value, payment, cost, user utility, welfare, the best
 achievable welfare, unserved, and ``mechanism``: the mechanism's diagnostics. With ``info_format="flat"`` the nested
-dicts are flattened into the provider's dict, their keys joined by ``_`` along the path (``infos[a]["market"]["winner"]``
-becomes ``infos[a]["market_winner"]``, ``infos[a]["market"]["mechanism"][k]`` becomes ``infos[a]["market_mechanism_" +
-k]``): every info value is then a number, as TorchRL's ``PettingZooWrapper`` needs (it cannot hold a nested dict).
+dicts are flattened into the provider's dict, their keys joined by ``_`` along the path
+(``infos[a]["market"]["winner"]`` becomes ``infos[a]["market_winner"]``, ``infos[a]["market"]["mechanism"][k]`` becomes
+``infos[a]["market_mechanism_" + k]``): every info value is then a number, as TorchRL's ``PettingZooWrapper`` needs (it
+cannot hold a nested dict).
 
 State (``env.state()``, ``env.state_space``, for centralized critics): the public global state before the coming round,
 laid out by :class:`envs.layout.StateLayout`: the query's public features, the mechanism's public state, the last
@@ -66,7 +67,7 @@ v0 - initial release.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium
 import numpy as np
@@ -138,7 +139,8 @@ def make_batched(scenario: str | ScenarioConfig | dict, mechanism: str | Mechani
 class raw_env(ParallelEnv):
     """The market as a PettingZoo ParallelEnv; build it with :func:`parallel_env`."""
 
-    metadata = {"name": ENV_NAME, "render_modes": ["ansi", "human"], "is_parallelizable": True}
+    metadata: ClassVar[dict[str, Any]] = {"name": ENV_NAME, "render_modes": ["ansi", "human"],
+                                          "is_parallelizable": True}
 
     def __init__(self, scenario: str | ScenarioConfig | dict = "capitals", mechanism: str | Mechanism = "first_price",
                  seed: int | None = None, render_mode: str | None = None,
@@ -314,8 +316,8 @@ class raw_env(ParallelEnv):
         if r is None:
             text = f"{self.metadata['name']}: {self.config.name} / {self.mechanism.name}, no round played yet"
         else:
-            lines = [f"round {r.t}/{self.config.horizon}  query {mk.group_names[mk.group[r.query[0]]]}"
-                     f"#{r.query[0]}  mechanism {self.mechanism.name}",
+            lines = [(f"round {r.t}/{self.config.horizon}  query {mk.group_names[mk.group[r.query[0]]]}"
+                     f"#{r.query[0]}  mechanism {self.mechanism.name}"),
                      f"{'provider':<12}{'bid':>10}{'declared':>24}{'served':>24}{'inflation':>10}  won"]
             for i, a in enumerate(self.possible_agents):
                 won = "*" if i == r.winner[0] else ""

@@ -373,13 +373,13 @@ def format_delta(c: PolicyCollusion | None) -> str:
 def collusion_section(collusion: dict[str, PolicyCollusion]) -> list[str]:
     """Markdown lines of the report's collusion section (definitions and one row per mechanism)."""
     lines = ["## Collusion of simultaneous learners", "",
-             "Every provider learns at once (PPO in lockstep, `train.py --mode simultaneous`); Delta = (learned joint "
+             ("Every provider learns at once (PPO in lockstep, `train.py --mode simultaneous`); Delta = (learned joint "
              "profit - competitive) / (monopoly - competitive) per round, paired on the same seeds. Competitive: "
              "all-truthful play; monopoly: the best constant-margin cartel (each provider asks its cost plus a fixed "
              "margin, every combination on a grid; a lower bound on the joint-profit maximum). Under first price the "
-             "static equilibrium's markups count toward Delta too (see evaluation/collusion.py).", "",
-             "| mechanism | Delta | learned joint profit | truthful | best cartel (margins) | user utility "
-             "(truthful) | payment |", "|---|---|---|---|---|---|---|"]
+             "static equilibrium's markups count toward Delta too (see evaluation/collusion.py)."), "",
+             ("| mechanism | Delta | learned joint profit | truthful | best cartel (margins) | user utility "
+             "(truthful) | payment |"), "|---|---|---|---|---|---|---|"]
     for m, c in collusion.items():
         lines.append(f"| {m} | {format_delta(c)} | {c.learned_profit:.4f} ± {c.learned_profit_ci:.4f} | "
                      f"{c.competitive_profit:.4f} | {c.monopoly_profit:.4f} "

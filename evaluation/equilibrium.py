@@ -151,17 +151,17 @@ def two_player_equilibria(A: np.ndarray, B: np.ndarray, max_support: int | None 
     for total in range(2, 2 * limit + 1):
         for size_r in range(max(1, total - min(n, limit)), min(m, limit, total - 1) + 1):
             size_c = total - size_r
-            for I in itertools.combinations(range(m), size_r):
-                for J in itertools.combinations(range(n), size_c):
+            for row_support in itertools.combinations(range(m), size_r):
+                for col_support in itertools.combinations(range(n), size_c):
                     lps += 1
                     if lps > max_lps:
                         if found:
                             return found
                         raise RuntimeError(f"support enumeration: no equilibrium within {max_lps} LPs")
-                    y = _support_lp(a, I, J)
+                    y = _support_lp(a, row_support, col_support)
                     if y is None:
                         continue
-                    x = _support_lp(b.T, J, I)
+                    x = _support_lp(b.T, col_support, row_support)
                     if x is None:
                         continue
                     X, Y = np.zeros(A.shape[0]), np.zeros(A.shape[1])

@@ -457,8 +457,8 @@ def _psro_cell(r: MetaGameResult) -> str:
 def metagame_table(results: Sequence[MetaGameResult]) -> str:
     """Markdown: per mechanism the exploitability of truthful play, the equilibrium found, its NashConv and what the
     user gets there."""
-    lines = ["| mechanism | NashConv(truthful) PPO [population] | equilibrium | NashConv(eq) PPO [population] | "
-             "user utility at eq (truthful) | payment at eq | welfare at eq | PSRO |",
+    lines = [("| mechanism | NashConv(truthful) PPO [population] | equilibrium | NashConv(eq) PPO [population] | "
+             "user utility at eq (truthful) | payment at eq | welfare at eq | PSRO |"),
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         eq = "; ".join(f"{a}: {_mix(r.populations[i], r.equilibrium[i])}" for i, a in enumerate(r.agents))
@@ -522,7 +522,8 @@ def plot_nash_conv(results: Sequence[MetaGameResult], path: Path | None = None):
 
 def write_metagame_report(out: str | Path, results: Sequence[MetaGameResult], header: dict[str, Any]) -> str:
     """Write ``metagame.md``, ``metagame.json``, ``plots/payoffs_<mechanism>.png``, ``plots/nash_conv.png`` and
-    TensorBoard summaries (``tb/``: the NashConv curve per mechanism, the payoff tables as images); returns the markdown table."""
+    TensorBoard summaries (``tb/``: the NashConv curve per mechanism, the payoff tables as images); returns the
+    markdown table."""
     import matplotlib.pyplot as plt
     from torch.utils.tensorboard import SummaryWriter
 
@@ -531,10 +532,10 @@ def write_metagame_report(out: str | Path, results: Sequence[MetaGameResult], he
     writer = SummaryWriter(str(out / "tb"))
     table = metagame_table(results)
     md = [f"# Meta-game: {header.get('scenario', '')}", "",
-          "Payoff = mean profit per round; every profile is played on the same seeds (paired CIs). NashConv against "
+          ("Payoff = mean profit per round; every profile is played on the same seeds (paired CIs). NashConv against "
           "PPO best responses (a lower bound on the true exploitability) and, in brackets, against the population. "
           "Equilibrium: the payoff-dominant Nash equilibrium of the table (two providers; support enumeration). "
-          f"Settings: {json.dumps(header)}", "", table, ""]
+          f"Settings: {json.dumps(header)}"), "", table, ""]
     for r in results:
         m = r.mechanism
         fig = plot_payoffs(r, out / "plots" / f"payoffs_{m}.png") if len(r.agents) == 2 else None

@@ -51,7 +51,7 @@ class QualityEstimator:
         e = np.flatnonzero(outcome.served)
         if e.size == 0:
             return
-        E, G, N = self.sums.shape
+        _, G, N = self.sums.shape
         cell = (e * G + outcome.group[e]) * N + outcome.winner[e]  # flat index of (market, group, winner)
         sums, counts = self.sums.reshape(-1), self.counts.reshape(-1)
         new_sums, new_counts = sums.take(cell) + outcome.score[e], counts.take(cell) + 1.0

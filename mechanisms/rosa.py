@@ -11,7 +11,8 @@ so the user is never asked to pay more than that in expectation) are not eligibl
    fixed) picks the winner on the resampled asks x (the :class:`Allocation` interface). Default: LinUCB in the
    TRCM-UCB style - per provider a ridge regression of the observed score S on the query context over its past
    wins, UCB_i(x) = prior_i + theta_i . x + alpha ||x||_{V_i^-1}; the winner is argmax_i [value_scale UCB_i - x_i]
-   when positive (ties broken at random). ``greedy`` is known quality (argmax qhat_i - x_i from the advertised quality, §2), and
+   when positive (ties broken at random). ``greedy`` is known quality (argmax qhat_i - x_i from the advertised quality,
+   §2), and
    ``linucb_opt`` subtracts the uniform-prior virtual cost phi_i(x_i) = 2 x_i - lo_i instead of x_i (the "OPT"
    variant of §5, still monotone).
 3. Payment, user -> winner only (losers neither pay nor get paid; N_i = 1 for the winner, 0 otherwise):

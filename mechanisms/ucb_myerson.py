@@ -5,8 +5,8 @@ For every provider whose bid is at most the reserve r (the user's price cap) the
     index_i = u_i - phi_i(b_i),  u_i = mean observed net value of i + c * value_scale * sqrt(ln t / n_i),
     phi_i(b) = b + F_i(b) / f_i(b),
 with F_i, f_i the empirical CDF and density of i's *own past bids* (a histogram on [0, r] smoothed toward the
-uniform prior with ``prior_weight`` pseudo-bids). Untried providers are chosen first (cheapest ask first; ties in the index or the ask are broken at random). If every
-bid exceeds r the round is skipped. The user pays the winner
+uniform prior with ``prior_weight`` pseudo-bids). Untried providers are chosen first (cheapest ask first; ties in
+the index or the ask are broken at random). If every bid exceeds r the round is skipped. The user pays the winner
 
     P_w = min(r, second-lowest bid among all N bids)      (``payment="second_lowest"``, the default)
 
@@ -133,7 +133,8 @@ class UCBMyerson(Mechanism):
         if self.ironed:
             # phi rises inside a bin (slope 2) and can only drop at an edge: lift it to the largest left limit
             # phi(e^-) over the edges below the bid.
-            left = self.edges + (self._prior_density * self.edges + cum) / (self._prior_density + self.hist / self.width)
+            left = self.edges + ((self._prior_density * self.edges + cum)
+                                 / (self._prior_density + self.hist / self.width))
             envelope = np.maximum.accumulate(left, axis=2)  # [E, N, bins]: envelope up to each bin's right edge
             lifted = envelope.reshape(-1).take(self._cells + np.maximum(k - 1, 0))
             phi = np.where(k > 0, np.maximum(phi, lifted), phi)

@@ -60,7 +60,8 @@ def save_checkpoint(model: BaseAlgorithm, env: MarketVecEnv, directory: Path, st
         arrays["sb3.last_obs"] = np.asarray(model._last_obs)
         arrays["sb3.last_episode_starts"] = np.asarray(model._last_episode_starts)
         arrays["rng.torch"] = torch.get_rng_state().numpy()
-        _, keys, pos, has_gauss, cached = np.random.get_state()
+        # SB3 and our seeding use numpy's global legacy generator, so its exact state is part of the checkpoint.
+        _, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
         arrays["rng.numpy"] = keys
         meta["rng.numpy"] = [int(pos), int(has_gauss), float(cached)]
         version, internal, gauss = random.getstate()
@@ -112,7 +113,7 @@ def load_checkpoint(path: Path, model: BaseAlgorithm, env: MarketVecEnv) -> int:
         model.ep_success_buffer = deque(sb3["ep_success_buffer"], maxlen=model._stats_window_size)
         torch.set_rng_state(torch.from_numpy(arrays["rng.torch"]))
         pos, has_gauss, cached = meta["rng.numpy"]
-        np.random.set_state(("MT19937", arrays["rng.numpy"], pos, has_gauss, cached))
+        np.random.set_state(("MT19937", arrays["rng.numpy"], pos, has_gauss, cached))  # noqa: NPY002 (see save_checkpoint)
         version, internal, gauss = meta["rng.python"]
         random.setstate((version, tuple(internal), gauss))
         model._pending_log = meta.get("logger")  # for restore_pending_log, once the logger exists
@@ -124,7 +125,7 @@ def load_checkpoint(path: Path, model: BaseAlgorithm, env: MarketVecEnv) -> int:
 def resume_from_newest(directory: Path, stage: str, model: BaseAlgorithm, env: MarketVecEnv) -> int | None:
     """Load the newest checkpoint of a stage that loads (warning about, and skipping, damaged ones); the step count
     resumed from, or None when there is none."""
-    for steps, path in checkpoints(directory, stage):
+    for _steps, path in checkpoints(directory, stage):
         try:
             return load_checkpoint(path, model, env)
         except CheckpointError as exc:

@@ -94,7 +94,7 @@ def train_learners(cfg: EvalConfig, progress: bool = True
                 for provider, s in summary.items():
                     seeds.setdefault(provider, []).append({"mechanism": mechanism, "billing": billing,
                                                            "provider": provider, "run_dir": str(run_dir), **s})
-            for provider, group in seeds.items():
+            for group in seeds.values():
                 best = max(group, key=lambda r: r["manipulation_gain"])
                 for r in group:
                     r["chosen"] = r is best

@@ -258,7 +258,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     elif (run_dir / "config.yaml").exists() or (run_dir / "checkpoints").exists():
         raise ConfigError(f"run dir {run_dir} already holds a run; pass --resume to continue it or choose another")
     random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    np.random.seed(cfg.seed)  # noqa: NPY002 - SB3 draws from numpy's global generator: seed it
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.torch_threads)
 
@@ -295,7 +295,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         fixed = stage_opponents(cfg, stage.learners, agents, base_opponents, current)
         owner = SHARED if cfg.mode == "shared" else stage.learners[0]
 
-        def build() -> tuple[MarketVecEnv, BaseAlgorithm]:
+        def build(stage: Stage = stage, fixed: dict[str, Policy] = fixed, index: int = index,
+                  owner: str = owner) -> tuple[MarketVecEnv, BaseAlgorithm]:
             env = MarketVecEnv(make_market(cfg, cfg.n_envs), stage.learners, fixed, seed=cfg.seed + 97 * index,
                                levers=cfg.levers)
             previous = run_dir / "policies" / f"{owner}.zip"

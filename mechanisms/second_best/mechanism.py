@@ -40,8 +40,8 @@ class SecondBest(Mechanism):
     """The second-best delegation schedule as a market mechanism (MECHANISMS.md §6), one query per round.
 
     ``allocate`` ignores bids and returns the provider the schedule names for the next query (``NO_WINNER`` once the
-    schedule is exhausted before the env's horizon); billing is at list prices (the market bills p_in(declared) *
-    input + p_out(declared) * reported output tokens and hands that payment to :meth:`update`). The mechanism only observes
+    schedule is exhausted before the env's horizon); billing is at list prices (the market bills p_in(declared) * input
+    + p_out(declared) * reported output tokens and hands that payment to :meth:`update`). The mechanism only observes
     the score and the reported tokens: uhat_i, vbar_i (mean b*S) and taubar_i (mean reported output tokens) come from
     the exploration outcomes, the exploitation check uses the observed user utility b*S - payment.
 

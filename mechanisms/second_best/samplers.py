@@ -9,6 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
+from mechanisms.second_best.behaviours import Menu
+
 
 class Sampler(Protocol):
     """Per-query outcomes of a provider's model: ``draw(provider, model, n, rng) -> (score, input_tokens,

@@ -34,7 +34,7 @@ def batch_size(T: int, epsilon: float) -> int:
     """
     check_schedule(T, epsilon)
     x = float(T) ** (2.0 * epsilon)
-    return max(1, int(math.floor(x * (1.0 + 1e-12))))
+    return max(1, math.floor(x * (1.0 + 1e-12)))
 
 
 def margin(T: int, epsilon: float, K: int) -> float:
@@ -49,7 +49,8 @@ def delta_1(min_value: np.ndarray | float, max_tokens: np.ndarray | float, L: fl
     ``min_value`` is the smallest b * mean score and ``max_tokens`` the largest mean output tokens over *all* models of
     all providers (the published constant; the authors' earlier real-record code used -ln min(reward/tokens) instead).
     """
-    return -np.log(np.maximum(min_value, _LOG_FLOOR)) + np.log(np.maximum(max_tokens, _LOG_FLOOR)) + max_tokens / L + 1.0
+    return (-np.log(np.maximum(min_value, _LOG_FLOOR)) + np.log(np.maximum(max_tokens, _LOG_FLOOR))
+            + max_tokens / L + 1.0)
 
 
 def delta_2(b: float) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import mechanisms
 from envs import ConfigError, env, parallel_env
 from envs.scenarios import scenario_fields
 
@@ -78,10 +79,9 @@ def test_unknown_keyword_is_neither_a_scenario_field_nor_a_mechanism_parameter()
     assert "['bogus']" in message and "neither a scenario field nor a parameter of mechanism 'ucb_myerson'" in message
     assert "reserve" in message and "max_cycles (alias of horizon)" in message
     assert all(f in message for f in scenario_fields())
+    first_price = mechanisms.make("first_price")
     with pytest.raises(ConfigError, match="neither a scenario field nor a parameter of the given"):
-        import mechanisms
-
-        parallel_env("capitals", mechanisms.make("first_price"), bogus=1)
+        parallel_env("capitals", first_price, bogus=1)
     with pytest.raises(ValueError, match="unknown mechanism 'nope'"):
         parallel_env("capitals", "nope", bogus=1)
 
