@@ -434,6 +434,12 @@ class BatchedMarket:
 
     # --------------------------------------------------------------------------------------------------- rounds
 
+    def played(self) -> Round:
+        """The round just played (:attr:`last_round`); a RuntimeError before the first step of an episode."""
+        if self.last_round is None:
+            raise RuntimeError("no round played yet in this episode: call step() first")
+        return self.last_round
+
     def check_actions(self, actions: ArrayLike) -> FloatArray:
         """The joint actions [E, N, 3] as float64, clipped (``action_mode="clip"``) or rejected (``"strict"``);
         NaN or inf always raise a ValueError naming the market and provider."""

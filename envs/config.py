@@ -12,7 +12,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar, Union, cast
 
 import yaml
 
@@ -54,7 +54,7 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         kt, vt = typing.get_args(tp) or (Any, Any)
         return {_check(k, kt, where): _check(v, vt, f"{where}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         return from_dict(tp, value, where)
@@ -82,7 +82,7 @@ def from_dict(cls: type[T], data: Any, source: str = "config") -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of {cls.__name__} fields, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    names = [f.name for f in dataclasses.fields(cast(Any, cls)) if f.init]
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise ConfigError(f"{source}: unknown field(s) {unknown}; {cls.__name__} has {names}")
@@ -125,7 +125,7 @@ def parse_overrides(items: list[str] | None, flag: str = "--set") -> dict[str, A
 
 def to_dict(obj: Any) -> Any:
     """A dataclass (nested) as plain YAML/JSON-friendly data."""
-    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) and not isinstance(obj, type) else obj
 
 
 # ---------------------------------------------------------------------------------------------- command-line flags

@@ -67,6 +67,7 @@ v0 - initial release.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import gymnasium
@@ -128,7 +129,7 @@ def check_keywords(mechanism: str | Mechanism, params: dict[str, Any]) -> None:
 
 
 def make_batched(scenario: str | ScenarioConfig | dict[str, Any], mechanism: str | Mechanism, n_markets: int,
-                 seeds: list[int | None] | None = None, **overrides: Any) -> BatchedMarket:
+                 seeds: Sequence[int | None] | None = None, **overrides: Any) -> BatchedMarket:
     """E markets of a scenario under a mechanism; ``overrides`` are scenario fields (``max_cycles`` is an alias of
     ``horizon``) or mechanism parameters, and any other keyword is a ConfigError naming both lists."""
     scen_over, mech_over = split_overrides(overrides)

@@ -66,6 +66,7 @@ def zero_sum_equilibrium(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     col = linprog(-np.ones(n), A_ub=P, b_ub=np.ones(m), bounds=[(0, None)] * n, method="highs")
     if row.status != 0 or col.status != 0:
         raise RuntimeError(f"zero-sum LP failed: {row.message}; {col.message}")
+    assert row.x is not None and col.x is not None  # status 0: both solved
     x, y = row.x / row.x.sum(), col.x / col.x.sum()
     return x, y, float(x @ A @ y)
 
@@ -91,7 +92,7 @@ def _support_lp(M: np.ndarray, rows: tuple[int, ...], cols: tuple[int, ...]) -> 
         b_ub = np.zeros(len(outside))
     res = linprog(np.zeros(k + 1), A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq,
                   bounds=[(0, None)] * k + [(None, None)], method="highs")
-    if res.status != 0:
+    if res.status != 0 or res.x is None:
         return None
     y = np.zeros(M.shape[1])
     y[list(cols)] = np.maximum(res.x[:k], 0.0)

@@ -34,7 +34,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from envs.market import make_batched
 from evaluation.equilibrium import expected_payoffs, nash_conv, replicator, two_player_equilibria
 from evaluation.rollout import play
 from evaluation.statistics import mean_ci
+
+if TYPE_CHECKING:  # matplotlib is imported lazily, only to plot
+    from matplotlib.figure import Figure
 
 MARKET_FIGURES = ("user_utility", "payment", "welfare", "allocative_efficiency", "unserved_share")
 
@@ -383,6 +386,7 @@ def psro(spec: MetaSpec, populations: Sequence[Sequence[Strategy]] | None = None
         added, new_idx = [], []
         for i, a in enumerate(agents):
             opponents = _opponent_mixtures(spec, table, target_profile, i, seed + 100 * k + i, market1)
+            assert best_response is not None  # the loop runs only with an oracle
             policy = best_response(spec, a, opponents, seed + 100 * k + i)
             name = f"br{k}"
             while name in table.names(i):
@@ -418,10 +422,10 @@ def psro(spec: MetaSpec, populations: Sequence[Sequence[Strategy]] | None = None
     U = table.payoffs()
     per = table.per_seed("profit")
     payoffs = [U[i].tolist() for i in range(N)]
-    cis = [np.apply_along_axis(lambda v: mean_ci(v)[1], -1, per[..., i]).tolist() for i in range(N)]
+    payoff_cis = [np.apply_along_axis(lambda v: mean_ci(v)[1], -1, per[..., i]).tolist() for i in range(N)]
     return MetaGameResult(
         scenario=spec.market(1).config.name, mechanism=spec.mechanism, agents=agents, seeds=spec.seed_list(),
-        populations=[table.names(i) for i in range(N)], payoffs=payoffs, payoff_cis=cis, dropped=dropped,
+        populations=[table.names(i) for i in range(N)], payoffs=payoffs, payoff_cis=payoff_cis, dropped=dropped,
         truthful_nash_conv_population=truthful_nc_pop,
         truthful_nash_conv=None if truthful_gains is None else float(sum(max(0.0, g) for g in truthful_gains)),
         truthful_gains=truthful_gains, truthful_gain_cis=truthful_cis,
@@ -470,7 +474,7 @@ def metagame_table(results: Sequence[MetaGameResult]) -> str:
     return "\n".join(lines)
 
 
-def plot_payoffs(r: MetaGameResult, path: Path | None = None):
+def plot_payoffs(r: MetaGameResult, path: Path | None = None) -> Figure:
     """Heat maps of both providers' payoff tables (two providers), annotated with means and CIs."""
     import matplotlib
 
@@ -498,7 +502,7 @@ def plot_payoffs(r: MetaGameResult, path: Path | None = None):
     return fig
 
 
-def plot_nash_conv(results: Sequence[MetaGameResult], path: Path | None = None):
+def plot_nash_conv(results: Sequence[MetaGameResult], path: Path | None = None) -> Figure:
     """The PSRO NashConv curve of every mechanism (iteration 0: all-truthful play)."""
     import matplotlib
 

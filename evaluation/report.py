@@ -223,9 +223,9 @@ def write_report(out: Path, header: ReportHeader, results: list[SettingResult], 
             writer.add_scalar(f"{prefix}/ic_regret_lower", v.ic_regret.gain_lower)
             writer.add_scalar(f"{prefix}/ic_regret", v.ic_regret.gain)
         writer.add_scalar(f"{prefix}/exploited", float(v.exploited))
-        for r in v.records:
-            if r.deviator:
-                writer.add_scalar(f"{prefix}/T{r.horizon}/{r.profile}/{r.provider}/gain", r.gain)
+        for rec in v.records:
+            if rec.deviator:
+                writer.add_scalar(f"{prefix}/T{rec.horizon}/{rec.profile}/{rec.provider}/gain", rec.gain)
         for row in v.market:
             if row.lever == "all":
                 writer.add_scalar(f"{prefix}/T{row.horizon}/{row.profile}/user_utility", row.user_utility)

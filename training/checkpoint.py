@@ -61,7 +61,9 @@ def save_checkpoint(model: BaseAlgorithm, env: MarketVecEnv, directory: Path, st
         arrays["sb3.last_episode_starts"] = np.asarray(model._last_episode_starts)
         arrays["rng.torch"] = torch.get_rng_state().numpy()
         # SB3 and our seeding use numpy's global legacy generator, so its exact state is part of the checkpoint.
-        _, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+        state = np.random.get_state(legacy=True)  # noqa: NPY002
+        assert isinstance(state, tuple)  # the legacy form: ("MT19937", keys, pos, has_gauss, cached)
+        _, keys, pos, has_gauss, cached = state
         arrays["rng.numpy"] = keys
         meta["rng.numpy"] = [int(pos), int(has_gauss), float(cached)]
         version, internal, gauss = random.getstate()
@@ -77,7 +79,7 @@ def save_checkpoint(model: BaseAlgorithm, env: MarketVecEnv, directory: Path, st
                           "counts": {k: int(logger.name_to_count.get(k, 0)) for k in pending},
                           "excluded": {k: list(logger.name_to_excluded.get(k, ())) for k in pending}}
         with open(tmp / "state.npz", "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle's bool
         (tmp / "state.json").write_text(json.dumps(meta), encoding="utf-8")
         for name in ("model.zip", "state.npz", "state.json"):
             with open(tmp / name, "rb") as fh:
@@ -116,7 +118,7 @@ def load_checkpoint(path: Path, model: BaseAlgorithm, env: MarketVecEnv) -> int:
         np.random.set_state(("MT19937", arrays["rng.numpy"], pos, has_gauss, cached))  # noqa: NPY002 (see save_checkpoint)
         version, internal, gauss = meta["rng.python"]
         random.setstate((version, tuple(internal), gauss))
-        model._pending_log = meta.get("logger")  # for restore_pending_log, once the logger exists
+        model._pending_log = meta.get("logger")  # type: ignore[attr-defined]  # for restore_pending_log, once the logger exists
     except Exception as exc:  # any damage: the caller falls back to an older checkpoint
         raise CheckpointError(f"{path}: cannot load the checkpoint: {exc}") from exc
     return model.num_timesteps

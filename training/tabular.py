@@ -149,7 +149,7 @@ def run_sessions(scenario: str | dict, mechanism: str | Mechanism, n_sessions: i
         actions[:, :, BID] = ask_actions(lay, obs, grid[idx], config.basis)
         obs, rewards, _ = market.step(actions)
         learners.update(idx, rewards)
-        r = market.last_round
+        r = market.played()
         chunk_pay += r.payment
         if t >= window_start:
             profit += rewards

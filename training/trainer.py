@@ -19,6 +19,7 @@ Timesteps count SB3 transitions: one per learner-round (in ``shared`` mode, one 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import random
 from dataclasses import dataclass
@@ -119,6 +120,7 @@ def policy_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 def algo_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     common = {"learning_rate": cfg.learning_rate, "gamma": cfg.gamma, "batch_size": cfg.batch_size,
               "seed": cfg.seed, "verbose": 0}
+    kwargs: dict[str, Any]
     if cfg.algo == "ppo":
         kwargs = {**common, "n_steps": cfg.n_steps, "n_epochs": cfg.n_epochs, "ent_coef": cfg.ent_coef}
     else:
@@ -311,7 +313,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         model.set_logger(run_logger(run_dir / "tb" / owner, resumed_at))
         restore_pending_log(model)
 
-        def evaluate(m: BaseAlgorithm, _learner=stage.learners[0], _fixed=fixed) -> dict[str, float]:
+        def evaluate(m: BaseAlgorithm, _learner: str = stage.learners[0],
+                     _fixed: dict[str, Policy] = fixed) -> dict[str, float]:
             # In shared mode the others play the same (current) policy; otherwise the stage's fixed strategies.
             policy = learned_policy(cfg, m)
             others = dict(_fixed) if cfg.mode != "shared" else {a: policy for a in agents if a != _learner}
@@ -327,7 +330,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             MarketLogger(stage.steps, hparams, stage.name, progress),
             GainEvaluator(cfg.eval_every, evaluate, stop_at),
             Checkpointer(cfg.checkpoint_every, checkpoint_dir, stage.name,
-                         lambda _m=model, _e=env, _s=stage.name: save_checkpoint(_m, _e, checkpoint_dir, _s)),
+                         functools.partial(save_checkpoint, model, env, checkpoint_dir, stage.name)),
         ])
         try:
             if remaining > 0:
@@ -337,7 +340,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             print(f"\ninterrupted; --resume --run-dir {run_dir} continues from "
                   f"{f'the checkpoint at {newest[0][0]} steps' if newest else 'the start of this stage'}")
             raise
-        atomic_write(run_dir / "policies" / f"{owner}.zip", lambda path, _m=model: _m.save(path))
+        atomic_write(run_dir / "policies" / f"{owner}.zip", model.save)
         for a in stage.learners:
             current[a] = learned_policy(cfg, model)
             saved_policies[a] = f"{owner}.zip"

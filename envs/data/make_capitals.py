@@ -193,7 +193,7 @@ def load_countries() -> list[Country]:
             raise ValueError(f"countryinfo has no usable capital for {code}: {capital!r}")
         countries.append(Country(
             code=code, name=NAME_FIXES.get(code, info["name"]), capital=capital,
-            continent=continent_of(info["region"], info.get("intermediateregion") or ""),
+            continent=continent_of(info["region"], str(info.get("intermediateregion") or "")),
             latitude=float(lat), longitude=float(lon),
         ))
     if len(countries) != N_PUBLISHED:
