@@ -54,15 +54,14 @@ def verdict_table(judged: list[MechanismVerdict], collusion: dict[str, Any] | No
 
 def lever_table(v: MechanismVerdict) -> str:
     """Gain per lever of every deviation at every horizon: all levers together, then each alone."""
-    lines = ["| deviation | provider | T | " + " | ".join(LEVER_COLUMNS) + " |",
-             "|---|---|---|" + "---|" * len(LEVER_COLUMNS)]
-    for (deviation, provider, horizon), group in _by_deviation(v.records).items():
+    lines = ["| deviation | T | " + " | ".join(LEVER_COLUMNS) + " |", "|---|---|" + "---|" * len(LEVER_COLUMNS)]
+    for (deviation, _provider, horizon), group in _by_deviation(v.records).items():  # deviation names its provider
         cells = []
         for lever in LEVER_COLUMNS:
             r = group.get(lever)
             mark = "**" if r is not None and r.gain_lower > 0 and r.gain > 0 else ""
             cells.append("-" if r is None else f"{mark}{_ci(r)}{mark}")
-        lines.append(f"| {deviation} | {provider} | {horizon} | " + " | ".join(cells) + " |")
+        lines.append(f"| {deviation} | {horizon} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

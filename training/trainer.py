@@ -335,7 +335,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         try:
             if remaining > 0:
                 model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=False)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # pragma: no cover - Ctrl-C at the terminal; test_faults kills runs with SIGKILL
             newest = checkpoints(checkpoint_dir, stage.name)
             print(f"\ninterrupted; --resume --run-dir {run_dir} continues from "
                   f"{f'the checkpoint at {newest[0][0]} steps' if newest else 'the start of this stage'}")

@@ -205,7 +205,7 @@ class TransformersBackend:
         dtype = self._dtype_arg
         if dtype in (None, "auto"):
             if device.startswith("cuda"):
-                dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+                dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"  # pragma: no cover - needs a GPU
             else:
                 dtype = "float32"
         if dtype not in ("bfloat16", "float16", "float32"):
@@ -278,7 +278,7 @@ class TransformersBackend:
             del self._generation_config
         torch, _ = self._import()
         if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+            torch.cuda.empty_cache()  # pragma: no cover - needs a GPU
 
     def render(self, messages: Messages) -> str:
         """The prompt text of ``messages`` under the chat template (generation prompt appended)."""

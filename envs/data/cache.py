@@ -132,10 +132,6 @@ class ResponseCache:
         lookup = {n: k for k, n in enumerate(names)}
         return np.array([lookup[x] for x in labels], dtype=np.int64), names
 
-    def accuracy(self) -> dict[str, float]:
-        """Mean score per model over all queries."""
-        return {m: float(self.score[:, k].mean()) for k, m in enumerate(self.models)}
-
     def subset(self, mask: np.ndarray) -> ResponseCache:
         """The cache restricted to the queries where ``mask`` is true (e.g. one domain)."""
         idx = np.flatnonzero(mask)
