@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # pragma: no cover - Ctrl-C at the terminal (the message is printed by train())
         return 130
     print(f"\nrun dir: {result.run_dir}   (tensorboard --logdir {result.run_dir / 'tb'})")
     print(format_summary(result.summary))

@@ -47,9 +47,9 @@ def bid_function(policy: Policy, market: raw_env, agent: str, costs: np.ndarray,
         obs, *_ = market.step(zero)
         if not market.agents:
             obs, _ = market.reset()
-    states = np.array(states)  # [S, D]
-    declared = int(states[0, lay.declared].argmax())
-    grid = np.repeat(states[None], len(costs), axis=0)  # [C, S, D]
+    state_array = np.array(states)  # [S, D]
+    declared = int(state_array[0, lay.declared].argmax())
+    grid = np.repeat(state_array[None], len(costs), axis=0)  # [C, S, D]
     grid[:, :, lay.expected_cost.start + declared] = (np.asarray(costs) / lay.value_scale)[:, None]
     flat = grid.reshape(-1, lay.size)
     asks = lay.decode_asks(policy.act(flat)[:, BID], lay.honest_ask(flat)).reshape(len(costs), n_states)

@@ -37,6 +37,7 @@ Registered strategies: ``sb_ours``, ``sb_honest``, ``sb_dishonest_model``, ``sb_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 
 import numpy as np
 
@@ -65,7 +66,7 @@ def menus_from_market(market: Market, b: float | None = None) -> tuple[list[Menu
     menus, index = [], []
     for i in range(cfg.n):
         d = int(market.declared[i])
-        models = [d] + [m for m in np.flatnonzero(market.menu[i]) if m != d]
+        models = [d] + [int(m) for m in np.flatnonzero(market.menu[i]) if m != d]
         p_in, p_out = [], []
         for m in models:
             if m == d:
@@ -116,14 +117,14 @@ class DelegationPolicy(Policy):
         self.has_phases = layout.mechanism.stop - layout.mechanism.start == 6 + n_agents
         self.exact = market is not None
         self.L = int(layout.max_output_tokens)
-        if self.exact:
+        if market is not None:
             self.b = float(market.config.value_scale if b is None else b)
             self.menus, self.model_index = menus_from_market(market, self.b)
             self.subst = [[layout.substitution_action(i, m, int(market.declared[i])) for m in idx]
                           for i, idx in enumerate(self.model_index)]
         else:
             self.b = float(layout.value_scale if b is None else b)
-        self._memo: dict[tuple[int, int, float], tuple[int, float, int]] = {}
+        self._memo: dict[tuple[int, int, float | None], tuple[int, float, int]] = {}
 
     def _plan(self, i: int, phase: int, u_second: float | None) -> tuple[int, float, int]:
         """(menu model, a[1], padding) of provider i in a phase (memoized: u' is fixed after exploration)."""
@@ -169,7 +170,7 @@ class DelegationPolicy(Policy):
         return out.reshape(obs.shape[:-1] + (3,))
 
 
-def _factory(strategy: str):
+def _factory(strategy: str) -> Callable[..., Policy]:
     def factory(layout: ObservationLayout, seed: int | None = None, market: Market | None = None,
                 scenario: str = "second_best_toy", b: float | None = None) -> Policy:
         return DelegationPolicy(layout, strategy, market=market, scenario=scenario, b=b)

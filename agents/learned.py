@@ -30,6 +30,7 @@ import gymnasium
 import numpy as np
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
 
 import mechanisms
 from agents.policy import LEVERS, Lever, LeverMask, Policy
@@ -131,15 +132,16 @@ class _SpacesOnly(gymnasium.Env):
     def __init__(self, observation_space: gymnasium.Space, action_space: gymnasium.Space):
         self.observation_space, self.action_space = observation_space, action_space
 
-    def reset(self, *, seed=None, options=None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         raise RuntimeError("a model rebuilt for loading weights has no environment")
 
-    def step(self, action):
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         raise RuntimeError("a model rebuilt for loading weights has no environment")
 
 
 def load_weights(file: str | Path, algo: str, observation_space: gymnasium.Space, action_space: gymnasium.Space,
-                 policy_kwargs: dict[str, Any], env=None, **algo_kwargs: Any) -> BaseAlgorithm:
+                 policy_kwargs: dict[str, Any], env: gymnasium.Env | VecEnv | None = None,
+                 **algo_kwargs: Any) -> BaseAlgorithm:
     """A model of ``algo`` with ``policy_kwargs`` whose weights (and optimizer state) are read from an SB3 zip
     without unpickling anything from it. ``env`` (default: none) is the environment it will train on."""
     if algo not in ALGORITHMS:

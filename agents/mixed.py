@@ -27,7 +27,7 @@ class RowDispatch(Policy):
             raise ValueError("RowDispatch needs at least one policy")
         self.policies = list(policies)
         self.assignment = np.asarray(assignment, dtype=np.int64)
-        if self.assignment.size and not (0 <= self.assignment.min() and self.assignment.max() < len(self.policies)):
+        if self.assignment.size and not (self.assignment.min() >= 0 and self.assignment.max() < len(self.policies)):
             raise ValueError(f"RowDispatch: assignment indices must be in [0, {len(self.policies)})")
         self.name = name
 
@@ -61,7 +61,7 @@ class MixedPolicy(Policy):
         seed: seed of the draws.
     """
 
-    def __init__(self, layout: ObservationLayout, policies: Sequence[Policy], weights: Sequence[float],
+    def __init__(self, layout: ObservationLayout, policies: Sequence[Policy], weights: Sequence[float] | np.ndarray,
                  seed: int | None = None, name: str = "mixed"):
         w = np.asarray(weights, dtype=np.float64)
         if len(policies) != w.size or w.size == 0:

@@ -331,12 +331,6 @@ class QLearningPolicy(Policy):
         action[:, BID] = ask_actions(self.layout, batch, asks, self.config.basis)
         return action[0] if single else action.reshape(*obs.shape[:-1], 3)
 
-    def greedy_asks(self) -> np.ndarray:
-        """[B] the current greedy ask of every session (money)."""
-        if self.learner is None:
-            raise RuntimeError("qlearning: no session started yet")
-        return self.grid[self.learner.greedy()[:, 0]]
-
 
 def _qlearning(layout: ObservationLayout, seed: int | None = None, **params: Any) -> Policy:
     """The strategy ``qlearning``: Banchio and Skrzypacz's learner with the grid in units of the market's value scale

@@ -40,7 +40,7 @@ def parse_spec(spec: PolicySpec, agents: Sequence[str], known: Sequence[str] | N
         pairs = dict.fromkeys(agents, spec.strip())
     unknown = [a for a in [*agents, *pairs] if known is not None and a not in known]
     if unknown:
-        raise ConfigError(f"opponents {_show(spec)}: unknown agent(s) {unknown}; the market has {list(known)}")
+        raise ConfigError(f"opponents {_show(spec)}: unknown agent(s) {unknown}; the market has {list(known or [])}")
     missing = [a for a in agents if a not in pairs]
     if missing:
         raise ConfigError(f"opponents {_show(spec)}: no strategy given for {', '.join(missing)}")

@@ -35,6 +35,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -57,7 +58,7 @@ class MinimalAuction(ParallelEnv):
     in [0, 1) from the env's Generator and asks cost x (1 + a[0]); the lowest ask wins and is paid its ask. The
     observation is (own cost, last price, time left) as a float32 array; infos are empty dicts."""
 
-    metadata = {"name": "minimal_auction_v0"}
+    metadata: ClassVar[dict[str, Any]] = {"name": "minimal_auction_v0"}
 
     def __init__(self, n_providers: int = 2, horizon: int = 256, seed: int = 0):
         self.n = n_providers
@@ -92,13 +93,13 @@ class MinimalAuction(ParallelEnv):
         asks = self.costs * (1.0 + np.array([actions[a][0] for a in self.agents]))
         winner = int(asks.argmin())
         payment = float(asks[winner])
-        rewards = {a: 0.0 for a in self.agents}
+        rewards = dict.fromkeys(self.agents, 0.0)
         rewards[self.agents[winner]] = payment - float(self.costs[winner])
         self.t += 1
         self.last_price = payment
         done = self.t >= self.horizon
-        terminations = {a: False for a in self.agents}
-        truncations = {a: done for a in self.agents}
+        terminations = dict.fromkeys(self.agents, False)
+        truncations = dict.fromkeys(self.agents, done)
         infos = {a: {} for a in self.agents}
         self.costs = self.rng.random(self.n)
         observations = self._observations()
@@ -111,10 +112,10 @@ class MinimalAuction(ParallelEnv):
 
 
 def seconds_per_round(step: Callable[[], bool], reset: Callable[[], None], horizon: int, seconds: float) -> float:
-    """Wall time of one round with its share of an episode's reset: ``step`` (which returns whether the episode ended)
-    runs for about ``seconds``, steps and resets timed apart, and the mean reset is spread over the ``horizon`` rounds of
-    an episode, so a window shorter than an episode still pays for the reset (which draws the episode's randomness in
-    the batched core; its blocks of 256 rounds cover the whole episode on capitals and llama)."""
+    """Wall time of one round with its share of an episode's reset: ``step`` (which returns whether the episode
+    ended) runs for about ``seconds``, steps and resets timed apart, and the mean reset is spread over the ``horizon``
+    rounds of an episode, so a window shorter than an episode still pays for the reset (which draws the episode's
+    randomness in the batched core; its blocks of 256 rounds cover the whole episode on capitals and llama)."""
     clock = time.perf_counter
     reset()  # a market's first reset also seeds its streams: not timed
     for _ in range(3):  # warm-up: first calls allocate

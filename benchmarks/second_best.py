@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mechanisms import second_best as sb  # noqa: E402
+from mechanisms import second_best as sb
 
 NAMES = sb.STRATEGY_NAMES
 SHORT = {"ours": "ours", "honest": "honest", "dishonest-model": "dis-model", "dishonest-length": "dis-length",

@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mechanisms import second_best as sb  # noqa: E402
+from mechanisms import second_best as sb
 
 T, EPSILON, GAMMA, B_SCALE, ETA = 1_000_000, 0.3, 3.0, 1.0, 0.9
 
@@ -88,7 +88,7 @@ class MomentSampler:
 def paper_game() -> sb.Game:
     menus, tops = [], []
     for names in PAPER_PROVIDERS:
-        score, tokens, price, top = (np.array([PAPER_MODELS[m][k] for m in names]) for k in range(4))
+        score, tokens, price, _top = (np.array([PAPER_MODELS[m][k] for m in names]) for k in range(4))
         menu = sb.Menu.ranked(names, score, tokens, np.zeros(3), price, B_SCALE)
         menus.append(menu)
         tops.append(np.array([PAPER_MODELS[m][3] for m in menu.names], dtype=float))

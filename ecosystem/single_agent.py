@@ -69,7 +69,8 @@ class SingleAgentMarket(gymnasium.Env):
         learner: the learner's agent name. opponents: the fixed policies by agent. layout: the observation layout.
     """
 
-    metadata = {"render_modes": ["ansi", "human"], "name": ENV_NAME}
+    # gymnasium.Env declares metadata as an instance attribute (a ClassVar would conflict with it).
+    metadata: dict[str, Any] = {"render_modes": ["ansi", "human"], "name": ENV_NAME}  # noqa: RUF012
 
     def __init__(self, scenario: str | ScenarioConfig | dict = "capitals", mechanism: str | Mechanism = "first_price",
                  learner: str | int = "provider_0", opponents: PolicySpec = "truthful", seed: int | None = None,

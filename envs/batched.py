@@ -14,19 +14,22 @@ costs and mechanism coins: common random numbers). Markets run in lockstep: all 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import math
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from envs.layout import ACTION_DIM, BID, INFLATION, SUBSTITUTION, ObservationLayout, StateLayout
-from envs.snapshot import SnapshotError, capture, restore
 from envs.scenarios import Market, ScenarioConfig, build_market
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, row_max
+from envs.snapshot import SnapshotError, capture, restore
+from mechanisms.base import NO_WINNER, BoolArray, FloatArray, IntArray, MarketInfo, Mechanism, Outcome, row_max
+
+# Observations and states are float32 (the spaces' dtype); actions come in as anything array-like.
+ObsArray = NDArray[np.float32]
 
 ENV_NAME = "llm_market_v1"  # bumped whenever the market's behaviour changes
 BLOCK = 256  # rounds of queries, costs and noise drawn at once per market (speed only: draws are chunk-invariant)
@@ -46,26 +49,26 @@ class Round:
     """
 
     t: int
-    query: np.ndarray
-    bids: np.ndarray
-    asks: np.ndarray
-    honest_bids: np.ndarray
-    rewards: np.ndarray
-    served: np.ndarray
-    substituted: np.ndarray
-    inflation: np.ndarray
-    winner: np.ndarray
-    score: np.ndarray
-    value: np.ndarray
-    payment: np.ndarray
-    cost: np.ndarray
-    input_tokens: np.ndarray
-    true_tokens: np.ndarray
-    reported_tokens: np.ndarray
-    user_utility: np.ndarray
-    welfare: np.ndarray
-    best_welfare: np.ndarray
-    unserved: np.ndarray
+    query: IntArray
+    bids: FloatArray
+    asks: FloatArray
+    honest_bids: FloatArray
+    rewards: FloatArray
+    served: IntArray
+    substituted: BoolArray
+    inflation: FloatArray
+    winner: IntArray
+    score: FloatArray
+    value: FloatArray
+    payment: FloatArray
+    cost: FloatArray
+    input_tokens: IntArray
+    true_tokens: IntArray
+    reported_tokens: IntArray
+    user_utility: FloatArray
+    welfare: FloatArray
+    best_welfare: FloatArray
+    unserved: BoolArray
 
 
 @dataclass(slots=True)
@@ -93,7 +96,9 @@ class SingleRound:
     best_welfare: float
 
     def batched(self) -> Round:
-        one = lambda x, dtype=None: np.array([x], dtype=dtype)  # noqa: E731
+        def one(x: Any, dtype: Any = None) -> NDArray[Any]:
+            return np.array([x], dtype=dtype)
+
         return Round(
             t=self.t, query=one(self.query), bids=one(self.bids), asks=one(self.asks),
             honest_bids=one(self.honest_bids), rewards=one(self.rewards), served=one(self.served),
@@ -183,7 +188,7 @@ class BatchedMarket:
         self._streams: list[tuple[np.random.Generator, ...]] | None = None
         self.last_round: Round | None = None
 
-    metadata = {"name": ENV_NAME}
+    metadata: ClassVar[dict[str, Any]] = {"name": ENV_NAME}
     render_mode = None  # batched markets do not render; the PettingZoo env does
 
     def observation_space(self, agent: str) -> gymnasium.spaces.Box:
@@ -196,7 +201,7 @@ class BatchedMarket:
         self._check_agent(agent)
         return self._action_space
 
-    def state(self) -> np.ndarray:
+    def state(self) -> ObsArray:
         """[E, S] every market's public global state before its coming round (:class:`envs.layout.StateLayout`; a
         new array). After the last round of an episode it is the state before that round."""
         if self._streams is None:
@@ -214,13 +219,13 @@ class BatchedMarket:
              "_pos", "q", "_honest", "obs", "_noise_dim", "_wins_one", "_last_price_one", "_last_bids_one",
              "_last_winner_one")
 
-    def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def state_dict(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
         """Everything a market built from the same config needs to continue exactly where this one is: arrays
         (save with ``numpy.savez``) and JSON-able values, the streams' generator states and the mechanism's state
         included."""
         if self._streams is None:
             raise SnapshotError("a market that was never reset has no state to save")
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, NDArray[Any]] = {}
         meta: dict[str, Any] = {"streams": [[g.bit_generator.state for g in s] for s in self._streams]}
         for name in self.STATE:
             if hasattr(self, name):
@@ -232,13 +237,14 @@ class BatchedMarket:
         capture(self.mechanism, "mechanism.", arrays, meta)
         return arrays, meta
 
-    def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    def load_state_dict(self, arrays: dict[str, NDArray[Any]], meta: dict[str, Any]) -> None:
         """Continue from a :meth:`state_dict` snapshot of a market built from the same config and size."""
         streams = meta["streams"]
         if len(streams) != self.n_markets:
             raise SnapshotError(f"the snapshot holds {len(streams)} markets, this batch {self.n_markets}")
         if self._streams is None:
             self.reset()
+        assert self._streams is not None
         for gens, states in zip(self._streams, streams):
             for g, state in zip(gens, states):
                 g.bit_generator.state = state
@@ -254,7 +260,7 @@ class BatchedMarket:
 
     # ------------------------------------------------------------------------------------------------ episodes
 
-    def reset(self, seeds: Sequence[int | None] | None = None) -> np.ndarray:
+    def reset(self, seeds: Sequence[int | None] | None = None) -> ObsArray:
         """Start an episode in every market. ``seeds`` (one per market) restart the markets' streams; without them
         the streams go on (the first reset uses the constructor's seeds). Returns the observations [E, N, D] (the
         market's own buffer: copy to keep)."""
@@ -292,6 +298,7 @@ class BatchedMarket:
         k = min(BLOCK, cfg.horizon - self.t)
         per_query = cfg.cost_resample == "query"
         draws = np.empty((E, k * (1 + N * per_query + U)))
+        assert self._streams is not None, "reset() first"
         for row, (queries, types, noise) in zip(draws, self._streams):
             queries.random(out=row[:k])
             if per_query:
@@ -309,7 +316,7 @@ class BatchedMarket:
         if E == 1:
             self._prepare_single_block()
 
-    def _round_types(self) -> np.ndarray:
+    def _round_types(self) -> FloatArray:
         return self._types[self._pos] if self.config.cost_resample == "query" else self._episode_types
 
     def _observe(self) -> None:
@@ -352,7 +359,7 @@ class BatchedMarket:
             [last_price, bid / vs, float(i == self._last_winner_one), wins / t, *public, time_left]
             for i, (bid, wins) in enumerate(zip(self._last_bids_one, self._wins_one))]
 
-    def step_one(self, actions: list[list[float]]) -> tuple[np.ndarray, list[float], bool]:
+    def step_one(self, actions: list[list[float]]) -> tuple[ObsArray, list[float], bool]:
         """:meth:`step` of a single market (E = 1) with Python arithmetic: the PettingZoo env's per-step path.
 
         Args:
@@ -427,7 +434,13 @@ class BatchedMarket:
 
     # --------------------------------------------------------------------------------------------------- rounds
 
-    def check_actions(self, actions: np.ndarray) -> np.ndarray:
+    def played(self) -> Round:
+        """The round just played (:attr:`last_round`); a RuntimeError before the first step of an episode."""
+        if self.last_round is None:
+            raise RuntimeError("no round played yet in this episode: call step() first")
+        return self.last_round
+
+    def check_actions(self, actions: ArrayLike) -> FloatArray:
         """The joint actions [E, N, 3] as float64, clipped (``action_mode="clip"``) or rejected (``"strict"``);
         NaN or inf always raise a ValueError naming the market and provider; so do actions that are not numbers."""
         try:
@@ -453,7 +466,7 @@ class BatchedMarket:
             acts = np.clip(acts, -1.0, 1.0)
         return acts
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def step(self, actions: ArrayLike) -> tuple[ObsArray, FloatArray, BoolArray]:
         """Play one round in every market.
 
         Args:
@@ -468,7 +481,7 @@ class BatchedMarket:
             raise RuntimeError("step() called on a finished episode; call reset()")
         acts = self.check_actions(actions)
         mk, cfg, lay, mech = self.market, self.config, self.layout, self.mechanism
-        rows, q, E, N = self._rows, self.q, self.n_markets, self.n_providers
+        q, E, N = self.q, self.n_markets, self.n_providers
 
         honest = self._honest
         exp_out = np.maximum(self._declared_exp_out.take(q, axis=0), 1.0)  # [E, N] expected output tokens, >= 1
@@ -556,7 +569,7 @@ class _SingleBlock:
         self.noise = m._noise[:, 0].tolist() if m._noise_dim else [[]] * q.shape[0]
 
 
-def scale_expected_costs(obs: np.ndarray, columns: slice, types: np.ndarray) -> None:
+def scale_expected_costs(obs: ObsArray, columns: slice, types: FloatArray) -> None:
     """Multiply the expected-cost columns of observations [..., N, D] (at type 1) by the providers' types [..., N], in
     float32, one model column at a time (a broadcast over the short model axis is several times slower)."""
     t32 = types.astype(np.float32)
@@ -564,7 +577,7 @@ def scale_expected_costs(obs: np.ndarray, columns: slice, types: np.ndarray) -> 
         obs[..., c] *= t32
 
 
-def cost_range(mk: Market) -> np.ndarray:
+def cost_range(mk: Market) -> FloatArray:
     """[N, 2] the public range of each provider's per-query cost at mean token counts, over every model on its menu
     (a provider that may serve a cheaper model may have that model's cost) and every type."""
     cfg = mk.config

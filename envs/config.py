@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar, Union, cast
 
 import yaml
 
@@ -75,7 +75,7 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             raise _Mismatch(where, "a mapping", value)
         kt, vt = typing.get_args(tp) or (Any, Any)
         return {_check(k, kt, where): _check(v, vt, f"{where}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             check_fields(value, where)
             return value
@@ -106,7 +106,7 @@ def from_dict(cls: type[T], data: Any, source: str | None = None) -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix}expected a mapping of {cls.__name__} fields, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    names = [f.name for f in dataclasses.fields(cast(Any, cls)) if f.init]
     unknown = sorted(set(data) - set(names), key=str)
     if unknown:
         raise ConfigError(f"{prefix}unknown field(s) {unknown}; {cls.__name__} has {names}")
@@ -301,7 +301,7 @@ def build_layered(build: Callable[[dict[str, Any]], T], layers: Sequence[Layer])
 
 def to_dict(obj: Any) -> Any:
     """A dataclass (nested) as plain YAML/JSON-friendly data."""
-    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) and not isinstance(obj, type) else obj
 
 
 # ---------------------------------------------------------------------------------------------- command-line flags

@@ -41,9 +41,10 @@ Infos per provider (numbers only, the same keys at reset, zeros there): won, bid
 declared and served model (indices into ``env.market.models``), substituted, inflation, true and reported output
 tokens; ``market``: the round's query, winner, score, value, payment, cost, user utility, welfare, the best
 achievable welfare, unserved, and ``mechanism``: the mechanism's diagnostics. With ``info_format="flat"`` the nested
-dicts are flattened into the provider's dict, their keys joined by ``_`` along the path (``infos[a]["market"]["winner"]``
-becomes ``infos[a]["market_winner"]``, ``infos[a]["market"]["mechanism"][k]`` becomes ``infos[a]["market_mechanism_" +
-k]``): every info value is then a number, as TorchRL's ``PettingZooWrapper`` needs (it cannot hold a nested dict).
+dicts are flattened into the provider's dict, their keys joined by ``_`` along the path
+(``infos[a]["market"]["winner"]`` becomes ``infos[a]["market_winner"]``, ``infos[a]["market"]["mechanism"][k]`` becomes
+``infos[a]["market_mechanism_" + k]``): every info value is then a number, as TorchRL's ``PettingZooWrapper`` needs (it
+cannot hold a nested dict).
 
 State (``env.state()``, ``env.state_space``, for centralized critics): the public global state before the coming round,
 laid out by :class:`envs.layout.StateLayout`: the query's public features, the mechanism's public state, the last
@@ -68,15 +69,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium
 import numpy as np
-from pettingzoo import ParallelEnv
+from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils import parallel_to_aec, wrappers
 
 import mechanisms
-from envs.batched import ENV_NAME, BatchedMarket, Round, SingleRound
+from envs.batched import ENV_NAME, BatchedMarket, ObsArray, Round, SingleRound
 from envs.config import ConfigError, Layer, build_layered
 from envs.layout import ACTION_DIM, BID, INFLATION, SUBSTITUTION, ObservationLayout
 from envs.scenarios import ALIASES, ScenarioConfig, load_scenario, scenario_fields, split_overrides
@@ -128,7 +129,7 @@ def check_keywords(mechanism: str | Mechanism, params: dict[str, Any]) -> None:
                           f"Scenario fields: {scenario_fields()}, and {aliases}; parameters of {whose}: {accepted}")
 
 
-def check_overrides(scenario: str | ScenarioConfig | dict, mechanism: str | Mechanism,
+def check_overrides(scenario: str | ScenarioConfig | dict[str, Any], mechanism: str | Mechanism,
                     layers: Sequence[Layer]) -> tuple[ScenarioConfig, Mechanism]:
     """The scenario config and the mechanism of a market with the overrides of ``layers`` applied (a config file's,
     then ``--set``'s: :func:`envs.config.override_layers`), without loading any data, so the CLIs check overrides
@@ -145,21 +146,22 @@ def check_overrides(scenario: str | ScenarioConfig | dict, mechanism: str | Mech
     return config, build_layered(build, [replace(layer, data=mech) for layer, (_, mech) in split])
 
 
-def make_batched(scenario: str | ScenarioConfig | dict, mechanism: str | Mechanism, n_markets: int,
-                 seeds: list[int | None] | None = None, **overrides: Any) -> BatchedMarket:
+def make_batched(scenario: str | ScenarioConfig | dict[str, Any], mechanism: str | Mechanism, n_markets: int,
+                 seeds: Sequence[int | None] | None = None, **overrides: Any) -> BatchedMarket:
     """E markets of a scenario under a mechanism; ``overrides`` are scenario fields (``max_cycles`` is an alias of
     ``horizon``) or mechanism parameters, and any other keyword is a ConfigError naming both lists."""
     config, mech = check_overrides(scenario, mechanism, [Layer.pairs(overrides, "override")])
     return BatchedMarket(config, mech, n_markets, seeds)
 
 
-class raw_env(ParallelEnv):
+class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type information: its classes are Any
     """The market as a PettingZoo ParallelEnv; build it with :func:`parallel_env`."""
 
-    metadata = {"name": ENV_NAME, "render_modes": ["ansi", "human"], "is_parallelizable": True}
+    metadata: ClassVar[dict[str, Any]] = {"name": ENV_NAME, "render_modes": ["ansi", "human"],
+                                          "is_parallelizable": True}
 
-    def __init__(self, scenario: str | ScenarioConfig | dict = "capitals", mechanism: str | Mechanism = "first_price",
-                 seed: int | None = None, render_mode: str | None = None,
+    def __init__(self, scenario: str | ScenarioConfig | dict[str, Any] = "capitals",
+                 mechanism: str | Mechanism = "first_price", seed: int | None = None, render_mode: str | None = None,
                  mechanism_params: dict[str, Any] | None = None, info_format: InfoFormat = "nested",
                  **overrides: Any):
         """
@@ -204,11 +206,12 @@ class raw_env(ParallelEnv):
         self._index(agent)
         return self._action_space
 
-    def state(self) -> np.ndarray:
+    def state(self) -> ObsArray:
         """The public global state before the coming round ([S] float32, in ``state_space``; laid out by
         ``self.state_layout``): the query's public features, the mechanism's public state, the last price and winner,
         every provider's win rate, the time left. No private cost, menu, served model or bid."""
-        return self.core.state()[0]
+        state: ObsArray = self.core.state()[0]
+        return state
 
     def _index(self, agent: str) -> int:
         try:
@@ -218,7 +221,8 @@ class raw_env(ParallelEnv):
 
     # ---------------------------------------------------------------------------------------------- dynamics
 
-    def reset(self, seed: int | None = None, options: dict | None = None):
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[dict[str, ObsArray], dict[str, dict[str, Any]]]:
         obs = self.core.reset(None if seed is None else [seed])
         self.agents = list(self.possible_agents)
         self._single = self._round = None
@@ -279,7 +283,8 @@ class raw_env(ParallelEnv):
                 raise ValueError(f"{a}: action contains NaN or inf: {np.asarray(actions[a]).tolist()}")
         raise ValueError(f"malformed joint action {actions!r}")
 
-    def step(self, actions: dict[str, Any]):
+    def step(self, actions: dict[str, Any]) -> tuple[dict[str, ObsArray], dict[str, float], dict[str, bool],
+                                                     dict[str, bool], dict[str, dict[str, Any]]]:
         if not self.agents:
             raise RuntimeError("step() called on a finished episode; call reset()")
         obs, rewards, done = self.core.step_one(self._decode(actions))
@@ -338,8 +343,8 @@ class raw_env(ParallelEnv):
         if r is None:
             text = f"{self.metadata['name']}: {self.config.name} / {self.mechanism.name}, no round played yet"
         else:
-            lines = [f"round {r.t}/{self.config.horizon}  query {mk.group_names[mk.group[r.query[0]]]}"
-                     f"#{r.query[0]}  mechanism {self.mechanism.name}",
+            lines = [(f"round {r.t}/{self.config.horizon}  query {mk.group_names[mk.group[r.query[0]]]}"
+                     f"#{r.query[0]}  mechanism {self.mechanism.name}"),
                      f"{'provider':<12}{'bid':>10}{'declared':>24}{'served':>24}{'inflation':>10}  won"]
             for i, a in enumerate(self.possible_agents):
                 won = "*" if i == r.winner[0] else ""
@@ -357,16 +362,17 @@ class raw_env(ParallelEnv):
         pass
 
 
-def parallel_env(scenario: str | ScenarioConfig | dict = "capitals", mechanism: str | Mechanism = "first_price",
-                 seed: int | None = None, render_mode: str | None = None, **overrides: Any) -> raw_env:
+def parallel_env(scenario: str | ScenarioConfig | dict[str, Any] = "capitals",
+                 mechanism: str | Mechanism = "first_price", seed: int | None = None, render_mode: str | None = None,
+                 **overrides: Any) -> raw_env:
     """The market as a PettingZoo ParallelEnv (see the module docstring for spaces, rewards, infos and state);
     ``overrides`` are scenario fields (``max_cycles`` is an alias of ``horizon``), mechanism parameters,
     ``mechanism_params`` or ``info_format``."""
     return raw_env(scenario=scenario, mechanism=mechanism, seed=seed, render_mode=render_mode, **overrides)
 
 
-def env(scenario: str | ScenarioConfig | dict = "capitals", mechanism: str | Mechanism = "first_price",
-        seed: int | None = None, render_mode: str | None = None, **overrides: Any):
+def env(scenario: str | ScenarioConfig | dict[str, Any] = "capitals", mechanism: str | Mechanism = "first_price",
+        seed: int | None = None, render_mode: str | None = None, **overrides: Any) -> AECEnv:
     """The market as a PettingZoo AEC env (providers act in turn; the round resolves when all have acted); the
     keywords are those of :func:`parallel_env`."""
     aec = parallel_to_aec(parallel_env(scenario, mechanism, seed, render_mode, **overrides))

@@ -254,10 +254,10 @@ def build_market(config: ScenarioConfig) -> Market:
 
     domain_names = sorted(set(cache.domains))
     domain = np.array([domain_names.index(d) for d in cache.domains])
-    context = [np.ones((cache.n_queries, 1)), np.eye(len(domain_names))[domain]]
-    if 1 < G <= config.max_context_groups and G != len(domain_names):
-        context.append(np.eye(G)[group])
-    context = np.concatenate(context, axis=1).astype(np.float32)
+    blocks = [np.ones((cache.n_queries, 1)), np.eye(len(domain_names))[domain]]
+    if 1 < G <= config.max_context_groups and len(domain_names) != G:
+        blocks.append(np.eye(G)[group])
+    context = np.concatenate(blocks, axis=1).astype(np.float32)
 
     M = len(models)
     declared = np.array([models.index(config.provider(i).declared) for i in range(N)])

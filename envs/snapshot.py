@@ -105,7 +105,7 @@ def restore(obj: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any], prefi
             for g, state in zip(value, stored["generators"]):
                 g.bit_generator.state = state
         elif key in meta:
-            setattr(obj, name, tuple(stored) if isinstance(value, tuple) else stored)
+            setattr(obj, name, tuple(meta[key]) if isinstance(value, tuple) else meta[key])
         elif _ours(value):
             restore(value, arrays, meta, f"{key}.")
         elif isinstance(value, list) and value and all(_ours(v) for v in value):

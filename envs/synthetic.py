@@ -14,7 +14,7 @@ turns them back into money per token).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

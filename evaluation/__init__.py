@@ -11,10 +11,23 @@ False
 from evaluation.config import EvalConfig, EvalSpec, Setting
 from evaluation.profiles import Profile, learned_profiles, lever_variants, scripted_profiles
 from evaluation.report import write_report
-from evaluation.results import (DeviationRecord, Exploit, MarketRecord, MechanismVerdict, ProfileRuns, ReportHeader,
-                                SettingResult)
-from evaluation.runner import (analytic_checks, evaluate_all, evaluate_setting, run_dirs_by_market, run_evaluation,
-                               verdicts)
+from evaluation.results import (
+                                DeviationRecord,
+                                Exploit,
+                                MarketRecord,
+                                MechanismVerdict,
+                                ProfileRuns,
+                                ReportHeader,
+                                SettingResult,
+)
+from evaluation.runner import (
+                                analytic_checks,
+                                evaluate_all,
+                                evaluate_setting,
+                                run_dirs_by_market,
+                                run_evaluation,
+                                verdicts,
+)
 from evaluation.statistics import mean_ci
 from evaluation.summary import judge
 

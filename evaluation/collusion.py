@@ -36,7 +36,7 @@ profit, :mod:`evaluation.metagame`) to measure collusion beyond the static equil
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -124,8 +124,8 @@ def stage_game(scenario: str | dict, mechanism: str | Mechanism | Callable[[], M
         n_seeds: markets per pair.
         tolerance: slack of the pure-equilibrium test and of "profitable" (money per period).
     """
-    grid = np.asarray(grid, dtype=np.float64)
-    A = grid.size
+    asks_grid = np.asarray(grid, dtype=np.float64)
+    A = asks_grid.size
     mech = mechanism() if callable(mechanism) and not isinstance(mechanism, (str, Mechanism)) else mechanism
     seeds = [seed + s for s in range(n_seeds)]
     E = A * A * n_seeds
@@ -133,7 +133,7 @@ def stage_game(scenario: str | dict, mechanism: str | Mechanism | Callable[[], M
     if market.n_providers != 2:
         raise ValueError(f"stage_game: a duopoly is needed, the scenario has {market.n_providers} providers")
     pair = np.repeat(np.arange(A * A), n_seeds)
-    asks = np.stack([grid[pair // A], grid[pair % A]], axis=1)  # [E, 2]
+    asks = np.stack([asks_grid[pair // A], asks_grid[pair % A]], axis=1)  # [E, 2]
     actions = np.zeros((E, 2, ACTION_DIM))
     profit, payment, user, unserved = np.zeros((E, 2)), np.zeros(E), np.zeros(E), np.zeros(E)
     obs = market.reset()
@@ -141,7 +141,7 @@ def stage_game(scenario: str | dict, mechanism: str | Mechanism | Callable[[], M
         # The learners' own codec, so the table means what their asks mean.
         actions[:, :, BID] = ask_actions(market.layout, obs, asks, basis)  # type: ignore[arg-type]
         obs, rewards, _ = market.step(actions)
-        r = market.last_round
+        r = market.played()
         profit += rewards
         payment += r.payment
         user += r.user_utility
@@ -159,7 +159,7 @@ def stage_game(scenario: str | dict, mechanism: str | Mechanism | Callable[[], M
     best0, best1 = prof[:, :, 0].max(axis=0), prof[:, :, 1].max(axis=1)
     equilibria = [(i, j) for i in range(A) for j in range(A)
                   if prof[i, j, 0] >= best0[j] - tolerance and prof[i, j, 1] >= best1[i] - tolerance]
-    return StageGame(mechanism=market.mechanism.name, grid=grid, profit=prof, payment=pay, user_utility=uu,
+    return StageGame(mechanism=market.mechanism.name, grid=asks_grid, profit=prof, payment=pay, user_utility=uu,
                      unserved=un, competitive_ask=c, competitive_profit=float(symmetric[c]),
                      competitive_price=float(pay[c, c]), monopoly_pair=(int(m[0]), int(m[1])),
                      monopoly_profit=float(joint[m] / 2.0), pure_equilibria=equilibria, tolerance=tolerance,
@@ -228,7 +228,7 @@ def summarize_sessions(result: Any, game: StageGame) -> SessionsSummary:
     delta = delta_ci = delta_conv = None
     note = ""
     if game.collusion_possible:
-        d = collusion_index(profit, game.competitive_profit, game.monopoly_profit)
+        d = np.asarray(collusion_index(profit, game.competitive_profit, game.monopoly_profit))
         delta, delta_ci = mean_ci(d)
         delta_conv = float(np.mean(d[conv])) if conv.any() else None
     else:
@@ -323,7 +323,7 @@ def cartel_profit(market_factory: Callable[[int], BatchedMarket], seeds: Sequenc
     return float(joint[best]), [float(x) for x in combos[best]]
 
 
-def policy_collusion(scenario: str, mechanism: str, policies: dict[str, Policy], seeds: Sequence[int],
+def policy_collusion(scenario: str, mechanism: str, policies: Mapping[str, Policy], seeds: Sequence[int],
                      overrides: dict[str, Any] | None = None, competitive: float | None = None,
                      competitive_label: str = "") -> PolicyCollusion:
     """Delta of the joint profile ``policies`` (all providers) on ``seeds``: learned joint profit against all-truthful
@@ -373,13 +373,13 @@ def format_delta(c: PolicyCollusion | None) -> str:
 def collusion_section(collusion: dict[str, PolicyCollusion]) -> list[str]:
     """Markdown lines of the report's collusion section (definitions and one row per mechanism)."""
     lines = ["## Collusion of simultaneous learners", "",
-             "Every provider learns at once (PPO in lockstep, `train.py --mode simultaneous`); Delta = (learned joint "
+             ("Every provider learns at once (PPO in lockstep, `train.py --mode simultaneous`); Delta = (learned joint "
              "profit - competitive) / (monopoly - competitive) per round, paired on the same seeds. Competitive: "
              "all-truthful play; monopoly: the best constant-margin cartel (each provider asks its cost plus a fixed "
              "margin, every combination on a grid; a lower bound on the joint-profit maximum). Under first price the "
-             "static equilibrium's markups count toward Delta too (see evaluation/collusion.py).", "",
-             "| mechanism | Delta | learned joint profit | truthful | best cartel (margins) | user utility "
-             "(truthful) | payment |", "|---|---|---|---|---|---|---|"]
+             "static equilibrium's markups count toward Delta too (see evaluation/collusion.py)."), "",
+             ("| mechanism | Delta | learned joint profit | truthful | best cartel (margins) | user utility "
+             "(truthful) | payment |"), "|---|---|---|---|---|---|---|"]
     for m, c in collusion.items():
         lines.append(f"| {m} | {format_delta(c)} | {c.learned_profit:.4f} ± {c.learned_profit_ci:.4f} | "
                      f"{c.competitive_profit:.4f} | {c.monopoly_profit:.4f} "

@@ -66,6 +66,7 @@ def zero_sum_equilibrium(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     col = linprog(-np.ones(n), A_ub=P, b_ub=np.ones(m), bounds=[(0, None)] * n, method="highs")
     if row.status != 0 or col.status != 0:
         raise RuntimeError(f"zero-sum LP failed: {row.message}; {col.message}")
+    assert row.x is not None and col.x is not None  # status 0: both solved
     x, y = row.x / row.x.sum(), col.x / col.x.sum()
     return x, y, float(x @ A @ y)
 
@@ -91,7 +92,7 @@ def _support_lp(M: np.ndarray, rows: tuple[int, ...], cols: tuple[int, ...]) -> 
         b_ub = np.zeros(len(outside))
     res = linprog(np.zeros(k + 1), A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq,
                   bounds=[(0, None)] * k + [(None, None)], method="highs")
-    if res.status != 0:
+    if res.status != 0 or res.x is None:
         return None
     y = np.zeros(M.shape[1])
     y[list(cols)] = np.maximum(res.x[:k], 0.0)
@@ -151,17 +152,17 @@ def two_player_equilibria(A: np.ndarray, B: np.ndarray, max_support: int | None 
     for total in range(2, 2 * limit + 1):
         for size_r in range(max(1, total - min(n, limit)), min(m, limit, total - 1) + 1):
             size_c = total - size_r
-            for I in itertools.combinations(range(m), size_r):
-                for J in itertools.combinations(range(n), size_c):
+            for row_support in itertools.combinations(range(m), size_r):
+                for col_support in itertools.combinations(range(n), size_c):
                     lps += 1
                     if lps > max_lps:
                         if found:
                             return found
                         raise RuntimeError(f"support enumeration: no equilibrium within {max_lps} LPs")
-                    y = _support_lp(a, I, J)
+                    y = _support_lp(a, row_support, col_support)
                     if y is None:
                         continue
-                    x = _support_lp(b.T, J, I)
+                    x = _support_lp(b.T, col_support, row_support)
                     if x is None:
                         continue
                     X, Y = np.zeros(A.shape[0]), np.zeros(A.shape[1])

@@ -34,7 +34,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,10 +43,12 @@ from agents.policy import Policy
 from agents.registry import make_strategy
 from envs.batched import BatchedMarket
 from envs.market import make_batched
-from evaluation.equilibrium import (deviation_payoffs, expected_payoffs, nash_conv, replicator,
-                                    two_player_equilibria)
+from evaluation.equilibrium import expected_payoffs, nash_conv, replicator, two_player_equilibria
 from evaluation.rollout import play
 from evaluation.statistics import mean_ci
+
+if TYPE_CHECKING:  # matplotlib is imported lazily, only to plot
+    from matplotlib.figure import Figure
 
 MARKET_FIGURES = ("user_utility", "payment", "welfare", "allocative_efficiency", "unserved_share")
 
@@ -384,6 +386,7 @@ def psro(spec: MetaSpec, populations: Sequence[Sequence[Strategy]] | None = None
         added, new_idx = [], []
         for i, a in enumerate(agents):
             opponents = _opponent_mixtures(spec, table, target_profile, i, seed + 100 * k + i, market1)
+            assert best_response is not None  # the loop runs only with an oracle
             policy = best_response(spec, a, opponents, seed + 100 * k + i)
             name = f"br{k}"
             while name in table.names(i):
@@ -419,10 +422,10 @@ def psro(spec: MetaSpec, populations: Sequence[Sequence[Strategy]] | None = None
     U = table.payoffs()
     per = table.per_seed("profit")
     payoffs = [U[i].tolist() for i in range(N)]
-    cis = [np.apply_along_axis(lambda v: mean_ci(v)[1], -1, per[..., i]).tolist() for i in range(N)]
+    payoff_cis = [np.apply_along_axis(lambda v: mean_ci(v)[1], -1, per[..., i]).tolist() for i in range(N)]
     return MetaGameResult(
         scenario=spec.market(1).config.name, mechanism=spec.mechanism, agents=agents, seeds=spec.seed_list(),
-        populations=[table.names(i) for i in range(N)], payoffs=payoffs, payoff_cis=cis, dropped=dropped,
+        populations=[table.names(i) for i in range(N)], payoffs=payoffs, payoff_cis=payoff_cis, dropped=dropped,
         truthful_nash_conv_population=truthful_nc_pop,
         truthful_nash_conv=None if truthful_gains is None else float(sum(max(0.0, g) for g in truthful_gains)),
         truthful_gains=truthful_gains, truthful_gain_cis=truthful_cis,
@@ -458,8 +461,8 @@ def _psro_cell(r: MetaGameResult) -> str:
 def metagame_table(results: Sequence[MetaGameResult]) -> str:
     """Markdown: per mechanism the exploitability of truthful play, the equilibrium found, its NashConv and what the
     user gets there."""
-    lines = ["| mechanism | NashConv(truthful) PPO [population] | equilibrium | NashConv(eq) PPO [population] | "
-             "user utility at eq (truthful) | payment at eq | welfare at eq | PSRO |",
+    lines = [("| mechanism | NashConv(truthful) PPO [population] | equilibrium | NashConv(eq) PPO [population] | "
+             "user utility at eq (truthful) | payment at eq | welfare at eq | PSRO |"),
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         eq = "; ".join(f"{a}: {_mix(r.populations[i], r.equilibrium[i])}" for i, a in enumerate(r.agents))
@@ -471,7 +474,7 @@ def metagame_table(results: Sequence[MetaGameResult]) -> str:
     return "\n".join(lines)
 
 
-def plot_payoffs(r: MetaGameResult, path: Path | None = None):
+def plot_payoffs(r: MetaGameResult, path: Path | None = None) -> Figure:
     """Heat maps of both providers' payoff tables (two providers), annotated with means and CIs."""
     import matplotlib
 
@@ -499,7 +502,7 @@ def plot_payoffs(r: MetaGameResult, path: Path | None = None):
     return fig
 
 
-def plot_nash_conv(results: Sequence[MetaGameResult], path: Path | None = None):
+def plot_nash_conv(results: Sequence[MetaGameResult], path: Path | None = None) -> Figure:
     """The PSRO NashConv curve of every mechanism (iteration 0: all-truthful play)."""
     import matplotlib
 
@@ -523,7 +526,8 @@ def plot_nash_conv(results: Sequence[MetaGameResult], path: Path | None = None):
 
 def write_metagame_report(out: str | Path, results: Sequence[MetaGameResult], header: dict[str, Any]) -> str:
     """Write ``metagame.md``, ``metagame.json``, ``plots/payoffs_<mechanism>.png``, ``plots/nash_conv.png`` and
-    TensorBoard summaries (``tb/``: the NashConv curve per mechanism, the payoff tables as images); returns the markdown table."""
+    TensorBoard summaries (``tb/``: the NashConv curve per mechanism, the payoff tables as images); returns the
+    markdown table."""
     import matplotlib.pyplot as plt
     from torch.utils.tensorboard import SummaryWriter
 
@@ -532,10 +536,10 @@ def write_metagame_report(out: str | Path, results: Sequence[MetaGameResult], he
     writer = SummaryWriter(str(out / "tb"))
     table = metagame_table(results)
     md = [f"# Meta-game: {header.get('scenario', '')}", "",
-          "Payoff = mean profit per round; every profile is played on the same seeds (paired CIs). NashConv against "
+          ("Payoff = mean profit per round; every profile is played on the same seeds (paired CIs). NashConv against "
           "PPO best responses (a lower bound on the true exploitability) and, in brackets, against the population. "
           "Equilibrium: the payoff-dominant Nash equilibrium of the table (two providers; support enumeration). "
-          f"Settings: {json.dumps(header)}", "", table, ""]
+          f"Settings: {json.dumps(header)}"), "", table, ""]
     for r in results:
         m = r.mechanism
         fig = plot_payoffs(r, out / "plots" / f"payoffs_{m}.png") if len(r.agents) == 2 else None
@@ -548,7 +552,7 @@ def write_metagame_report(out: str | Path, results: Sequence[MetaGameResult], he
                 writer.add_scalar(f"metagame/{m}/br_gain/{a}", g, it.iteration)
         for key, (v, _) in r.at_equilibrium.items():
             writer.add_scalar(f"metagame/{m}/at_equilibrium/{key}", v)
-        md += [f"## {m}", "", f"Populations: " + "; ".join(f"{a}: {', '.join(r.populations[i])}"
+        md += [f"## {m}", "", "Populations: " + "; ".join(f"{a}: {', '.join(r.populations[i])}"
                                                             for i, a in enumerate(r.agents)),
                f"Dropped as payoff-equivalent duplicates: {', '.join(r.dropped) or 'none'}. PSRO: {r.stop_reason}.",
                "", "| iteration | best responses to | gains (95% CI) | NashConv |", "|---|---|---|---|"]

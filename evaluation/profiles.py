@@ -8,9 +8,10 @@ bid, substitution or inflation alone, the other action dimensions honest), which
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from agents.learned import load_policies, read_manifest
 from agents.policy import LEVER_SETS, LEVERS, LeverMask, Policy
@@ -48,6 +49,11 @@ class Profile:
             else:
                 out[a] = make_strategy("truthful", market.layout)
         return out
+
+
+def _scripted(name: str, seed: int, market: BatchedMarket) -> Policy:
+    """Scripted strategy ``name`` for ``market``, seeded ``seed`` (a profile's policy factory)."""
+    return make_strategy(name, market.layout, seed=seed)
 
 
 def lever_variants(profile: Profile, used: tuple[str, ...] = LEVERS) -> list[Profile]:
@@ -89,7 +95,7 @@ def scripted_profiles(market: BatchedMarket, strategies: list[str], levers: bool
         for k, a in enumerate(market.possible_agents):
             if "substitution" in used and not can_substitute[k]:
                 continue
-            profile = Profile(f"{s}@{a}", {a: (lambda m, _s=s, _k=k: make_strategy(_s, m.layout, seed=_k))})
+            profile = Profile(f"{s}@{a}", {a: functools.partial(_scripted, s, k)})
             for variant in lever_variants(profile, used) if levers else [profile]:
                 single = _alias(s, variant.lever, strategies) if variant.lever != "all" else None
                 out.append(replace(variant, alias_of=f"{single}@{a}") if single else variant)

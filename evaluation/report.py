@@ -14,14 +14,14 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from agents.analytic import bne_bid  # noqa: E402
-from agents.policy import LEVERS  # noqa: E402
-from evaluation.collusion import collusion_section, format_delta  # noqa: E402
-from evaluation.results import DeviationRecord, MechanismVerdict, ReportHeader, SettingResult  # noqa: E402
-from envs.files import atomic_write  # noqa: E402
+from agents.analytic import bne_bid
+from agents.policy import LEVERS
+from envs.files import atomic_write
+from evaluation.collusion import collusion_section, format_delta
+from evaluation.results import DeviationRecord, MechanismVerdict, ReportHeader, SettingResult
 
 LEVER_COLUMNS = ("all", *LEVERS)
 LEVER_COLORS = {"all": "black", "bid": "tab:blue", "substitution": "tab:orange", "inflation": "tab:green"}
@@ -34,8 +34,8 @@ def _ci(r: DeviationRecord) -> str:
 def verdict_table(judged: list[MechanismVerdict], collusion: dict[str, Any] | None = None) -> str:
     """Markdown table: per mechanism and billing the verdict, the paying lever, the IC regret and the test's power
     (and, when given, the collusion index of simultaneous learners per mechanism, :mod:`evaluation.collusion`)."""
-    lines = ["| mechanism | billing | verdict | paying lever | IC regret: lower bound (gain [95% CI], who, how, T) | "
-             "detectable gain | user utility (honest) |",
+    lines = [("| mechanism | billing | verdict | paying lever | IC regret: lower bound (gain [95% CI], who, how, T) | "
+             "detectable gain | user utility (honest) |"),
              "|---|---|---|---|---|---|---|"]
     if collusion is not None:
         lines = [lines[0] + " collusion Delta (simultaneous PPO) |", lines[1] + "---|"]
@@ -55,7 +55,7 @@ def verdict_table(judged: list[MechanismVerdict], collusion: dict[str, Any] | No
 def lever_table(v: MechanismVerdict) -> str:
     """Gain per lever of every deviation at every horizon: all levers together, then each alone."""
     lines = ["| deviation | T | " + " | ".join(LEVER_COLUMNS) + " |", "|---|---|" + "---|" * len(LEVER_COLUMNS)]
-    for (deviation, provider, horizon), group in _by_deviation(v.records).items():
+    for (deviation, _provider, horizon), group in _by_deviation(v.records).items():  # deviation names its provider
         cells = []
         for lever in LEVER_COLUMNS:
             r = group.get(lever)
@@ -100,8 +100,8 @@ def _phases(v: MechanismVerdict) -> str:
 
 def learner_table(learners: list[dict[str, Any]]) -> str:
     """The training grid's seeds: gain on the selection seeds, the target (best scripted deviation), steps."""
-    lines = ["| mechanism | billing | provider | seed run | gain (selection seeds) | target | matched | steps | "
-             "chosen |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| mechanism | billing | provider | seed run | gain (selection seeds) | target | matched | steps | "
+             "chosen |"), "|---|---|---|---|---|---|---|---|---|"]
     for r in learners:
         lines.append(f"| {r['mechanism']} | {r['billing']} | {r['provider']} | {Path(r['run_dir']).name} | "
                      f"{r['manipulation_gain']:+.4f} | {r.get('target', '-')} {r.get('target_gain', float('nan')):+.4f}"
@@ -222,9 +222,9 @@ def write_report(out: Path, header: ReportHeader, results: list[SettingResult], 
             writer.add_scalar(f"{prefix}/ic_regret_lower", v.ic_regret.gain_lower)
             writer.add_scalar(f"{prefix}/ic_regret", v.ic_regret.gain)
         writer.add_scalar(f"{prefix}/exploited", float(v.exploited))
-        for r in v.records:
-            if r.deviator:
-                writer.add_scalar(f"{prefix}/T{r.horizon}/{r.profile}/{r.provider}/gain", r.gain)
+        for rec in v.records:
+            if rec.deviator:
+                writer.add_scalar(f"{prefix}/T{rec.horizon}/{rec.profile}/{rec.provider}/gain", rec.gain)
         for row in v.market:
             if row.lever == "all":
                 writer.add_scalar(f"{prefix}/T{row.horizon}/{row.profile}/user_utility", row.user_utility)
@@ -234,18 +234,18 @@ def write_report(out: Path, header: ReportHeader, results: list[SettingResult], 
                                        f"exceeded {header.target_half_width:g})" if header.max_seeds > header.seeds
                                        else "")
     md = [f"# Robustness report: {header.scenario}", "",
-          f"Billings {', '.join(header.billings)}; horizons {', '.join(map(str, header.horizons))} rounds; {seeds} x "
+          (f"Billings {', '.join(header.billings)}; horizons {', '.join(map(str, header.horizons))} rounds; {seeds} x "
           f"{header.episodes} episode(s) per profile. Every profile is a unilateral deviation, played on the same "
           f"queries, costs and mechanism coins as honest play (paired); gains are per round, with Student-t 95% CIs "
           f"over seeds. Every deviation is also played with one lever at a time. A mechanism is **exploited** when "
           f"any deviation's family-wise lower bound (Bonferroni over every deviation, lever and horizon tested for "
           f"that mechanism and billing) exceeds {header.tolerance:g}; an exploit is *persistent* when still "
           f"significant at the longest horizon judged, *transient* otherwise. 'Detectable gain' is the smallest gain "
-          f"the test finds with 80% power at that horizon.", "", table, ""]
+          f"the test finds with 80% power at that horizon."), "", table, ""]
     if header.learners:
-        md += ["## Learners", "", "Best responses (PPO) trained against truthful others until they matched the best "
+        md += ["## Learners", "", ("Best responses (PPO) trained against truthful others until they matched the best "
                "scripted deviation of their levers on the selection seeds (disjoint from the evaluation's); the "
-               "strongest seed is evaluated.", "", learner_table(header.learners), ""]
+               "strongest seed is evaluated."), "", learner_table(header.learners), ""]
     for v in judged:
         md += [f"## {v.mechanism} ({v.billing})", "", f"Verdict: {v.verdict}", ""]
         if v.notes:

@@ -8,7 +8,7 @@ comparison.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,12 +31,12 @@ class Trace:
         return {"cost": np.array(self.cost), "bid": np.array(self.bid), "user_utility": np.array(self.user_utility)}
 
 
-def joint_actions(policies: dict[str, Policy], agents: Sequence[str], obs: np.ndarray) -> np.ndarray:
+def joint_actions(policies: Mapping[str, Policy], agents: Sequence[str], obs: np.ndarray) -> np.ndarray:
     """[E, N, 3] every provider's policy applied to its observations [E, N, D] (one batched call per provider)."""
     return np.stack([policies[a].act(obs[:, i]) for i, a in enumerate(agents)], axis=1)
 
 
-def play(market: BatchedMarket, policies: dict[str, Policy], seeds: Sequence[int], trace: Trace | None = None
+def play(market: BatchedMarket, policies: Mapping[str, Policy], seeds: Sequence[int], trace: Trace | None = None
          ) -> list[dict[str, float]]:
     """One episode of a profile in each of ``market``'s markets, market e seeded ``seeds[e]``; the metrics of each
     (:class:`envs.metrics.EpisodeStats`). ``trace`` records market 0's rounds."""
@@ -49,7 +49,7 @@ def play(market: BatchedMarket, policies: dict[str, Policy], seeds: Sequence[int
     obs = market.reset(list(seeds))
     while True:
         obs, _, done = market.step(joint_actions(policies, agents, obs))
-        r = market.last_round
+        r = market.played()
         stats.add(r)
         if trace is not None:
             trace.cost.append(r.honest_bids[0].copy())
@@ -59,7 +59,7 @@ def play(market: BatchedMarket, policies: dict[str, Policy], seeds: Sequence[int
             return stats.rows(market.mechanism.diagnostics())
 
 
-def play_profiles(market: BatchedMarket, profiles: Sequence[dict[str, Policy]], seeds: Sequence[int],
+def play_profiles(market: BatchedMarket, profiles: Sequence[Mapping[str, Policy]], seeds: Sequence[int],
                   traces: bool = False) -> tuple[list[list[dict[str, float]]], list[Trace]]:
     """Several profiles at once: ``market`` holds ``len(profiles) * len(seeds)`` markets, profile p playing seeds
     ``seeds`` in markets ``p * S .. (p + 1) * S - 1``. Policies that act alike (equal :meth:`agents.policy.Policy.key`)
@@ -88,12 +88,12 @@ def play_profiles(market: BatchedMarket, profiles: Sequence[dict[str, Policy]], 
             for policy, rows in agent_groups:
                 joint[rows, i] = policy.act(obs[rows, i])
         obs, _, done = market.step(joint)
-        r = market.last_round
+        r = market.played()
         stats.add(r)
         for p, trace in enumerate(trace_list):
             trace.cost.append(r.honest_bids[p * S].copy())
             trace.bid.append(r.bids[p * S].copy())
             trace.user_utility.append(float(r.user_utility[p * S]))
         if done.all():
-            rows = stats.rows(market.mechanism.diagnostics())
-            return [rows[p * S:(p + 1) * S] for p in range(P)], trace_list
+            episodes = stats.rows(market.mechanism.diagnostics())
+            return [episodes[p * S:(p + 1) * S] for p in range(P)], trace_list

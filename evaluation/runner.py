@@ -49,7 +49,7 @@ def _play_seeds(spec: EvalSpec, setting: Setting, profiles: list[Profile], first
     with non-truthful others."""
     seeds = spec.seeds_between(first, stop)
     baselines = {tuple(sorted(p.others)): p for p in profiles if p.others}
-    plays = [(p.name, p, False) for p in profiles if p.alias_of is None]
+    plays: list[tuple[Any, Profile, bool]] = [(p.name, p, False) for p in profiles if p.alias_of is None]  # name or key
     plays += [(key, p, True) for key, p in baselines.items()]
     market = spec.market(setting, len(plays) * len(seeds))
     policies = [p.policies(market, honest_deviators=honest) for _, p, honest in plays]

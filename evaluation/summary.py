@@ -14,11 +14,21 @@ per deviation and, as the mechanism's power, its largest value at the longest ju
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from agents.scripted import PRESETS, scripted_levers
-from evaluation.results import (MARKET_KEYS, PROVIDER_KEYS, DeviationRecord, Exploit, MarketRecord,
-                                MechanismVerdict, Runs, SettingResult)
+from evaluation.results import (
+    MARKET_KEYS,
+    PROVIDER_KEYS,
+    DeviationRecord,
+    Exploit,
+    MarketRecord,
+    MechanismVerdict,
+    Runs,
+    SettingResult,
+)
 from evaluation.statistics import detectable_gain, family_quantile, mean_ci
 
 
@@ -33,12 +43,12 @@ def setting_records(result: SettingResult) -> tuple[list[DeviationRecord], list[
     honest_user = _column(honest, "market/user_utility")
     records: list[DeviationRecord] = []
     market_rows: list[MarketRecord] = []
-    where = dict(mechanism=result.mechanism, billing=result.billing, horizon=result.horizon)
+    where: dict[str, Any] = dict(mechanism=result.mechanism, billing=result.billing, horizon=result.horizon)
     for name, rec in result.profiles.items():
         runs, base = rec.runs, rec.baseline
         user = _column(runs, "market/user_utility")
         full_info = _column(runs, "market/full_info_utility")
-        means = {}
+        means: dict[str, Any] = {}  # MARKET_KEYS fields and their CIs
         for key in MARKET_KEYS:
             means[key], means[f"{key}_ci"] = mean_ci(_column(runs, f"market/{key}"))
         mrow = MarketRecord(
@@ -49,7 +59,7 @@ def setting_records(result: SettingResult) -> tuple[list[DeviationRecord], list[
                               for k in runs[0] if k.startswith("mechanism/")})
         market_rows.append(mrow)
         for a in result.agents:
-            per = {}
+            per: dict[str, Any] = {}  # PROVIDER_KEYS fields and their CIs
             for key in PROVIDER_KEYS:
                 per[key], per[f"{key}_ci"] = mean_ci(_column(runs, f"{a}/{key}"))
             diff = _column(runs, f"{a}/profit") - _column(base, f"{a}/profit")
@@ -99,10 +109,11 @@ def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, s
         levers_of = {name: scripted_levers(name)[0] for name in PRESETS if len(scripted_levers(name)) == 1}
     mechanism, billing = results[0].mechanism, results[0].billing
     judged = [r for r in results if r.note is None]
-    records, market_rows = [], []
+    records: list[DeviationRecord] = []
+    market_rows: list[MarketRecord] = []
     for r in results:
-        rec, mrows = setting_records(r)
-        records += rec
+        recs, mrows = setting_records(r)
+        records += recs
         market_rows += mrows
     tested = family_size(results)
     df = min((r.n_seeds for r in judged), default=2) - 1

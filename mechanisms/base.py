@@ -17,11 +17,17 @@ from __future__ import annotations
 import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 Billing = Literal["auction", "list_price"]
+# The array types of the game's interfaces: money, scores and tokens are float64, indices intp, masks bool.
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+BoolArray = NDArray[np.bool_]
+ScalarT = TypeVar("ScalarT", bound=np.generic)
 NO_WINNER = -1
 
 
@@ -49,10 +55,10 @@ class MarketInfo:
     n_groups: int
     value_scale: float
     bid_scale: float
-    prior_quality: np.ndarray
-    cost_range: np.ndarray
-    price_in: np.ndarray
-    price_out: np.ndarray
+    prior_quality: FloatArray
+    cost_range: FloatArray
+    price_in: FloatArray
+    price_out: FloatArray
     max_output_tokens: int
     horizon: int
 
@@ -63,18 +69,19 @@ class Outcome:
     served), the score S of the answer, its input and *reported* output tokens, the payment, and the query's public
     context and group. Never the served model or the true output tokens."""
 
-    winner: np.ndarray
-    score: np.ndarray
-    input_tokens: np.ndarray
-    reported_tokens: np.ndarray
-    payment: np.ndarray
-    context: np.ndarray
-    group: np.ndarray
+    winner: IntArray
+    score: FloatArray
+    input_tokens: IntArray
+    reported_tokens: IntArray
+    payment: FloatArray
+    context: FloatArray
+    group: IntArray
 
     @property
-    def served(self) -> np.ndarray:
+    def served(self) -> BoolArray:
         """[E] bool: markets where someone was served."""
-        return self.winner != NO_WINNER
+        served: BoolArray = self.winner != NO_WINNER
+        return served
 
 
 class Mechanism(ABC):
@@ -113,8 +120,8 @@ class Mechanism(ABC):
         return 0
 
     @abstractmethod
-    def allocate(self, bids: np.ndarray, context: np.ndarray, group: np.ndarray,
-                 noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def allocate(self, bids: FloatArray, context: FloatArray, group: IntArray,
+                 noise: FloatArray) -> tuple[IntArray, FloatArray]:
         """Pick each market's winner of this round and its payment.
 
         Args:
@@ -135,18 +142,19 @@ class Mechanism(ABC):
     # E = 1; a mechanism may override them with the same rule on scalars for speed (tests/envs/test_batched.py holds
     # both paths to identical rounds).
 
-    def allocate_one(self, bids: list[float], context: np.ndarray, group: int, noise: list[float]
+    def allocate_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]
                      ) -> tuple[int, float]:
         """:meth:`allocate` for a single market (E = 1): ``(winner, payment)`` as Python numbers."""
         w, p = self.allocate(np.array([bids]), context[None], np.array([group]), np.array([noise]))
         return int(w[0]), float(p[0])
 
-    def public_state_one(self, context: np.ndarray, group: int) -> np.ndarray:
+    def public_state_one(self, context: FloatArray, group: int) -> FloatArray:
         """:meth:`public_state` of a single market (E = 1): [public_state_dim]."""
-        return self.public_state(context[None], np.array([group]))[0]
+        state: FloatArray = self.public_state(context[None], np.array([group]))[0]
+        return state
 
     def update_one(self, winner: int, score: float, input_tokens: int, reported_tokens: int, payment: float,
-                   context: np.ndarray, group: int) -> None:
+                   context: FloatArray, group: int) -> None:
         """:meth:`update` for a single market (E = 1)."""
         self.update(Outcome(np.array([winner]), np.array([score]), np.array([input_tokens]),
                             np.array([reported_tokens]), np.array([payment]), context[None], np.array([group])))
@@ -156,11 +164,11 @@ class Mechanism(ABC):
         """Length of :meth:`public_state` (fixed for an episode's N)."""
         return 0
 
-    def public_state(self, context: np.ndarray, group: np.ndarray) -> np.ndarray:
+    def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         """[E, public_state_dim] public information providers see before bidding on the next query."""
         return np.zeros((context.shape[0], 0))
 
-    def diagnostics(self) -> dict[str, np.ndarray]:
+    def diagnostics(self) -> dict[str, FloatArray]:
         """Mechanism-specific running statistics per market ([E] arrays), for infos and TensorBoard
         (``mechanism/<key>``)."""
         return {}
@@ -177,14 +185,14 @@ class Mechanism(ABC):
 
 
 @functools.lru_cache(maxsize=64)
-def row_offsets(n_rows: int, n_cols: int) -> np.ndarray:
+def row_offsets(n_rows: int, n_cols: int) -> IntArray:
     """[n_rows] the start of every row of a flattened [n_rows, n_cols] array (read-only, cached)."""
     out = np.arange(n_rows) * n_cols
     out.flags.writeable = False
     return out
 
 
-def pick(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+def pick(x: NDArray[ScalarT], index: IntArray) -> NDArray[ScalarT]:
     """x[e, index[e]] for every row e of a contiguous array x [E, N, ...]: one flat ``take``, several times faster
     than fancy indexing ``x[arange(E), index]``."""
     E, N = x.shape[:2]
@@ -195,7 +203,7 @@ def pick(x: np.ndarray, index: np.ndarray) -> np.ndarray:
 # three entries are some fifty times slower than elementwise operations on the columns.
 
 
-def row_max(x: np.ndarray) -> np.ndarray:
+def row_max(x: NDArray[Any]) -> NDArray[Any]:
     """[E] the largest entry of each row of ``x`` [E, N]."""
     out = np.array(x[:, 0], dtype=np.result_type(x.dtype, np.float64) if x.dtype == bool else x.dtype)
     for i in range(1, x.shape[1]):
@@ -203,12 +211,12 @@ def row_max(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def row_min(x: np.ndarray) -> np.ndarray:
+def row_min(x: NDArray[Any]) -> NDArray[Any]:
     """[E] the smallest entry of each row of ``x`` [E, N]."""
     return -row_max(-x)
 
 
-def row_any(x: np.ndarray) -> np.ndarray:
+def row_any(x: BoolArray) -> BoolArray:
     """[E] whether any entry of each row of the boolean ``x`` [E, N] is set."""
     out = x[:, 0].copy()
     for i in range(1, x.shape[1]):
@@ -216,7 +224,7 @@ def row_any(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def argmax_random_ties(values: np.ndarray, noise: np.ndarray) -> np.ndarray:
+def argmax_random_ties(values: FloatArray, noise: FloatArray) -> IntArray:
     """[E] index of each row's maximum of ``values`` [E, N], ties broken uniformly at random by ``noise`` [E, N]
     (the tied entry with the largest noise wins; noise in [0, 1))."""
     columns, coins = np.ascontiguousarray(values.T), np.ascontiguousarray(noise.T)  # contiguous per provider
@@ -243,7 +251,7 @@ def argmax_random_ties_one(values: list[float], noise: list[float]) -> int:
     return w
 
 
-def best_other(values: np.ndarray, winner: np.ndarray) -> np.ndarray:
+def best_other(values: FloatArray, winner: IntArray) -> FloatArray:
     """[E] the largest entry of each row of ``values`` [E, N] other than column ``winner`` [E] (-inf when N = 1)."""
     E, N = values.shape
     if N == 1:

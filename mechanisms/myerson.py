@@ -43,9 +43,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, best_other, pick
-from mechanisms.registry import register
+from mechanisms.base import (
+    NO_WINNER,
+    FloatArray,
+    IntArray,
+    MarketInfo,
+    Mechanism,
+    Outcome,
+    argmax_random_ties,
+    best_other,
+    pick,
+)
 from mechanisms.quality import QualityEstimator, QualityMode
+from mechanisms.registry import register
 
 
 class CostPrior:
@@ -56,18 +66,18 @@ class CostPrior:
     lo: float
     hi: float
 
-    def cdf(self, c: np.ndarray) -> np.ndarray:
+    def cdf(self, c: FloatArray) -> FloatArray:
         raise NotImplementedError
 
-    def pdf(self, c: np.ndarray) -> np.ndarray:
+    def pdf(self, c: FloatArray) -> FloatArray:
         raise NotImplementedError
 
-    def virtual_cost(self, c: np.ndarray) -> np.ndarray:
+    def virtual_cost(self, c: FloatArray) -> FloatArray:
         """phi(c) = c + F(c) / f(c), with a cost below the support read as the support's bottom."""
         c = np.maximum(np.asarray(c, dtype=np.float64), self.lo)
         return c + self.cdf(c) / self.pdf(c)
 
-    def inverse_virtual_cost(self, y: np.ndarray) -> np.ndarray:
+    def inverse_virtual_cost(self, y: FloatArray) -> FloatArray:
         """The cost c in [lo, hi] with phi(c) = y (lo when y <= phi(lo), hi when y >= phi(hi))."""
         y = np.asarray(y, dtype=np.float64)
         lo, hi = np.full_like(y, self.lo), np.full_like(y, self.hi)
@@ -90,17 +100,17 @@ class UniformPrior(CostPrior):
             raise ValueError(f"uniform cost prior needs finite lo < hi, got [{lo!r}, {hi!r}]")
         self.lo, self.hi = float(lo), float(hi)
 
-    def cdf(self, c):
+    def cdf(self, c: FloatArray) -> FloatArray:
         return np.clip((np.asarray(c, dtype=np.float64) - self.lo) / (self.hi - self.lo), 0.0, 1.0)
 
-    def pdf(self, c):
+    def pdf(self, c: FloatArray) -> FloatArray:
         c = np.asarray(c, dtype=np.float64)
         return np.where((c >= self.lo) & (c <= self.hi), 1.0 / (self.hi - self.lo), 0.0)
 
-    def virtual_cost(self, c):
+    def virtual_cost(self, c: FloatArray) -> FloatArray:
         return 2.0 * np.maximum(c, self.lo) - self.lo
 
-    def inverse_virtual_cost(self, y):
+    def inverse_virtual_cost(self, y: FloatArray) -> FloatArray:
         return 0.5 * (np.maximum(y, self.lo) + self.lo)
 
     def __repr__(self) -> str:
@@ -134,7 +144,7 @@ class Myerson(Mechanism):
         N = info.n_providers
         p = self.priors_param
         if p is None:
-            self.priors = [UniformPrior(*info.cost_range[i]) for i in range(N)]
+            self.priors: list[CostPrior] = [UniformPrior(*info.cost_range[i]) for i in range(N)]
         elif isinstance(p, CostPrior):
             self.priors = [p] * N
         else:
@@ -150,24 +160,25 @@ class Myerson(Mechanism):
     def noise_dim(self) -> int:
         return self.info.n_providers
 
-    def virtual_costs(self, bids: np.ndarray) -> np.ndarray:
+    def virtual_costs(self, bids: FloatArray) -> FloatArray:
         """[E, N] phi_i(b_i)."""
         return np.stack([pr.virtual_cost(bids[:, i]) for i, pr in enumerate(self.priors)], axis=1)
 
-    def indices(self, bids: np.ndarray, group: np.ndarray) -> np.ndarray:
+    def indices(self, bids: FloatArray, group: IntArray) -> FloatArray:
         """[E, N] v_i - phi_i(b_i), -inf for ineligible bids."""
         idx = self.quality.qhat(group) - self.virtual_costs(bids)
         if self.support_cap:
             idx[bids > self.tops] = -np.inf
         return idx
 
-    def reserves(self, group: np.ndarray) -> np.ndarray:
+    def reserves(self, group: IntArray) -> FloatArray:
         """[E, N] r_i = phi_i^{-1}(v_i): the highest bid i can win with alone (capped to the support top)."""
         v = self.quality.qhat(group)
         r = np.stack([pr.inverse_virtual_cost(v[:, i]) for i, pr in enumerate(self.priors)], axis=1)
         return np.minimum(r, self.tops) if self.support_cap else r
 
-    def allocate(self, bids, context, group, noise):
+    def allocate(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
+                 ) -> tuple[IntArray, FloatArray]:
         self.n_rounds += 1
         idx = self.indices(bids, group)
         w = argmax_random_ties(idx, noise)
@@ -193,12 +204,12 @@ class Myerson(Mechanism):
     def public_state_dim(self) -> int:
         return 2 * self.info.n_providers
 
-    def public_state(self, context, group):
+    def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         """qhat_i / value_scale and the reserves r_i / value_scale on the query's group."""
         vs = self.info.value_scale
         return np.concatenate((self.quality.qhat(group) / vs, self.reserves(group) / vs), axis=1)
 
-    def diagnostics(self):
+    def diagnostics(self) -> dict[str, FloatArray]:
         served = self.n_rounds - self.n_unserved
         return {"unserved_rate": self.n_unserved / max(1, self.n_rounds),
                 "mean_payment": self.payment_sum / np.maximum(1, served)}

@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from mechanisms.base import MarketInfo, Outcome, pick
+from mechanisms.base import FloatArray, IntArray, MarketInfo, Outcome, pick
 
 QualityMode = Literal["learned", "prior"]
 
@@ -36,11 +36,11 @@ class QualityEstimator:
         self.means = self.sums / self.counts
         self._means_one = self.means[0].tolist() if n_markets == 1 else None  # [G][N] floats: the E = 1 path's copy
 
-    def mean_score(self, group: np.ndarray) -> np.ndarray:
+    def mean_score(self, group: IntArray) -> FloatArray:
         """[E, N] estimated mean score of every provider on each market's query group."""
         return pick(self.means, group)
 
-    def qhat(self, group: np.ndarray) -> np.ndarray:
+    def qhat(self, group: IntArray) -> FloatArray:
         """[E, N] estimated expected value (money) of every provider on each market's query group."""
         return self.mean_score(group) * self.value_scale
 
@@ -51,7 +51,7 @@ class QualityEstimator:
         e = np.flatnonzero(outcome.served)
         if e.size == 0:
             return
-        E, G, N = self.sums.shape
+        _, G, N = self.sums.shape
         cell = (e * G + outcome.group[e]) * N + outcome.winner[e]  # flat index of (market, group, winner)
         sums, counts = self.sums.reshape(-1), self.counts.reshape(-1)
         new_sums, new_counts = sums.take(cell) + outcome.score[e], counts.take(cell) + 1.0
@@ -63,8 +63,9 @@ class QualityEstimator:
 
     def qhat_one(self, group: int) -> list[float]:
         """:meth:`qhat` of a single market (E = 1), as a list."""
-        vs = self.value_scale
-        return [m * vs for m in self._means_one[group]]
+        vs, means = self.value_scale, self._means_one
+        assert means is not None, "qhat_one needs a single market (E = 1)"
+        return [m * vs for m in means[group]]
 
     def observe_one(self, winner: int, group: int, score: float) -> None:
         """:meth:`observe` of a single market (E = 1); ``winner`` >= 0."""
@@ -72,4 +73,6 @@ class QualityEstimator:
             total = float(self.sums[0, group, winner]) + score
             count = float(self.counts[0, group, winner]) + 1.0
             self.sums[0, group, winner], self.counts[0, group, winner] = total, count
-            self.means[0, group, winner] = self._means_one[group][winner] = total / count
+            means = self._means_one
+            assert means is not None, "observe_one needs a single market (E = 1)"
+            self.means[0, group, winner] = means[group][winner] = total / count

@@ -11,7 +11,8 @@ so the user is never asked to pay more than that in expectation) are not eligibl
    fixed) picks the winner on the resampled asks x (the :class:`Allocation` interface). Default: LinUCB in the
    TRCM-UCB style - per provider a ridge regression of the observed score S on the query context over its past
    wins, UCB_i(x) = prior_i + theta_i . x + alpha ||x||_{V_i^-1}; the winner is argmax_i [value_scale UCB_i - x_i]
-   when positive (ties broken at random). ``greedy`` is known quality (argmax qhat_i - x_i from the advertised quality, §2), and
+   when positive (ties broken at random). ``greedy`` is known quality (argmax qhat_i - x_i from the advertised quality,
+   §2), and
    ``linucb_opt`` subtracts the uniform-prior virtual cost phi_i(x_i) = 2 x_i - lo_i instead of x_i (the "OPT"
    variant of §5, still monotone).
 3. Payment, user -> winner only (losers neither pay nor get paid; N_i = 1 for the winner, 0 otherwise):
@@ -42,9 +43,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, pick
-from mechanisms.registry import register
+from mechanisms.base import NO_WINNER, FloatArray, IntArray, MarketInfo, Mechanism, Outcome, argmax_random_ties, pick
 from mechanisms.quality import QualityEstimator, QualityMode
+from mechanisms.registry import register
 
 
 class Allocation(ABC):
@@ -55,7 +56,7 @@ class Allocation(ABC):
     ``update`` learns from an observed outcome (learning rules); it is called with every round's outcome.
     """
 
-    name: ClassVar[str] = ""
+    name: str = ""  # a class default; a variant may rename its instance (linucb_opt)
     TRANSIENT: ClassVar[tuple[str, ...]] = ("info",)  # the public facts, rebuilt at reset
     CACHES: ClassVar[tuple[str, ...]] = ("_cached",)  # LinUCB's index of the current query
 
@@ -65,13 +66,13 @@ class Allocation(ABC):
         self._markets = np.arange(n_markets)
 
     @abstractmethod
-    def choose(self, bids: np.ndarray, context: np.ndarray, group: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    def choose(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray) -> IntArray:
         """[E] the winner on ``bids`` [E, N] (money), or NO_WINNER; ``noise`` [E, N] breaks ties."""
 
     def update(self, outcome: Outcome) -> None:
         """Learn from the winners' observed scores S in [0, 1]."""
 
-    def public_state(self, context: np.ndarray, group: np.ndarray) -> np.ndarray:
+    def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         """[E, N] the rule's per-provider quality index on this query, in score units (a fraction of value_scale)."""
         return np.zeros((context.shape[0], self.info.n_providers))
 
@@ -109,9 +110,9 @@ class LinUCBAllocation(Allocation):
         self.wins = np.zeros((E, N))
         self.offset = (info.prior_quality if self.prior_offset else np.zeros_like(info.prior_quality)).T  # [G, N]
         self.cost_lo = np.asarray(info.cost_range, dtype=float)[:, 0].copy()
-        self._cached: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (context, group, ucb) of this round
+        self._cached: tuple[FloatArray, FloatArray, FloatArray] | None = None  # (context, group, ucb) of this round
 
-    def ucb(self, context: np.ndarray, group: np.ndarray) -> np.ndarray:
+    def ucb(self, context: FloatArray, group: IntArray) -> FloatArray:
         """[E, N] upper confidence bound on E[S | x] (cached until the next update or another query)."""
         c = self._cached
         if c is None or not (np.array_equal(c[0], context) and np.array_equal(c[1], group)):
@@ -122,7 +123,7 @@ class LinUCBAllocation(Allocation):
             self._cached = c = (np.array(context, copy=True), np.array(group, copy=True), ucb)
         return c[2]
 
-    def choose(self, bids, context, group, noise):
+    def choose(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray) -> IntArray:
         cost = 2.0 * np.maximum(bids, self.cost_lo) - self.cost_lo if self.virtual else bids
         index = self.info.value_scale * self.ucb(context, group) - cost
         w = argmax_random_ties(index, noise)
@@ -146,7 +147,7 @@ class LinUCBAllocation(Allocation):
         self.wins.reshape(-1)[cell] += 1.0
         self._cached = None
 
-    def public_state(self, context, group):
+    def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         return np.clip(self.ucb(context, group), -1.0, 2.0)
 
 
@@ -163,7 +164,7 @@ class GreedyAllocation(Allocation):
         super().reset(info, n_markets)
         self.quality.reset(info, n_markets)
 
-    def choose(self, bids, context, group, noise):
+    def choose(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray) -> IntArray:
         s = self.quality.qhat(group) - bids
         w = argmax_random_ties(s, noise)
         return np.where(pick(s, w) >= 0.0, w, NO_WINNER)
@@ -171,7 +172,7 @@ class GreedyAllocation(Allocation):
     def update(self, outcome: Outcome) -> None:
         self.quality.observe(outcome)
 
-    def public_state(self, context, group):
+    def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         return self.quality.mean_score(group)
 
 
@@ -231,7 +232,7 @@ class Rosa(Mechanism):
         """Per provider: the resampling coin, nu, and a tie-break priority."""
         return 3 * self.info.n_providers
 
-    def resample(self, bids: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    def resample(self, bids: FloatArray, noise: FloatArray) -> FloatArray:
         """[E, N] resampled asks x (+inf for bids above cbar); sets ``self.resampled``. ``noise`` [E, 2N]: the coins,
         then nu."""
         N = bids.shape[1]
@@ -242,7 +243,8 @@ class Rosa(Mechanism):
         self.last_asks = x
         return x
 
-    def allocate(self, bids, context, group, noise):
+    def allocate(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
+                 ) -> tuple[IntArray, FloatArray]:
         self.n_rounds += 1
         N = bids.shape[1]
         x = self.resample(bids, noise)
@@ -268,13 +270,13 @@ class Rosa(Mechanism):
     def public_state_dim(self) -> int:
         return self.info.n_providers + 1
 
-    def public_state(self, context, group):
+    def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         out = np.empty((context.shape[0], self.info.n_providers + 1))
         out[:, :-1] = self.allocation.public_state(context, group)
         out[:, -1] = self.cbar / self.info.value_scale
         return out
 
-    def diagnostics(self):
+    def diagnostics(self) -> dict[str, FloatArray]:
         served = self.n_rounds - self.n_unserved
         return {"unserved_rate": self.n_unserved / max(1, self.n_rounds),
                 "rebate_rate": self.n_rebates / np.maximum(1, served),

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from mechanisms.base import (NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, argmax_random_ties_one,
-                             pick)
+from mechanisms.base import (
+    NO_WINNER,
+    FloatArray,
+    IntArray,
+    MarketInfo,
+    Mechanism,
+    Outcome,
+    argmax_random_ties,
+    argmax_random_ties_one,
+    pick,
+)
 from mechanisms.quality import QualityEstimator, QualityMode
 
 
@@ -30,11 +39,12 @@ class ScoringAuction(Mechanism):
     def noise_dim(self) -> int:
         return self.info.n_providers
 
-    def scores(self, bids: np.ndarray, group: np.ndarray) -> np.ndarray:
+    def scores(self, bids: FloatArray, group: IntArray) -> FloatArray:
         """[E, N] quality-adjusted scores qhat - bid."""
         return self.quality.qhat(group) - bids
 
-    def allocate(self, bids, context, group, noise):
+    def allocate(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
+                 ) -> tuple[IntArray, FloatArray]:
         s = self.scores(bids, group)
         w = argmax_random_ties(s, noise)
         served = pick(s, w) >= 0.0
@@ -43,7 +53,7 @@ class ScoringAuction(Mechanism):
         payment = np.where(served, self.payment(w, bids, s), 0.0)
         return np.where(served, w, NO_WINNER), payment
 
-    def payment(self, winner: np.ndarray, bids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    def payment(self, winner: IntArray, bids: FloatArray, scores: FloatArray) -> FloatArray:
         """[E] what the user pays each market's winner (where it is served)."""
         raise NotImplementedError
 
@@ -54,7 +64,8 @@ class ScoringAuction(Mechanism):
     def update(self, outcome: Outcome) -> None:
         self.quality.observe(outcome)
 
-    def allocate_one(self, bids, context, group, noise):
+    def allocate_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]
+                     ) -> tuple[int, float]:
         s = [q - b for q, b in zip(self.quality.qhat_one(group), bids)]
         w = argmax_random_ties_one(s, noise)
         self.n_rounds += 1
@@ -63,7 +74,8 @@ class ScoringAuction(Mechanism):
             return NO_WINNER, 0.0
         return w, self.payment_one(w, bids, s)
 
-    def update_one(self, winner, score, input_tokens, reported_tokens, payment, context, group):
+    def update_one(self, winner: int, score: float, input_tokens: int, reported_tokens: int, payment: float,
+                   context: FloatArray, group: int) -> None:
         if winner != NO_WINNER:
             self.quality.observe_one(winner, group, score)
 
@@ -71,14 +83,15 @@ class ScoringAuction(Mechanism):
     def public_state_dim(self) -> int:
         return self.info.n_providers
 
-    def public_state(self, context, group):
+    def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         return self.quality.mean_score(group)
 
-    def public_state_one(self, context, group):
-        return self.quality.means[0, group]
+    def public_state_one(self, context: FloatArray, group: int) -> FloatArray:
+        means: FloatArray = self.quality.means[0, group]
+        return means
 
-    def diagnostics(self):
+    def diagnostics(self) -> dict[str, FloatArray]:
         return {"unserved_rate": self.n_unserved / max(1, self.n_rounds)}
 
-    def diagnostics_one(self):
+    def diagnostics_one(self) -> dict[str, float]:
         return {"unserved_rate": float(self.n_unserved[0]) / max(1, self.n_rounds)}

@@ -7,7 +7,7 @@ dominant strategy as long as qhat does not depend on the provider's own actions 
 
 import numpy as np
 
-from mechanisms.base import best_other, pick
+from mechanisms.base import FloatArray, IntArray, best_other, pick
 from mechanisms.registry import register
 from mechanisms.scoring import ScoringAuction
 
@@ -17,10 +17,10 @@ class SecondPrice(ScoringAuction):
     name = "second_price"
     reference = "MECHANISMS.md §2"
 
-    def payment(self, winner, bids, scores):
+    def payment(self, winner: IntArray, bids: FloatArray, scores: FloatArray) -> FloatArray:
         qhat_w = pick(scores, winner) + pick(bids, winner)
         return qhat_w - np.maximum(0.0, best_other(scores, winner))
 
-    def payment_one(self, winner, bids, scores):
+    def payment_one(self, winner: int, bids: list[float], scores: list[float]) -> float:
         others = [s for i, s in enumerate(scores) if i != winner]
         return (scores[winner] + bids[winner]) - max(0.0, max(others) if others else -np.inf)

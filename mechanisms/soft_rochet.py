@@ -33,13 +33,23 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, argmax_random_ties, pick, row_max, row_offsets
+from mechanisms.base import (
+    NO_WINNER,
+    FloatArray,
+    IntArray,
+    MarketInfo,
+    Mechanism,
+    argmax_random_ties,
+    pick,
+    row_max,
+    row_offsets,
+)
 from mechanisms.quality import QualityMode
 from mechanisms.registry import register
 from mechanisms.scoring import ScoringAuction
 
 
-def payment_ratio(d: np.ndarray) -> np.ndarray:
+def payment_ratio(d: FloatArray) -> FloatArray:
     """softplus(d) / sigmoid(d) = ln(1 + e^d)(1 + e^-d), stable for any real d (-> 1 as d -> -inf, ~d for large d)."""
     d = np.asarray(d, dtype=np.float64)
     pos = np.maximum(d, 0.0)
@@ -50,7 +60,7 @@ def payment_ratio(d: np.ndarray) -> np.ndarray:
     return np.where(d >= 0.0, high, low)
 
 
-def logsumexp(a: np.ndarray) -> np.ndarray:
+def logsumexp(a: FloatArray) -> FloatArray:
     """[E] ln sum exp(a) over each row of ``a`` [E, K] (-inf where every entry is -inf)."""
     m = row_max(a)
     safe = np.where(np.isfinite(m), m, 0.0)
@@ -107,25 +117,25 @@ class SoftRochet(ScoringAuction):
     # The logit draw has no scalar twin here: one market runs the batched rule.
     allocate_one = Mechanism.allocate_one
 
-    def logits(self, bids: np.ndarray, group: np.ndarray) -> np.ndarray:
+    def logits(self, bids: FloatArray, group: IntArray) -> FloatArray:
         """[E, N + 1] logits (ln w_0, ln w_i + s_i / t)."""
         out = np.empty((bids.shape[0], bids.shape[1] + 1))
         out[:, 0] = math.log(self.w0)
         out[:, 1:] = self.scores(bids, group) / self.t + self.log_w
         return out
 
-    def allocation_probabilities(self, bids: np.ndarray, group: np.ndarray) -> np.ndarray:
+    def allocation_probabilities(self, bids: FloatArray, group: IntArray) -> FloatArray:
         """[E, N] x_i (the rest, 1 - sum x, is the probability of not serving)."""
         lg = self.logits(bids, group)
         return np.exp(lg[:, 1:] - logsumexp(lg)[:, None])
 
-    def _rent(self, lg: np.ndarray, k: np.ndarray) -> np.ndarray:
+    def _rent(self, lg: FloatArray, k: IntArray) -> FloatArray:
         """[E] d = logit_k - ln C_k, C_k the weight of every other option, for column k [E] of ``lg``."""
         others = lg.copy()
         others.reshape(-1).put(row_offsets(*lg.shape) + k, -np.inf)
         return pick(lg, k) - logsumexp(others)
 
-    def expected_payments(self, bids: np.ndarray, group: np.ndarray) -> np.ndarray:
+    def expected_payments(self, bids: FloatArray, group: IntArray) -> FloatArray:
         """[E, N] P_i = b_i x_i + t ln(1 + w_i e^{s_i/t} / C_i), the expected payment to i."""
         lg = self.logits(bids, group)
         x = np.exp(lg[:, 1:] - logsumexp(lg)[:, None])
@@ -135,7 +145,8 @@ class SoftRochet(ScoringAuction):
             rent[:, i] = self.t * np.logaddexp(0.0, d)  # softplus(d)
         return bids * x + rent
 
-    def allocate(self, bids, context, group, noise):
+    def allocate(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
+                 ) -> tuple[IntArray, FloatArray]:
         self.n_rounds += 1
         lg = self.logits(bids, group)
         weights = np.exp(lg - row_max(lg)[:, None])
@@ -153,7 +164,7 @@ class SoftRochet(ScoringAuction):
         self.n_soft += served & (ws != argmax_random_ties(lg[:, 1:], np.zeros((lg.shape[0], lg.shape[1] - 1))))
         return np.where(served, w, NO_WINNER), payment
 
-    def diagnostics(self):
+    def diagnostics(self) -> dict[str, FloatArray]:
         served = self.n_rounds - self.n_unserved
         return {"unserved_rate": self.n_unserved / max(1, self.n_rounds),
                 "mean_payment": self.payment_sum / np.maximum(1, served),

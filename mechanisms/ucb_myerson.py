@@ -5,8 +5,8 @@ For every provider whose bid is at most the reserve r (the user's price cap) the
     index_i = u_i - phi_i(b_i),  u_i = mean observed net value of i + c * value_scale * sqrt(ln t / n_i),
     phi_i(b) = b + F_i(b) / f_i(b),
 with F_i, f_i the empirical CDF and density of i's *own past bids* (a histogram on [0, r] smoothed toward the
-uniform prior with ``prior_weight`` pseudo-bids). Untried providers are chosen first (cheapest ask first; ties in the index or the ask are broken at random). If every
-bid exceeds r the round is skipped. The user pays the winner
+uniform prior with ``prior_weight`` pseudo-bids). Untried providers are chosen first (cheapest ask first; ties in
+the index or the ask are broken at random). If every bid exceeds r the round is skipped. The user pays the winner
 
     P_w = min(r, second-lowest bid among all N bids)      (``payment="second_lowest"``, the default)
 
@@ -31,10 +31,20 @@ from typing import Literal
 
 import numpy as np
 
-from mechanisms.base import (NO_WINNER, MarketInfo, Mechanism, Outcome, argmax_random_ties, best_other, pick, row_any,
-                             row_min)
+from mechanisms.base import (
+    NO_WINNER,
+    FloatArray,
+    IntArray,
+    MarketInfo,
+    Mechanism,
+    Outcome,
+    argmax_random_ties,
+    best_other,
+    pick,
+    row_any,
+    row_min,
+)
 from mechanisms.registry import register
-
 
 PaymentRule = Literal["second_lowest", "next_higher"]
 ValueSignal = Literal["net", "gross"]
@@ -97,19 +107,19 @@ class UCBMyerson(Mechanism):
         self.n_skipped = np.zeros(E)
         self._cells = (np.arange(E * N) * self.bins).reshape(E, N)  # first bin of every (market, provider)
         self._prior_density = self.prior_weight / self.reserve  # the uniform prior's pseudo-bids per unit of bid
-        self._ucb_next: np.ndarray | None = None  # the index of round t + 1, computed for the public state
+        self._ucb_next: FloatArray | None = None  # the index of round t + 1, computed for the public state
 
     @property
     def noise_dim(self) -> int:
         return self.info.n_providers
 
-    def _bin(self, bids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _bin(self, bids: FloatArray) -> tuple[FloatArray, IntArray]:
         """Bids clipped to [0, r] and their histogram bin."""
         x = np.minimum(np.maximum(bids, 0.0), self.reserve)
         k = np.minimum((x / self.width).astype(np.int64), self.bins - 1)
         return x, k
 
-    def virtual_cost(self, bids: np.ndarray) -> np.ndarray:
+    def virtual_cost(self, bids: FloatArray) -> FloatArray:
         """[E, N] phi_i(b_i) = b_i + F_i(b_i) / f_i(b_i) from each provider's smoothed empirical bid distribution
         (monotone envelope when ``ironed``)."""
         x, k = self._bin(bids)
@@ -125,20 +135,22 @@ class UCBMyerson(Mechanism):
         if self.ironed:
             # phi rises inside a bin (slope 2) and can only drop at an edge: lift it to the largest left limit
             # phi(e^-) over the edges below the bid.
-            left = self.edges + (self._prior_density * self.edges + cum) / (self._prior_density + self.hist / self.width)
+            left = self.edges + ((self._prior_density * self.edges + cum)
+                                 / (self._prior_density + self.hist / self.width))
             envelope = np.maximum.accumulate(left, axis=2)  # [E, N, bins]: envelope up to each bin's right edge
             lifted = envelope.reshape(-1).take(self._cells + np.maximum(k - 1, 0))
             phi = np.where(k > 0, np.maximum(phi, lifted), phi)
         return phi
 
-    def ucb(self, t: int | None = None) -> np.ndarray:
+    def ucb(self, t: int | None = None) -> FloatArray:
         """[E, N] optimistic (net) value index at round ``t`` (default: the current one); inf for providers that never
         won."""
         n = np.maximum(self.wins, 1.0)
         bonus = self.exploration * self.info.value_scale * np.sqrt(np.log(max(self.t if t is None else t, 1)) / n)
         return np.where(self.wins == 0, np.inf, self.value_sum / n + bonus)
 
-    def allocate(self, bids, context, group, noise):
+    def allocate(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
+                 ) -> tuple[IntArray, FloatArray]:
         self.t += 1
         ucb = self._ucb_next if self._ucb_next is not None else self.ucb()
         self._ucb_next = None
@@ -177,7 +189,7 @@ class UCBMyerson(Mechanism):
     def public_state_dim(self) -> int:
         return 1 + self.info.n_providers
 
-    def public_state(self, context, group):
+    def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         """The reserve and the UCB index the next allocation will use (untried providers shown capped at 2), both
         / value_scale."""
         self._ucb_next = self.ucb(self.t + 1)
@@ -187,5 +199,5 @@ class UCBMyerson(Mechanism):
         out[:, 1:] = np.minimum(self._ucb_next, 2.0 * vs) / vs
         return out
 
-    def diagnostics(self):
+    def diagnostics(self) -> dict[str, FloatArray]:
         return {"skipped_rate": self.n_skipped / max(1, self.t), "reserve": np.full(self.n_markets, self.reserve)}

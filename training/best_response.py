@@ -4,7 +4,7 @@ PSRO (:mod:`evaluation.metagame`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from stable_baselines3.common.logger import Logger, configure
@@ -15,6 +15,9 @@ from envs.market import make_batched
 from training.config import TrainConfig
 from training.trainer import new_model
 from training.vec_env import MarketVecEnv
+
+if TYPE_CHECKING:  # evaluation.metagame is imported by who uses the oracle, not here
+    from evaluation.metagame import BestResponse, MetaSpec
 
 
 def ppo_best_response(scenario: str, mechanism: str, learner: str, opponents: dict[str, Policy],
@@ -43,11 +46,11 @@ def ppo_best_response(scenario: str, mechanism: str, learner: str, opponents: di
     return LearnedPolicy(model, name=f"br:{learner}")
 
 
-def ppo_oracle(timesteps: int = 300_000, log_root: str | Path | None = None, **train_fields: Any):
+def ppo_oracle(timesteps: int = 300_000, log_root: str | Path | None = None, **train_fields: Any) -> BestResponse:
     """The PSRO oracle of :func:`evaluation.metagame.psro`: ``oracle(spec, learner, opponents, seed)`` trains a PPO
     best response in the spec's market (logs under ``log_root/<mechanism>/<learner>_<seed>`` when given)."""
 
-    def oracle(spec, learner: str, opponents: dict[str, Policy], seed: int) -> Policy:
+    def oracle(spec: MetaSpec, learner: str, opponents: dict[str, Policy], seed: int) -> Policy:
         log_dir = None if log_root is None else Path(log_root) / spec.mechanism / f"{learner}_{seed}"
         return ppo_best_response(spec.scenario, spec.mechanism, learner, opponents, spec.overrides, timesteps, seed,
                                  log_dir=log_dir, **train_fields)

@@ -7,15 +7,16 @@ import csv
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import CSVOutputFormat, HParam, Logger, TensorBoardOutputFormat
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from envs.metrics import MARKET_METRICS, PROVIDER_METRICS
+from training.vec_env import MarketVecEnv
 
 
 def custom_scalar_layout(agents: list[str]) -> dict[str, dict[str, list]]:
@@ -39,20 +40,26 @@ class MarketLogger(BaseCallback):
         self.total, self.hparams, self.label, self.progress = total, hparams, label, progress
         self.env_time = 0.0
 
+    @property
+    def market_env(self) -> MarketVecEnv:
+        """The training env: a :class:`training.vec_env.MarketVecEnv` (its episode counters and metrics)."""
+        return cast(MarketVecEnv, self.training_env)
+
     def _on_training_start(self) -> None:
         self.bar = tqdm(total=self.total, initial=self.model.num_timesteps, desc=self.label, unit="step",
                         disable=not self.progress, dynamic_ncols=True)
         self.start_steps, self.start_time = self.model.num_timesteps, time.perf_counter()
-        self._seen_episodes = self.training_env.episodes_done
+        env = self.market_env
+        self._seen_episodes = env.episodes_done
         for fmt in self.logger.output_formats:
             if isinstance(fmt, TensorBoardOutputFormat):
-                fmt.writer.add_custom_scalars(custom_scalar_layout(self.training_env.agents))
+                fmt.writer.add_custom_scalars(custom_scalar_layout(env.agents))
         self.logger.record("hparams", HParam(self.hparams, {"rollout/ep_rew_mean": 0.0, "eval/manipulation_gain": 0.0}),
                            exclude=("stdout", "log", "json", "csv"))
 
     def _on_step(self) -> bool:
-        self.bar.update(self.training_env.num_envs)
-        env = self.training_env
+        env = self.market_env
+        self.bar.update(env.num_envs)
         if env.episodes_done != self._seen_episodes:  # episodes ended in every market this step
             self._seen_episodes = env.episodes_done
             for key, value in env.episode_metrics.items():
@@ -71,7 +78,7 @@ class GainEvaluator(BaseCallback):
     """Every ``every`` steps: the learner's mean profit per round and its gain over honest play on the same seeds;
     training stops once the gain reaches ``stop_at`` (when given)."""
 
-    def __init__(self, every: int, evaluate, stop_at: float | None = None):
+    def __init__(self, every: int, evaluate: Callable[[BaseAlgorithm], dict[str, float]], stop_at: float | None = None):
         super().__init__()
         self.every, self.evaluate, self.next_at, self.stop_at = every, evaluate, every, stop_at
 
@@ -124,7 +131,7 @@ def run_logger(folder: Path, resume_at: int | None = None) -> Logger:
     csv_format = CSVOutputFormat(str(csv_path))
     for row in kept:
         values = {k: v for k, v in row.items() if v != ""}
-        csv_format.write(values, dict.fromkeys(values))
+        csv_format.write(values, dict.fromkeys(values, ()))
     tensorboard = TensorBoardOutputFormat(str(folder))
     if resume_at is not None:
         tensorboard.writer.close()

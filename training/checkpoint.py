@@ -24,7 +24,6 @@ import tempfile
 import warnings
 from collections import deque
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -61,7 +60,10 @@ def save_checkpoint(model: BaseAlgorithm, env: MarketVecEnv, directory: Path, st
         arrays["sb3.last_obs"] = np.asarray(model._last_obs)
         arrays["sb3.last_episode_starts"] = np.asarray(model._last_episode_starts)
         arrays["rng.torch"] = torch.get_rng_state().numpy()
-        _, keys, pos, has_gauss, cached = np.random.get_state()
+        # SB3 and our seeding use numpy's global legacy generator, so its exact state is part of the checkpoint.
+        state = np.random.get_state(legacy=True)  # noqa: NPY002
+        assert isinstance(state, tuple)  # the legacy form: ("MT19937", keys, pos, has_gauss, cached)
+        _, keys, pos, has_gauss, cached = state
         arrays["rng.numpy"] = keys
         meta["rng.numpy"] = [int(pos), int(has_gauss), float(cached)]
         version, internal, gauss = random.getstate()
@@ -77,7 +79,7 @@ def save_checkpoint(model: BaseAlgorithm, env: MarketVecEnv, directory: Path, st
                           "counts": {k: int(logger.name_to_count.get(k, 0)) for k in pending},
                           "excluded": {k: list(logger.name_to_excluded.get(k, ())) for k in pending}}
         with open(tmp / "state.npz", "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle's bool
         (tmp / "state.json").write_text(json.dumps(meta), encoding="utf-8")
         for name in ("model.zip", "state.npz", "state.json"):
             with open(tmp / name, "rb") as fh:
@@ -113,10 +115,10 @@ def load_checkpoint(path: Path, model: BaseAlgorithm, env: MarketVecEnv) -> int:
         model.ep_success_buffer = deque(sb3["ep_success_buffer"], maxlen=model._stats_window_size)
         torch.set_rng_state(torch.from_numpy(arrays["rng.torch"]))
         pos, has_gauss, cached = meta["rng.numpy"]
-        np.random.set_state(("MT19937", arrays["rng.numpy"], pos, has_gauss, cached))
+        np.random.set_state(("MT19937", arrays["rng.numpy"], pos, has_gauss, cached))  # noqa: NPY002 (see save_checkpoint)
         version, internal, gauss = meta["rng.python"]
         random.setstate((version, tuple(internal), gauss))
-        model._pending_log = meta.get("logger")  # for restore_pending_log, once the logger exists
+        model._pending_log = meta.get("logger")  # type: ignore[attr-defined]  # for restore_pending_log, once the logger exists
     except Exception as exc:  # any damage: the caller falls back to an older checkpoint
         raise CheckpointError(f"{path}: cannot load the checkpoint: {exc}") from exc
     return model.num_timesteps
@@ -125,7 +127,7 @@ def load_checkpoint(path: Path, model: BaseAlgorithm, env: MarketVecEnv) -> int:
 def resume_from_newest(directory: Path, stage: str, model: BaseAlgorithm, env: MarketVecEnv) -> int | None:
     """Load the newest checkpoint of a stage that loads (warning about, and skipping, damaged ones); the step count
     resumed from, or None when there is none."""
-    for steps, path in checkpoints(directory, stage):
+    for _steps, path in checkpoints(directory, stage):
         try:
             return load_checkpoint(path, model, env)
         except CheckpointError as exc:

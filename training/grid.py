@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import mechanisms
+from agents.registry import make_strategy
 from envs.config import ConfigError, to_dict
 from envs.files import atomic_write
 from evaluation.config import LIST_PRICE, EvalConfig, EvalSpec, Setting
 from evaluation.parallel import make_backend
 from evaluation.rollout import play
-from agents.registry import make_strategy
+from evaluation.runner import process_pool
 from training.config import TrainConfig
 from training.trainer import read_run_config, train
 
@@ -113,7 +114,7 @@ def train_learners(cfg: EvalConfig, progress: bool = True
             for provider, s in summary.items():
                 seeds.setdefault(provider, []).append({"mechanism": mechanism, "billing": billing,
                                                        "provider": provider, "run_dir": str(run_dir), **s})
-        for provider, group in seeds.items():
+        for group in seeds.values():
             best = max(group, key=lambda r: r["manipulation_gain"])
             for r in group:
                 r["chosen"] = r is best

@@ -28,14 +28,16 @@ import random
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import gymnasium
 import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 from tqdm.auto import tqdm
 
 from agents.learned import LearnedPolicy, make_manifest
@@ -50,36 +52,42 @@ from evaluation.statistics import mean_ci
 from training.config import TrainConfig
 from training.tabular import config_record, run_sessions, save_tables
 
+if TYPE_CHECKING:  # the functions import these lazily (import cycles)
+    from evaluation.collusion import PolicyCollusion
+    from training.trainer import TrainResult
+
 
 class _Slots(VecEnv):
     """The spaces and slot count a PPO model is built for; never reset or stepped (the lockstep loop feeds the
     model's rollout buffer itself)."""
 
-    def __init__(self, n: int, observation_space, action_space):
+    def __init__(self, n: int, observation_space: gymnasium.spaces.Space[Any],
+                 action_space: gymnasium.spaces.Space[Any]) -> None:
         super().__init__(n, observation_space, action_space)
 
-    def reset(self):
+    def reset(self) -> VecEnvObs:
         raise RuntimeError("the lockstep loop steps the market itself")
 
-    def step_async(self, actions):
+    def step_async(self, actions: np.ndarray) -> None:
         raise RuntimeError("the lockstep loop steps the market itself")
 
-    def step_wait(self):
+    def step_wait(self) -> VecEnvStepReturn:
         raise RuntimeError("the lockstep loop steps the market itself")
 
-    def close(self):
+    def close(self) -> None:
         pass
 
-    def get_attr(self, attr_name, indices=None):
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         return [None] * self.num_envs
 
-    def set_attr(self, attr_name, value, indices=None):
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         pass
 
-    def env_method(self, method_name, *method_args, indices=None, **method_kwargs):
+    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
+                   **method_kwargs: Any) -> list[Any]:
         return [None] * self.num_envs
 
-    def env_is_wrapped(self, wrapper_class, indices=None):
+    def env_is_wrapped(self, wrapper_class: type[gymnasium.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return [False] * self.num_envs
 
 
@@ -163,7 +171,7 @@ def simultaneous_ppo(cfg: TrainConfig, learners: list[str] | None = None, fixed:
                 joint[:, index[a]] = policy.act(obs[:, index[a]])
             new_obs, rewards, done = market.step(joint)
             new_obs = new_obs.copy()
-            stats.add(market.last_round)
+            stats.add(market.played())
             returns += rewards
             rewards = rewards.astype(np.float32)
             if done.all():
@@ -173,6 +181,7 @@ def simultaneous_ppo(cfg: TrainConfig, learners: list[str] | None = None, fixed:
                     with torch.no_grad():
                         terminal = model.policy.predict_values(obs_as_tensor(new_obs[:, rows[a]], model.device))
                     rewards[:, rows[a]] += model.gamma * terminal.cpu().numpy().reshape(-1)
+                    assert model.ep_info_buffer is not None  # set up with the model above
                     model.ep_info_buffer.extend({"r": float(r), "l": stats.rounds}
                                                 for r in returns[:, rows[a]])
                     model._episode_num += n_envs
@@ -199,7 +208,7 @@ def simultaneous_ppo(cfg: TrainConfig, learners: list[str] | None = None, fixed:
     return models
 
 
-def train_simultaneous(cfg: TrainConfig, resume: bool = False, progress: bool = True):
+def train_simultaneous(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
     """Run ``--mode simultaneous`` (see the module docstring) and write the run dir; returns a
     :class:`training.trainer.TrainResult`."""
     from training.trainer import (TrainResult, _write_run_files, check_run_dir, gain_against_honest, make_market,
@@ -210,7 +219,7 @@ def train_simultaneous(cfg: TrainConfig, resume: bool = False, progress: bool = 
     run_dir = Path(cfg.run_dir)
     check_run_dir(run_dir, resume)
     random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    np.random.seed(cfg.seed)  # noqa: NPY002 - SB3 draws from numpy's global generator: seed it
     torch.manual_seed(cfg.seed)
     market = make_market(cfg)
     agents = market.possible_agents
@@ -274,7 +283,7 @@ def joint_against_truthful(cfg: TrainConfig, policies: dict[str, Policy]) -> dic
 
 def collusion_delta(scenario: str, mechanism: str, overrides: dict[str, Any] | None = None,
                     timesteps: int = 100_000, seeds: list[int] | None = None, seed: int = 0, progress: bool = False,
-                    **train_fields: Any):
+                    **train_fields: Any) -> PolicyCollusion:
     """The collusion column of the robustness report: train simultaneous PPO learners (every provider, lockstep; PPO
     settings from :class:`training.config.TrainConfig`, overridden by ``train_fields``) in ``scenario`` under
     ``mechanism`` and measure their collusion index on ``seeds`` (:func:`evaluation.collusion.policy_collusion`:
@@ -290,7 +299,7 @@ def collusion_delta(scenario: str, mechanism: str, overrides: dict[str, Any] | N
                             overrides)
 
 
-def _collusion_job(job: tuple[str, str, dict[str, Any], int, list[int], int]):
+def _collusion_job(job: tuple[str, str, dict[str, Any], int, list[int] | None, int]) -> PolicyCollusion:
     scenario, mechanism, overrides, timesteps, seeds, seed = job
     return collusion_delta(scenario, mechanism, overrides, timesteps, seeds, seed)
 

@@ -7,8 +7,8 @@ period by period under any registered mechanism, with every provider a stateless
 ask profile has not changed over its last ``window`` periods. What the session earned over that final window (profit
 per provider, payment, user utility) is recorded, with the greedy asks and the Q tables.
 
-:func:`save_tables` / :func:`load_tables` store the learned tables in a run dir (``policies/<agent>.npz``), which is how
-``train.py --mode simultaneous --algo qlearning`` saves and :func:`agents.learned.load_policies` loads them.
+:func:`save_tables` stores the learned tables in a run dir (``policies/<agent>.npz``), which is how
+``train.py --mode simultaneous --algo qlearning`` saves them; :func:`agents.learned.load_policies` loads them.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def run_sessions(scenario: str | dict, mechanism: str | Mechanism, n_sessions: i
         actions[:, :, BID] = ask_actions(lay, obs, grid[idx], config.basis)
         obs, rewards, _ = market.step(actions)
         learners.update(idx, rewards)
-        r = market.last_round
+        r = market.played()
         chunk_pay += r.payment
         if t >= window_start:
             profit += rewards
@@ -194,14 +194,6 @@ def save_tables(run_dir: str | Path, result: SessionsResult) -> dict[str, str]:
         np.savez(folder / f"{agent}.npz", tables=result.tables[:, i], grid=result.grid)
         out[agent] = f"{agent}.npz"
     return out
-
-
-def load_tables(file: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(tables [S, A], grid [A]) from a saved ``.npz`` (plain arrays: nothing is unpickled)."""
-    with np.load(file, allow_pickle=False) as data:
-        if "tables" not in data or "grid" not in data:
-            raise ValueError(f"{file}: not a Q-table file (needs 'tables' and 'grid')")
-        return np.asarray(data["tables"], dtype=np.float64), np.asarray(data["grid"], dtype=np.float64)
 
 
 def config_record(config: QConfig) -> dict[str, Any]:

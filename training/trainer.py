@@ -19,6 +19,7 @@ Timesteps count SB3 transitions: one per learner-round (in ``shared`` mode, one 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import random
 from dataclasses import dataclass
@@ -35,9 +36,9 @@ from agents.policy import LEVERS, LeverMask, Policy
 from agents.registry import make_strategy
 from agents.scripted import DEVIATIONS, scripted_levers
 from agents.spec import policies_from_spec
+from envs.batched import BatchedMarket
 from envs.config import ConfigError, Layer, dump_yaml, from_dict, load_yaml, to_dict
 from envs.files import atomic_write
-from envs.batched import BatchedMarket
 from envs.market import check_overrides, make_batched
 from evaluation.rollout import play
 from evaluation.statistics import mean_ci
@@ -45,7 +46,6 @@ from training.callbacks import Checkpointer, GainEvaluator, MarketLogger, run_lo
 from training.checkpoint import checkpoints, restore_pending_log, resume_from_newest, save_checkpoint
 from training.config import TrainConfig
 from training.vec_env import MarketVecEnv
-
 
 # ------------------------------------------------------------------------------------------------ the run's market
 
@@ -119,6 +119,7 @@ def policy_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 def algo_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     common = {"learning_rate": cfg.learning_rate, "gamma": cfg.gamma, "batch_size": cfg.batch_size,
               "seed": cfg.seed, "verbose": 0}
+    kwargs: dict[str, Any]
     if cfg.algo == "ppo":
         kwargs = {**common, "n_steps": cfg.n_steps, "n_epochs": cfg.n_epochs, "ent_coef": cfg.ent_coef}
     else:
@@ -300,7 +301,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     if resume:
         cfg = read_run_config(run_dir)
     random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    np.random.seed(cfg.seed)  # noqa: NPY002 - SB3 draws from numpy's global generator: seed it
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.torch_threads)
 
@@ -337,7 +338,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         fixed = stage_opponents(cfg, stage.learners, agents, base_opponents, current)
         owner = SHARED if cfg.mode == "shared" else stage.learners[0]
 
-        def build() -> tuple[MarketVecEnv, BaseAlgorithm]:
+        def build(stage: Stage = stage, fixed: dict[str, Policy] = fixed, index: int = index,
+                  owner: str = owner) -> tuple[MarketVecEnv, BaseAlgorithm]:
             env = MarketVecEnv(make_market(cfg, cfg.n_envs), stage.learners, fixed, seed=cfg.seed + 97 * index,
                                levers=cfg.levers)
             previous = run_dir / "policies" / f"{owner}.zip"
@@ -352,7 +354,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         model.set_logger(run_logger(run_dir / "tb" / owner, resumed_at))
         restore_pending_log(model)
 
-        def evaluate(m: BaseAlgorithm, _learner=stage.learners[0], _fixed=fixed) -> dict[str, float]:
+        def evaluate(m: BaseAlgorithm, _learner: str = stage.learners[0],
+                     _fixed: dict[str, Policy] = fixed) -> dict[str, float]:
             # In shared mode the others play the same (current) policy; otherwise the stage's fixed strategies.
             policy = learned_policy(cfg, m)
             others = dict(_fixed) if cfg.mode != "shared" else {a: policy for a in agents if a != _learner}
@@ -368,17 +371,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             MarketLogger(stage.steps, hparams, stage.name, progress),
             GainEvaluator(cfg.eval_every, evaluate, stop_at),
             Checkpointer(cfg.checkpoint_every, checkpoint_dir, stage.name,
-                         lambda _m=model, _e=env, _s=stage.name: save_checkpoint(_m, _e, checkpoint_dir, _s)),
+                         functools.partial(save_checkpoint, model, env, checkpoint_dir, stage.name)),
         ])
         try:
             if remaining > 0:
                 model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=False)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # pragma: no cover - Ctrl-C at the terminal; test_faults kills runs with SIGKILL
             newest = checkpoints(checkpoint_dir, stage.name)
             print(f"\ninterrupted; --resume --run-dir {run_dir} continues from "
                   f"{f'the checkpoint at {newest[0][0]} steps' if newest else 'the start of this stage'}")
             raise
-        atomic_write(run_dir / "policies" / f"{owner}.zip", lambda path, _m=model: _m.save(path))
+        atomic_write(run_dir / "policies" / f"{owner}.zip", model.save)
         for a in stage.learners:
             current[a] = learned_policy(cfg, model)
             saved_policies[a] = f"{owner}.zip"

@@ -18,11 +18,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import gymnasium
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
 from agents.policy import LEVERS, Policy
 from envs.batched import BatchedMarket
+from envs.layout import ObservationLayout
 from envs.metrics import EpisodeStats
 from envs.snapshot import capture, restore
 
@@ -69,7 +72,7 @@ class MarketVecEnv(VecEnv):
         self._seeds = [None if seed is None else seed + k for k in range(E)] * len(self.learners)
 
     @property
-    def layout(self):
+    def layout(self) -> ObservationLayout:
         return self.market.layout
 
     def _learner_obs(self) -> np.ndarray:
@@ -88,7 +91,8 @@ class MarketVecEnv(VecEnv):
         """Seed market e with ``seed + e`` at the next reset (one seed per market, repeated for its slots)."""
         if seed is None:
             return [None] * self.num_envs
-        self._seeds = [seed + e for e in range(self.n_markets)] * len(self.learners)
+        seeds: list[int | None] = [seed + e for e in range(self.n_markets)]
+        self._seeds = seeds * len(self.learners)
         return self._seeds
 
     def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -117,11 +121,11 @@ class MarketVecEnv(VecEnv):
         self._joint[:, self._learner_rows] = (np.asarray(actions).reshape(self.n_markets, len(self.learners), -1)
                                               * self._lever_mask)
 
-    def step_wait(self):
+    def step_wait(self) -> VecEnvStepReturn:
         for i, policy in self._fixed_rows:  # one batched call per fixed agent over all markets
             self._joint[:, i] = policy.act(self._obs[:, i])
         obs, rewards, done = self.market.step(self._joint)
-        self.stats.add(self.market.last_round)
+        self.stats.add(self.market.played())
         learner_rewards = rewards[:, self._learner_rows]
         self._returns += learner_rewards
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
@@ -147,19 +151,20 @@ class MarketVecEnv(VecEnv):
     def close(self) -> None:
         pass
 
-    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         return [getattr(self.market, attr_name)] * len(self._indices(indices))
 
-    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         setattr(self.market, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
+                   **method_kwargs: Any) -> list[Any]:
         return [getattr(self.market, method_name)(*method_args, **method_kwargs)] * len(self._indices(indices))
 
-    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+    def env_is_wrapped(self, wrapper_class: type[gymnasium.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return [False] * len(self._indices(indices))
 
-    def _indices(self, indices) -> list[int]:
+    def _indices(self, indices: VecEnvIndices) -> list[int]:
         if indices is None:
             return list(range(self.num_envs))
         return [indices] if isinstance(indices, int) else list(indices)

@@ -42,9 +42,10 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 Messages = list[dict[str, str]]
 
@@ -132,7 +133,7 @@ def _require_int(name: str, value: Any, low: int) -> None:
 
 def _require_seconds(name: str, value: Any, *, positive: bool) -> None:
     ok = (isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-          and (value > 0 if positive else value >= 0))
+          and (float(value) > 0 if positive else float(value) >= 0))
     if not ok:
         raise BackendError(f"{name} must be a finite number of seconds {'> 0' if positive else '>= 0'}, got {value!r}")
 
@@ -169,8 +170,9 @@ class TransformersBackend:
                  chat_template: str | None = None, chat_template_kwargs: dict | None = None) -> None:
         _require_int("batch_size", batch_size, 1)
         _require_int("max_new_tokens", max_new_tokens, 1)
+        self._source: str | None  # the model id or path to load from; None for a given model object
         if isinstance(model, str):
-            self._model, self.model_id = None, model_id or model
+            self._model, self.model_id = None, str(model_id or model)
             self._source = model
         else:
             self._model, self._source = model, None
@@ -203,7 +205,7 @@ class TransformersBackend:
         dtype = self._dtype_arg
         if dtype in (None, "auto"):
             if device.startswith("cuda"):
-                dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+                dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"  # pragma: no cover - needs a GPU
             else:
                 dtype = "float32"
         if dtype not in ("bfloat16", "float16", "float32"):
@@ -232,7 +234,7 @@ class TransformersBackend:
                                "(e.g. envs.data.backends.LLAMA3_CHAT_TEMPLATE for Llama-3.x)")
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        stop = set()
+        stop: set[int] = set()
         for ids in (tok.eos_token_id, getattr(self._model.generation_config, "eos_token_id", None)):
             stop.update(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
         eot = tok.convert_tokens_to_ids("<|eot_id|>")
@@ -276,7 +278,7 @@ class TransformersBackend:
             del self._generation_config
         torch, _ = self._import()
         if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+            torch.cuda.empty_cache()  # pragma: no cover - needs a GPU
 
     def render(self, messages: Messages) -> str:
         """The prompt text of ``messages`` under the chat template (generation prompt appended)."""
@@ -291,6 +293,7 @@ class TransformersBackend:
         torch, _ = self._import()
         prompts = [self.render(m) for m in batch]
         tok, model = self._tokenizer, self._model
+        assert model is not None  # render() loaded it
         lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
         order = sorted(range(len(batch)), key=lambda i: -lengths[i])
         stop = torch.tensor(self._stop)

@@ -53,14 +53,18 @@ import math
 import os
 import stat
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from pathlib import Path
-from typing import IO, Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from envs.data.backends import Backend, BackendError, Completion, Messages
 from envs.data.cache import MAX_FIELD_CHARS, MAX_PRICE, MAX_TOKENS, CacheError, check_cache_target, write_cache
 from envs.data.grading import DEFAULT_TOLERANCE_DEG, grade_capitals
+
+if TYPE_CHECKING:  # tqdm is imported when a build shows progress
+    from tqdm import tqdm
 
 JOURNAL_NAME = ".journal.jsonl"
 
@@ -109,7 +113,7 @@ class CapitalsTask:
     def __init__(self, tolerance_deg: float = DEFAULT_TOLERANCE_DEG) -> None:
         if not (isinstance(tolerance_deg, Real) and math.isfinite(tolerance_deg) and 0 <= tolerance_deg <= 180):
             raise BuildError(f"tolerance_deg must be a finite number of degrees in [0, 180], got {tolerance_deg!r}")
-        self.tolerance_deg = tolerance_deg
+        self.tolerance_deg: float = tolerance_deg
 
     def queries(self) -> list[dict]:
         from envs.data.make_capitals import load_countries, query_row
@@ -214,7 +218,7 @@ def reply_problem(text: Any, input_tokens: Any, output_tokens: Any, latency_ms: 
     if len(text) > MAX_FIELD_CHARS:
         return f"the reply has {len(text)} characters, more than the {MAX_FIELD_CHARS} a cache field holds"
     for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
-        if isinstance(value, bool) or not isinstance(value, Integral) or not 0 <= value <= MAX_TOKENS:
+        if isinstance(value, bool) or not isinstance(value, Integral) or not 0 <= int(value) <= MAX_TOKENS:
             return f"{name} is {value!r}, expected an integer in [0, {MAX_TOKENS}]"
     if latency_ms is not None and (isinstance(latency_ms, bool) or not isinstance(latency_ms, Real)
                                    or not math.isfinite(latency_ms) or latency_ms < 0):
@@ -378,7 +382,7 @@ def select_queries(queries: list[dict], query_ids: Sequence[str] | None = None, 
     return queries
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool) -> tqdm[Any]:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="query", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
@@ -483,7 +487,8 @@ def build_cache(
 
         responses = []
         for run in runs:
-            total, correct = 0.0, {}
+            total = 0.0
+            correct: dict[str, int] = {}
             for q in queries:
                 rec = done[keys[run.name, q["query_id"]]]
                 graded = task.grade(q, rec["text"])
@@ -508,7 +513,7 @@ def build_cache(
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _record(run: ModelRun, query_id: str, key: str, c: Completion) -> dict:

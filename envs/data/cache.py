@@ -47,9 +47,10 @@ import secrets
 import shutil
 import stat
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -131,11 +132,7 @@ class ResponseCache:
         lookup = {n: k for k, n in enumerate(names)}
         return np.array([lookup[x] for x in labels], dtype=np.int64), names
 
-    def accuracy(self) -> dict[str, float]:
-        """Mean score per model over all queries."""
-        return {m: float(self.score[:, k].mean()) for k, m in enumerate(self.models)}
-
-    def subset(self, mask: np.ndarray) -> "ResponseCache":
+    def subset(self, mask: np.ndarray) -> ResponseCache:
         """The cache restricted to the queries where ``mask`` is true (e.g. one domain)."""
         idx = np.flatnonzero(mask)
         if idx.size == 0:

@@ -39,8 +39,9 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from envs.data.make_capitals import FIELDS, HEMISPHERES, SCORE_WEIGHTS
 
@@ -212,8 +213,9 @@ def fold(text: str) -> str:
     """Accents removed (NFKD minus combining marks, plus a few letters NFKD keeps), case folded."""
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return text.translate(str.maketrans({"ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ß": "ss",
-                                         "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ı": "i"})).casefold()
+    table: dict[str, str | int | None] = {"ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ß": "ss",
+                                         "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ı": "i"}
+    return text.translate(str.maketrans(table)).casefold()
 
 
 _SAINTS = {"st": "saint", "ste": "sainte"}
@@ -337,7 +339,7 @@ def grade_capitals(reply: str, capital: str, continent: str, latitude: float, lo
         raise ValueError(f"tolerance_deg must be >= 0, got {tolerance_deg}")
     obj = extract_json(reply)
     if obj is None:
-        return CapitalsGrade(correct={f: False for f in FIELDS}, score=0.0, parse_ok=False,
+        return CapitalsGrade(correct=dict.fromkeys(FIELDS, False), score=0.0, parse_ok=False,
                              values={}, error_deg={"latitude": None, "longitude": None})
     values = answer_fields(obj)
     correct = {
@@ -347,8 +349,9 @@ def grade_capitals(reply: str, capital: str, continent: str, latitude: float, lo
     errors: dict[str, float | None] = {}
     for axis, truth in (("latitude", latitude), ("longitude", longitude)):
         parsed = parse_coordinate(values.get(axis, ""), axis)
-        errors[axis] = None if parsed is None else coordinate_error(parsed, float(truth), axis)
-        correct[axis] = errors[axis] is not None and errors[axis] <= tolerance_deg + 1e-9
+        error = None if parsed is None else coordinate_error(parsed, float(truth), axis)
+        errors[axis] = error
+        correct[axis] = error is not None and error <= tolerance_deg + 1e-9
     correct = {f: correct[f] for f in FIELDS}
     return CapitalsGrade(correct=correct, score=weighted_score(correct), parse_ok=True, values=values,
                          error_deg=errors)

@@ -40,10 +40,11 @@ import math
 import os
 import pickle
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +107,7 @@ class InertChainResponse:
 
     __slots__ = ()
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "InertChainResponse":
+    def __new__(cls, *args: Any, **kwargs: Any) -> InertChainResponse:
         return super().__new__(cls)
 
     def __setstate__(self, state: Any) -> None:

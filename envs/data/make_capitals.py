@@ -41,9 +41,10 @@ import json
 import re
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -192,7 +193,7 @@ def load_countries() -> list[Country]:
             raise ValueError(f"countryinfo has no usable capital for {code}: {capital!r}")
         countries.append(Country(
             code=code, name=NAME_FIXES.get(code, info["name"]), capital=capital,
-            continent=continent_of(info["region"], info.get("intermediateregion") or ""),
+            continent=continent_of(info["region"], str(info.get("intermediateregion") or "")),
             latitude=float(lat), longitude=float(lon),
         ))
     if len(countries) != N_PUBLISHED:
@@ -252,7 +253,7 @@ def seed_grade(reply: str, truth: dict[str, str]) -> dict[str, bool]:
     except json.JSONDecodeError:
         parsed = None
     if not isinstance(parsed, dict):
-        return {f: False for f in FIELDS}
+        return dict.fromkeys(FIELDS, False)
     return {f: seed_field_correct(f, str(parsed.get(JSON_KEYS[f], "")), truth[f]) for f in FIELDS}
 
 

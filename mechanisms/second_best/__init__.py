@@ -37,15 +37,30 @@ ascending and take the last). Where the authors' code can do something odd - for
 B + R queries, as ``(R - B) % B`` is R then - :func:`exploitation_plan` does the same and says so.
 """
 
-from mechanisms.second_best.behaviours import (BEHAVIOURS, STRATEGIES, STRATEGY_NAMES, Behaviour, Menu,
-                                              resolve_behaviour)
+from mechanisms.second_best.behaviours import BEHAVIOURS, STRATEGIES, STRATEGY_NAMES, Behaviour, Menu, resolve_behaviour
 from mechanisms.second_best.game import TOY, Game, ToyGame, toy_game
 from mechanisms.second_best.mechanism import SecondBest
 from mechanisms.second_best.samplers import CacheSampler, GaussianSampler, Sampler, toy_draw, toy_input_draw
-from mechanisms.second_best.schedule import (DONE, EXPLOITATION, EXPLORATION, INCENTIVE, N_PLAY_PHASES, PHASES,
-                                            UTILITY, batch_size, delta_1, delta_2, delta_3, early_stop_threshold,
-                                            exploitation_length, exploitation_plan, margin, provider_term,
-                                            utility_counts, utility_deltas)
+from mechanisms.second_best.schedule import (
+                                              DONE,
+                                              EXPLOITATION,
+                                              EXPLORATION,
+                                              INCENTIVE,
+                                              N_PLAY_PHASES,
+                                              PHASES,
+                                              UTILITY,
+                                              batch_size,
+                                              delta_1,
+                                              delta_2,
+                                              delta_3,
+                                              early_stop_threshold,
+                                              exploitation_length,
+                                              exploitation_plan,
+                                              margin,
+                                              provider_term,
+                                              utility_counts,
+                                              utility_deltas,
+)
 from mechanisms.second_best.simulate import SimResult, simulate
 
 __all__ = [

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mechanisms.second_best.schedule import N_PLAY_PHASES
+from mechanisms.base import FloatArray
 
 BEHAVIOURS = ("honest", "lie_model", "lie_token", "lie_all", "lie_ours", "lie_second_best")
 
@@ -40,27 +40,26 @@ class Menu:
     """
 
     names: tuple[str, ...]
-    score: np.ndarray
-    tokens: np.ndarray
-    price_in: np.ndarray
-    price_out: np.ndarray
+    score: FloatArray
+    tokens: FloatArray
+    price_in: FloatArray
+    price_out: FloatArray
     input_tokens: float = 0.0
 
     @staticmethod
     def ranked(names: Sequence[str], score: Sequence[float], tokens: Sequence[float], price_in: Sequence[float],
                price_out: Sequence[float], b: float, input_tokens: float = 0.0,
-               keep_first: bool = False) -> "Menu":
+               keep_first: bool = False) -> Menu:
         """The menu sorted by mu_u(m) = b * score - tokens * p_out (descending, stable); ``keep_first`` pins the given
         first model as model 0 (a market whose declared model is fixed) and ranks only the rest."""
-        score, tokens = np.asarray(score, float), np.asarray(tokens, float)
-        price_in, price_out = np.asarray(price_in, float), np.asarray(price_out, float)
-        mu = b * score - tokens * price_out
+        s, t = np.asarray(score, np.float64), np.asarray(tokens, np.float64)
+        p_in, p_out = np.asarray(price_in, np.float64), np.asarray(price_out, np.float64)
+        mu = b * s - t * p_out
         if keep_first:
             order = np.concatenate([[0], 1 + np.argsort(-mu[1:], kind="stable")])
         else:
             order = np.argsort(-mu, kind="stable")
-        return Menu(tuple(names[k] for k in order), score[order], tokens[order], price_in[order], price_out[order],
-                    float(input_tokens))
+        return Menu(tuple(names[k] for k in order), s[order], t[order], p_in[order], p_out[order], float(input_tokens))
 
     @property
     def n(self) -> int:
@@ -75,7 +74,7 @@ class Menu:
     def p_in_max(self) -> float:
         return float(self.price_in[0])
 
-    def user_utility(self, b: float) -> np.ndarray:
+    def user_utility(self, b: float) -> FloatArray:
         """mu_u(m) = b * mean score - mean output tokens * p_out(m), the ranking key."""
         return b * self.score - self.tokens * self.price_out
 

@@ -11,12 +11,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from mechanisms.base import NO_WINNER, MarketInfo, Mechanism, Outcome, pick
+from mechanisms.base import NO_WINNER, FloatArray, IntArray, MarketInfo, Mechanism, Outcome, pick
 from mechanisms.registry import register
-from mechanisms.second_best.schedule import (DONE, EXPLOITATION, EXPLORATION, INCENTIVE, N_PLAY_PHASES, PHASES,
-                                            UTILITY, batch_size, check_schedule, delta_1, delta_2, delta_3,
-                                            early_stop_threshold, exploitation_length, exploitation_plan, margin,
-                                            utility_counts, utility_deltas)
+from mechanisms.second_best.schedule import (
+    DONE,
+    EXPLOITATION,
+    EXPLORATION,
+    INCENTIVE,
+    N_PLAY_PHASES,
+    PHASES,
+    UTILITY,
+    batch_size,
+    check_schedule,
+    delta_1,
+    delta_2,
+    delta_3,
+    early_stop_threshold,
+    exploitation_length,
+    exploitation_plan,
+    margin,
+    utility_counts,
+    utility_deltas,
+)
 
 
 @register
@@ -24,8 +40,8 @@ class SecondBest(Mechanism):
     """The second-best delegation schedule as a market mechanism (MECHANISMS.md §6), one query per round.
 
     ``allocate`` ignores bids and returns the provider the schedule names for the next query (``NO_WINNER`` once the
-    schedule is exhausted before the env's horizon); billing is at list prices (the market bills p_in(declared) *
-    input + p_out(declared) * reported output tokens and hands that payment to :meth:`update`). The mechanism only observes
+    schedule is exhausted before the env's horizon); billing is at list prices (the market bills p_in(declared) * input
+    + p_out(declared) * reported output tokens and hands that payment to :meth:`update`). The mechanism only observes
     the score and the reported tokens: uhat_i, vbar_i (mean b*S) and taubar_i (mean reported output tokens) come from
     the exploration outcomes, the exploitation check uses the observed user utility b*S - payment.
 
@@ -64,7 +80,8 @@ class SecondBest(Mechanism):
         if not 0.0 < eta <= 1.0:
             raise ValueError(f"eta must be in (0, 1], got {eta!r}")
         self.T, self.epsilon, self.gamma, self.b, self.eta, self.delta_1 = T, epsilon, gamma, b, eta, delta_1
-        self.info: MarketInfo | None = None
+        # None until reset (public_state_dim is asked before it); reset sets the market's facts.
+        self.info: MarketInfo | None = None  # type: ignore[assignment]
 
     # ----------------------------------------------------------------------------------------------- lifecycle
 
@@ -117,13 +134,13 @@ class SecondBest(Mechanism):
     # ----------------------------------------------------------------------------------------------- schedule
 
     @property
-    def phase(self) -> np.ndarray:
+    def phase(self) -> FloatArray:
         """[E] current phase (DONE when the schedule or the T budget is exhausted)."""
         S = self.seg_count.shape[1]
         cur = np.minimum(self.cur, S - 1)
         return np.where(self.cur < S, pick(self.seg_phase, cur), DONE)
 
-    def _advance(self, e: np.ndarray) -> None:
+    def _advance(self, e: IntArray) -> None:
         """Markets ``e`` move to their next non-empty segment (or to done when the table or the T budget ends)."""
         S = self.seg_count.shape[1]
         cur = self.cur[e] + 1
@@ -138,9 +155,11 @@ class SecondBest(Mechanism):
         self._state[e, :5] = 0.0
         self._state[e, self.phase[e]] = 1.0
 
-    def _end_exploration(self, e: np.ndarray) -> None:
+    def _end_exploration(self, e: IntArray) -> None:
         """Markets ``e`` finished exploring: i*, u', the deltas, R, the threshold, and the rest of their table."""
-        K, L = self.info.n_providers, self.L
+        info = self.info
+        assert info is not None, "reset() first"
+        K, L = info.n_providers, self.L
         n = np.maximum(self.delegations[e, :, EXPLORATION], 1)[..., None]
         self.u_hat[e], self.vbar[e], self.taubar[e] = np.moveaxis(self._sums[e] / n, 2, 0)
         order = np.argsort(self.u_hat[e], axis=1, kind="stable")
@@ -153,7 +172,7 @@ class SecondBest(Mechanism):
         self.d3[e] = delta_3(self.vbar[e], self.taubar[e], L, best)
         R = exploitation_length(self.horizon, self.B, K, self.d1[e], self.d2, self.d3[e])
         self.R[e] = R
-        self.threshold[e] = early_stop_threshold(u2, self.M, self.scale, L, self.info.price_out[best], self.gamma)
+        self.threshold[e] = early_stop_threshold(u2, self.M, self.scale, L, info.price_out[best], self.gamma)
         first, n_batches, remainder = exploitation_plan(R, self.horizon - self.t[e], self.B)
         self.seg_provider[e, self._first:self._bonus + 1] = best[:, None]
         self.seg_count[e, self._first] = first
@@ -171,7 +190,8 @@ class SecondBest(Mechanism):
 
     # ------------------------------------------------------------------------------------------- interface
 
-    def allocate(self, bids, context, group, noise):
+    def allocate(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
+                 ) -> tuple[IntArray, FloatArray]:
         S = self.seg_count.shape[1]
         active = self.cur < S
         winner = np.where(active, pick(self.seg_provider, np.minimum(self.cur, S - 1)), NO_WINNER)
@@ -216,10 +236,10 @@ class SecondBest(Mechanism):
     def public_state_dim(self) -> int:
         return 6 + self.info.n_providers if self.info is not None else 0
 
-    def public_state(self, context, group):
+    def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         return self._state
 
-    def diagnostics(self):
+    def diagnostics(self) -> dict[str, FloatArray]:
         phases = self.delegations.sum(axis=1).astype(float)  # [E, 4] queries delegated in each phase
         return {
             "phase": self.phase.astype(float), "early_stopped": self.early_stopped.astype(float),
@@ -229,13 +249,13 @@ class SecondBest(Mechanism):
         }
 
     @classmethod
-    def degenerate(cls, diagnostics):
+    def degenerate(cls, diagnostics: dict[str, float]) -> str | None:
         if diagnostics.get("R", 1.0) <= 0.0:
             return ("second_best's schedule is degenerate: exploitation length R = 0 (exploration and the fixed "
                     "phases fill the horizon), so its trust-but-verify rule never runs")
         return None
 
-    def schedule(self, market: int = 0) -> dict[str, float | np.ndarray]:
+    def schedule(self, market: int = 0) -> dict[str, float | FloatArray]:
         """One market's schedule constants and counts so far (for tests and reports)."""
         m = market
         return {"T": self.horizon, "B": self.B, "M": self.M, "delta_1": float(self.d1[m]), "delta_2": self.d2,

@@ -7,8 +7,14 @@ markets at once; the batch simulator one)."""
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import numpy as np
+
+from mechanisms.base import FloatArray, IntArray
+
+# One rule for one market (floats) or for every market at once (arrays).
+FloatOrArray = TypeVar("FloatOrArray", float, FloatArray)
 
 PHASES = ("exploration", "exploitation", "incentive", "utility", "done")
 EXPLORATION, EXPLOITATION, INCENTIVE, UTILITY, DONE = range(5)
@@ -33,23 +39,26 @@ def batch_size(T: int, epsilon: float) -> int:
     A relative tolerance of 1e-12 keeps exact powers exact (T = 10^4, epsilon = 1/4 gives 100, not 99).
     """
     check_schedule(T, epsilon)
-    x = float(T) ** (2.0 * epsilon)
-    return max(1, int(math.floor(x * (1.0 + 1e-12))))
+    x: float = float(T) ** (2.0 * epsilon)
+    return max(1, math.floor(x * (1.0 + 1e-12)))
 
 
 def margin(T: int, epsilon: float, K: int) -> float:
     """M = T^(-epsilon) ln(K T), the confidence margin of the early-stop threshold."""
     check_schedule(T, epsilon)
-    return float(T) ** (-epsilon) * math.log(K * T)
+    scale: float = float(T) ** (-epsilon)
+    return scale * math.log(K * T)
 
 
-def delta_1(min_value: np.ndarray | float, max_tokens: np.ndarray | float, L: float) -> np.ndarray | float:
+def delta_1(min_value: FloatOrArray, max_tokens: FloatOrArray, L: float) -> FloatOrArray:
     """delta_1 = -ln(min mean reward) + ln(max mean output tokens) + max mean output tokens / L + 1.
 
     ``min_value`` is the smallest b * mean score and ``max_tokens`` the largest mean output tokens over *all* models of
     all providers (the published constant; the authors' earlier real-record code used -ln min(reward/tokens) instead).
     """
-    return -np.log(np.maximum(min_value, _LOG_FLOOR)) + np.log(np.maximum(max_tokens, _LOG_FLOOR)) + max_tokens / L + 1.0
+    d1: FloatOrArray = (-np.log(np.maximum(min_value, _LOG_FLOOR)) + np.log(np.maximum(max_tokens, _LOG_FLOOR))
+                        + max_tokens / L + 1.0)
+    return d1
 
 
 def delta_2(b: float) -> float:
@@ -57,23 +66,24 @@ def delta_2(b: float) -> float:
     return math.log(b)
 
 
-def provider_term(vbar: np.ndarray | float, taubar: np.ndarray | float, L: float) -> np.ndarray:
+def provider_term(vbar: FloatArray | float, taubar: FloatArray | float, L: float) -> FloatArray:
     """ln vbar - ln taubar - taubar / L: the per-provider term of delta_3 and of the utility-phase delta_i."""
     vbar = np.maximum(np.asarray(vbar, dtype=np.float64), _LOG_FLOOR)
     taubar = np.maximum(np.asarray(taubar, dtype=np.float64), _LOG_FLOOR)
     return np.log(vbar) - np.log(taubar) - taubar / L
 
 
-def delta_3(vbar: np.ndarray, taubar: np.ndarray, L: float, best: np.ndarray | int) -> np.ndarray | float:
+def delta_3(vbar: FloatArray, taubar: FloatArray, L: float, best: IntArray | int) -> FloatArray | float:
     """delta_3 = sum over i != i* of [ln vbar_i - ln taubar_i - taubar_i / L] (exploration means; providers on the
     last axis, ``best`` one index per leading entry)."""
     terms = provider_term(vbar, taubar, L)
-    own = np.take_along_axis(terms, np.asarray(best)[..., None], axis=-1)[..., 0]
-    return terms.sum(axis=-1) - own
+    own: FloatArray = np.take_along_axis(terms, np.asarray(best)[..., None], axis=-1)[..., 0]
+    total: FloatArray = terms.sum(axis=-1) - own
+    return total
 
 
-def exploitation_length(T: int, B: int, K: int, d1: np.ndarray | float, d2: float,
-                        d3: np.ndarray | float) -> np.ndarray:
+def exploitation_length(T: int, B: int, K: int, d1: FloatArray | float, d2: float,
+                        d3: FloatArray | float) -> IntArray:
     """R = max(0, int(T - ((delta_1 + 3) K + delta_2 + delta_3) B)) exploitation queries (int truncates to zero; an
     infinite term gives 0 or T)."""
     x = T - ((np.asarray(d1) + 3.0) * K + d2 + np.asarray(d3)) * B
@@ -82,13 +92,13 @@ def exploitation_length(T: int, B: int, K: int, d1: np.ndarray | float, d2: floa
             np.int64)
 
 
-def early_stop_threshold(u_second: float, M: float, b: float, L: float, p_max: float, gamma: float) -> float:
+def early_stop_threshold(u_second: FloatOrArray, M: float, b: float, L: float, p_max: FloatOrArray,
+                         gamma: float) -> FloatOrArray:
     """threshold = u' - M (b + L p_max(i*)) / gamma: exploitation stops when its mean user utility falls below."""
     return u_second - M * (b + L * p_max) / gamma
 
 
-def exploitation_plan(R: np.ndarray | int, budget: np.ndarray | int, B: int
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def exploitation_plan(R: IntArray | int, budget: IntArray | int, B: int) -> tuple[IntArray, IntArray, IntArray]:
     """Split exploitation into ``(first, n_batches, remainder)`` as the authors' simulator does.
 
     With R_eff = min(R, budget): a first block of ``first = min(B, budget)`` queries, then ``n_batches =
@@ -101,12 +111,12 @@ def exploitation_plan(R: np.ndarray | int, budget: np.ndarray | int, B: int
     return np.minimum(B, np.maximum(0, budget)), np.maximum(0, rest // B), rest % B
 
 
-def utility_deltas(d1: np.ndarray | float, vbar: np.ndarray, taubar: np.ndarray, L: float) -> np.ndarray:
+def utility_deltas(d1: FloatArray | float, vbar: FloatArray, taubar: FloatArray, L: float) -> FloatArray:
     """delta_i = delta_1 + ln vbar_i - ln taubar_i - taubar_i / L for every provider (exploration means)."""
     return np.asarray(d1)[..., None] + provider_term(vbar, taubar, L)
 
 
-def utility_counts(deltas: np.ndarray, B: int, uniforms: np.ndarray) -> np.ndarray:
+def utility_counts(deltas: FloatArray, B: int, uniforms: FloatArray) -> IntArray:
     """Phase-4 queries per provider: int(delta_i B) plus one with probability frac(delta_i B) (``uniforms`` ~ U[0,1)
     decide), for positive delta_i; 0 otherwise."""
     x = np.asarray(deltas, dtype=np.float64) * B

@@ -5,15 +5,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from mechanisms.base import FloatArray, IntArray
 from mechanisms.second_best.behaviours import BEHAVIOURS, STRATEGIES, STRATEGY_NAMES, resolve_behaviour
 from mechanisms.second_best.game import Game
-from mechanisms.second_best.schedule import (EXPLOITATION, EXPLORATION, INCENTIVE, N_PLAY_PHASES, UTILITY,
-                                            batch_size, delta_2, delta_3, early_stop_threshold, exploitation_length,
-                                            exploitation_plan, margin, utility_counts, utility_deltas)
+from mechanisms.second_best.schedule import (
+    EXPLOITATION,
+    EXPLORATION,
+    INCENTIVE,
+    N_PLAY_PHASES,
+    UTILITY,
+    batch_size,
+    delta_2,
+    delta_3,
+    early_stop_threshold,
+    exploitation_length,
+    exploitation_plan,
+    margin,
+    utility_counts,
+    utility_deltas,
+)
 
 
 @dataclass
@@ -39,16 +53,16 @@ class SimResult:
     best: int
     second: int
     u_second: float
-    u_hat: np.ndarray
-    vbar: np.ndarray
-    taubar: np.ndarray
-    deltas: np.ndarray
+    u_hat: FloatArray
+    vbar: FloatArray
+    taubar: FloatArray
+    deltas: FloatArray
     behaviours: list[tuple[str, str, str, str]]
-    delegations: np.ndarray
-    user_utility: np.ndarray
-    provider_utility: np.ndarray
-    reward: np.ndarray
-    reported_tokens: np.ndarray
+    delegations: IntArray
+    user_utility: FloatArray
+    provider_utility: FloatArray
+    reward: FloatArray
+    reported_tokens: FloatArray
     early_stopped: bool = False
     stop_time: int = -1
     exploitation_length: int = 0
@@ -67,19 +81,21 @@ class SimResult:
         return self.user_utility_total / self.T
 
     @property
-    def provider_utility_total(self) -> np.ndarray:
-        return self.provider_utility.sum(axis=1)
+    def provider_utility_total(self) -> FloatArray:
+        total: FloatArray = self.provider_utility.sum(axis=1)
+        return total
 
     @property
-    def provider_delegations(self) -> np.ndarray:
-        return self.delegations.sum(axis=1)
+    def provider_delegations(self) -> IntArray:
+        total: IntArray = self.delegations.sum(axis=1)
+        return total
 
 
 class _Outcome(NamedTuple):
-    user: np.ndarray
-    reward: np.ndarray
-    reported: np.ndarray
-    provider: np.ndarray
+    user: FloatArray
+    reward: FloatArray
+    reported: FloatArray
+    provider: FloatArray
 
 
 def _play(game: Game, i: int, behaviour: str, n: int, u_second: float | None, rng: np.random.Generator) -> _Outcome:
@@ -164,11 +180,12 @@ def simulate(game: Game, strategies: Sequence[str | Sequence[str]], T: int, epsi
     d3 = delta_3(vbar, taubar, L, best)
     R = exploitation_length(T, B, K, d1, d2, d3)
     thr = early_stop_threshold(u2, M, b, L, game.menus[best].p_max, gamma)
-    result = dict(T=T, B=B, M=M, delta_1=d1, delta_2=d2, delta_3=d3, R=R, threshold=thr, best=best, second=second,
-                  u_second=u2, u_hat=u_hat, vbar=vbar, taubar=taubar, behaviours=behaviours)
+    result: dict[str, Any] = dict(T=T, B=B, M=M, delta_1=d1, delta_2=d2, delta_3=d3, R=R, threshold=thr, best=best,
+                                  second=second, u_second=u2, u_hat=u_hat, vbar=vbar, taubar=taubar,
+                                  behaviours=behaviours)
 
     # Phase 2: exploitation with the batch early-stop check, then the remainder and the bonus if never stopped.
-    first, n_batches, remainder = exploitation_plan(R, T - t, B)
+    first, n_batches, remainder = (int(v) for v in exploitation_plan(R, T - t, B))
     early, stop_time = False, -1
     n_full = min(first + n_batches * B, T - t)
     out = _play(game, best, behaviours[best][EXPLOITATION], n_full, u2, rng)

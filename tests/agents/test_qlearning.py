@@ -43,9 +43,9 @@ def test_exploration_schedule_and_optimistic_start():
     q = TabularQ(3, 2, cfg, seeds=[0, 1, 2], value_scale=1.0)
     np.testing.assert_allclose(q.Q, 100.0, rtol=1e-8)  # 1 / (1 - 0.99), up to the tie-breaking jitter
     assert len(np.unique(q.Q[0, 0])) == cfg.n_asks  # the jitter breaks the flat start's ties
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="grid must be a non-empty increasing list"):
         QConfig(grid=(0.3, 0.2))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"gamma must be in \[0, 1\)"):
         QConfig(gamma=1.0)
 
 
@@ -74,7 +74,7 @@ def test_policy_reads_its_profit_off_the_observation():
                 for i in range(2)]
     obs = market.reset()
     prev_cost, prev_reward = None, None
-    for t in range(40):
+    for _ in range(40):
         if prev_cost is not None:
             for i, p in enumerate(policies):
                 np.testing.assert_allclose(p.observed_profit(obs[:, i], prev_cost[:, i]), prev_reward[:, i],

@@ -50,7 +50,9 @@ def test_actions_are_float32_in_the_box_for_single_and_batched_observations(name
     single = policy.act(batch[0])
     assert single.shape == (3,) and single.dtype == np.float32 and np.all(np.abs(single) <= 1.0)
     assert policy(batch[0]).shape == (3,)
-    if name not in ("random", "qlearning"):  # deterministic, stateless strategies: batching changes nothing
+    # deterministic strategies: batching changes nothing (random draws; qlearning learns online, every act explores
+    # with its own coins and moves its Q table)
+    if name not in ("random", "qlearning"):
         np.testing.assert_array_equal(np.stack([policy.act(o) for o in batch]), acts)
     assert env.action_space("provider_0").contains(single)
 

@@ -45,7 +45,7 @@ def test_gymnasium_and_sb3_checkers_pass(mechanism_name, scenario_name, scenario
 
 def test_gymnasium_id_follows_the_pettingzoo_version():
     assert gymnasium_id("llm_market_v1") == "LLMMarket-v1" and gymnasium_id("llm_market_v12") == "LLMMarket-v12"
-    assert ecosystem.ENV_ID == gymnasium_id(parallel_env("uniform").metadata["name"])
+    assert gymnasium_id(parallel_env("uniform").metadata["name"]) == ecosystem.ENV_ID
     with pytest.raises(ValueError, match="_v<version>"):
         gymnasium_id("llm_market")
     env = gymnasium.make("ecosystem:LLMMarket-v1", scenario="uniform", n_providers=3, max_cycles=5)
@@ -103,7 +103,7 @@ def test_opponent_specs(tmp_path):
                              {"policy_kwargs": {"net_arch": [8]}})
     (run / "manifest.json").write_text(json.dumps(manifest))
     env = SingleAgentMarket(**kw, opponents=f"provider_1=truthful,provider_2={run}")
-    obs, _ = env.reset(seed=0)
+    env.reset(seed=0)
     expected, _ = model.predict(env._obs["provider_2"], deterministic=True)
     np.testing.assert_allclose(env.opponents["provider_2"].act(env._obs["provider_2"]), np.clip(expected, -1, 1))
 
@@ -111,7 +111,7 @@ def test_opponent_specs(tmp_path):
         SingleAgentMarket(**kw, opponents="provider_1=bne")
     with pytest.raises(ConfigError, match=r"unknown agent\(s\) \['provider_7'\]"):
         SingleAgentMarket(**kw, opponents="provider_1=bne,provider_2=bne,provider_7=bne")
-    with pytest.raises(ConfigError, match="'greedy' is neither a strategy .* nor a run dir"):
+    with pytest.raises(ConfigError, match=r"'greedy' is neither a strategy .* nor a run dir"):
         SingleAgentMarket(**kw, opponents="greedy")
     with pytest.raises(ConfigError, match="not an agent=spec pair"):
         SingleAgentMarket(**kw, opponents="provider_1=bne,provider_2")

@@ -23,8 +23,8 @@ import sys
 import time
 import zlib
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
-from typing import Iterator, Sequence
 
 from envs.data import build as build_module
 from envs.data import cache as cache_module

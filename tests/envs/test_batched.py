@@ -30,7 +30,7 @@ def test_batched_markets_play_the_rounds_of_separate_envs(mechanism_name, scenar
     for episode in range(2):  # the second episode continues every market's streams
         obs = batched.reset(seeds if episode == 0 else None)
         single_obs = [env.reset(seed=s if episode == 0 else None)[0] for env, s in zip(singles, seeds)]
-        for t in range(over["horizon"]):
+        for _ in range(over["horizon"]):
             for e, env in enumerate(singles):
                 np.testing.assert_array_equal(obs[e], np.stack([single_obs[e][a] for a in env.possible_agents]))
             joint = act(obs)
@@ -82,7 +82,7 @@ def test_a_market_continues_exactly_from_its_saved_state(mechanism_name, scenari
     for _ in range(80):
         joint = act(a.obs)
         oa, ra, da = a.step(joint)
-        ob, rb, db = b.step(joint)
+        ob, rb, _ = b.step(joint)
         np.testing.assert_array_equal(oa, ob)
         np.testing.assert_array_equal(ra, rb)
         if da.all():

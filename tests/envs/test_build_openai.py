@@ -11,9 +11,9 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -177,7 +177,7 @@ def test_a_build_retries_through_server_errors(serve, tmp_path: Path) -> None:
 
     cache = load_cache(tmp_path / "cache", required_models=["llama-3.2-3b-instruct"])
     assert cache.provenance == "generated" and cache.name == "capitals"
-    assert cache.query_ids == [c for c in sorted(SUBSET, key=name_of)]
+    assert cache.query_ids == sorted(SUBSET, key=name_of)
     build = cache.meta["build"]
     assert build["prompt_hash"].startswith("sha256:") and build["date"][:4].isdigit()
     assert build["models"]["llama-3.2-3b-instruct"]["backend"] == "openai"

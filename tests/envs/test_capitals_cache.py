@@ -85,9 +85,9 @@ def test_answers_grade_as_their_correctness_under_the_seed_rules(cache: Response
 def test_tokens_are_plausible_and_input_is_shared(cache: ResponseCache) -> None:
     # Same prompt for both models, so the same input count; the system prompt alone is ~80 Llama-3 tokens.
     np.testing.assert_array_equal(cache.input_tokens[:, 0], cache.input_tokens[:, 1])
-    assert 100 <= cache.input_tokens.min() and cache.input_tokens.max() <= 160
+    assert cache.input_tokens.min() >= 100 and cache.input_tokens.max() <= 160
     # A four-field JSON object plus <|eot_id|>.
-    assert 20 <= cache.output_tokens.min() and cache.output_tokens.max() <= 60
+    assert cache.output_tokens.min() >= 20 and cache.output_tokens.max() <= 60
     assert np.isnan(cache.latency_ms).all()
 
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from evaluation import EvalConfig
-from training import load_train_config
 from envs import ConfigError, load_scenario
 from envs.config import from_dict, load_yaml
+from evaluation import EvalConfig
+from training import load_train_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -34,7 +34,7 @@ def test_malformed_yaml_names_file_and_field(tmp_path):
     with pytest.raises(ConfigError, match=r"bad.yaml.*'timesteps'.*integer"):
         load_train_config(bad)
     bad.write_text("scenario: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
         load_train_config(bad)
     bad.write_text("scenario: capitals\nlearning_rat: 0.1\n")
     with pytest.raises(ConfigError, match=r"unknown field\(s\) \['learning_rat'\]"):

@@ -17,8 +17,8 @@ import pickle
 import re
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -233,11 +233,11 @@ CANONICAL: dict[str, tuple[bool, Callable[[Path], None], str]] = {
     "meta.json is a FIFO": (False, replace_with("meta.json", os.mkfifo), r"meta\.json: is not a regular file"),
     # gzip damage
     "truncated gzip": (True, raw("responses.csv.gz", lambda b: b[: len(b) // 2]),
-                       r"responses\.csv\.gz: cannot read as a gzip file \(truncated or corrupt\?\): EOFError: "
-                       r"Compressed file ended"),
+                       (r"responses\.csv\.gz: cannot read as a gzip file \(truncated or corrupt\?\): EOFError: "
+                       r"Compressed file ended")),
     "corrupt deflate data": (True, raw("responses.csv.gz", flip(12)),
-                             r"responses\.csv\.gz: cannot read as a gzip file \(truncated or corrupt\?\): error: "
-                             r"Error -3 while decompressing"),
+                             (r"responses\.csv\.gz: cannot read as a gzip file \(truncated or corrupt\?\): error: "
+                             r"Error -3 while decompressing")),
     "bad gzip checksum": (True, raw("queries.csv.gz", flip(-6)),
                           r"queries\.csv\.gz: cannot read as a gzip file .*BadGzipFile: CRC check failed"),
     "bad gzip length": (True, raw("queries.csv.gz", flip(-2)),
@@ -341,14 +341,14 @@ def test_validate_a_path_that_is_no_cache(tmp_path: Path, capsys: pytest.Capture
 BUILD = ["build", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model",
          "meta-llama/Llama-3.2-3B-Instruct", "--no-progress"]
 FLAGS: dict[str, tuple[list[str], str]] = {
-    "tolerance NaN": (["--tolerance-deg", "nan"], r"argument --tolerance-deg: expected a finite number in \[0, 180\], "
-                                                  r"got 'nan'"),
+    "tolerance NaN": (["--tolerance-deg", "nan"], (r"argument --tolerance-deg: expected a finite number in \[0, 180\], "
+                                                  r"got 'nan'")),
     "tolerance inf": (["--tolerance-deg", "inf"], r"argument --tolerance-deg: expected a finite number"),
     "tolerance negative": (["--tolerance-deg", "-1"], r"argument --tolerance-deg: expected a finite number"),
     "tolerance beyond 180": (["--tolerance-deg", "181"], r"argument --tolerance-deg: expected a finite number"),
     "tolerance text": (["--tolerance-deg", "one"], r"argument --tolerance-deg: expected a finite number"),
-    "price NaN": (["--price", "a=nan"], r"argument --price: expected NAME=IN\[,OUT\] with finite prices in "
-                                        r"\[0, 1e\+06\] \(USD per 1M tokens\), got 'a=nan'"),
+    "price NaN": (["--price", "a=nan"], (r"argument --price: expected NAME=IN\[,OUT\] with finite prices in "
+                                        r"\[0, 1e\+06\] \(USD per 1M tokens\), got 'a=nan'")),
     "price inf": (["--price", "a=inf"], r"argument --price: expected NAME=IN\[,OUT\]"),
     "price out NaN": (["--price", "a=1,nan"], r"argument --price: expected NAME=IN\[,OUT\]"),
     "price 1e400": (["--price", "a=1e400"], r"argument --price: expected NAME=IN\[,OUT\]"),
@@ -367,8 +367,8 @@ FLAGS: dict[str, tuple[list[str], str]] = {
     "limit negative": (["--limit", "-3"], r"argument --limit: expected an integer"),
     "limit text": (["--limit", "ten"], r"argument --limit: expected an integer"),
     "limit fractional": (["--limit", "2.5"], r"argument --limit: expected an integer"),
-    "max-new-tokens zero": (["--max-new-tokens", "0"], r"argument --max-new-tokens: expected an integer in "
-                                                       r"\[1, 100000000\]"),
+    "max-new-tokens zero": (["--max-new-tokens", "0"], (r"argument --max-new-tokens: expected an integer in "
+                                                       r"\[1, 100000000\]")),
     "max-new-tokens huge": (["--max-new-tokens", str(10**12)], r"argument --max-new-tokens: expected an integer"),
     "concurrency zero": (["--concurrency", "0"], r"argument --concurrency: expected an integer in \[1, 1024\]"),
     "max-retries negative": (["--max-retries", "-1"], r"argument --max-retries: expected an integer in \[0, 100\]"),
@@ -434,8 +434,8 @@ JOURNAL = r"\.journal\.jsonl: the build journal"
 BUILD_RUNS: dict[str, tuple[Callable[[Path], Path], list[str], str]] = {
     "out is a file": (_out_as_file, [], r"--out .*out: exists and is not a directory"),
     "out is a link": (_out_as_link, [], r"--out .*out: is a symbolic link; give the directory it points to"),
-    "out holds other files": (_out_with_other_files, [], r"--out .*out: holds thesis\.tex, which is not part of a "
-                                                         r"cache"),
+    "out holds other files": (_out_with_other_files, [], (r"--out .*out: holds thesis\.tex, which is not part of a "
+                                                         r"cache")),
     "out under a file": (_out_under_a_file, [], r"--out .*afile/out: cannot create the directory"),
     "journal is a directory": (_journal_as(Path.mkdir), [], rf"{JOURNAL} cannot be opened .*; it must be a regular"),
     "journal is a link": (_journal_as(lambda p: p.symlink_to(p.parent.parent / "elsewhere")), [],
@@ -552,8 +552,8 @@ LLAMA_RESULTS: dict[str, tuple[Callable[[dict], object], str]] = {
     "tokens negative numpy": (tokens(0, {"in": np.int64(-4), "out": 1}), rf"index 0, key 'in': {TOK}"),
     "tokens a string": (tokens(0, {"in": "12", "out": 1}), rf"index 0, key 'in': {TOK}, got '12'"),
     "tokens a bool": (tokens(0, {"in": True, "out": 1}), rf"index 0, key 'in': {TOK}, got True"),
-    "tokens not a dict": (tokens(1, [5, 1]), r"field 'model_tokens', model 'llama3\.1-8b', index 1: expected "
-                                             r"\{'in': int, 'out': int\}"),
+    "tokens not a dict": (tokens(1, [5, 1]), (r"field 'model_tokens', model 'llama3\.1-8b', index 1: expected "
+                                             r"\{'in': int, 'out': int\}")),
     "tokens key missing": (tokens(1, {"in": 5}),
                            rf"{RESULTS}: field 'model_tokens', model 'llama3\.1-8b', index 1: missing key 'out'"),
     "latency 10**400": (at("model_latencies", "llama3.2-1b", 2, 10**400),
@@ -561,16 +561,16 @@ LLAMA_RESULTS: dict[str, tuple[Callable[[dict], object], str]] = {
     "latency inf": (at("model_latencies", "llama3.2-1b", 2, float("inf")), r"index 2: expected a finite non-negative"),
     "latency negative": (at("model_latencies", "llama3.2-1b", 0, -3.0), r"index 0: expected a finite non-negative"),
     "score 10**400": (at("model_correctness", "llama3.1-70b", 0, 10**400),
-                      r"field 'model_correctness', model 'llama3\.1-70b', index 0: expected a bool or a score in "
-                      r"\[0, 1\]"),
+                      (r"field 'model_correctness', model 'llama3\.1-70b', index 0: expected a bool or a score in "
+                      r"\[0, 1\]")),
     "score NaN": (at("model_correctness", "llama3.1-70b", 1, float("nan")), r"index 1: expected a bool or a score"),
     "score a rubric dict": (at("model_correctness", "llama3.1-70b", 1, {"coherence": 4, "fluency": 5}),
                             r"index 1: expected a bool or a score in \[0, 1\], got \{'coherence': 4"),
     "answer not a string": (at("model_answers", "llama3.1-405b", 0, b"A"),
                             r"field 'model_answers', model 'llama3\.1-405b', index 0: expected a string, got b'A'"),
     "answer of 200k characters": (at("model_answers", "llama3.1-405b", 2, "A" * 200_000),
-                                  r"field 'model_answers', model 'llama3\.1-405b', index 2: 200000 characters, "
-                                  r"expected at most 100000"),
+                                  (r"field 'model_answers', model 'llama3\.1-405b', index 2: 200000 characters, "
+                                  r"expected at most 100000")),
     "prompt not a string": (lambda r: r["user_prompts"].__setitem__(1, None),
                             rf"{RESULTS}: field 'user_prompts', index 1: expected a string, got None"),
     "prompts empty": (lambda r: r.update({"user_prompts": []}), rf"{RESULTS}: field 'user_prompts': no questions"),

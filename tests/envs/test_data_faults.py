@@ -26,9 +26,10 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import ClassVar
 
 import pytest
 
@@ -196,7 +197,7 @@ def test_a_killed_build(states: States, tmp_path: Path, event: str, k: int) -> N
 class _Capitals(CapitalsTask):
     """The capitals task with its 196 countries read once per module (countryinfo takes ~0.4 s)."""
 
-    _rows: list[dict] = []
+    _rows: ClassVar[list[dict]] = []
 
     def queries(self) -> list[dict]:
         if not _Capitals._rows:
@@ -289,7 +290,7 @@ def torn_states(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
         patch.setattr(build_module, "_now", lambda: FROZEN_NOW)
         assert build(root / "previous" / "cache", PREVIOUS).written
         assert build(root / "reference" / "cache", NEW).written
-    yield root / "previous" / "cache", cache_files(root / "reference" / "cache")
+    return root / "previous" / "cache", cache_files(root / "reference" / "cache")
 
 
 @pytest.mark.parametrize("case", list(TORN))

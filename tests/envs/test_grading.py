@@ -11,8 +11,15 @@ from hypothesis import strategies as st
 
 from envs.data import make_capitals as mc
 from envs.data.grading import (
-    CAPITAL_ALTERNATIVES, capital_correct, continent_correct, continents_of, extract_json, grade_capitals,
-    normalize_name, parse_coordinate, weighted_score,
+    CAPITAL_ALTERNATIVES,
+    capital_correct,
+    continent_correct,
+    continents_of,
+    extract_json,
+    grade_capitals,
+    normalize_name,
+    parse_coordinate,
+    weighted_score,
 )
 
 BUENOS_AIRES = dict(capital="Buenos Aires", continent="South America", latitude=-34.61, longitude=-58.38)
@@ -208,8 +215,8 @@ def test_json_wrapped_in_text_and_fences_is_found() -> None:
 
 
 def test_lenient_json_forms() -> None:
-    trailing = '{"Capital City": "Buenos Aires", "Continent": "South America", "Latitude": "34.61S", ' \
-               '"Longitude": "58.38W",}'
+    trailing = ('{"Capital City": "Buenos Aires", "Continent": "South America", "Latitude": "34.61S", '
+                '"Longitude": "58.38W",}')
     python = "{'capital': 'Buenos Aires', 'continent': 'South America', 'lat': '34.61 S', 'lon': '58.38 W'}"
     for text in (trailing, python):
         assert grade_capitals(text, **BUENOS_AIRES).score == 1.0

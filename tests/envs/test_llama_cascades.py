@@ -19,10 +19,13 @@ import pytest
 from envs.data.__main__ import main
 from envs.data.cache import CacheError, load_cache
 from envs.data.llama_cascades import (
-    ENV_VAR, MODELS, InertChainResponse, llama_cache_dir, load_llama_cascades, safe_load,
+    ENV_VAR,
+    MODELS,
+    InertChainResponse,
+    llama_cache_dir,
+    load_llama_cascades,
+    safe_load,
 )
-
-
 
 # The published table (README of the data folder; Zellinger & Thomson, arXiv 2501.09345): questions and accuracy of
 # llama3.2-1b / 3.2-3b / 3.1-8b / 3.1-70b / 3.1-405b per benchmark and split.
@@ -83,7 +86,7 @@ def test_selection_of_benchmarks_and_splits(llama_dir) -> None:
     assert cache.meta["benchmarks"] == ["triviaqa"] and cache.meta["splits"] == ["train"]
     with pytest.raises(CacheError, match=r"missing gsm8k_llama_test\.pkl"):
         load_llama_cascades(llama_dir, benchmarks=["gsm8k"])
-    with pytest.raises(CacheError, match="mmlu_llama_dev.pkl"):
+    with pytest.raises(CacheError, match=r"mmlu_llama_dev\.pkl"):
         load_llama_cascades(llama_dir, benchmarks=["mmlu"], splits=("dev",))
 
 
@@ -350,7 +353,7 @@ def test_questions_file_must_match_the_results(tmp_path: Path) -> None:
 
 
 def test_folder_without_results_files(tmp_path: Path) -> None:
-    with pytest.raises(CacheError, match="no \\*_llama_\\*.pkl files; point it at the llama-cascades folder"):
+    with pytest.raises(CacheError, match=r"no \*_llama_\*\.pkl files; point it at the llama-cascades folder"):
         load_llama_cascades(tmp_path)
     with pytest.raises(CacheError, match="not a directory"):
         load_llama_cascades(tmp_path / "absent")

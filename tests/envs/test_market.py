@@ -13,6 +13,7 @@ from envs import ConfigError, env, parallel_env
 from envs.data import CacheError
 from mechanisms.first_price import FirstPrice
 
+
 def play(market, strategy="markup", steps=None):
     """Run one episode with a scripted profile; yield (obs, rewards, infos) per round."""
     policies = {a: make_strategy(strategy, market.layout, seed=k) for k, a in enumerate(market.possible_agents)}
@@ -114,14 +115,14 @@ def test_per_token_billing_asks_a_price_per_output_token(mechanism):
     """billing: per_token: the ask is a price per output token, the mechanism ranks ask x expected output tokens of
     the declared model, and the user pays the price times the *reported* tokens (so padding pays)."""
     market = parallel_env("capitals", mechanism, seed=4, billing="per_token", max_inflation=0.5)
-    mk, lay = market.market, market.layout
+    lay = market.layout
     policies = {"provider_0": make_strategy("inflate", lay), "provider_1": make_strategy("truthful", lay)}
     obs, _ = market.reset()
     wins = 0
     while market.agents:
         exp_out = {a: float(lay.expected_output_tokens_declared(obs[a])) for a in obs}
         honest_ask = {a: float(lay.honest_ask(obs[a])) for a in obs}
-        obs, rewards, _, _, infos = market.step(act_all(policies, obs))
+        obs, _, _, _, infos = market.step(act_all(policies, obs))
         r = market.last_round
         for i, a in enumerate(market.possible_agents):
             assert r.asks[0, i] == pytest.approx(honest_ask[a])  # both ask the break-even price
@@ -146,7 +147,7 @@ def test_substitution_serves_the_cheaper_model_at_its_cost():
     mk = market.market
     served = set()
     while market.agents:
-        obs, rewards, _, _, infos = market.step(act_all(policies, obs))
+        obs, _, _, _, infos = market.step(act_all(policies, obs))
         info = infos["provider_0"]
         assert info["substituted"] and mk.models[info["served"]] == "llama-3.2-1b-instruct"
         served.add(info["won"])
@@ -175,7 +176,7 @@ def test_unknown_and_missing_agents_are_rejected():
     market.reset()
     with pytest.raises(ValueError, match="unknown agent"):
         market.step({"provider_0": [0, 0, 0], "provider_1": [0, 0, 0], "mallory": [0, 0, 0]})
-    with pytest.raises(ValueError, match="missing action.*provider_1"):
+    with pytest.raises(ValueError, match=r"missing action.*provider_1"):
         market.step({"provider_0": [0, 0, 0]})
 
 
@@ -186,7 +187,7 @@ def test_out_of_range_actions_clip_or_raise_per_setting():
     assert infos["provider_0"]["bid"] == pytest.approx(infos["provider_0"]["honest_bid"] + 1.0)
     strict = parallel_env("uniform", "first_price", seed=0, action_mode="strict")
     strict.reset()
-    with pytest.raises(ValueError, match="provider_0.*outside"):
+    with pytest.raises(ValueError, match=r"provider_0.*outside"):
         strict.step({"provider_0": [5.0, 0, 0], "provider_1": [0, 0, 0]})
 
 
@@ -195,9 +196,9 @@ def test_bad_configs_name_the_field():
         parallel_env("nope")
     with pytest.raises(ConfigError, match="value_scale"):
         parallel_env("capitals", value_scale=-1.0)
-    with pytest.raises(ConfigError, match="'horizon'.*integer"):
+    with pytest.raises(ConfigError, match=r"'horizon'.*integer"):
         parallel_env("capitals", horizon="long")
-    with pytest.raises(ValueError, match="unknown parameter.*'bogus'"):
+    with pytest.raises(ValueError, match=r"unknown parameter.*'bogus'"):
         parallel_env("capitals", bogus=1)
     bad_provider = {"providers": [{"declared": "gpt-9", "cost_per_token": {"gpt-9": 1.0}}]}
     with pytest.raises(ConfigError, match="provider_0 names model 'gpt-9'"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import mechanisms
 from envs import ConfigError, env, parallel_env
 from envs.scenarios import scenario_fields
 
@@ -61,7 +62,7 @@ def test_max_cycles_is_the_horizon():
     market.reset()
     steps = 0
     while market.agents:
-        market.step({a: ZERO for a in market.agents})
+        market.step(dict.fromkeys(market.agents, ZERO))
         steps += 1
     assert steps == 7
     assert parallel_env("capitals", max_cycles=5, horizon=5).config.horizon == 5  # both, agreeing
@@ -78,10 +79,9 @@ def test_unknown_keyword_is_neither_a_scenario_field_nor_a_mechanism_parameter()
     assert "['bogus']" in message and "neither a scenario field nor a parameter of mechanism 'ucb_myerson'" in message
     assert "reserve" in message and "max_cycles (alias of horizon)" in message
     assert all(f in message for f in scenario_fields())
+    first_price = mechanisms.make("first_price")
     with pytest.raises(ConfigError, match="neither a scenario field nor a parameter of the given"):
-        import mechanisms
-
-        parallel_env("capitals", mechanisms.make("first_price"), bogus=1)
+        parallel_env("capitals", first_price, bogus=1)
     with pytest.raises(ValueError, match="unknown mechanism 'nope'"):
         parallel_env("capitals", "nope", bogus=1)
 
@@ -92,7 +92,7 @@ def test_human_render_returns_none_before_and_after_the_first_round(capsys):
     market.reset()
     assert market.render() is None
     assert "no round played yet" in capsys.readouterr().out
-    market.step({a: ZERO for a in market.agents})  # human mode prints every round
+    market.step(dict.fromkeys(market.agents, ZERO))  # human mode prints every round
     assert "provider_0" in capsys.readouterr().out
     assert market.render() is None
     aec = env("capitals", "first_price", seed=0, render_mode="human")

@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.equilibrium import (eliminate_dominated, nash_conv, replicator, two_player_equilibria,
-                                    zero_sum_equilibrium)
+from evaluation.equilibrium import (
+    eliminate_dominated,
+    nash_conv,
+    replicator,
+    two_player_equilibria,
+    zero_sum_equilibrium,
+)
 
 PENNIES = np.array([[1.0, -1.0], [-1.0, 1.0]])
 # Prisoner's dilemma, strategies (cooperate, defect): (3, 3), (0, 5), (5, 0), (1, 1).
@@ -35,7 +40,7 @@ def test_every_equilibrium_of_battle_of_the_sexes():
     A, B = np.array([[2.0, 0.0], [0.0, 1.0]]), np.array([[1.0, 0.0], [0.0, 2.0]])
     found = two_player_equilibria(A, B)
     assert len(found) == 3
-    mixed = [e for e in found if len(e.supports[0]) == 2][0]
+    mixed = next(e for e in found if len(e.supports[0]) == 2)
     np.testing.assert_allclose(mixed.profile[0], [2 / 3, 1 / 3])
     np.testing.assert_allclose(mixed.profile[1], [1 / 3, 2 / 3])
     for e in found:

@@ -22,7 +22,7 @@ def uniform_games():
 def test_first_price_equilibrium_pays_the_analytic_amount(uniform_games):
     r = uniform_games["first_price"]
     n = 2
-    pay, ci = r.at_equilibrium["payment"]
+    pay, _ = r.at_equilibrium["payment"]
     assert abs(pay - 2.0 / (n + 1)) < 0.05  # revenue of the Bayes-Nash equilibrium, MECHANISMS.md §8
     assert r.equilibrium_nash_conv_population == pytest.approx(0.0, abs=1e-9)
     assert [p[r.populations[i].index("bne")] for i, p in enumerate(r.equilibrium)] == [1.0, 1.0]
@@ -51,7 +51,7 @@ def test_mixed_policy_draws_per_market_and_episode_from_its_seed():
     np.testing.assert_array_equal(a[first == 0, 0], 0.0)  # truthful rows ask their cost
     assert np.all(a[first == 1, 0] > 0)  # bne rows shade up
     for _ in range(2):  # within the episode the draw is kept
-        obs, _, done = market.step(np.stack([mixed.act(obs[:, 0]), np.zeros((400, 3))], axis=1))
+        obs, _, _ = market.step(np.stack([mixed.act(obs[:, 0]), np.zeros((400, 3))], axis=1))
         np.testing.assert_array_equal(mixed.assignment, first)
     obs = market.reset()  # a new episode: a new draw
     mixed.act(obs[:, 0])
@@ -59,7 +59,7 @@ def test_mixed_policy_draws_per_market_and_episode_from_its_seed():
     mixed.reset(7)
     mixed.act(obs[:, 0])
     np.testing.assert_array_equal(mixed.assignment, first)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="2 policies for 1 weights"):
         MixedPolicy(lay, pols, [0.5])
     dispatch = RowDispatch(pols, np.arange(400) % 2)
     np.testing.assert_array_equal(dispatch.act(obs[:, 0])[::2], 0.0)

@@ -12,6 +12,8 @@ import numpy as np
 
 from mechanisms.base import MarketInfo, Mechanism, Outcome
 
+ONE_CONTEXT = np.ones(1)  # the default one-feature context (never written to)
+
 STATE = ("hist", "n_bids", "wins", "value_sum", "resampled", "tops")
 
 
@@ -35,18 +37,18 @@ class One:
     def _ctx(context) -> np.ndarray:
         return np.atleast_2d(np.asarray(context, dtype=float))
 
-    def allocate(self, bids, context=np.ones(1), group: int = 0) -> tuple[int, float]:
+    def allocate(self, bids, context=ONE_CONTEXT, group: int = 0) -> tuple[int, float]:
         noise = self.rng.random((1, self.mech.noise_dim))
         w, p = self.mech.allocate(np.asarray(bids, dtype=float)[None], self._ctx(context), np.array([group]), noise)
         return int(w[0]), float(p[0])
 
-    def update(self, winner: int, score: float, input_tokens: int, reported: int, payment: float, context=np.ones(1),
+    def update(self, winner: int, score: float, input_tokens: int, reported: int, payment: float, context=ONE_CONTEXT,
                group: int = 0) -> None:
         self.mech.update(Outcome(np.array([winner]), np.array([float(score)]), np.array([input_tokens]),
                                  np.array([reported]), np.array([float(payment)]), self._ctx(context),
                                  np.array([group])))
 
-    def public_state(self, context=np.ones(1), group: int = 0) -> np.ndarray:
+    def public_state(self, context=ONE_CONTEXT, group: int = 0) -> np.ndarray:
         return self.mech.public_state(self._ctx(context), np.array([group]))[0]
 
     def diagnostics(self) -> dict[str, float]:

@@ -14,8 +14,8 @@ Confidence intervals are 99% normal intervals from the sample standard deviation
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest

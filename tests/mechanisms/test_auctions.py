@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import mechanisms
-from mechanisms.base import NO_WINNER, MarketInfo
+from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
 from mechanisms.ucb_myerson import UCBMyerson
 from tests.mechanisms.single import One
 
@@ -325,7 +325,7 @@ def test_ucb_myerson_skips_when_every_bid_exceeds_the_reserve(market, reserve) -
 @SETTINGS
 @given(ucb_markets())
 def test_ucb_myerson_default_reserve_is_the_best_advertised_value(market) -> None:
-    info, bids, history = market
+    info, bids, _ = market
     mech = fresh("ucb_myerson", info)
     r = info.value_scale * info.prior_quality.max()
     assert mech.reserve == pytest.approx(r)
@@ -420,7 +420,7 @@ def test_ucb_myerson_virtual_cost_without_history_is_twice_the_bid(n, v, reserve
 def test_ucb_myerson_virtual_cost_increases_within_a_histogram_bin(market, i, bins) -> None:
     """Inside one bin F rises at the rate f, so F/f has slope 1 and the raw phi slope 2: increasing between edges
     (the drops can only be at edges, which is what ironing lifts)."""
-    info, bids, history = market
+    info, _, history = market
     assume(i < info.n_providers)
     mech = fresh("ucb_myerson", info, reserve=1.0, bins=bins, ironed=False)
     play(mech, history)
@@ -475,7 +475,7 @@ def test_learned_quality_falls_with_low_scores_and_costs_allocations(name, prior
 @SETTINGS
 @given(st.sampled_from(["first_price", "second_price"]), markets())
 def test_prior_quality_never_changes(name, market) -> None:
-    info, bids, history = market
+    info, _, history = market
     mech = fresh(name, info, quality="prior")
     before = mech.quality.qhat(0).copy()
     np.testing.assert_allclose(before, info.value_scale * info.prior_quality[:, 0], rtol=1e-12)

@@ -58,7 +58,7 @@ def test_batch_size_and_margin_small_horizons():
     assert sb.batch_size(20_000, 0.3) == 380  # 380.7
     assert sb.batch_size(10_000, 0.25) == 100  # exact power stays exact
     assert sb.margin(10_000, 0.3, 3) == pytest.approx(10_000 ** -0.3 * math.log(30_000))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"epsilon must be in \(0, 1/2\)"):
         sb.batch_size(100, 0.5)
 
 
@@ -178,7 +178,7 @@ def test_registered_and_validated():
     m = mechanisms.make("second_best", epsilon=0.25)
     assert isinstance(m, sb.SecondBest) and m.billing == "list_price" and not m.uses_bids
     for bad in (dict(epsilon=0.5), dict(gamma=0.0), dict(b=-1.0), dict(T=0)):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="must be"):
             sb.SecondBest(**bad)
 
 

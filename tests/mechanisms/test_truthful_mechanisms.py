@@ -14,6 +14,7 @@ Myerson-integral check could tell rosa's payment from pay-as-bid.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import warnings
 
@@ -406,7 +407,7 @@ def run_truthful(market, steps: int):
     market.reset(seed=0)
     zero = np.zeros(3, dtype=np.float32)
     for _ in range(steps):
-        _, _, _, _, infos = market.step({a: zero for a in market.agents})
+        _, _, _, _, infos = market.step(dict.fromkeys(market.agents, zero))
         yield infos
         if not market.agents:
             market.reset()
@@ -471,7 +472,7 @@ def test_myerson_allocation_monotone_in_own_bid() -> None:
         for b in grid:
             bids[i] = b
             won.append(mech.allocate(bids, CONTEXTS[0], 0)[0] == i)
-        assert all(a >= b for a, b in zip(won, won[1:])), won
+        assert all(a >= b for a, b in itertools.pairwise(won)), won
 
 
 @pytest.mark.parametrize("allocation", ["linucb", "greedy", "linucb_opt"])
@@ -496,8 +497,8 @@ def test_rosa_allocation_monotone_in_own_bid_pathwise(allocation) -> None:
             raw.append(choose(rule, np.where(bids > mech.cbar, np.inf, bids), ctx) == i)
             gen.bit_generator.state = state
             wrapped.append(mech.allocate(bids, ctx, 0)[0] == i)
-        assert all(a >= b for a, b in zip(raw, raw[1:])), raw
-        assert all(a >= b for a, b in zip(wrapped, wrapped[1:])), wrapped
+        assert all(a >= b for a, b in itertools.pairwise(raw)), raw
+        assert all(a >= b for a, b in itertools.pairwise(wrapped)), wrapped
         assert not wrapped[-1]  # bids above cbar never win
         n_changes += wrapped[0] != wrapped[-1]
     assert n_changes > 100

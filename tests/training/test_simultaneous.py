@@ -45,7 +45,8 @@ def test_simultaneous_ppo_run_dir_loads_back(tmp_path):
     obs = market.reset([3])[0]
     for i, (agent, policy) in enumerate(loaded.items()):
         np.testing.assert_array_equal(policy.act(obs[i]), result.policies[agent].act(obs[i]))
-    (profile,) = learned_profiles(result.run_dir, market, levers=False)  # a joint profile: everyone plays its learned policy
+    # a joint profile: everyone plays its learned policy
+    (profile,) = learned_profiles(result.run_dir, market, levers=False)
     assert sorted(profile.deviators) == ["provider_0", "provider_1"]
     with pytest.raises(ConfigError, match="not checkpointed"):
         train(cfg, resume=True, progress=False)

@@ -11,12 +11,12 @@ import train as train_cli
 from agents import make_strategy
 from agents.analytic import bid_function, bne_bid, first_price_profit
 from agents.learned import RunDirError, load_policies
+from envs import parallel_env
+from envs.config import ConfigError
 from training.callbacks import MarketLogger
 from training.checkpoint import checkpoints
 from training.trainer import TrainConfig, make_market, train
 from training.vec_env import MarketVecEnv
-from envs import parallel_env
-from envs.config import ConfigError
 
 SMALL = dict(scenario="capitals", mechanism="first_price", timesteps=1024, n_envs=16, n_steps=16, batch_size=128,
              n_epochs=2, eval_every=512, eval_episodes=2, checkpoint_every=512)
