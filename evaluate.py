@@ -29,7 +29,6 @@ from evaluation import EvalConfig, evaluate_all, run_dirs_by_market, write_repor
 from evaluation.parallel import make_backend
 from training import train_learners
 
-
 ALIASES = {"mechanisms": ["--mechanism"], "run_dirs": ["--run-dir"], "overrides": ["--set"]}
 
 
@@ -69,17 +68,24 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.collusion:  # simultaneous PPO learners per mechanism and their collusion index
             from training.simultaneous import collusion_column
 
-            collusion = collusion_column(cfg.scenario, cfg.mechanisms, cfg.overrides,
-                                         cfg.collusion_timesteps or cfg.train_timesteps,
-                                         [1000 + 1000 * k for k in range(cfg.seeds)], backend=make_backend(cfg),
-                                         progress=progress)
+            collusion = collusion_column(
+                cfg.scenario,
+                cfg.mechanisms,
+                cfg.overrides,
+                cfg.collusion_timesteps or cfg.train_timesteps,
+                [1000 + 1000 * k for k in range(cfg.seeds)],
+                backend=make_backend(cfg),
+                progress=progress,
+            )
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     table = write_report(Path(cfg.out), header, results, judged, analytic, collusion=collusion)
     print(table)
-    print(f"\nreport: {Path(cfg.out) / 'report.md'}   ({time.perf_counter() - start:.0f} s; "
-          f"tensorboard --logdir {cfg.out})")
+    print(
+        f"\nreport: {Path(cfg.out) / 'report.md'}   ({time.perf_counter() - start:.0f} s; "
+        f"tensorboard --logdir {cfg.out})"
+    )
     return 0
 
 

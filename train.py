@@ -22,7 +22,6 @@ from envs.config import ConfigError, add_config_flags, flag_name, flags_to_dict,
 from envs.market import check_overrides
 from training import TrainConfig, format_summary, train
 
-
 ALIASES = {"overrides": ["--set"]}
 
 
@@ -47,15 +46,18 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("--resume needs --run-dir")
             given = sorted(k for k in flags_to_dict(args, TrainConfig, ALIASES) if k != "run_dir")
             if given or args.config:
-                flags = [flag_name(k, ALIASES) for k in given] + (["--config"] if args.config else [])
-                raise ConfigError(f"--resume continues the run with the config it started with; it takes no "
-                                  f"{', '.join(flags)} (start a new run dir to change settings)")
+                named = [flag_name(k, ALIASES) for k in given] + (["--config"] if args.config else [])
+                raise ConfigError(
+                    f"--resume continues the run with the config it started with; it takes no "
+                    f"{', '.join(named)} (start a new run dir to change settings)"
+                )
             cfg = TrainConfig(run_dir=args.run_dir)
         else:
             flags = flags_to_dict(args, TrainConfig, ALIASES)
             cfg = load_config(TrainConfig, args.config, ALIASES, **flags)
-            check_overrides(cfg.scenario, cfg.mechanism,
-                            override_layers(args.config, cfg.overrides, flags.get("overrides")))
+            check_overrides(
+                cfg.scenario, cfg.mechanism, override_layers(args.config, cfg.overrides, flags.get("overrides"))
+            )
         result = train(cfg, resume=args.resume, progress=not args.no_progress)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -6,5 +6,12 @@ from agents.policy import Policy, act_all
 from agents.registry import make_strategy, register_strategy, strategy_names
 from agents.scripted import RandomPolicy, ScriptedPolicy
 
-__all__ = ["Policy", "act_all", "ScriptedPolicy", "RandomPolicy", "make_strategy", "register_strategy",
-           "strategy_names"]
+__all__ = [
+    "Policy",
+    "act_all",
+    "ScriptedPolicy",
+    "RandomPolicy",
+    "make_strategy",
+    "register_strategy",
+    "strategy_names",
+]

@@ -31,8 +31,9 @@ def first_price_profit(bid: np.ndarray, cost: np.ndarray, n: int, c_max: float =
     return (bid - cost) * beaten ** (n - 1)
 
 
-def bid_function(policy: Policy, market: raw_env, agent: str, costs: np.ndarray, seed: int = 0,
-                 n_states: int = 32) -> np.ndarray:
+def bid_function(
+    policy: Policy, market: raw_env, agent: str, costs: np.ndarray, seed: int = 0, n_states: int = 32
+) -> np.ndarray:
     """The ask ``policy`` makes at each cost in ``costs``, averaged over ``n_states`` real market states.
 
     States (context, public signals, time left) are sampled from a truthful rollout; in each, only the agent's own

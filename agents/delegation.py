@@ -78,8 +78,16 @@ def menus_from_market(market: Market, b: float | None = None) -> tuple[list[Menu
                 p_out.append(float(cache.price_out[col]) * cfg.list_price_scale)
         score = market.score[:, models].mean(axis=0)
         tokens = market.output_tokens[:, models].mean(axis=0)
-        menu = Menu.ranked([market.models[m] for m in models], score, tokens, p_in, p_out, b,
-                           float(market.input_tokens[:, d].mean()), keep_first=True)
+        menu = Menu.ranked(
+            [market.models[m] for m in models],
+            score,
+            tokens,
+            p_in,
+            p_out,
+            b,
+            float(market.input_tokens[:, d].mean()),
+            keep_first=True,
+        )
         menus.append(menu)
         index.append([market.models.index(name) for name in menu.names])
     return menus, index
@@ -97,16 +105,25 @@ class DelegationPolicy(Policy):
         b: reward scale of the mechanism (default: the market's value_scale, as ``second_best`` assumes).
     """
 
-    def __init__(self, layout: ObservationLayout, strategy: str, market: Market | None = None,
-                 scenario: str = "second_best_toy", b: float | None = None, name: str = ""):
+    def __init__(
+        self,
+        layout: ObservationLayout,
+        strategy: str,
+        market: Market | None = None,
+        scenario: str = "second_best_toy",
+        b: float | None = None,
+        name: str = "",
+    ):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown delegation strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
         n_agents = layout.agent_id.stop - layout.agent_id.start
         fits = lambda mk: layout.n_models == mk.n_models and n_agents == mk.config.n  # noqa: E731
         if market is not None and not fits(market):
-            raise ValueError(f"strategy {strategy!r}: the market ({market.config.n} providers, {market.n_models} "
-                             f"models) does not match the env's observation layout ({n_agents} agents, "
-                             f"{layout.n_models} models); pass market=env.market")
+            raise ValueError(
+                f"strategy {strategy!r}: the market ({market.config.n} providers, {market.n_models} "
+                f"models) does not match the env's observation layout ({n_agents} agents, "
+                f"{layout.n_models} models); pass market=env.market"
+            )
         if market is None:
             market = build_market(load_scenario(scenario))
             market = market if fits(market) else None
@@ -120,8 +137,10 @@ class DelegationPolicy(Policy):
         if market is not None:
             self.b = float(market.config.value_scale if b is None else b)
             self.menus, self.model_index = menus_from_market(market, self.b)
-            self.subst = [[layout.substitution_action(i, m, int(market.declared[i])) for m in idx]
-                          for i, idx in enumerate(self.model_index)]
+            self.subst = [
+                [layout.substitution_action(i, m, int(market.declared[i])) for m in idx]
+                for i, idx in enumerate(self.model_index)
+            ]
         else:
             self.b = float(layout.value_scale if b is None else b)
         self._memo: dict[tuple[int, int, float | None], tuple[int, float, int]] = {}
@@ -171,9 +190,15 @@ class DelegationPolicy(Policy):
 
 
 def _factory(strategy: str) -> Callable[..., Policy]:
-    def factory(layout: ObservationLayout, seed: int | None = None, market: Market | None = None,
-                scenario: str = "second_best_toy", b: float | None = None) -> Policy:
+    def factory(
+        layout: ObservationLayout,
+        seed: int | None = None,
+        market: Market | None = None,
+        scenario: str = "second_best_toy",
+        b: float | None = None,
+    ) -> Policy:
         return DelegationPolicy(layout, strategy, market=market, scenario=scenario, b=b)
+
     return factory
 
 

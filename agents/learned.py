@@ -45,8 +45,19 @@ MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
 SHARED = "shared"
 # What a damaged or hostile policy file can raise while its weights are read (nothing in it is executed).
-UNREADABLE = (ValueError, RuntimeError, KeyError, OSError, EOFError, TypeError, AttributeError, IndexError,
-              zipfile.BadZipFile, zlib.error, pickle.UnpicklingError)
+UNREADABLE = (
+    ValueError,
+    RuntimeError,
+    KeyError,
+    OSError,
+    EOFError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    zipfile.BadZipFile,
+    zlib.error,
+    pickle.UnpicklingError,
+)
 
 
 class RunDirError(ValueError):
@@ -109,17 +120,19 @@ class Manifest:
 
     def __post_init__(self) -> None:
         if self.mechanism not in mechanisms.REGISTRY:
-            raise ValueError(f"field 'mechanism': unknown mechanism {self.mechanism!r}; known: "
-                             f"{sorted(mechanisms.REGISTRY)}")
+            raise ValueError(
+                f"field 'mechanism': unknown mechanism {self.mechanism!r}; known: {sorted(mechanisms.REGISTRY)}"
+            )
         for name in ("policies", "learners", "non_learners"):
             strangers = [a for a in getattr(self, name) if a not in self.agents]
             if strangers:
-                raise ValueError(f"field {name!r}: agent(s) {strangers} are not among the field 'agents' "
-                                 f"{self.agents}")
+                raise ValueError(f"field {name!r}: agent(s) {strangers} are not among the field 'agents' {self.agents}")
         for agent, name in self.policies.items():
             if not name or Path(name).is_absolute() or ".." in Path(name).parts:
-                raise ValueError(f"field 'policies': {agent}'s file {name!r} must be a file name under policies/ "
-                                 f"(no absolute path, no '..')")
+                raise ValueError(
+                    f"field 'policies': {agent}'s file {name!r} must be a file name under policies/ "
+                    f"(no absolute path, no '..')"
+                )
         if not self.levers:
             raise ValueError(f"field 'levers': expected a non-empty subset of {list(LEVERS)}, got []")
         if not isinstance(self.action.get("dim"), int):
@@ -139,9 +152,15 @@ class _SpacesOnly(gymnasium.Env):
         raise RuntimeError("a model rebuilt for loading weights has no environment")
 
 
-def load_weights(file: str | Path, algo: str, observation_space: gymnasium.Space, action_space: gymnasium.Space,
-                 policy_kwargs: dict[str, Any], env: gymnasium.Env | VecEnv | None = None,
-                 **algo_kwargs: Any) -> BaseAlgorithm:
+def load_weights(
+    file: str | Path,
+    algo: str,
+    observation_space: gymnasium.Space,
+    action_space: gymnasium.Space,
+    policy_kwargs: dict[str, Any],
+    env: gymnasium.Env | VecEnv | None = None,
+    **algo_kwargs: Any,
+) -> BaseAlgorithm:
     """A model of ``algo`` with ``policy_kwargs`` whose weights (and optimizer state) are read from an SB3 zip
     without unpickling anything from it. ``env`` (default: none) is the environment it will train on."""
     if algo not in ALGORITHMS:
@@ -184,8 +203,14 @@ def versions() -> dict[str, str]:
     return out
 
 
-def make_manifest(market: raw_env | BatchedMarket, mechanism: str, algo: str, mode: str, policies: dict[str, str],
-                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def make_manifest(
+    market: raw_env | BatchedMarket,
+    mechanism: str,
+    algo: str,
+    mode: str,
+    policies: dict[str, str],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Manifest of a run: ``policies`` maps agent ids to policy file names under ``policies/``."""
     return {
         "env": market.metadata["name"],
@@ -221,8 +246,11 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
         raise RunDirError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(manifest, dict):
         raise RunDirError(f"{path}: expected a JSON object of manifest fields, got {type(manifest).__name__}")
-    missing = [f.name for f in dataclasses.fields(Manifest) if f.name not in manifest
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [
+        f.name
+        for f in dataclasses.fields(Manifest)
+        if f.name not in manifest and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise RunDirError(f"{path}: missing field(s) {missing}")
     try:
@@ -244,14 +272,19 @@ def _check_against_config(run_dir: Path, manifest: dict[str, Any]) -> None:
     except ConfigError as exc:
         raise RunDirError(str(exc)) from None
     resolved = config.get("resolved_scenario")
-    labels = {key: config[key] for key in ("mechanism", "algo", "mode", "overrides", "opponents", "levers", "seed",
-                                           "timesteps") if key in config}
+    labels = {
+        key: config[key]
+        for key in ("mechanism", "algo", "mode", "overrides", "opponents", "levers", "seed", "timesteps")
+        if key in config
+    }
     if isinstance(resolved, dict) and "name" in resolved:
         labels["scenario"] = resolved["name"]
     for key, value in labels.items():
         if key in manifest and manifest[key] != value:
-            raise RunDirError(f"{run_dir / MANIFEST}: field {key!r} is {manifest[key]!r} but {path} says {value!r}; "
-                              f"the run dir was edited or mixed up with another run")
+            raise RunDirError(
+                f"{run_dir / MANIFEST}: field {key!r} is {manifest[key]!r} but {path} says {value!r}; "
+                f"the run dir was edited or mixed up with another run"
+            )
 
 
 def policy_file(run_dir: Path, name: str) -> Path:
@@ -278,15 +311,19 @@ def check_manifest(manifest: dict[str, Any], market: raw_env | BatchedMarket, so
     have = manifest["observation_layout"]
     diffs = [k for k in want if have.get(k) != want[k]]
     if diffs:
-        problems.append("observation layout differs in " + ", ".join(f"{k} ({have.get(k)} != {want[k]})"
-                                                                       for k in diffs))
+        problems.append(
+            "observation layout differs in " + ", ".join(f"{k} ({have.get(k)} != {want[k]})" for k in diffs)
+        )
     if problems:
-        raise RunDirError(f"{source}: trained for scenario {manifest.get('scenario')!r} / mechanism "
-                          f"{manifest.get('mechanism')!r}, which does not match this market: " + "; ".join(problems))
+        raise RunDirError(
+            f"{source}: trained for scenario {manifest.get('scenario')!r} / mechanism "
+            f"{manifest.get('mechanism')!r}, which does not match this market: " + "; ".join(problems)
+        )
 
 
-def load_policies(run_dir: str | Path, market: raw_env | BatchedMarket,
-                  agents: list[str] | None = None) -> dict[str, Policy]:
+def load_policies(
+    run_dir: str | Path, market: raw_env | BatchedMarket, agents: list[str] | None = None
+) -> dict[str, Policy]:
     """The learned policies of a run dir, checked against ``market``; ``agents`` selects some (default: all)."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
@@ -294,27 +331,34 @@ def load_policies(run_dir: str | Path, market: raw_env | BatchedMarket,
     if manifest["algo"] == "qlearning":  # tabular Q-learners (train.py --mode simultaneous --algo qlearning)
         return _load_qtables(run_dir, manifest, market, agents)
     if manifest.get("policy_kwargs") is None:
-        raise RunDirError(f"{run_dir / MANIFEST}: missing field 'policy_kwargs' (the network the policies were built "
-                          f"with)")
+        raise RunDirError(
+            f"{run_dir / MANIFEST}: missing field 'policy_kwargs' (the network the policies were built with)"
+        )
     wanted = agents or list(manifest["policies"])
     missing = [a for a in wanted if a not in manifest["policies"]]
     if missing:
         raise RunDirError(f"{run_dir}: no learned policy for {missing}; it has {sorted(manifest['policies'])}")
-    loaded: dict[str, BaseAlgorithm] = {}
+    loaded: dict[Path, BaseAlgorithm] = {}
     out: dict[str, Policy] = {}
     for agent in wanted:
         file = policy_file(run_dir, manifest["policies"][agent])
         if file not in loaded:
-            loaded[file] = load_weights(file, manifest["algo"], market.observation_space(agent),
-                                        market.action_space(agent), manifest["policy_kwargs"])
+            loaded[file] = load_weights(
+                file,
+                manifest["algo"],
+                market.observation_space(agent),
+                market.action_space(agent),
+                manifest["policy_kwargs"],
+            )
         policy: Policy = LearnedPolicy(loaded[file], name=f"learned:{run_dir.name}")
         levers = tuple(manifest.get("levers", LEVERS))
         out[agent] = policy if set(levers) == set(LEVERS) else LeverMask(policy, levers)
     return out
 
 
-def _load_qtables(run_dir: Path, manifest: dict[str, Any], market: raw_env | BatchedMarket,
-                  agents: list[str] | None) -> dict[str, Policy]:
+def _load_qtables(
+    run_dir: Path, manifest: dict[str, Any], market: raw_env | BatchedMarket, agents: list[str] | None
+) -> dict[str, Policy]:
     """Greedy tabular Q-learners of a run dir (``policies/<agent>.npz``: one table per session; market row b plays
     session b mod S)."""
     from agents.qlearning import QConfig, QLearningPolicy
@@ -338,8 +382,10 @@ def _load_qtables(run_dir: Path, manifest: dict[str, Any], market: raw_env | Bat
         if grid.shape != (len(config.grid),) or not np.allclose(grid, config.grid):
             raise RunDirError(f"{file}: its ask grid differs from the manifest's")
         if tables.ndim not in (1, 2) or tables.shape[-1] != len(config.grid) or not np.isfinite(tables).all():
-            raise RunDirError(f"{file}: 'tables' must be finite Q values, one column per ask of the grid "
-                              f"({len(config.grid)}), got shape {tables.shape}")
+            raise RunDirError(
+                f"{file}: 'tables' must be finite Q values, one column per ask of the grid "
+                f"({len(config.grid)}), got shape {tables.shape}"
+            )
         policy = QLearningPolicy(market.layout, config=config, learning=False, tables=tables)
         policy.name = f"learned:{run_dir.name}"
         out[agent] = policy

@@ -61,8 +61,14 @@ class MixedPolicy(Policy):
         seed: seed of the draws.
     """
 
-    def __init__(self, layout: ObservationLayout, policies: Sequence[Policy], weights: Sequence[float] | np.ndarray,
-                 seed: int | None = None, name: str = "mixed"):
+    def __init__(
+        self,
+        layout: ObservationLayout,
+        policies: Sequence[Policy],
+        weights: Sequence[float] | np.ndarray,
+        seed: int | None = None,
+        name: str = "mixed",
+    ):
         w = np.asarray(weights, dtype=np.float64)
         if len(policies) != w.size or w.size == 0:
             raise ValueError(f"MixedPolicy: {len(policies)} policies for {w.size} weights")

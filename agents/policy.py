@@ -43,7 +43,7 @@ class Policy(ABC):
 
 
 Lever = Literal["bid", "substitution", "inflation"]  # the action's dimensions, in order
-LEVERS: tuple[str, ...] = typing.get_args(Lever)
+LEVERS: tuple[Lever, ...] = typing.get_args(Lever)
 LEVER_SETS = {"bid": ("bid",), "substitution": ("substitution",), "inflation": ("inflation",), "all": LEVERS}
 
 

@@ -97,8 +97,9 @@ class QConfig:
         if not 0.0 <= self.gamma < 1.0:
             raise ValueError(f"q-learning: gamma must be in [0, 1), got {self.gamma!r}")
         if not (0.0 <= self.eps0 <= 1.0 and self.beta >= 0.0 and np.isfinite(self.beta)):
-            raise ValueError(f"q-learning: need 0 <= eps0 <= 1 and a finite beta >= 0, got {self.eps0!r}, "
-                             f"{self.beta!r}")
+            raise ValueError(
+                f"q-learning: need 0 <= eps0 <= 1 and a finite beta >= 0, got {self.eps0!r}, {self.beta!r}"
+            )
         if self.q0 is not None and not np.isfinite(self.q0):
             raise ValueError(f"q-learning: q0 must be finite, got {self.q0!r}")
         if self.basis not in ("absolute", "margin"):
@@ -137,8 +138,9 @@ class TabularQ:
         value_scale: the market's value of a perfect answer (sets the optimistic default q0).
     """
 
-    def __init__(self, n_sessions: int, n_learners: int, config: QConfig, seeds: Sequence[int | None],
-                 value_scale: float = 1.0):
+    def __init__(
+        self, n_sessions: int, n_learners: int, config: QConfig, seeds: Sequence[int | None], value_scale: float = 1.0
+    ):
         if n_sessions < 1 or n_learners < 1:
             raise ValueError(f"q-learning: need >= 1 session and learner, got {n_sessions}, {n_learners}")
         if len(seeds) != n_sessions:
@@ -243,9 +245,11 @@ def ask_actions(layout: ObservationLayout, obs: np.ndarray, asks: np.ndarray, ba
     else:
         a = layout.bid_action(obs, asks)
     if not np.abs(a).max(initial=0.0) <= 1.0 + 1e-9:
-        raise ValueError(f"q-learning: an ask of the grid is outside the action box (a[0] = {np.abs(a).max():.3f}; "
-                         f"asks reach honest ask +/- ask_scale = {layout.ask_scale:g}): use a smaller grid, "
-                         f"basis='margin' or a larger bid_scale")
+        raise ValueError(
+            f"q-learning: an ask of the grid is outside the action box (a[0] = {np.abs(a).max():.3f}; "
+            f"asks reach honest ask +/- ask_scale = {layout.ask_scale:g}): use a smaller grid, "
+            f"basis='margin' or a larger bid_scale"
+        )
     return np.clip(a, -1.0, 1.0)
 
 
@@ -268,8 +272,15 @@ class QLearningPolicy(Policy):
 
     name = "qlearning"
 
-    def __init__(self, layout: ObservationLayout, seed: int | None = None, config: QConfig | None = None,
-                 learning: bool = True, tables: np.ndarray | None = None, **params: Any):
+    def __init__(
+        self,
+        layout: ObservationLayout,
+        seed: int | None = None,
+        config: QConfig | None = None,
+        learning: bool = True,
+        tables: np.ndarray | None = None,
+        **params: Any,
+    ):
         if config is not None and params:
             raise ValueError(f"qlearning: give either config or its fields, not both ({sorted(params)})")
         self.layout = layout

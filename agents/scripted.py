@@ -49,9 +49,18 @@ class ScriptedPolicy(Policy):
         inflation: action a[2] (share of ``max_inflation``).
     """
 
-    def __init__(self, layout: ObservationLayout, bid: BidRule = "cost", markup: float = 1.25,
-                 cost_of: CostBasis = "declared", n: int | None = None, c_max: float | None = None,
-                 substitution: float = 0.0, inflation: float = 0.0, name: str = ""):
+    def __init__(
+        self,
+        layout: ObservationLayout,
+        bid: BidRule = "cost",
+        markup: float = 1.25,
+        cost_of: CostBasis = "declared",
+        n: int | None = None,
+        c_max: float | None = None,
+        substitution: float = 0.0,
+        inflation: float = 0.0,
+        name: str = "",
+    ):
         if bid not in ("cost", "markup", "bne"):
             raise ValueError(f"bid rule must be 'cost', 'markup' or 'bne', got {bid!r}")
         if cost_of not in ("declared", "served"):
@@ -92,8 +101,17 @@ class ScriptedPolicy(Policy):
         return base
 
     def key(self) -> object:
-        return ("scripted", id(self.layout), self.bid_rule, self.markup, self.cost_of, self.n, self.c_max,
-                self.substitution, self.inflation)
+        return (
+            "scripted",
+            id(self.layout),
+            self.bid_rule,
+            self.markup,
+            self.cost_of,
+            self.n,
+            self.c_max,
+            self.substitution,
+            self.inflation,
+        )
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs)
@@ -138,21 +156,32 @@ PRESETS: dict[str, dict[str, Any]] = {
     "markup_inflate": {"bid": "markup", "inflation": 1.0},
     "all_levers": {"substitution": 1.0, "cost_of": "served", "bid": "markup", "inflation": 1.0},
 }
+
+
 def scripted_levers(name: str) -> tuple[str, ...]:
     """The levers (of :data:`agents.policy.LEVERS`) a preset strategy moves away from honest play."""
     p = PRESETS[name]
     bid = p.get("bid", "cost") != "cost" or p.get("cost_of") == "served"
-    return tuple(lever for lever, used in (("bid", bid), ("substitution", p.get("substitution", 0) > 0),
-                                           ("inflation", p.get("inflation", 0) > 0)) if used)
+    return tuple(
+        lever
+        for lever, used in (
+            ("bid", bid),
+            ("substitution", p.get("substitution", 0) > 0),
+            ("inflation", p.get("inflation", 0) > 0),
+        )
+        if used
+    )
 
 
 DEVIATIONS = ("markup", "substitute", "inflate", "substitute_cost", "substitute_markup", "markup_inflate", "all_levers")
 """The scripted manipulations an evaluation tries by default (every preset but truthful and bne, which is the
 equilibrium of one textbook market)."""
 
+
 def _preset(name: str) -> StrategyFactory:
     def factory(layout: ObservationLayout, seed: int | None = None, **params: Any) -> Policy:
         return ScriptedPolicy(layout, name=name, **{**PRESETS[name], **params})
+
     return factory
 
 

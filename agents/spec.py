@@ -18,8 +18,7 @@ PolicySpec = str | Mapping[str, "str | Policy"]
 """A strategy name or run dir for every agent, ``agent=spec,...`` pairs, or a mapping agent -> spec or Policy."""
 
 
-def parse_spec(spec: PolicySpec, agents: Sequence[str], known: Sequence[str] | None = None
-               ) -> dict[str, str | Policy]:
+def parse_spec(spec: PolicySpec, agents: Sequence[str], known: Sequence[str] | None = None) -> dict[str, str | Policy]:
     """Each of ``agents`` mapped to its source (a strategy name, a run dir or a Policy) according to ``spec``.
 
     Pairs may name other agents of the market (a learner's own entry, say): they are ignored. Raises ConfigError for
@@ -47,8 +46,7 @@ def parse_spec(spec: PolicySpec, agents: Sequence[str], known: Sequence[str] | N
     return {a: pairs[a] for a in agents}
 
 
-def policies_from_spec(spec: PolicySpec, market: Any, agents: Sequence[str], seed: int | None = 0
-                       ) -> dict[str, Policy]:
+def policies_from_spec(spec: PolicySpec, market: Any, agents: Sequence[str], seed: int | None = 0) -> dict[str, Policy]:
     """The policies of ``agents`` in ``market`` (a PettingZoo env or a batched market) from ``spec``.
 
     Args:
@@ -68,21 +66,28 @@ def policies_from_spec(spec: PolicySpec, market: Any, agents: Sequence[str], see
         if isinstance(source, Policy):
             out[agent] = source
         elif not isinstance(source, str):
-            raise ConfigError(f"opponents {_show(spec)}: {agent}'s source must be a strategy name, a run dir or a "
-                              f"Policy, got {type(source).__name__}")
+            raise ConfigError(
+                f"opponents {_show(spec)}: {agent}'s source must be a strategy name, a run dir or a "
+                f"Policy, got {type(source).__name__}"
+            )
         elif Path(source).is_dir():
             out.update(load_policies(source, market, [agent]))
         elif source in strategy_names():
             out[agent] = make_strategy(source, market.layout, seed=None if seed is None else seed + k)
         else:
-            raise ConfigError(f"opponents {_show(spec)}: {agent}: {source!r} is neither a strategy (one of "
-                              f"{strategy_names()}) nor a run dir")
+            raise ConfigError(
+                f"opponents {_show(spec)}: {agent}: {source!r} is neither a strategy (one of "
+                f"{strategy_names()}) nor a run dir"
+            )
     return out
 
 
 def _show(spec: PolicySpec) -> str:
-    return repr(spec) if isinstance(spec, str) else repr({a: getattr(s, "name", s) or type(s).__name__
-                                                          for a, s in spec.items()})
+    return (
+        repr(spec)
+        if isinstance(spec, str)
+        else repr({a: getattr(s, "name", s) or type(s).__name__ for a, s in spec.items()})
+    )
 
 
 __all__ = ["PolicySpec", "parse_spec", "policies_from_spec"]

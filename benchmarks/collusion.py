@@ -67,15 +67,36 @@ def mechanism_for(name: str) -> str | Mechanism:
 
 def _run(job: tuple[str, int, int, int, int, bool, str]) -> tuple[SessionsResult, object]:
     name, sessions, periods, seed, window, progress, out = job
-    result = run_sessions("uniform", mechanism_for(name), sessions, periods, QConfig(), seed=seed, window=window,
-                          overrides=DUOPOLY, progress=progress)
-    np.savez(Path(out) / f"sessions_{name}.npz", greedy=result.greedy, stable_for=result.stable_for,
-             profit=result.profit, payment=result.payment, price=result.price, user_utility=result.user_utility,
-             tables=result.tables, history_t=result.history_t, history_payment=result.history_payment,
-             history_greedy=result.history_greedy, history_changing=result.history_changing,
-             seconds=result.seconds, cpu_seconds=result.cpu_seconds)  # the raw outcome, kept before anything else runs
-    game = stage_game("uniform", lambda: mechanism_for(name), QConfig().grid, periods=5000, n_seeds=4,
-                      overrides=DUOPOLY)
+    result = run_sessions(
+        "uniform",
+        mechanism_for(name),
+        sessions,
+        periods,
+        QConfig(),
+        seed=seed,
+        window=window,
+        overrides=DUOPOLY,
+        progress=progress,
+    )
+    np.savez(
+        Path(out) / f"sessions_{name}.npz",
+        greedy=result.greedy,
+        stable_for=result.stable_for,
+        profit=result.profit,
+        payment=result.payment,
+        price=result.price,
+        user_utility=result.user_utility,
+        tables=result.tables,
+        history_t=result.history_t,
+        history_payment=result.history_payment,
+        history_greedy=result.history_greedy,
+        history_changing=result.history_changing,
+        seconds=result.seconds,
+        cpu_seconds=result.cpu_seconds,
+    )  # the raw outcome, kept before anything else runs
+    game = stage_game(
+        "uniform", lambda: mechanism_for(name), QConfig().grid, periods=5000, n_seeds=4, overrides=DUOPOLY
+    )
     return result, game
 
 
@@ -91,15 +112,23 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 def print_summary(s: SessionsSummary, game) -> None:
     g = game.grid
-    print(f"\n== {s.mechanism}: {s.sessions} sessions x {s.periods:,} periods ({s.seconds:.0f} s wall, "
-          f"{s.cpu_seconds:.0f} s CPU: {s.cpu_seconds / s.periods * 1e6:.0f} us of CPU per period)")
-    print(f"converged {s.converged_share:.1%}; mean payment {s.mean_payment:.4f} ± {s.mean_payment_ci:.4f}; "
-          f"price per sale {s.mean_price:.4f}; user utility {s.user_utility:.4f}")
-    print(f"competitive: both ask {s.competitive_ask:.2f} -> price {s.competitive_price:.4f}, profit "
-          f"{s.competitive_profit:.4f} each; monopoly: asks {s.monopoly_asks} -> profit {s.monopoly_profit:.4f} each")
-    print(f"collusive sessions {s.collusive_share:.1%} ({s.collusive_share_of_converged:.1%} of converged; "
-          f"competitive {s.competitive_share_of_converged:.1%} of converged); mean profit {s.mean_profit:.4f}; "
-          f"Delta {fmt(s.delta)} ± {fmt(s.delta_ci)} (converged only {fmt(s.delta_converged)}) {s.note}")
+    print(
+        f"\n== {s.mechanism}: {s.sessions} sessions x {s.periods:,} periods ({s.seconds:.0f} s wall, "
+        f"{s.cpu_seconds:.0f} s CPU: {s.cpu_seconds / s.periods * 1e6:.0f} us of CPU per period)"
+    )
+    print(
+        f"converged {s.converged_share:.1%}; mean payment {s.mean_payment:.4f} ± {s.mean_payment_ci:.4f}; "
+        f"price per sale {s.mean_price:.4f}; user utility {s.user_utility:.4f}"
+    )
+    print(
+        f"competitive: both ask {s.competitive_ask:.2f} -> price {s.competitive_price:.4f}, profit "
+        f"{s.competitive_profit:.4f} each; monopoly: asks {s.monopoly_asks} -> profit {s.monopoly_profit:.4f} each"
+    )
+    print(
+        f"collusive sessions {s.collusive_share:.1%} ({s.collusive_share_of_converged:.1%} of converged; "
+        f"competitive {s.competitive_share_of_converged:.1%} of converged); mean profit {s.mean_profit:.4f}; "
+        f"Delta {fmt(s.delta)} ± {fmt(s.delta_ci)} (converged only {fmt(s.delta_converged)}) {s.note}"
+    )
     more = " ..." if len(s.stage_equilibria) > 8 else ""
     print(f"pure equilibria of the grid stage game: {s.stage_equilibria[:8]}{more}")
     counts = np.array(s.pair_counts)
@@ -115,8 +144,9 @@ def plot_all(out: Path, runs: list[tuple[SessionsResult, object, SessionsSummary
         g = game.grid
         counts = np.array(s.pair_counts, dtype=float)
         ax = axes[0, k]
-        im = ax.imshow(counts.T, origin="lower", cmap="viridis", extent=(g[0] - 0.025, g[-1] + 0.025,
-                                                                          g[0] - 0.025, g[-1] + 0.025))
+        im = ax.imshow(
+            counts.T, origin="lower", cmap="viridis", extent=(g[0] - 0.025, g[-1] + 0.025, g[0] - 0.025, g[-1] + 0.025)
+        )
         ax.set_title(f"{s.mechanism}: converged ask pairs\n({s.converged_share:.0%} converged)", fontsize=9)
         ax.set_xlabel("provider_0 ask")
         ax.set_ylabel("provider_1 ask")
@@ -146,10 +176,16 @@ def plot_all(out: Path, runs: list[tuple[SessionsResult, object, SessionsSummary
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mechanism", default="first_price,second_price",
-                   help="comma-separated registry names, or 'all' (default: first_price,second_price)")
-    p.add_argument("--quick", action="store_true", help=f"{QUICK['sessions']} sessions x {QUICK['periods']:,} "
-                                                        "periods (second price needs ~350k to converge)")
+    p.add_argument(
+        "--mechanism",
+        default="first_price,second_price",
+        help="comma-separated registry names, or 'all' (default: first_price,second_price)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK['sessions']} sessions x {QUICK['periods']:,} periods (second price needs ~350k to converge)",
+    )
     p.add_argument("--sessions", type=int, help=f"sessions per mechanism (default {DEFAULT['sessions']})")
     p.add_argument("--periods", type=int, help=f"periods per session (default {DEFAULT['periods']:,})")
     p.add_argument("--window", type=int, default=1000, help="convergence window (periods)")
@@ -170,20 +206,23 @@ def main(argv: list[str] | None = None) -> int:
     names = list(mechanisms.REGISTRY) if args.mechanism == "all" else [m.strip() for m in args.mechanism.split(",")]
     unknown = [m for m in names if m not in mechanisms.REGISTRY]
     if unknown:
-        print(f"error: unknown mechanism(s) {unknown}; choose from {list(mechanisms.REGISTRY)} or 'all'",
-              file=sys.stderr)
+        print(
+            f"error: unknown mechanism(s) {unknown}; choose from {list(mechanisms.REGISTRY)} or 'all'", file=sys.stderr
+        )
         return 2
     if size["periods"] < args.window:
         print(f"error: --periods {size['periods']} is shorter than the window {args.window}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(m, size["sessions"], size["periods"], args.seed, args.window, not args.no_progress, str(out))
-            for m in names]
+    jobs = [
+        (m, size["sessions"], size["periods"], args.seed, args.window, not args.no_progress, str(out)) for m in names
+    ]
     start = time.perf_counter()
     if args.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_single_thread) as pool:
+        with ProcessPoolExecutor(
+            max_workers=args.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_single_thread
+        ) as pool:
             outcomes = list(pool.map(_run, jobs))
     else:
         outcomes = [_run(j) for j in jobs]
@@ -194,17 +233,45 @@ def main(argv: list[str] | None = None) -> int:
         runs.append((result, game, summary))
     plot_all(out, runs)
     records = [dict(s.record(), pair_counts=s.pair_counts) for _, _, s in runs]
-    (out / "collusion.json").write_text(json.dumps({"setting": {"scenario": "uniform", **DUOPOLY, **size,
-                                                                "window": args.window, "seed": args.seed,
-                                                                "learner": QConfig().__dict__},
-                                                    "mechanisms": records}, indent=2, default=float))
+    (out / "collusion.json").write_text(
+        json.dumps(
+            {
+                "setting": {
+                    "scenario": "uniform",
+                    **DUOPOLY,
+                    **size,
+                    "window": args.window,
+                    "seed": args.seed,
+                    "learner": QConfig().__dict__,
+                },
+                "mechanisms": records,
+            },
+            indent=2,
+            default=float,
+        )
+    )
     print(f"\nplots and collusion.json in {out}  ({time.perf_counter() - start:.0f} s)")
     for _, _, s in runs:
         r = s.record()
-        line = {k: r[k] for k in ("mechanism", "sessions", "periods", "converged_share", "mean_payment",
-                                  "collusive_share", "collusive_share_of_converged", "delta", "delta_ci",
-                                  "competitive_price", "competitive_profit", "monopoly_profit", "seconds",
-                                  "cpu_seconds")}
+        line = {
+            k: r[k]
+            for k in (
+                "mechanism",
+                "sessions",
+                "periods",
+                "converged_share",
+                "mean_payment",
+                "collusive_share",
+                "collusive_share_of_converged",
+                "delta",
+                "delta_ci",
+                "competitive_price",
+                "competitive_profit",
+                "monopoly_profit",
+                "seconds",
+                "cpu_seconds",
+            )
+        }
         print(json.dumps(line, default=float))
     return 0
 

@@ -86,8 +86,10 @@ class MinimalAuction(ParallelEnv):
 
     def _observations(self):
         time_left = 1.0 - self.t / self.horizon
-        return {a: np.array([self.costs[i], self.last_price, time_left], dtype=np.float32)
-                for i, a in enumerate(self.agents)}
+        return {
+            a: np.array([self.costs[i], self.last_price, time_left], dtype=np.float32)
+            for i, a in enumerate(self.agents)
+        }
 
     def step(self, actions):
         asks = self.costs * (1.0 + np.array([actions[a][0] for a in self.agents]))
@@ -140,8 +142,9 @@ def seconds_per_round(step: Callable[[], bool], reset: Callable[[], None], horiz
 def batched_rate(market, seconds: float) -> float:
     """Provider-rounds/s of the batched core, truthful actions for every provider of every market."""
     actions = np.zeros((market.n_markets, market.n_providers, 3), dtype=np.float32)
-    per_round = seconds_per_round(lambda: bool(market.step(actions)[2][0]), market.reset, market.config.horizon,
-                                  seconds)
+    per_round = seconds_per_round(
+        lambda: bool(market.step(actions)[2][0]), market.reset, market.config.horizon, seconds
+    )
     return market.n_markets * market.n_providers / per_round
 
 
@@ -172,8 +175,13 @@ def measure_mechanism(scenario: str, mechanism: str, sizes: list[int], args: arg
     vs_minimal = [p / m for p, m in zip(runs["pettingzoo"], runs["minimal"])]
     target = TARGETS.get(mechanism, DEFAULT_TARGET)
     out = {k: statistics.median(v) for k, v in runs.items()}
-    out.update(batched_over_pettingzoo=statistics.median(speedups), batched_target=target,
-               pettingzoo_over_minimal=statistics.median(vs_minimal), minimal_target=MINIMAL_TARGET, runs=runs)
+    out.update(
+        batched_over_pettingzoo=statistics.median(speedups),
+        batched_target=target,
+        pettingzoo_over_minimal=statistics.median(vs_minimal),
+        minimal_target=MINIMAL_TARGET,
+        runs=runs,
+    )
     out["batched_met"] = out["batched_over_pettingzoo"] >= target
     out["minimal_met"] = out["pettingzoo_over_minimal"] >= MINIMAL_TARGET
     return out
@@ -201,24 +209,42 @@ def main() -> None:
             print(f"--llama: skipped, no LLM_ARENA_LLAMA_DIR and no {SHARED_LLAMA}")
     sizes = sorted(set(args.also_markets) | {args.markets})
     cores = len(os.sched_getaffinity(0))
-    print(f"provider-rounds/s, truthful actions; medians of {args.repeats} x {args.seconds:.1f} s; "
-          f"{cores} core(s) allowed{'' if cores == 1 else ' (targets are one-core figures: taskset -c 0)'}")
+    print(
+        f"provider-rounds/s, truthful actions; medians of {args.repeats} x {args.seconds:.1f} s; "
+        f"{cores} core(s) allowed{'' if cores == 1 else ' (targets are one-core figures: taskset -c 0)'}"
+    )
     batched_cols = "".join(f"{f'E={E}':>12}" for E in sizes)
-    print(f"{'scenario':<10}{'mechanism':<14}{batched_cols}{'PettingZoo':>12}{'minimal':>11}"
-          f"{'batched/PZ':>12}{'target':>8}{'PZ/minimal':>12}{'target':>8}")
+    print(
+        f"{'scenario':<10}{'mechanism':<14}{batched_cols}{'PettingZoo':>12}{'minimal':>11}"
+        f"{'batched/PZ':>12}{'target':>8}{'PZ/minimal':>12}{'target':>8}"
+    )
     figures: dict[str, dict[str, dict]] = {}
     for scenario in scenarios:
         for mechanism in args.mechanisms:
             r = measure_mechanism(scenario, mechanism, sizes, args)
             figures.setdefault(scenario, {})[mechanism] = r
             rates = "".join(f"{r[f'batched_E{E}']:>12,.0f}" for E in sizes)
-            print(f"{scenario:<10}{mechanism:<14}{rates}{r['pettingzoo']:>12,.0f}{r['minimal']:>11,.0f}"
-                  f"{r['batched_over_pettingzoo']:>11.1f}x{r['batched_target']:>6.0f}x "
-                  f"{'ok' if r['batched_met'] else 'MISS':<4}"
-                  f"{r['pettingzoo_over_minimal']:>7.2f}x{r['minimal_target']:>6.1f}x "
-                  f"{'ok' if r['minimal_met'] else 'MISS'}", flush=True)
-    print(json.dumps({"benchmark": "env_throughput", "unit": "provider-rounds/s", "markets": args.markets,
-                      "repeats": args.repeats, "seconds": args.seconds, "cores": cores, "figures": figures}))
+            print(
+                f"{scenario:<10}{mechanism:<14}{rates}{r['pettingzoo']:>12,.0f}{r['minimal']:>11,.0f}"
+                f"{r['batched_over_pettingzoo']:>11.1f}x{r['batched_target']:>6.0f}x "
+                f"{'ok' if r['batched_met'] else 'MISS':<4}"
+                f"{r['pettingzoo_over_minimal']:>7.2f}x{r['minimal_target']:>6.1f}x "
+                f"{'ok' if r['minimal_met'] else 'MISS'}",
+                flush=True,
+            )
+    print(
+        json.dumps(
+            {
+                "benchmark": "env_throughput",
+                "unit": "provider-rounds/s",
+                "markets": args.markets,
+                "repeats": args.repeats,
+                "seconds": args.seconds,
+                "cores": cores,
+                "figures": figures,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,15 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--horizon", type=int, default=1000)
     args = p.parse_args()
-    spec = EvalSpec(scenario="capitals", mechanisms=args.mechanisms, strategies=["markup", "substitute", "inflate"],
-                    seeds=args.seeds, episodes=1, horizons=[args.horizon], levers=False)
+    spec = EvalSpec(
+        scenario="capitals",
+        mechanisms=args.mechanisms,
+        strategies=["markup", "substitute", "inflate"],
+        seeds=args.seeds,
+        episodes=1,
+        horizons=[args.horizon],
+        levers=False,
+    )
     start = time.perf_counter()
     results = run_evaluation(spec, ProcessBackend(args.workers), progress=True)
     wall = time.perf_counter() - start
@@ -39,13 +46,28 @@ def main() -> None:
     for v in verdicts(results, tolerance=0.0):
         print(f"{v.mechanism:<14} {v.verdict}")
     met = wall < TARGET_SECONDS
-    print(f"{len(results)} mechanisms, {profiles} profiles x {spec.seeds} seeds x {args.horizon} queries = "
-          f"{rounds:,} rounds in {wall:.1f} s ({rounds / wall:,.0f} rounds/s, {args.workers} workers); "
-          f"target < {TARGET_SECONDS:.0f} s: {'ok' if met else 'MISS'}")
-    print(json.dumps({"benchmark": "evaluate_speed", "mechanisms": args.mechanisms, "profiles": profiles,
-                      "seeds": spec.seeds, "horizon": args.horizon, "rounds": rounds, "workers": args.workers,
-                      "wall_seconds": wall, "rounds_per_second": rounds / wall, "target_seconds": TARGET_SECONDS,
-                      "met": met}))
+    print(
+        f"{len(results)} mechanisms, {profiles} profiles x {spec.seeds} seeds x {args.horizon} queries = "
+        f"{rounds:,} rounds in {wall:.1f} s ({rounds / wall:,.0f} rounds/s, {args.workers} workers); "
+        f"target < {TARGET_SECONDS:.0f} s: {'ok' if met else 'MISS'}"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "evaluate_speed",
+                "mechanisms": args.mechanisms,
+                "profiles": profiles,
+                "seeds": spec.seeds,
+                "horizon": args.horizon,
+                "rounds": rounds,
+                "workers": args.workers,
+                "wall_seconds": wall,
+                "rounds_per_second": rounds / wall,
+                "target_seconds": TARGET_SECONDS,
+                "met": met,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

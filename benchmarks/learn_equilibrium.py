@@ -40,13 +40,24 @@ GRID = np.linspace(0.05, 0.95, 19)
 TARGET = 0.03
 
 
-def learned_distance(mechanism: str, n: int, timesteps: int, gamma: float, seed: int = 0, progress: bool = False
-                     ) -> tuple[float, np.ndarray, np.ndarray]:
+def learned_distance(
+    mechanism: str, n: int, timesteps: int, gamma: float, seed: int = 0, progress: bool = False
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Train a best response on ``uniform``; return (mean |learned - analytic| over GRID, learned, analytic)."""
     opponents, target = ("bne", bne_bid(GRID, n)) if mechanism == "first_price" else ("truthful", GRID.copy())
-    cfg = TrainConfig(scenario="uniform", mechanism=mechanism, overrides={"n_providers": n}, opponents=opponents,
-                      timesteps=timesteps, gamma=gamma, seed=seed, eval_every=0, checkpoint_every=0,
-                      eval_episodes=2, run_dir=tempfile.mkdtemp(prefix="learn_eq_"))
+    cfg = TrainConfig(
+        scenario="uniform",
+        mechanism=mechanism,
+        overrides={"n_providers": n},
+        opponents=opponents,
+        timesteps=timesteps,
+        gamma=gamma,
+        seed=seed,
+        eval_every=0,
+        checkpoint_every=0,
+        eval_episodes=2,
+        run_dir=tempfile.mkdtemp(prefix="learn_eq_"),
+    )
     policy = train(cfg, progress=progress).policies["provider_0"]
     market = parallel_env(cfg.scenario, cfg.mechanism, **cfg.overrides)
     learned = bid_function(policy, market, "provider_0", GRID, seed=seed + 1)
@@ -59,8 +70,9 @@ def main() -> None:
     p.add_argument("--timesteps", type=int, default=1_000_000)
     p.add_argument("--gamma", type=float, default=0.0)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--mechanisms", nargs="+", default=["first_price", "second_price"],
-                   choices=["first_price", "second_price"])
+    p.add_argument(
+        "--mechanisms", nargs="+", default=["first_price", "second_price"], choices=["first_price", "second_price"]
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (more than one thrashes on a busy machine)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
@@ -70,29 +82,52 @@ def main() -> None:
         distances, walls, regrets = [], [], []
         for seed in args.seeds:
             start = time.perf_counter()
-            dist, learned, target = learned_distance(mechanism, args.n, args.timesteps, args.gamma, seed,
-                                                     progress=not args.no_progress)
+            dist, learned, target = learned_distance(
+                mechanism, args.n, args.timesteps, args.gamma, seed, progress=not args.no_progress
+            )
             walls.append(time.perf_counter() - start)
             distances.append(dist)
             honest = float(np.abs(GRID - target).mean())
             if mechanism == "first_price":
                 best = first_price_profit(target, GRID, args.n).mean()
                 regrets.append(float(1.0 - first_price_profit(learned, GRID, args.n).mean() / best))
-                print(f"first_price, seed {seed}: profit regret {regrets[-1]:.2%} of the best response's "
-                      f"{best:.4f} per round (honest play: 100%)")
-            print(f"{mechanism}, seed {seed}: mean |learned - analytic| bid = {dist:.4f} over costs "
-                  f"{GRID[0]:.2f}..{GRID[-1]:.2f} (honest play: {honest:.4f}; n={args.n}, {args.timesteps:,} steps, "
-                  f"gamma {args.gamma}, {walls[-1]:.0f} s)", flush=True)
+                print(
+                    f"first_price, seed {seed}: profit regret {regrets[-1]:.2%} of the best response's "
+                    f"{best:.4f} per round (honest play: 100%)"
+                )
+            print(
+                f"{mechanism}, seed {seed}: mean |learned - analytic| bid = {dist:.4f} over costs "
+                f"{GRID[0]:.2f}..{GRID[-1]:.2f} (honest play: {honest:.4f}; n={args.n}, {args.timesteps:,} steps, "
+                f"gamma {args.gamma}, {walls[-1]:.0f} s)",
+                flush=True,
+            )
             for c, b, t in zip(GRID[::3], learned[::3], target[::3]):
                 print(f"   cost {c:.2f}: learned {b:.3f}  analytic {t:.3f}")
-        results[mechanism] = {"distances": distances, "median_distance": statistics.median(distances),
-                              "wall_seconds": walls, "profit_regrets": regrets}
+        results[mechanism] = {
+            "distances": distances,
+            "median_distance": statistics.median(distances),
+            "wall_seconds": walls,
+            "profit_regrets": regrets,
+        }
     if "first_price" in results:
         d = results["first_price"]["median_distance"]
-        print(f"first_price (n={args.n}): median distance {d:.4f} over {len(args.seeds)} seed(s), target <= {TARGET}: "
-              f"{'ok' if d <= TARGET else 'MISS'}")
-    print(json.dumps({"benchmark": "learn_equilibrium", "n": args.n, "timesteps": args.timesteps,
-                      "gamma": args.gamma, "seeds": args.seeds, "target": TARGET, "results": results}))
+        print(
+            f"first_price (n={args.n}): median distance {d:.4f} over {len(args.seeds)} seed(s), target <= {TARGET}: "
+            f"{'ok' if d <= TARGET else 'MISS'}"
+        )
+    print(
+        json.dumps(
+            {
+                "benchmark": "learn_equilibrium",
+                "n": args.n,
+                "timesteps": args.timesteps,
+                "gamma": args.gamma,
+                "seeds": args.seeds,
+                "target": TARGET,
+                "results": results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

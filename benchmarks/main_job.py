@@ -32,8 +32,9 @@ def main() -> None:
     command = [sys.executable, str(ROOT / "evaluate.py"), "--train", "--out", str(out), "--no-progress", *args.extra]
     print("running:", " ".join(command), flush=True)
     start, wall_start = time.perf_counter(), time.time()
-    subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        command, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL
+    )
     wall = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the job and its worker processes
     cpu = usage.ru_utime + usage.ru_stime
@@ -43,14 +44,27 @@ def main() -> None:
     total = sum(n for learners in steps.values() for n in learners.values())
     training = max((r / "summary.json").stat().st_mtime for r in runs) - wall_start
     learners = sum(len(v) for v in steps.values())
-    print(f"main job: {wall:.0f} s wall ({training:.0f} s training, {wall - training:.0f} s evaluation and report), "
-          f"{cpu:.0f} CPU seconds; "
-          f"{len(runs)} mechanisms x {learners // max(1, len(runs))} learners = {learners} learners, "
-          f"{total:,} learner steps ({total / training:,.0f} per second of training wall time); "
-          f"{len(os.sched_getaffinity(0))} core(s) allowed")
-    print(json.dumps({"benchmark": "main_job", "wall_seconds": wall, "cpu_seconds": cpu, "training_seconds": training,
-                      "learner_steps": total, "learner_steps_per_training_second": total / training,
-                      "steps": steps, "out": str(out)}))
+    print(
+        f"main job: {wall:.0f} s wall ({training:.0f} s training, {wall - training:.0f} s evaluation and report), "
+        f"{cpu:.0f} CPU seconds; "
+        f"{len(runs)} mechanisms x {learners // max(1, len(runs))} learners = {learners} learners, "
+        f"{total:,} learner steps ({total / training:,.0f} per second of training wall time); "
+        f"{len(os.sched_getaffinity(0))} core(s) allowed"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "main_job",
+                "wall_seconds": wall,
+                "cpu_seconds": cpu,
+                "training_seconds": training,
+                "learner_steps": total,
+                "learner_steps_per_training_second": total / training,
+                "steps": steps,
+                "out": str(out),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

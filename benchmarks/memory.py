@@ -93,9 +93,14 @@ def peak_mb(code: str) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, nargs=2, default=[20_000, 200_000],
-                   help="learner steps of the two training runs and rounds of the two PettingZoo runs; the batched "
-                        "core plays a tenth as many rounds in each of its markets")
+    p.add_argument(
+        "--steps",
+        type=int,
+        nargs=2,
+        default=[20_000, 200_000],
+        help="learner steps of the two training runs and rounds of the two PettingZoo runs; the batched "
+        "core plays a tenth as many rounds in each of its markets",
+    )
     p.add_argument("--markets", type=int, default=256, help="markets of the batched core")
     p.add_argument("--eval-horizons", type=int, nargs=2, default=[1_000, 10_000])
     p.add_argument("--eval-seeds", type=int, default=10)
@@ -103,14 +108,24 @@ def main() -> None:
 
     small, large = args.steps
     cases = [
-        ("batched core, rosa", f"{args.markets} markets x rounds",
-         [(f"{args.markets} x {r // 10:,}", BATCHED.format(markets=args.markets, rounds=r // 10))
-          for r in (small, large)]),
+        (
+            "batched core, rosa",
+            f"{args.markets} markets x rounds",
+            [
+                (f"{args.markets} x {r // 10:,}", BATCHED.format(markets=args.markets, rounds=r // 10))
+                for r in (small, large)
+            ],
+        ),
         ("PettingZoo env, rosa", "rounds", [(f"{r:,}", PETTINGZOO.format(rounds=r)) for r in (small, large)]),
         ("PPO training, ucb_myerson", "learner steps", [(f"{r:,}", TRAIN.format(rounds=r)) for r in (small, large)]),
-        ("evaluation, 2 mechanisms", "seeds x rounds per profile",
-         [(f"{args.eval_seeds} x {h:,}", EVALUATE.format(seeds=args.eval_seeds, horizon=h))
-          for h in args.eval_horizons]),
+        (
+            "evaluation, 2 mechanisms",
+            "seeds x rounds per profile",
+            [
+                (f"{args.eval_seeds} x {h:,}", EVALUATE.format(seeds=args.eval_seeds, horizon=h))
+                for h in args.eval_horizons
+            ],
+        ),
     ]
     print(f"{'process':<28}{'size':>28}{'peak RSS (MB)':>16}")
     figures, ok = {}, True
@@ -125,8 +140,7 @@ def main() -> None:
         print(f"{'':<28}{'10x longer / shorter':>28}{growth:>15.2f}x  {'ok' if met else 'MISS'}")
         figures[name] = {"unit": unit, "sizes": [s for s, _ in runs], "peak_mb": peaks, "growth": growth, "met": met}
     print(f"targets: every peak < {LIMIT_MB} MB and growth <= {FLAT:.2f}x over 10x the steps: {'ok' if ok else 'MISS'}")
-    print(json.dumps({"benchmark": "memory", "limit_mb": LIMIT_MB, "flat_growth": FLAT, "figures": figures,
-                      "met": ok}))
+    print(json.dumps({"benchmark": "memory", "limit_mb": LIMIT_MB, "flat_growth": FLAT, "figures": figures, "met": ok}))
 
 
 if __name__ == "__main__":

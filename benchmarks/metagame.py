@@ -41,8 +41,13 @@ def _run(job: tuple) -> MetaGameResult:
     spec = MetaSpec(scenario, mechanism, overrides, seeds=seeds)
     oracle = ppo_oracle(br_timesteps, log_root=Path(out) / "runs") if use_psro else None
     start = time.perf_counter()
-    result = psro(spec, best_response=oracle, max_iterations=iterations, seed=seed,
-                  progress=lambda line: print(f"[{time.perf_counter() - start:6.0f} s] {line}", flush=True))
+    result = psro(
+        spec,
+        best_response=oracle,
+        max_iterations=iterations,
+        seed=seed,
+        progress=lambda line: print(f"[{time.perf_counter() - start:6.0f} s] {line}", flush=True),
+    )
     return result
 
 
@@ -50,8 +55,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", default="uniform")
     p.add_argument("--mechanism", default="first_price,second_price", help="comma-separated names or 'all'")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="scenario fields / mechanism parameters (uniform defaults to n_providers=2)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="scenario fields / mechanism parameters (uniform defaults to n_providers=2)",
+    )
     p.add_argument("--seeds", type=int, default=16, help="paired seeds of the payoff table")
     p.add_argument("--iterations", type=int, default=3, help="PSRO iterations after the best responses to truthful")
     p.add_argument("--br-timesteps", type=int, default=300_000, help="PPO transitions per best response")
@@ -74,28 +84,56 @@ def main(argv: list[str] | None = None) -> int:
         overrides.setdefault("n_providers", 2)
     out = Path(args.out) / args.scenario
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(args.scenario, m, overrides, args.seeds, args.iterations, args.br_timesteps, args.seed, str(out),
-             not args.no_psro) for m in names]
+    jobs = [
+        (
+            args.scenario,
+            m,
+            overrides,
+            args.seeds,
+            args.iterations,
+            args.br_timesteps,
+            args.seed,
+            str(out),
+            not args.no_psro,
+        )
+        for m in names
+    ]
     start = time.perf_counter()
     if args.workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_run, jobs))
     else:
         results = [_run(j) for j in jobs]
-    header = {"scenario": args.scenario, "overrides": overrides, "seeds": args.seeds, "iterations": args.iterations,
-              "br_timesteps": 0 if args.no_psro else args.br_timesteps, "seed": args.seed,
-              "seconds": round(time.perf_counter() - start, 1)}
+    header = {
+        "scenario": args.scenario,
+        "overrides": overrides,
+        "seeds": args.seeds,
+        "iterations": args.iterations,
+        "br_timesteps": 0 if args.no_psro else args.br_timesteps,
+        "seed": args.seed,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     table = write_metagame_report(out, results, header)
     print(table)
     print(f"\nreport: {out / 'metagame.md'} ({header['seconds']:.0f} s; tensorboard --logdir {out})")
     for r in results:
-        print(json.dumps({"mechanism": r.mechanism, "scenario": r.scenario,
-                          "truthful_nash_conv": r.truthful_nash_conv,
-                          "truthful_nash_conv_population": r.truthful_nash_conv_population,
-                          "equilibrium_nash_conv": r.equilibrium_nash_conv, "converged": r.converged,
-                          "user_utility": r.at_equilibrium["user_utility"][0],
-                          "payment": r.at_equilibrium["payment"][0], "welfare": r.at_equilibrium["welfare"][0],
-                          "truthful_user_utility": r.at_truthful["user_utility"][0]}, default=float))
+        print(
+            json.dumps(
+                {
+                    "mechanism": r.mechanism,
+                    "scenario": r.scenario,
+                    "truthful_nash_conv": r.truthful_nash_conv,
+                    "truthful_nash_conv_population": r.truthful_nash_conv_population,
+                    "equilibrium_nash_conv": r.equilibrium_nash_conv,
+                    "converged": r.converged,
+                    "user_utility": r.at_equilibrium["user_utility"][0],
+                    "payment": r.at_equilibrium["payment"][0],
+                    "welfare": r.at_equilibrium["welfare"][0],
+                    "truthful_user_utility": r.at_truthful["user_utility"][0],
+                },
+                default=float,
+            )
+        )
     return 0
 
 

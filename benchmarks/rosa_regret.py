@@ -22,13 +22,31 @@ from mechanisms.rosa import LinUCBAllocation, Rosa
 
 
 def market(n: int, d: int, horizon: int) -> MarketInfo:
-    return MarketInfo(n_providers=n, context_dim=d, n_groups=1, value_scale=1.0, bid_scale=1.0,
-                      prior_quality=np.zeros((n, 1)), cost_range=np.tile([0.0, 1.0], (n, 1)), price_in=np.zeros(n),
-                      price_out=np.zeros(n), max_output_tokens=1, horizon=horizon)
+    return MarketInfo(
+        n_providers=n,
+        context_dim=d,
+        n_groups=1,
+        value_scale=1.0,
+        bid_scale=1.0,
+        prior_quality=np.zeros((n, 1)),
+        cost_range=np.tile([0.0, 1.0], (n, 1)),
+        price_in=np.zeros(n),
+        price_out=np.zeros(n),
+        max_output_tokens=1,
+        horizon=horizon,
+    )
 
 
-def regret(horizon: int, seeds: list[int], resample: bool, n: int = 3, d: int = 5, noise: float = 0.2,
-           c_max: float = 0.5, alpha: float = 0.5) -> np.ndarray:
+def regret(
+    horizon: int,
+    seeds: list[int],
+    resample: bool,
+    n: int = 3,
+    d: int = 5,
+    noise: float = 0.2,
+    c_max: float = 0.5,
+    alpha: float = 0.5,
+) -> np.ndarray:
     """[len(seeds)] cumulative regret of one run per seed, all seeds played at once (one market each).
 
     Market e draws its theta, contexts, costs and score noise from ``default_rng(seeds[e])`` and the mechanism's
@@ -41,7 +59,7 @@ def regret(horizon: int, seeds: list[int], resample: bool, n: int = 3, d: int = 
     theta[:, :, 0] = np.stack([rng.uniform(0.2, 0.5, n) for rng in rngs])  # mean quality between about 0.2 and 0.9
     info = market(n, d, horizon)
     if resample:
-        rule = Rosa(mu=horizon ** -0.5, cbar=1.0, allocation="linucb", alpha=alpha, prior_offset=False)
+        rule = Rosa(mu=horizon**-0.5, cbar=1.0, allocation="linucb", alpha=alpha, prior_offset=False)
         rule.reset(info, E, coins)
     else:
         rule = LinUCBAllocation(alpha=alpha, prior_offset=False)
@@ -52,8 +70,8 @@ def regret(horizon: int, seeds: list[int], resample: bool, n: int = 3, d: int = 
     total = np.zeros(E)
     for _ in range(horizon):
         draws = np.stack([rng.random(d - 1 + n) for rng in rngs])  # context, costs
-        x = np.concatenate([np.ones((E, 1)), draws[:, :d - 1]], axis=1)
-        cost = draws[:, d - 1:] * c_max
+        x = np.concatenate([np.ones((E, 1)), draws[:, : d - 1]], axis=1)
+        cost = draws[:, d - 1 :] * c_max
         eps = noise * np.array([rng.normal() for rng in rngs])  # score noise (used where served)
         mech_noise = np.stack([c.random(noise_dim) for c in coins])
         welfare = np.einsum("end,ed->en", theta, x) - cost  # [E, n]

@@ -31,8 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mechanisms import second_best as sb
 
 NAMES = sb.STRATEGY_NAMES
-SHORT = {"ours": "ours", "honest": "honest", "dishonest-model": "dis-model", "dishonest-length": "dis-length",
-         "dishonest-all": "dis-all", "ours-honest-length": "ours-hl"}
+SHORT = {
+    "ours": "ours",
+    "honest": "honest",
+    "dishonest-model": "dis-model",
+    "dishonest-length": "dis-length",
+    "dishonest-all": "dis-all",
+    "ours-honest-length": "ours-hl",
+}
 _GAME: sb.Game | None = None
 
 
@@ -64,9 +70,11 @@ def one_run(T: int) -> None:
         r = sb.simulate(game, profile, T, sb.TOY.epsilon, sb.TOY.gamma, seed=seed)
         times.append(time.perf_counter() - start)
     print(f"one game, T = {T:,}, 3 providers {profile}: {min(times):.3f} s (best of 3; target < 5 s on one core)")
-    print(f"  B = {r.B}, R = {r.R:,}, i* = p{r.best + 1}, u' = {r.u_second:.4f}, early stop: {r.early_stopped}; "
-          f"delegations {r.provider_delegations.tolist()}, provider utilities "
-          f"{np.round(r.provider_utility_total, 1).tolist()}, user utility / T = {r.user_utility_per_query:.4f}")
+    print(
+        f"  B = {r.B}, R = {r.R:,}, i* = p{r.best + 1}, u' = {r.u_second:.4f}, early stop: {r.early_stopped}; "
+        f"delegations {r.provider_delegations.tolist()}, provider utilities "
+        f"{np.round(r.provider_utility_total, 1).tolist()}, user utility / T = {r.user_utility_per_query:.4f}"
+    )
 
 
 def grid(T: int, workers: int, seeds: int) -> None:
@@ -79,8 +87,10 @@ def grid(T: int, workers: int, seeds: int) -> None:
         _init_worker()
         results = [_run(t) for t in tasks]
     wall = time.perf_counter() - start
-    print(f"\nfull grid: {len(tasks)} games x {seeds} seed(s), T = {T:,}, {workers} worker(s): {wall:.1f} s "
-          f"(target < 300 s on 2 cores)")
+    print(
+        f"\nfull grid: {len(tasks)} games x {seeds} seed(s), T = {T:,}, {workers} worker(s): {wall:.1f} s "
+        f"(target < 300 s on 2 cores)"
+    )
     U = np.zeros((len(NAMES),) * 3 + (3,))
     user = np.zeros((len(NAMES),) * 3)
     for profile, utils, u, _ in results:
@@ -90,8 +100,10 @@ def grid(T: int, workers: int, seeds: int) -> None:
     toy = sb.TOY
     slack = sb.margin(T, toy.epsilon, 3) * T * (toy.b + toy.L * toy.prices[0]) / toy.gamma
     ours = NAMES.index("ours")
-    print(f"best responses of each provider over the 36 profiles of the others (T^(1-eps) ln T = {bound:,.0f}; "
-          f"the threshold's slack over T queries, M T (b + L p_max) / gamma = {slack:,.0f}):")
+    print(
+        f"best responses of each provider over the 36 profiles of the others (T^(1-eps) ln T = {bound:,.0f}; "
+        f"the threshold's slack over T queries, M T (b + L p_max) / gamma = {slack:,.0f}):"
+    )
     print(f"{'provider':<9}" + "".join(f"{SHORT[n]:>11}" for n in NAMES) + f"{'ours BR':>9}{'max gain over ours':>20}")
     for i in range(3):
         counts = np.zeros(len(NAMES), dtype=int)
@@ -105,13 +117,15 @@ def grid(T: int, workers: int, seeds: int) -> None:
             gain = best - utils[ours]
             if gain > max_gain:
                 max_gain, worst = gain, (others, NAMES[int(utils.argmax())])
-        where = "" if worst is None else (f" ({SHORT[worst[1]]} vs "
-                                          f"{'/'.join(SHORT[NAMES[k]] for k in worst[0])})")
-        print(f"{'p' + str(i + 1):<9}" + "".join(f"{c:>11}" for c in counts) + f"{ours_br:>6}/36"
-              f"{max_gain:>20,.0f}{where}")
+        where = "" if worst is None else (f" ({SHORT[worst[1]]} vs {'/'.join(SHORT[NAMES[k]] for k in worst[0])})")
+        print(
+            f"{'p' + str(i + 1):<9}" + "".join(f"{c:>11}" for c in counts) + f"{ours_br:>6}/36{max_gain:>20,.0f}{where}"
+        )
     all_ours = (ours,) * 3
-    print(f"all 'ours': provider utilities {np.round(U[all_ours], 1).tolist()}, user utility / T "
-          f"{user[all_ours]:.4f}; all 'honest': user utility / T {user[(NAMES.index('honest'),) * 3]:.4f}")
+    print(
+        f"all 'ours': provider utilities {np.round(U[all_ours], 1).tolist()}, user utility / T "
+        f"{user[all_ours]:.4f}; all 'honest': user utility / T {user[(NAMES.index('honest'),) * 3]:.4f}"
+    )
 
 
 def _profile(i: int, k: int, others: tuple[int, int]) -> tuple[int, int, int]:

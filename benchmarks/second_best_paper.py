@@ -52,8 +52,11 @@ PAPER_MODELS: dict[str, tuple[float, float, float, int]] = {
     "o1-mini": (0.592180303108145, 3857.731, 4.4e-06, 11739),
     "claude-4-0": (0.5752562632679845, 737.482, 1.5e-05, 1553),
 }
-PAPER_PROVIDERS = (("gpt-5-high", "deepseek-r1", "gpt-5-medium"), ("o3-mini", "o1-mini", "deepseek-r1"),
-                   ("claude-4-0", "o1-mini", "deepseek-r1"))
+PAPER_PROVIDERS = (
+    ("gpt-5-high", "deepseek-r1", "gpt-5-medium"),
+    ("o3-mini", "o1-mini", "deepseek-r1"),
+    ("claude-4-0", "o1-mini", "deepseek-r1"),
+)
 # Published constants (log of run 0-0-0) and results: profile -> (R, i*, delegations, total user utility, total
 # provider utility), per provider.
 PUBLISHED_CONSTANTS = {"B": 3981, "M": 0.23637291771156435, "delta_1": 11.195840192374956, "L": 38058}
@@ -110,29 +113,41 @@ def part1(seeds: int) -> None:
     print(f"  menus (model 0 first): {[m.names for m in game.menus]}")
     print(f"  constants  ours: B = {B}, M = {M:.6f}, delta_1 = {d1:.6f}, L = {game.L}")
     print(f"        published: B = {pub['B']}, M = {pub['M']:.6f}, delta_1 = {pub['delta_1']:.6f}, L = {pub['L']}")
-    print(f"  {seeds} seeds per profile (stand-in records); 'ours' = mean over seeds, 'diff' = (ours - published) / "
-          "published")
-    print(f"  {'profile / provider':<25}{'delegations ours / published':>32}{'diff':>8}   "
-          f"{'user utility ours / pub.':>27}{'diff':>8}   {'provider utility ours / pub.':>27}{'diff':>8}")
+    print(
+        f"  {seeds} seeds per profile (stand-in records); 'ours' = mean over seeds, 'diff' = (ours - published) / "
+        "published"
+    )
+    print(
+        f"  {'profile / provider':<25}{'delegations ours / published':>32}{'diff':>8}   "
+        f"{'user utility ours / pub.':>27}{'diff':>8}   {'provider utility ours / pub.':>27}{'diff':>8}"
+    )
     for profile, (R_pub, best_pub, dele_pub, user_pub, prov_pub) in PUBLISHED.items():
-        rs = [sb.simulate(game, [sb.STRATEGY_NAMES[k] for k in profile], T, EPSILON, GAMMA, seed=s)
-              for s in range(seeds)]
+        rs = [
+            sb.simulate(game, [sb.STRATEGY_NAMES[k] for k in profile], T, EPSILON, GAMMA, seed=s) for s in range(seeds)
+        ]
         dele = np.mean([r.provider_delegations for r in rs], axis=0)
         user = np.mean([r.user_utility.sum(axis=1) for r in rs], axis=0)
         prov = np.mean([r.provider_utility_total for r in rs], axis=0)
         R = np.mean([r.R for r in rs])
         bests = {r.best for r in rs}
         name = "/".join(sb.STRATEGY_NAMES[k] for k in profile)
-        print(f"  {name:<40} R {R:,.0f} / {R_pub:,} ({_rel(R, R_pub).strip()}), i* {sorted(bests)} / {best_pub}, "
-              f"early stop {sum(r.early_stopped for r in rs)}/{seeds}")
+        print(
+            f"  {name:<40} R {R:,.0f} / {R_pub:,} ({_rel(R, R_pub).strip()}), i* {sorted(bests)} / {best_pub}, "
+            f"early stop {sum(r.early_stopped for r in rs)}/{seeds}"
+        )
         for i in range(3):
-            print(f"  {'':<22}p{i + 1} {dele[i]:>15,.0f} / {dele_pub[i]:>14,}{_rel(dele[i], dele_pub[i])}   "
-                  f"{user[i]:>12,.0f} / {user_pub[i]:>12,.0f}{_rel(user[i], user_pub[i])}   "
-                  f"{prov[i]:>12,.0f} / {prov_pub[i]:>12,.0f}{_rel(prov[i], prov_pub[i])}")
+            print(
+                f"  {'':<22}p{i + 1} {dele[i]:>15,.0f} / {dele_pub[i]:>14,}{_rel(dele[i], dele_pub[i])}   "
+                f"{user[i]:>12,.0f} / {user_pub[i]:>12,.0f}{_rel(user[i], user_pub[i])}   "
+                f"{prov[i]:>12,.0f} / {prov_pub[i]:>12,.0f}{_rel(prov[i], prov_pub[i])}"
+            )
 
 
-LLAMA_PROVIDERS = (("llama3.1-405b", "llama3.1-70b", "llama3.2-1b"), ("llama3.1-70b", "llama3.1-8b", "llama3.2-1b"),
-                   ("llama3.1-8b", "llama3.2-3b", "llama3.2-1b"))
+LLAMA_PROVIDERS = (
+    ("llama3.1-405b", "llama3.1-70b", "llama3.2-1b"),
+    ("llama3.1-70b", "llama3.1-8b", "llama3.2-1b"),
+    ("llama3.1-8b", "llama3.2-3b", "llama3.2-1b"),
+)
 
 
 def part2(llama_dir: Path, seeds: int) -> None:
@@ -147,36 +162,51 @@ def part2(llama_dir: Path, seeds: int) -> None:
     menus, columns = [], []
     for names in LLAMA_PROVIDERS:
         cols = [cache.models.index(m) for m in names]
-        menu = sb.Menu.ranked(names, cache.score[:, cols].mean(0), cache.output_tokens[:, cols].mean(0),
-                              np.zeros(3), cache.price_out[cols] * scale, B_SCALE)
+        menu = sb.Menu.ranked(
+            names,
+            cache.score[:, cols].mean(0),
+            cache.output_tokens[:, cols].mean(0),
+            np.zeros(3),
+            cache.price_out[cols] * scale,
+            B_SCALE,
+        )
         menus.append(menu)
         columns.append([cache.models.index(m) for m in menu.names])
     used = sorted({c for cols in columns for c in cols})
     L = int(cache.output_tokens[:, used].max())
-    game = sb.Game(menus, sb.CacheSampler(cache.score, cache.input_tokens, cache.output_tokens, columns),
-                   B_SCALE, ETA, L)
-    print(f"  {cache.n_queries} queries; menus {[m.names for m in menus]}; L = {L}; prices per output token of the "
-          f"declared models {[m.p_max for m in menus]} (units of $0.001)")
+    game = sb.Game(
+        menus, sb.CacheSampler(cache.score, cache.input_tokens, cache.output_tokens, columns), B_SCALE, ETA, L
+    )
+    print(
+        f"  {cache.n_queries} queries; menus {[m.names for m in menus]}; L = {L}; prices per output token of the "
+        f"declared models {[m.p_max for m in menus]} (units of $0.001)"
+    )
     print(f"  {'profile':<42}{'i*':>4}{'stop':>6}  {'delegations':>26}  {'provider utility':>30}  {'user U/T':>9}")
     for profile in [(k, 0, 0) for k in range(6)] + [(1, 1, 1)]:
-        rs = [sb.simulate(game, [sb.STRATEGY_NAMES[k] for k in profile], T, EPSILON, GAMMA, seed=s)
-              for s in range(seeds)]
+        rs = [
+            sb.simulate(game, [sb.STRATEGY_NAMES[k] for k in profile], T, EPSILON, GAMMA, seed=s) for s in range(seeds)
+        ]
         dele = np.mean([r.provider_delegations for r in rs], axis=0)
         prov = np.mean([r.provider_utility_total for r in rs], axis=0)
         user = np.mean([r.user_utility_per_query for r in rs])
         name = "/".join(sb.STRATEGY_NAMES[k] for k in profile)
-        print(f"  {name:<42}{'/'.join(str(b) for b in sorted({r.best for r in rs})):>4}"
-              f"{sum(r.early_stopped for r in rs):>4}/{seeds}  {', '.join(f'{d:,.0f}' for d in dele):>26}  "
-              f"{', '.join(f'{p:,.1f}' for p in prov):>30}  {user:>9.4f}")
-    print("  (no published numbers exist for these models: the paper's records are NLGraph results of GPT/o-series, "
-          "DeepSeek and Claude models)")
+        print(
+            f"  {name:<42}{'/'.join(str(b) for b in sorted({r.best for r in rs})):>4}"
+            f"{sum(r.early_stopped for r in rs):>4}/{seeds}  {', '.join(f'{d:,.0f}' for d in dele):>26}  "
+            f"{', '.join(f'{p:,.1f}' for p in prov):>30}  {user:>9.4f}"
+        )
+    print(
+        "  (no published numbers exist for these models: the paper's records are NLGraph results of GPT/o-series, "
+        "DeepSeek and Claude models)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5)
-    default_llama = os.environ.get("LLM_ARENA_LLAMA_DIR",
-                                   str(Path(__file__).resolve().parents[2] / "shared" / "data" / "llama-cascades"))
+    default_llama = os.environ.get(
+        "LLM_ARENA_LLAMA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "llama-cascades")
+    )
     parser.add_argument("--llama-dir", type=Path, default=Path(default_llama))
     args = parser.parse_args()
     part1(args.seeds)

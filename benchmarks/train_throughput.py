@@ -70,8 +70,14 @@ class ZeroCostVecEnv(VecEnv):
         if self.t < self.horizon:
             return self._obs.copy(), rewards, self._not_done, self._no_infos
         self.t = 0
-        infos = [{"terminal_observation": self._obs[k], "TimeLimit.truncated": True,
-                  "episode": {"r": 0.0, "l": self.horizon, "t": 0.0}} for k in range(self.num_envs)]
+        infos = [
+            {
+                "terminal_observation": self._obs[k],
+                "TimeLimit.truncated": True,
+                "episode": {"r": 0.0, "l": self.horizon, "t": 0.0},
+            }
+            for k in range(self.num_envs)
+        ]
         return self._obs.copy(), rewards, self._done, infos
 
     def close(self):
@@ -120,8 +126,9 @@ def market_env(cfg: TrainConfig) -> MarketVecEnv:
 def zero_cost_env(cfg: TrainConfig) -> ZeroCostVecEnv:
     market = make_market(cfg)
     agent = market.possible_agents[0]
-    return ZeroCostVecEnv(cfg.n_envs, market.observation_space(agent), market.action_space(agent),
-                          market.config.horizon, cfg.seed)
+    return ZeroCostVecEnv(
+        cfg.n_envs, market.observation_space(agent), market.action_space(agent), market.config.horizon, cfg.seed
+    )
 
 
 def measure(cfg: TrainConfig, env: VecEnv, timesteps: int) -> tuple[float, float]:
@@ -151,14 +158,24 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig(scenario=args.scenario, mechanism=args.mechanism, n_envs=args.n_envs, n_steps=args.n_steps,
-                      batch_size=args.batch_size, n_epochs=args.n_epochs, seed=args.seed, timesteps=args.timesteps,
-                      run_dir=tempfile.mkdtemp(prefix="train_throughput_"))
+    cfg = TrainConfig(
+        scenario=args.scenario,
+        mechanism=args.mechanism,
+        n_envs=args.n_envs,
+        n_steps=args.n_steps,
+        batch_size=args.batch_size,
+        n_epochs=args.n_epochs,
+        seed=args.seed,
+        timesteps=args.timesteps,
+        run_dir=tempfile.mkdtemp(prefix="train_throughput_"),
+    )
     cores = len(os.sched_getaffinity(0))
-    print(f"PPO on {cfg.scenario}/{cfg.mechanism}: n_envs={cfg.n_envs}, n_steps={cfg.n_steps}, "
-          f"batch_size={cfg.batch_size}, n_epochs={cfg.n_epochs}, net {cfg.net_arch}, lr={cfg.learning_rate}; "
-          f"{args.timesteps:,} learner steps per measurement, {torch.get_num_threads()} torch thread(s), "
-          f"{cores} core(s) allowed")
+    print(
+        f"PPO on {cfg.scenario}/{cfg.mechanism}: n_envs={cfg.n_envs}, n_steps={cfg.n_steps}, "
+        f"batch_size={cfg.batch_size}, n_epochs={cfg.n_epochs}, net {cfg.net_arch}, lr={cfg.learning_rate}; "
+        f"{args.timesteps:,} learner steps per measurement, {torch.get_num_threads()} torch thread(s), "
+        f"{cores} core(s) allowed"
+    )
 
     runs: dict[str, list[float]] = {"zero_cost": [], "zero_cost_env_share": [], "market": [], "market_env_share": []}
     for k in range(args.repeats):
@@ -167,9 +184,12 @@ def main() -> None:
             runs[name].append(sps)
             runs[f"{name}_env_share"].append(share)
         zero, market = runs["zero_cost"][-1], runs["market"][-1]
-        print(f"  repeat {k + 1}/{args.repeats}: zero-cost {zero:,.0f} steps/s "
-              f"({100 * runs['zero_cost_env_share'][-1]:.1f}% in env), market {market:,.0f} steps/s "
-              f"({100 * runs['market_env_share'][-1]:.1f}% in env), ratio {market / zero:.2f}", flush=True)
+        print(
+            f"  repeat {k + 1}/{args.repeats}: zero-cost {zero:,.0f} steps/s "
+            f"({100 * runs['zero_cost_env_share'][-1]:.1f}% in env), market {market:,.0f} steps/s "
+            f"({100 * runs['market_env_share'][-1]:.1f}% in env), ratio {market / zero:.2f}",
+            flush=True,
+        )
     fig = {k: statistics.median(v) for k, v in runs.items()}
     fig["ratio"] = statistics.median(m / z for m, z in zip(runs["market"], runs["zero_cost"]))
 
@@ -184,15 +204,35 @@ def main() -> None:
     print(f"{'zero-cost':<12}{fig['zero_cost']:>12,.0f}{100 * fig['zero_cost_env_share']:>8.1f}%")
     print(f"{'market':<12}{fig['market']:>12,.0f}{100 * fig['market_env_share']:>8.1f}%")
     if "train_end_to_end" in fig:
-        print(f"{'train()':<12}{fig['train_end_to_end']:>12,.0f}{'':>9}  (one run, with callbacks and summary; "
-              f"{fig['train_end_to_end_ratio']:.2f}x zero-cost)")
-    print(f"market / zero-cost = {fig['ratio']:.2f}x (target >= {TARGET_RATIO}x), env share "
-          f"{100 * fig['market_env_share']:.1f}% (target < {100 * TARGET_ENV_SHARE:.0f}%): {'ok' if met else 'MISS'}")
-    print(json.dumps({"benchmark": "train_throughput", "unit": "learner steps/s", "scenario": cfg.scenario,
-                      "mechanism": cfg.mechanism, "n_envs": cfg.n_envs, "n_steps": cfg.n_steps,
-                      "batch_size": cfg.batch_size, "n_epochs": cfg.n_epochs, "timesteps": args.timesteps,
-                      "threads": torch.get_num_threads(), "cores": cores, "repeats": args.repeats, "runs": runs, **fig,
-                      "met": met}))
+        print(
+            f"{'train()':<12}{fig['train_end_to_end']:>12,.0f}{'':>9}  (one run, with callbacks and summary; "
+            f"{fig['train_end_to_end_ratio']:.2f}x zero-cost)"
+        )
+    print(
+        f"market / zero-cost = {fig['ratio']:.2f}x (target >= {TARGET_RATIO}x), env share "
+        f"{100 * fig['market_env_share']:.1f}% (target < {100 * TARGET_ENV_SHARE:.0f}%): {'ok' if met else 'MISS'}"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_throughput",
+                "unit": "learner steps/s",
+                "scenario": cfg.scenario,
+                "mechanism": cfg.mechanism,
+                "n_envs": cfg.n_envs,
+                "n_steps": cfg.n_steps,
+                "batch_size": cfg.batch_size,
+                "n_epochs": cfg.n_epochs,
+                "timesteps": args.timesteps,
+                "threads": torch.get_num_threads(),
+                "cores": cores,
+                "repeats": args.repeats,
+                "runs": runs,
+                **fig,
+                "met": met,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -72,15 +72,23 @@ class SingleAgentMarket(gymnasium.Env):
     # gymnasium.Env declares metadata as an instance attribute (a ClassVar would conflict with it).
     metadata: dict[str, Any] = {"render_modes": ["ansi", "human"], "name": ENV_NAME}  # noqa: RUF012
 
-    def __init__(self, scenario: str | ScenarioConfig | dict = "capitals", mechanism: str | Mechanism = "first_price",
-                 learner: str | int = "provider_0", opponents: PolicySpec = "truthful", seed: int | None = None,
-                 render_mode: str | None = None, **overrides: Any):
+    def __init__(
+        self,
+        scenario: str | ScenarioConfig | dict = "capitals",
+        mechanism: str | Mechanism = "first_price",
+        learner: str | int = "provider_0",
+        opponents: PolicySpec = "truthful",
+        seed: int | None = None,
+        render_mode: str | None = None,
+        **overrides: Any,
+    ):
         self.market = raw_env(scenario, mechanism, seed=seed, render_mode=render_mode, **overrides)
         agents = self.market.possible_agents
         if isinstance(learner, (int, np.integer)) and not isinstance(learner, bool):
             if not 0 <= learner < len(agents):
-                raise ValueError(f"learner index {learner} out of range: the market has {len(agents)} providers "
-                                 f"{agents}")
+                raise ValueError(
+                    f"learner index {learner} out of range: the market has {len(agents)} providers {agents}"
+                )
             learner = agents[learner]
         if learner not in agents:
             raise ValueError(f"unknown learner {learner!r}; agents are {agents}")
@@ -93,8 +101,9 @@ class SingleAgentMarket(gymnasium.Env):
         self.action_space = self.market.action_space(learner)
         self._obs: dict[str, np.ndarray] = {}
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode; ``seed`` restarts the market's streams and reseeds the opponents (see the module
         docstring). Returns the learner's observation and info."""
         super().reset(seed=seed)

@@ -15,7 +15,20 @@ from envs.market import env, make_batched, parallel_env, raw_env
 from envs.scenarios import ScenarioConfig, build_market, load_scenario, scenario_names
 
 __all__ = [
-    "parallel_env", "env", "raw_env", "make_batched", "BatchedMarket", "Round", "ObservationLayout", "ACTION_DIM",
-    "ScenarioConfig", "load_scenario", "build_market", "scenario_names", "load_cache", "load_llama_cascades",
-    "CacheError", "ConfigError",
+    "parallel_env",
+    "env",
+    "raw_env",
+    "make_batched",
+    "BatchedMarket",
+    "Round",
+    "ObservationLayout",
+    "ACTION_DIM",
+    "ScenarioConfig",
+    "load_scenario",
+    "build_market",
+    "scenario_names",
+    "load_cache",
+    "load_llama_cascades",
+    "CacheError",
+    "ConfigError",
 ]

@@ -100,13 +100,28 @@ class SingleRound:
             return np.array([x], dtype=dtype)
 
         return Round(
-            t=self.t, query=one(self.query), bids=one(self.bids), asks=one(self.asks),
-            honest_bids=one(self.honest_bids), rewards=one(self.rewards), served=one(self.served),
-            substituted=one(self.substituted), inflation=one(self.inflation), winner=one(self.winner),
-            score=one(self.score), value=one(self.value), payment=one(self.payment), cost=one(self.cost),
-            input_tokens=one(self.input_tokens), true_tokens=one(self.true_tokens),
-            reported_tokens=one(self.reported_tokens), user_utility=one(self.value - self.payment),
-            welfare=one(self.value - self.cost), best_welfare=one(self.best_welfare), unserved=one(self.winner < 0))
+            t=self.t,
+            query=one(self.query),
+            bids=one(self.bids),
+            asks=one(self.asks),
+            honest_bids=one(self.honest_bids),
+            rewards=one(self.rewards),
+            served=one(self.served),
+            substituted=one(self.substituted),
+            inflation=one(self.inflation),
+            winner=one(self.winner),
+            score=one(self.score),
+            value=one(self.value),
+            payment=one(self.payment),
+            cost=one(self.cost),
+            input_tokens=one(self.input_tokens),
+            true_tokens=one(self.true_tokens),
+            reported_tokens=one(self.reported_tokens),
+            user_utility=one(self.value - self.payment),
+            welfare=one(self.value - self.cost),
+            best_welfare=one(self.best_welfare),
+            unserved=one(self.winner < 0),
+        )
 
 
 class BatchedMarket:
@@ -123,8 +138,14 @@ class BatchedMarket:
         market: the compiled scenario, when the caller has it already.
     """
 
-    def __init__(self, config: ScenarioConfig, mechanism: Mechanism, n_markets: int,
-                 seeds: Sequence[int | None] | None = None, market: Market | None = None):
+    def __init__(
+        self,
+        config: ScenarioConfig,
+        mechanism: Mechanism,
+        n_markets: int,
+        seeds: Sequence[int | None] | None = None,
+        market: Market | None = None,
+    ):
         if n_markets < 1:
             raise ValueError(f"n_markets must be >= 1, got {n_markets}")
         self.config = config
@@ -138,19 +159,34 @@ class BatchedMarket:
         if len(self._default_seeds) != E:
             raise ValueError(f"{len(self._default_seeds)} seeds given for {E} markets")
         self.info = MarketInfo(
-            n_providers=N, context_dim=mk.context.shape[1], n_groups=len(mk.group_names),
-            value_scale=cfg.value_scale, bid_scale=mk.bid_scale, prior_quality=mk.prior_quality,
-            cost_range=cost_range(mk), price_in=mk.price_in, price_out=mk.price_out,
-            max_output_tokens=mk.max_output_tokens, horizon=cfg.horizon,
+            n_providers=N,
+            context_dim=mk.context.shape[1],
+            n_groups=len(mk.group_names),
+            value_scale=cfg.value_scale,
+            bid_scale=mk.bid_scale,
+            prior_quality=mk.prior_quality,
+            cost_range=cost_range(mk),
+            price_in=mk.price_in,
+            price_out=mk.price_out,
+            max_output_tokens=mk.max_output_tokens,
+            horizon=cfg.horizon,
         )
         self.mechanism.reset(self.info, 1, [np.random.default_rng(0)])  # sizes the public state
         L = mk.max_output_tokens
         ask_scale = mk.bid_scale if cfg.billing == "per_query" else mk.bid_scale / mk.mean_output_tokens
         self.layout = ObservationLayout.build(
-            mk.context.shape[1], M, self.mechanism.public_state_dim, N, value_scale=cfg.value_scale,
-            bid_scale=mk.bid_scale, max_inflation=cfg.max_inflation, max_output_tokens=L, billing=cfg.billing,
-            ask_scale=ask_scale, substitutes=tuple(tuple(int(m) for m in row[:n])
-                                                   for row, n in zip(mk.substitutes, mk.n_substitutes)))
+            mk.context.shape[1],
+            M,
+            self.mechanism.public_state_dim,
+            N,
+            value_scale=cfg.value_scale,
+            bid_scale=mk.bid_scale,
+            max_inflation=cfg.max_inflation,
+            max_output_tokens=L,
+            billing=cfg.billing,
+            ask_scale=ask_scale,
+            substitutes=tuple(tuple(int(m) for m in row[:n]) for row, n in zip(mk.substitutes, mk.n_substitutes)),
+        )
         self.state_layout = StateLayout.build(self.layout)
         self.possible_agents = [f"provider_{i}" for i in range(N)]
         self._observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.layout.size,), np.float32)
@@ -176,8 +212,9 @@ class BatchedMarket:
         # Everything in an observation but the provider's cost type and the market's history: the query's context and
         # expected tokens, the expected cost of each model at type 1, menu, declared model, agent id.
         template = np.zeros((mk.n_queries, N, lay.size), dtype=np.float32)
-        template[:, :, :self._n_query_features] = np.concatenate(
-            [mk.context, mk.input_tokens / L, mk.expected_output_tokens / L], axis=1)[:, None, :]
+        template[:, :, : self._n_query_features] = np.concatenate(
+            [mk.context, mk.input_tokens / L, mk.expected_output_tokens / L], axis=1
+        )[:, None, :]
         template[:, :, lay.expected_cost] = mk.base_cost[None] * expected_tokens[:, None, :] / cfg.value_scale
         template[:, :, lay.menu] = mk.menu
         template[:, :, lay.declared] = np.eye(M)[mk.declared]
@@ -215,9 +252,26 @@ class BatchedMarket:
     # --------------------------------------------------------------------------------------------------- state
 
     # What changes while markets play (the rest is rebuilt from the config); see envs.snapshot.
-    STATE = ("t", "wins", "last_price", "last_bids", "last_won", "_queries", "_types", "_noise", "_episode_types",
-             "_pos", "q", "_honest", "obs", "_noise_dim", "_wins_one", "_last_price_one", "_last_bids_one",
-             "_last_winner_one")
+    STATE = (
+        "t",
+        "wins",
+        "last_price",
+        "last_bids",
+        "last_won",
+        "_queries",
+        "_types",
+        "_noise",
+        "_episode_types",
+        "_pos",
+        "q",
+        "_honest",
+        "obs",
+        "_noise_dim",
+        "_wins_one",
+        "_last_price_one",
+        "_last_bids_one",
+        "_last_winner_one",
+    )
 
     def state_dict(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
         """Everything a market built from the same config needs to continue exactly where this one is: arrays
@@ -269,8 +323,9 @@ class BatchedMarket:
             if len(seeds) != self.n_markets:
                 raise ValueError(f"{len(seeds)} seeds given for {self.n_markets} markets")
             # Per market: queries, cost types, mechanism (its per-round noise and once-per-episode draws).
-            self._streams = [tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
-                             for seed in seeds]
+            self._streams = [
+                tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)) for seed in seeds
+            ]
         cfg, E, N = self.config, self.n_markets, self.n_providers
         self.mechanism.reset(self.info, E, [s[2] for s in self._streams])
         self._noise_dim = self.mechanism.noise_dim
@@ -302,16 +357,16 @@ class BatchedMarket:
         for row, (queries, types, noise) in zip(draws, self._streams):
             queries.random(out=row[:k])
             if per_query:
-                types.random(out=row[k:k + k * N])
+                types.random(out=row[k : k + k * N])
             if U:
-                noise.random(out=row[k + k * N * per_query:])
+                noise.random(out=row[k + k * N * per_query :])
         rounds = np.ascontiguousarray(draws.T)  # [k * (1 + N + U), E]
         self._queries = np.floor(rounds[:k] * mk.n_queries).astype(np.int64)  # [k, E]
         if per_query:  # low + (high - low) u, as Generator.uniform computes it
-            u = rounds[k:k + k * N].reshape(k, N, E).transpose(0, 2, 1)
+            u = rounds[k : k + k * N].reshape(k, N, E).transpose(0, 2, 1)
             self._types = np.ascontiguousarray(cfg.cost_low + (cfg.cost_high - cfg.cost_low) * u)  # [k, E, N]
         if U:
-            self._noise = np.ascontiguousarray(rounds[k + k * N * per_query:].reshape(k, U, E).transpose(0, 2, 1))
+            self._noise = np.ascontiguousarray(rounds[k + k * N * per_query :].reshape(k, U, E).transpose(0, 2, 1))
         self._pos = 0
         if E == 1:
             self._prepare_single_block()
@@ -349,7 +404,7 @@ class BatchedMarket:
     def _observe_one(self) -> None:
         """:meth:`_observe` of a single market, reading the precomputed block."""
         block, pos, obs = self._block, self._pos, self.obs[0]
-        obs[:, :block.static.shape[2]] = block.static[pos]
+        obs[:, : block.static.shape[2]] = block.static[pos]
         public = self.mechanism.public_state_one(block.context[pos], block.groups[pos]).tolist()
         vs = self.config.value_scale
         last_price = self._last_price_one / vs
@@ -357,7 +412,8 @@ class BatchedMarket:
         t = max(1, self.t)
         obs[:, self._dynamic] = [
             [last_price, bid / vs, float(i == self._last_winner_one), wins / t, *public, time_left]
-            for i, (bid, wins) in enumerate(zip(self._last_bids_one, self._wins_one))]
+            for i, (bid, wins) in enumerate(zip(self._last_bids_one, self._wins_one))
+        ]
 
     def step_one(self, actions: list[list[float]]) -> tuple[ObsArray, list[float], bool]:
         """:meth:`step` of a single market (E = 1) with Python arithmetic: the PettingZoo env's per-step path.
@@ -419,10 +475,25 @@ class BatchedMarket:
         self._last_bids_one, self._last_winner_one = bids, w
         self.t += 1
         self.last_single = SingleRound(
-            t=self.t, query=q, bids=bids, asks=asks, honest_bids=honest, rewards=rewards, served=served,
-            substituted=[served[i] != declared[i] for i in range(N)], inflation=inflation, winner=w, score=score,
-            value=value, payment=payment, cost=cost_w, input_tokens=tau_in, true_tokens=tau_out,
-            reported_tokens=reported, best_welfare=block.best_welfare[pos])
+            t=self.t,
+            query=q,
+            bids=bids,
+            asks=asks,
+            honest_bids=honest,
+            rewards=rewards,
+            served=served,
+            substituted=[served[i] != declared[i] for i in range(N)],
+            inflation=inflation,
+            winner=w,
+            score=score,
+            value=value,
+            payment=payment,
+            cost=cost_w,
+            input_tokens=tau_in,
+            true_tokens=tau_out,
+            reported_tokens=reported,
+            best_welfare=block.best_welfare[pos],
+        )
         self.last_round = None
         done = self.t >= cfg.horizon
         if not done:
@@ -446,14 +517,18 @@ class BatchedMarket:
         try:
             acts = np.asarray(actions)
         except ValueError as exc:  # a ragged nesting of lists
-            raise ValueError(f"joint actions must be an array of numbers of shape "
-                             f"{(self.n_markets, self.n_providers, ACTION_DIM)}: {exc}") from None
+            raise ValueError(
+                f"joint actions must be an array of numbers of shape "
+                f"{(self.n_markets, self.n_providers, ACTION_DIM)}: {exc}"
+            ) from None
         if acts.dtype.kind not in "biuf":
             raise ValueError(f"joint actions must be numbers (bid, substitution, inflation), got dtype {acts.dtype}")
         acts = acts.astype(np.float64, copy=False)
         if acts.shape != (self.n_markets, self.n_providers, ACTION_DIM):
-            raise ValueError(f"joint actions must have shape {(self.n_markets, self.n_providers, ACTION_DIM)} "
-                             f"(markets x providers x (bid, substitution, inflation)), got {acts.shape}")
+            raise ValueError(
+                f"joint actions must have shape {(self.n_markets, self.n_providers, ACTION_DIM)} "
+                f"(markets x providers x (bid, substitution, inflation)), got {acts.shape}"
+            )
         if not np.abs(acts).max() <= 1.0:  # also true for NaN: one pass instead of per-element checks
             bad = ~np.isfinite(acts).all(axis=2)
             if bad.any():
@@ -461,8 +536,10 @@ class BatchedMarket:
                 raise ValueError(f"market {e}, provider_{i}: action contains NaN or inf: {acts[e, i].tolist()}")
             if self.config.action_mode == "strict":
                 e, i = np.argwhere(np.abs(acts).max(axis=2) > 1.0)[0]
-                raise ValueError(f"market {e}, provider_{i}: action {acts[e, i].tolist()} outside [-1, 1] "
-                                 f"(action_mode='strict'; use 'clip' to clip)")
+                raise ValueError(
+                    f"market {e}, provider_{i}: action {acts[e, i].tolist()} outside [-1, 1] "
+                    f"(action_mode='strict'; use 'clip' to clip)"
+                )
             acts = np.clip(acts, -1.0, 1.0)
         return acts
 
@@ -490,8 +567,11 @@ class BatchedMarket:
             bids = asks * exp_out  # the mechanism ranks expected payments per query
         else:
             asks = bids = lay.decode_asks(acts[:, :, BID], honest)
-        served = lay.decode_served(acts[:, :, SUBSTITUTION], mk.declared) if (acts[:, :, SUBSTITUTION] > 0).any() \
+        served = (
+            lay.decode_served(acts[:, :, SUBSTITUTION], mk.declared)
+            if (acts[:, :, SUBSTITUTION] > 0).any()
             else self._declared_rows
+        )
         inflation = lay.decode_inflation(acts[:, :, INFLATION])
 
         context, group = mk.context.take(q, axis=0), mk.group.take(q)
@@ -530,10 +610,28 @@ class BatchedMarket:
         best_welfare = np.maximum(0.0, row_max(self._declared_value.take(q, axis=0) - declared_cost))
         self.t += 1
         self.last_round = Round(
-            t=self.t, query=q, bids=bids, asks=asks, honest_bids=honest, rewards=rewards, served=served,
-            substituted=served != mk.declared, inflation=inflation, winner=winner, score=score, value=value,
-            payment=payment, cost=cost, input_tokens=tau_in, true_tokens=tau_out, reported_tokens=reported,
-            user_utility=value - payment, welfare=value - cost, best_welfare=best_welfare, unserved=~won)
+            t=self.t,
+            query=q,
+            bids=bids,
+            asks=asks,
+            honest_bids=honest,
+            rewards=rewards,
+            served=served,
+            substituted=served != mk.declared,
+            inflation=inflation,
+            winner=winner,
+            score=score,
+            value=value,
+            payment=payment,
+            cost=cost,
+            input_tokens=tau_in,
+            true_tokens=tau_out,
+            reported_tokens=reported,
+            user_utility=value - payment,
+            welfare=value - cost,
+            best_welfare=best_welfare,
+            unserved=~won,
+        )
         done = self.t >= cfg.horizon
         if not done:
             self._pos += 1
@@ -550,8 +648,11 @@ class _SingleBlock:
     def __init__(self, market: BatchedMarket):
         m, mk, cfg = market, market.market, market.config
         q = m._queries[:, 0]
-        types = m._types[:, 0] if cfg.cost_resample == "query" else np.broadcast_to(m._episode_types[0],
-                                                                                 (q.shape[0], m.n_providers))
+        types = (
+            m._types[:, 0]
+            if cfg.cost_resample == "query"
+            else np.broadcast_to(m._episode_types[0], (q.shape[0], m.n_providers))
+        )
         self.queries = q.tolist()
         self.groups = mk.group.take(q).tolist()
         self.context = mk.context.take(q, axis=0)
@@ -561,7 +662,7 @@ class _SingleBlock:
         self.types = types.tolist()
         static = m._template.take(q, axis=0)  # [k, N, D]
         scale_expected_costs(static, m.layout.expected_cost, types)
-        self.static = static[:, :, :m.layout.menu.start]  # the per-query columns: context, tokens, expected costs
+        self.static = static[:, :, : m.layout.menu.start]  # the per-query columns: context, tokens, expected costs
         self.honest = (m._honest_unit.take(q, axis=0) * types).tolist()
         self.expected_output = np.maximum(m._declared_exp_out.take(q, axis=0), 1.0).tolist()
         declared_cost = m._declared_cost_unit.take(q, axis=0) * types

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
+import operator
 import re
 import types
 import typing
@@ -143,8 +145,14 @@ _CORE_SCALARS = [
     ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
     ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
     ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
-    ("float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-              r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", list("-+.0123456789")),
+    (
+        "float",
+        (
+            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
+        list("-+.0123456789"),
+    ),
 ]
 
 
@@ -283,17 +291,20 @@ def build_layered(build: Callable[[dict[str, Any]], T], layers: Sequence[Layer])
         return build(merge_layers(layers))
     except ValueError:
         pass
-    k = next(k for k in range(len(layers)) if _error(build, merge_layers(layers[:k + 1])))
+    k = next(k for k in range(len(layers)) if _error(build, merge_layers(layers[: k + 1])))
     below, layer = list(layers[:k]), layers[k]
     error = _error(build, merge_layers([*below, layer]))
     if _error(build, merge_layers(below)) is None:  # what is below is fine: find the key of this layer at fault
-        repairing = [key for key in layer.data
-                     if _error(build, merge_layers([*below, layer.restrict(lambda k2, _k=key: k2 != _k)])) is None]
+        repairing = [
+            key
+            for key in layer.data
+            if _error(build, merge_layers([*below, layer.restrict(functools.partial(operator.ne, key))])) is None
+        ]
         if repairing:
             key = next((key for key in repairing if f"'{key}'" in str(error)), repairing[0])
             raise ConfigError(f"{layer.label(key)}: {error}")
         for key in layer.data:
-            alone = _error(build, merge_layers([*below, layer.restrict(lambda k2, _k=key: k2 == _k)]))
+            alone = _error(build, merge_layers([*below, layer.restrict(functools.partial(operator.eq, key))]))
             if alone is not None:
                 raise ConfigError(f"{layer.label(key)}: {alone}")
     raise ConfigError(f"{layer.source}: {error}")
@@ -316,7 +327,7 @@ def field_docs(cls: type) -> dict[str, str]:
     except StopIteration:
         return docs
     names: list[str] = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.strip():
             break
         head, sep, text = line.strip().partition(": ")
@@ -378,21 +389,23 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, aliases: dict[s
         kind, convert = _flag_parser(hints[f.name])
         help_text = docs.get(f.name, "")
         if kind == "bool":
-            parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_text)
+            parser.add_argument(
+                *names, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         elif kind == "list":
             parser.add_argument(*names, dest=f.name, action="append", metavar="A,B,...", help=help_text)
         elif kind == "mapping":
-            parser.add_argument(*names, dest=f.name, action="append", metavar="KEY=VALUE",
-                                help=f"{help_text} (repeatable)")
+            parser.add_argument(
+                *names, dest=f.name, action="append", metavar="KEY=VALUE", help=f"{help_text} (repeatable)"
+            )
         else:
-            choices = list(typing.get_args(hints[f.name])) if typing.get_origin(hints[f.name]) is typing.Literal \
-                else None
+            choices = (
+                list(typing.get_args(hints[f.name])) if typing.get_origin(hints[f.name]) is typing.Literal else None
+            )
             parser.add_argument(*names, dest=f.name, type=convert, choices=choices, default=None, help=help_text)
 
 
-def flags_to_dict(args: argparse.Namespace, cls: type, aliases: dict[str, list[str]] | None = None
-                  ) -> dict[str, Any]:
+def flags_to_dict(args: argparse.Namespace, cls: type, aliases: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """The fields of ``cls`` that were given as flags (see :func:`add_config_flags`, with the same ``aliases``), as
     config data."""
     hints = typing.get_type_hints(cls)
@@ -408,16 +421,18 @@ def flags_to_dict(args: argparse.Namespace, cls: type, aliases: dict[str, list[s
             try:
                 value = [convert(item) for item in items]
             except ValueError:
-                raise ConfigError(f"{flag} {','.join(items)}: expected comma-separated {convert.__name__} values") \
-                    from None
+                raise ConfigError(
+                    f"{flag} {','.join(items)}: expected comma-separated {convert.__name__} values"
+                ) from None
         elif kind == "mapping":
             value = parse_overrides(value, flag=flag)
         out[f.name] = value
     return out
 
 
-def load_config(cls: type[T], path: str | Path | None = None, aliases: dict[str, list[str]] | None = None,
-                **fields: Any) -> T:
+def load_config(
+    cls: type[T], path: str | Path | None = None, aliases: dict[str, list[str]] | None = None, **fields: Any
+) -> T:
     """A ``cls`` config from an optional YAML file with ``fields`` (flags) on top (``None`` values are ignored;
     mapping fields such as ``overrides`` are merged key by key), validated by :func:`from_dict`; an error names the
     file or the flag (:func:`flag_name` with ``aliases``) it comes from."""
@@ -426,8 +441,9 @@ def load_config(cls: type[T], path: str | Path | None = None, aliases: dict[str,
     return build_layered(lambda data: from_dict(cls, data), layers)
 
 
-def override_layers(path: str | Path | None, overrides: dict[str, Any], flagged: dict[str, Any] | None,
-                    flag: str = "--set") -> list[Layer]:
+def override_layers(
+    path: str | Path | None, overrides: dict[str, Any], flagged: dict[str, Any] | None, flag: str = "--set"
+) -> list[Layer]:
     """A config's ``overrides`` by source: those of its file ``path``, then those given as ``flag`` pairs
     (``flagged``), for :func:`envs.market.check_overrides`."""
     flagged = flagged or {}

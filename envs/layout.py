@@ -76,11 +76,21 @@ class ObservationLayout:
     @staticmethod
     def build(context_dim: int, n_models: int, mechanism_dim: int, n_agents: int, **scalars: Any) -> ObservationLayout:
         """The layout of a market (per-query public features first, as one contiguous block)."""
-        sizes = [("context", context_dim), ("expected_input_tokens", n_models), ("expected_output_tokens", n_models),
-                 ("expected_cost", n_models), ("menu", n_models), ("declared", n_models),
-                 ("last_price", 1), ("last_bid", 1), ("last_won", 1), ("win_rate", 1), ("mechanism", mechanism_dim),
-                 ("time_left", 1),
-                 ("agent_id", n_agents)]
+        sizes = [
+            ("context", context_dim),
+            ("expected_input_tokens", n_models),
+            ("expected_output_tokens", n_models),
+            ("expected_cost", n_models),
+            ("menu", n_models),
+            ("declared", n_models),
+            ("last_price", 1),
+            ("last_bid", 1),
+            ("last_won", 1),
+            ("win_rate", 1),
+            ("mechanism", mechanism_dim),
+            ("time_left", 1),
+            ("agent_id", n_agents),
+        ]
         out: dict[str, Any] = {}
         start = 0
         for name, n in sizes:
@@ -136,7 +146,7 @@ class ObservationLayout:
         n = np.array([len(s) for s in self.substitutes], dtype=np.int64)
         table = np.full((len(self.substitutes), max(1, int(n.max(initial=0)))), -1, dtype=np.int64)
         for i, s in enumerate(self.substitutes):
-            table[i, :len(s)] = s
+            table[i, : len(s)] = s
         return table, n
 
     def decode_served(self, a_sub: np.ndarray, declared: np.ndarray) -> np.ndarray:
@@ -178,8 +188,9 @@ class ObservationLayout:
         out: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
             v = getattr(self, name)
-            out[name] = [v.start, v.stop] if isinstance(v, slice) else ([list(s) for s in v] if name == "substitutes"
-                                                                          else v)
+            out[name] = (
+                [v.start, v.stop] if isinstance(v, slice) else ([list(s) for s in v] if name == "substitutes" else v)
+            )
         return out
 
 
@@ -222,9 +233,16 @@ class StateLayout:
         last_winner = slice(last_price + 1, last_price + 1 + N)
         win_rate = slice(last_winner.stop, last_winner.stop + N)
         time_left = win_rate.stop
-        return StateLayout(query=slice(0, n_query), mechanism=mechanism, last_price=last_price,
-                           last_winner=last_winner, win_rate=win_rate, time_left=time_left, size=time_left + 1,
-                           observation=obs)
+        return StateLayout(
+            query=slice(0, n_query),
+            mechanism=mechanism,
+            last_price=last_price,
+            last_winner=last_winner,
+            win_rate=win_rate,
+            time_left=time_left,
+            size=time_left + 1,
+            observation=obs,
+        )
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """``(low, high)`` [size] float32 bounds of the state: [0, 1] for the winner, win rates and time left,

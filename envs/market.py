@@ -83,10 +83,33 @@ from envs.layout import ACTION_DIM, BID, INFLATION, SUBSTITUTION, ObservationLay
 from envs.scenarios import ALIASES, ScenarioConfig, load_scenario, scenario_fields, split_overrides
 from mechanisms.base import NO_WINNER, Mechanism
 
-PROVIDER_INFO = ("won", "bid", "honest_bid", "payment", "cost", "profit", "declared", "served", "substituted",
-                 "inflation", "true_tokens", "reported_tokens")
-MARKET_INFO = ("t", "query", "winner", "score", "value", "payment", "cost", "user_utility", "welfare",
-               "best_welfare", "unserved")
+PROVIDER_INFO = (
+    "won",
+    "bid",
+    "honest_bid",
+    "payment",
+    "cost",
+    "profit",
+    "declared",
+    "served",
+    "substituted",
+    "inflation",
+    "true_tokens",
+    "reported_tokens",
+)
+MARKET_INFO = (
+    "t",
+    "query",
+    "winner",
+    "score",
+    "value",
+    "payment",
+    "cost",
+    "user_utility",
+    "welfare",
+    "best_welfare",
+    "unserved",
+)
 InfoFormat = Literal["nested", "flat"]
 INFO_FORMATS = ("nested", "flat")
 
@@ -125,12 +148,15 @@ def check_keywords(mechanism: str | Mechanism, params: dict[str, Any]) -> None:
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         aliases = ", ".join(f"{a} (alias of {f})" for a, f in ALIASES.items())
-        raise ConfigError(f"unknown parameter(s) {unknown}: neither a scenario field nor a parameter of {whose}. "
-                          f"Scenario fields: {scenario_fields()}, and {aliases}; parameters of {whose}: {accepted}")
+        raise ConfigError(
+            f"unknown parameter(s) {unknown}: neither a scenario field nor a parameter of {whose}. "
+            f"Scenario fields: {scenario_fields()}, and {aliases}; parameters of {whose}: {accepted}"
+        )
 
 
-def check_overrides(scenario: str | ScenarioConfig | dict[str, Any], mechanism: str | Mechanism,
-                    layers: Sequence[Layer]) -> tuple[ScenarioConfig, Mechanism]:
+def check_overrides(
+    scenario: str | ScenarioConfig | dict[str, Any], mechanism: str | Mechanism, layers: Sequence[Layer]
+) -> tuple[ScenarioConfig, Mechanism]:
     """The scenario config and the mechanism of a market with the overrides of ``layers`` applied (a config file's,
     then ``--set``'s: :func:`envs.config.override_layers`), without loading any data, so the CLIs check overrides
     before anything runs. Scenario fields go to the scenario (``max_cycles`` is an alias of ``horizon``), the rest to
@@ -146,8 +172,13 @@ def check_overrides(scenario: str | ScenarioConfig | dict[str, Any], mechanism: 
     return config, build_layered(build, [replace(layer, data=mech) for layer, (_, mech) in split])
 
 
-def make_batched(scenario: str | ScenarioConfig | dict[str, Any], mechanism: str | Mechanism, n_markets: int,
-                 seeds: Sequence[int | None] | None = None, **overrides: Any) -> BatchedMarket:
+def make_batched(
+    scenario: str | ScenarioConfig | dict[str, Any],
+    mechanism: str | Mechanism,
+    n_markets: int,
+    seeds: Sequence[int | None] | None = None,
+    **overrides: Any,
+) -> BatchedMarket:
     """E markets of a scenario under a mechanism; ``overrides`` are scenario fields (``max_cycles`` is an alias of
     ``horizon``) or mechanism parameters, and any other keyword is a ConfigError naming both lists."""
     config, mech = check_overrides(scenario, mechanism, [Layer.pairs(overrides, "override")])
@@ -157,13 +188,22 @@ def make_batched(scenario: str | ScenarioConfig | dict[str, Any], mechanism: str
 class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type information: its classes are Any
     """The market as a PettingZoo ParallelEnv; build it with :func:`parallel_env`."""
 
-    metadata: ClassVar[dict[str, Any]] = {"name": ENV_NAME, "render_modes": ["ansi", "human"],
-                                          "is_parallelizable": True}
+    metadata: ClassVar[dict[str, Any]] = {
+        "name": ENV_NAME,
+        "render_modes": ["ansi", "human"],
+        "is_parallelizable": True,
+    }
 
-    def __init__(self, scenario: str | ScenarioConfig | dict[str, Any] = "capitals",
-                 mechanism: str | Mechanism = "first_price", seed: int | None = None, render_mode: str | None = None,
-                 mechanism_params: dict[str, Any] | None = None, info_format: InfoFormat = "nested",
-                 **overrides: Any):
+    def __init__(
+        self,
+        scenario: str | ScenarioConfig | dict[str, Any] = "capitals",
+        mechanism: str | Mechanism = "first_price",
+        seed: int | None = None,
+        render_mode: str | None = None,
+        mechanism_params: dict[str, Any] | None = None,
+        info_format: InfoFormat = "nested",
+        **overrides: Any,
+    ):
         """
         Args:
             scenario: preset name (``capitals``, ``llama``, ``uniform``, ...), YAML path, mapping or config.
@@ -221,16 +261,22 @@ class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type in
 
     # ---------------------------------------------------------------------------------------------- dynamics
 
-    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[dict[str, ObsArray], dict[str, dict[str, Any]]]:
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, ObsArray], dict[str, dict[str, Any]]]:
         obs = self.core.reset(None if seed is None else [seed])
         self.agents = list(self.possible_agents)
         self._single = self._round = None
         zeros = dict.fromkeys(PROVIDER_INFO, 0)
-        market = {**dict.fromkeys(MARKET_INFO, 0), "winner": NO_WINNER,
-                  "mechanism": dict.fromkeys(self.mechanism.diagnostics_one(), 0.0)}
-        infos = {a: {**zeros, "declared": self._declared[i], "served": self._declared[i], "market": market}
-                 for i, a in enumerate(self.agents)}
+        market = {
+            **dict.fromkeys(MARKET_INFO, 0),
+            "winner": NO_WINNER,
+            "mechanism": dict.fromkeys(self.mechanism.diagnostics_one(), 0.0),
+        }
+        infos = {
+            a: {**zeros, "declared": self._declared[i], "served": self._declared[i], "market": market}
+            for i, a in enumerate(self.agents)
+        }
         if self.info_format == "flat":
             infos = {a: flatten_info(info) for a, info in infos.items()}
         return dict(zip(self.agents, obs[0].copy())), infos
@@ -240,8 +286,9 @@ class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type in
         is wrong (not a mapping, not numbers, not finite, wrong shape, unknown or missing agents; out of range in
         ``strict`` mode)."""
         if not isinstance(actions, Mapping):
-            raise ValueError(f"actions must be a dict of agent -> action (3 numbers) for {self.agents}, got "
-                             f"{type(actions).__name__}")
+            raise ValueError(
+                f"actions must be a dict of agent -> action (3 numbers) for {self.agents}, got {type(actions).__name__}"
+            )
         if len(actions) != len(self.agents):
             self._explain_bad_actions(actions)
         joint = []
@@ -277,14 +324,16 @@ class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type in
             if not numbers:
                 raise ValueError(f"{a}: action must be 3 numbers (bid, substitution, inflation), got {actions[a]!r}")
             if shape != (ACTION_DIM,):
-                raise ValueError(f"{a}: action must have shape ({ACTION_DIM},) (bid, substitution, inflation), "
-                                 f"got shape {shape}")
+                raise ValueError(
+                    f"{a}: action must have shape ({ACTION_DIM},) (bid, substitution, inflation), got shape {shape}"
+                )
             if not np.isfinite(np.asarray(actions[a], dtype=np.float64)).all():
                 raise ValueError(f"{a}: action contains NaN or inf: {np.asarray(actions[a]).tolist()}")
         raise ValueError(f"malformed joint action {actions!r}")
 
-    def step(self, actions: dict[str, Any]) -> tuple[dict[str, ObsArray], dict[str, float], dict[str, bool],
-                                                     dict[str, bool], dict[str, dict[str, Any]]]:
+    def step(
+        self, actions: dict[str, Any]
+    ) -> tuple[dict[str, ObsArray], dict[str, float], dict[str, bool], dict[str, bool], dict[str, dict[str, Any]]]:
         if not self.agents:
             raise RuntimeError("step() called on a finished episode; call reset()")
         obs, rewards, done = self.core.step_one(self._decode(actions))
@@ -312,19 +361,38 @@ class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type in
     def _infos(self, r: SingleRound) -> dict[str, dict[str, Any]]:
         """Per-provider infos of the round ``r`` (see the module docstring)."""
         winner = r.winner
-        market = {"t": r.t, "query": r.query, "winner": winner, "score": r.score, "value": r.value,
-                  "payment": r.payment, "cost": r.cost, "user_utility": r.value - r.payment,
-                  "welfare": r.value - r.cost, "best_welfare": r.best_welfare, "unserved": winner < 0,
-                  "mechanism": self.mechanism.diagnostics_one()}
+        market = {
+            "t": r.t,
+            "query": r.query,
+            "winner": winner,
+            "score": r.score,
+            "value": r.value,
+            "payment": r.payment,
+            "cost": r.cost,
+            "user_utility": r.value - r.payment,
+            "welfare": r.value - r.cost,
+            "best_welfare": r.best_welfare,
+            "unserved": winner < 0,
+            "mechanism": self.mechanism.diagnostics_one(),
+        }
         infos = {}
         for i, a in enumerate(self.possible_agents):
             won = i == winner
-            infos[a] = {"won": won, "bid": r.bids[i], "honest_bid": r.honest_bids[i],
-                        "payment": r.payment if won else 0.0, "cost": r.cost if won else 0.0,
-                        "profit": r.rewards[i], "declared": self._declared[i], "served": r.served[i],
-                        "substituted": r.substituted[i], "inflation": r.inflation[i],
-                        "true_tokens": r.true_tokens if won else 0, "reported_tokens": r.reported_tokens if won else 0,
-                        "market": market}
+            infos[a] = {
+                "won": won,
+                "bid": r.bids[i],
+                "honest_bid": r.honest_bids[i],
+                "payment": r.payment if won else 0.0,
+                "cost": r.cost if won else 0.0,
+                "profit": r.rewards[i],
+                "declared": self._declared[i],
+                "served": r.served[i],
+                "substituted": r.substituted[i],
+                "inflation": r.inflation[i],
+                "true_tokens": r.true_tokens if won else 0,
+                "reported_tokens": r.reported_tokens if won else 0,
+                "market": market,
+            }
         if self.info_format == "flat":
             flat_market = flatten_info(market, "market_")
             for a in self.possible_agents:
@@ -343,15 +411,23 @@ class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type in
         if r is None:
             text = f"{self.metadata['name']}: {self.config.name} / {self.mechanism.name}, no round played yet"
         else:
-            lines = [(f"round {r.t}/{self.config.horizon}  query {mk.group_names[mk.group[r.query[0]]]}"
-                     f"#{r.query[0]}  mechanism {self.mechanism.name}"),
-                     f"{'provider':<12}{'bid':>10}{'declared':>24}{'served':>24}{'inflation':>10}  won"]
+            lines = [
+                (
+                    f"round {r.t}/{self.config.horizon}  query {mk.group_names[mk.group[r.query[0]]]}"
+                    f"#{r.query[0]}  mechanism {self.mechanism.name}"
+                ),
+                f"{'provider':<12}{'bid':>10}{'declared':>24}{'served':>24}{'inflation':>10}  won",
+            ]
             for i, a in enumerate(self.possible_agents):
                 won = "*" if i == r.winner[0] else ""
-                lines.append(f"{a:<12}{r.bids[0, i]:>10.4f}{mk.models[mk.declared[i]]:>24}"
-                             f"{mk.models[r.served[0, i]]:>24}{r.inflation[0, i]:>10.2f}  {won}")
-            lines.append(f"value {r.value[0]:.4f}  payment {r.payment[0]:.4f}  user utility {r.user_utility[0]:.4f}"
-                         f"  welfare {r.welfare[0]:.4f}{'  (unserved)' if r.unserved[0] else ''}")
+                lines.append(
+                    f"{a:<12}{r.bids[0, i]:>10.4f}{mk.models[mk.declared[i]]:>24}"
+                    f"{mk.models[r.served[0, i]]:>24}{r.inflation[0, i]:>10.2f}  {won}"
+                )
+            lines.append(
+                f"value {r.value[0]:.4f}  payment {r.payment[0]:.4f}  user utility {r.user_utility[0]:.4f}"
+                f"  welfare {r.welfare[0]:.4f}{'  (unserved)' if r.unserved[0] else ''}"
+            )
             text = "\n".join(lines)
         if self.render_mode == "human":
             print(text)
@@ -362,23 +438,47 @@ class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type in
         pass
 
 
-def parallel_env(scenario: str | ScenarioConfig | dict[str, Any] = "capitals",
-                 mechanism: str | Mechanism = "first_price", seed: int | None = None, render_mode: str | None = None,
-                 **overrides: Any) -> raw_env:
+def parallel_env(
+    scenario: str | ScenarioConfig | dict[str, Any] = "capitals",
+    mechanism: str | Mechanism = "first_price",
+    seed: int | None = None,
+    render_mode: str | None = None,
+    **overrides: Any,
+) -> raw_env:
     """The market as a PettingZoo ParallelEnv (see the module docstring for spaces, rewards, infos and state);
     ``overrides`` are scenario fields (``max_cycles`` is an alias of ``horizon``), mechanism parameters,
     ``mechanism_params`` or ``info_format``."""
     return raw_env(scenario=scenario, mechanism=mechanism, seed=seed, render_mode=render_mode, **overrides)
 
 
-def env(scenario: str | ScenarioConfig | dict[str, Any] = "capitals", mechanism: str | Mechanism = "first_price",
-        seed: int | None = None, render_mode: str | None = None, **overrides: Any) -> AECEnv:
+def env(
+    scenario: str | ScenarioConfig | dict[str, Any] = "capitals",
+    mechanism: str | Mechanism = "first_price",
+    seed: int | None = None,
+    render_mode: str | None = None,
+    **overrides: Any,
+) -> AECEnv:
     """The market as a PettingZoo AEC env (providers act in turn; the round resolves when all have acted); the
     keywords are those of :func:`parallel_env`."""
     aec = parallel_to_aec(parallel_env(scenario, mechanism, seed, render_mode, **overrides))
     return wrappers.OrderEnforcingWrapper(aec)
 
 
-__all__ = ["raw_env", "parallel_env", "env", "make_batched", "make_mechanism", "check_keywords", "check_overrides",
-           "flatten_info", "ObservationLayout", "ACTION_DIM", "BID", "SUBSTITUTION", "INFLATION", "PROVIDER_INFO",
-           "MARKET_INFO", "INFO_FORMATS"]
+__all__ = [
+    "raw_env",
+    "parallel_env",
+    "env",
+    "make_batched",
+    "make_mechanism",
+    "check_keywords",
+    "check_overrides",
+    "flatten_info",
+    "ObservationLayout",
+    "ACTION_DIM",
+    "BID",
+    "SUBSTITUTION",
+    "INFLATION",
+    "PROVIDER_INFO",
+    "MARKET_INFO",
+    "INFO_FORMATS",
+]

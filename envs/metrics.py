@@ -15,10 +15,24 @@ import numpy as np
 
 from envs.batched import Round
 
-PROVIDER_METRICS = ("profit", "episode_profit", "win_rate", "bid_markup", "substitution_rate", "mean_inflation",
-                    "payment")
-MARKET_METRICS = ("user_utility", "payment", "value", "welfare", "allocative_efficiency", "unserved_share",
-                  "full_info_utility")
+PROVIDER_METRICS = (
+    "profit",
+    "episode_profit",
+    "win_rate",
+    "bid_markup",
+    "substitution_rate",
+    "mean_inflation",
+    "payment",
+)
+MARKET_METRICS = (
+    "user_utility",
+    "payment",
+    "value",
+    "welfare",
+    "allocative_efficiency",
+    "unserved_share",
+    "full_info_utility",
+)
 _MARKET_SUMS = ("user_utility", "payment", "value", "welfare", "best_welfare", "unserved")
 
 
@@ -35,7 +49,8 @@ class EpisodeStats:
         E, N = self.n_markets, len(self.agents)
         self.rounds = 0
         self.profit, self.bids, self.honest, self.wins, self.substitutions, self.inflation, self.received = (
-            np.zeros((E, N)) for _ in range(7))
+            np.zeros((E, N)) for _ in range(7)
+        )
         self.market = {k: np.zeros(E) for k in _MARKET_SUMS}
 
     def add(self, r: Round) -> None:
@@ -66,19 +81,29 @@ class EpisodeStats:
             return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
         per = {
-            "profit": self.profit / t, "episode_profit": self.profit, "win_rate": self.wins / t,
-            "bid_markup": safe(self.bids, self.honest), "substitution_rate": safe(self.substitutions, self.wins),
-            "mean_inflation": safe(self.inflation, self.wins), "payment": self.received / t,
+            "profit": self.profit / t,
+            "episode_profit": self.profit,
+            "win_rate": self.wins / t,
+            "bid_markup": safe(self.bids, self.honest),
+            "substitution_rate": safe(self.substitutions, self.wins),
+            "mean_inflation": safe(self.inflation, self.wins),
+            "payment": self.received / t,
         }
         out = {f"{agent}/{name}": per[name][:, i] for i, agent in enumerate(self.agents) for name in per}
         m = self.market
-        out.update({
-            "market/user_utility": m["user_utility"] / t, "market/payment": m["payment"] / t,
-            "market/value": m["value"] / t, "market/welfare": m["welfare"] / t,
-            "market/allocative_efficiency": np.where(m["best_welfare"] > 0, safe(m["welfare"], m["best_welfare"]),
-                                                     1.0),
-            "market/unserved_share": m["unserved"] / t, "market/full_info_utility": m["best_welfare"] / t,
-        })
+        out.update(
+            {
+                "market/user_utility": m["user_utility"] / t,
+                "market/payment": m["payment"] / t,
+                "market/value": m["value"] / t,
+                "market/welfare": m["welfare"] / t,
+                "market/allocative_efficiency": np.where(
+                    m["best_welfare"] > 0, safe(m["welfare"], m["best_welfare"]), 1.0
+                ),
+                "market/unserved_share": m["unserved"] / t,
+                "market/full_info_utility": m["best_welfare"] / t,
+            }
+        )
         out.update({f"mechanism/{k}": np.asarray(v, dtype=np.float64) for k, v in (diagnostics or {}).items()})
         return out
 

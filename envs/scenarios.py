@@ -115,12 +115,16 @@ class ScenarioConfig:
         need(self.list_price_scale >= 0, "field 'list_price_scale' must be >= 0")
         need(self.max_context_groups >= 1, "field 'max_context_groups' must be >= 1")
         for k, p in enumerate(self.providers):
-            need(all(price is None or price >= 0 for price in (p.price_in, p.price_out)),
-                 f"field 'providers[{k}]': list prices must be >= 0")
+            need(
+                all(price is None or price >= 0 for price in (p.price_in, p.price_out)),
+                f"field 'providers[{k}]': list prices must be >= 0",
+            )
             for m in p.models():
                 c = p.cost_per_token.get(m)
-                need(c is not None and c >= 0,
-                     f"field 'providers[{k}].cost_per_token': model {m!r} of its menu needs a cost >= 0")
+                need(
+                    c is not None and c >= 0,
+                    f"field 'providers[{k}].cost_per_token': model {m!r} of its menu needs a cost >= 0",
+                )
 
     @property
     def n(self) -> int:
@@ -134,8 +138,9 @@ def scenario_names() -> list[str]:
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
 
 
-def load_scenario(scenario: str | Path | ScenarioConfig | dict,
-                  overrides: dict[str, Any] | Sequence[Layer] | None = None) -> ScenarioConfig:
+def load_scenario(
+    scenario: str | Path | ScenarioConfig | dict, overrides: dict[str, Any] | Sequence[Layer] | None = None
+) -> ScenarioConfig:
     """A scenario by preset name, YAML path, mapping or config, with field overrides applied and validated.
 
     ``overrides`` is a mapping (keyword overrides) or :class:`envs.config.Layer` s (a config file's, then ``--set``'s):
@@ -225,16 +230,20 @@ def build_market(config: ScenarioConfig) -> Market:
     if config.domains:
         unknown = sorted(set(config.domains) - set(cache.domains))
         if unknown:
-            raise ConfigError(f"scenario {config.name!r}: field 'domains': {unknown} not in cache "
-                              f"{cache.name!r} (it has {sorted(set(cache.domains))})")
+            raise ConfigError(
+                f"scenario {config.name!r}: field 'domains': {unknown} not in cache "
+                f"{cache.name!r} (it has {sorted(set(cache.domains))})"
+            )
         cache = cache.subset(np.isin(cache.domains, config.domains))
     N = config.n
     used: list[str] = []
     for i in range(N):
         for m in config.provider(i).models():
             if m not in cache.models:
-                raise ConfigError(f"scenario {config.name!r}: provider_{i} names model {m!r}, "
-                                  f"not in cache {cache.name!r} (models: {cache.models})")
+                raise ConfigError(
+                    f"scenario {config.name!r}: provider_{i} names model {m!r}, "
+                    f"not in cache {cache.name!r} (models: {cache.models})"
+                )
             if m not in used:
                 used.append(m)
     models = [m for m in cache.models if m in used]
@@ -278,15 +287,31 @@ def build_market(config: ScenarioConfig) -> Market:
         substitutes[i, : len(s)] = s
     list_in = cache.price_in[cols][declared] * config.list_price_scale
     list_out = cache.price_out[cols][declared] * config.list_price_scale
-    price_in = np.array([config.provider(i).price_in if config.provider(i).price_in is not None else list_in[i]
-                         for i in range(N)])
-    price_out = np.array([config.provider(i).price_out if config.provider(i).price_out is not None else list_out[i]
-                          for i in range(N)])
+    price_in = np.array(
+        [config.provider(i).price_in if config.provider(i).price_in is not None else list_in[i] for i in range(N)]
+    )
+    price_out = np.array(
+        [config.provider(i).price_out if config.provider(i).price_out is not None else list_out[i] for i in range(N)]
+    )
     return Market(
-        config=config, cache_name=cache.name, provenance=cache.provenance, models=models, score=score,
-        input_tokens=tin, output_tokens=tout, expected_output_tokens=exp_out, group=group, group_names=names,
-        context=context, declared=declared, menu=menu, base_cost=base_cost, substitutes=substitutes,
-        n_substitutes=np.array([len(s) for s in subs]), price_in=price_in, price_out=price_out,
+        config=config,
+        cache_name=cache.name,
+        provenance=cache.provenance,
+        models=models,
+        score=score,
+        input_tokens=tin,
+        output_tokens=tout,
+        expected_output_tokens=exp_out,
+        group=group,
+        group_names=names,
+        context=context,
+        declared=declared,
+        menu=menu,
+        base_cost=base_cost,
+        substitutes=substitutes,
+        n_substitutes=np.array([len(s) for s in subs]),
+        price_in=price_in,
+        price_out=price_out,
         prior_quality=quality[:, declared].T.copy(),
         max_output_tokens=int(config.max_output_tokens or max(1, tout.max())),
         bid_scale=float(config.bid_scale or config.value_scale),
@@ -314,14 +339,23 @@ def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str
         if alias in overrides:
             value = overrides.pop(alias)
             if name in overrides and overrides[name] != value:
-                raise ConfigError(f"{alias}={value!r} and {name}={overrides[name]!r} disagree: {alias} is an alias "
-                                  f"of the scenario field {name!r}; give one of them")
+                raise ConfigError(
+                    f"{alias}={value!r} and {name}={overrides[name]!r} disagree: {alias} is an alias "
+                    f"of the scenario field {name!r}; give one of them"
+                )
             overrides[name] = value
     scen = {k: v for k, v in overrides.items() if k in names}
     return scen, {k: v for k, v in overrides.items() if k not in names}
 
 
 __all__ = [
-    "ProviderSpec", "ScenarioConfig", "Market", "load_scenario", "build_market", "scenario_names",
-    "split_overrides", "scenario_fields", "ALIASES",
+    "ProviderSpec",
+    "ScenarioConfig",
+    "Market",
+    "load_scenario",
+    "build_market",
+    "scenario_names",
+    "split_overrides",
+    "scenario_fields",
+    "ALIASES",
 ]

@@ -48,8 +48,9 @@ def _transient(obj: Any) -> set[str]:
     return _declared(obj, "TRANSIENT") | _declared(obj, "CACHES")
 
 
-def capture(obj: Any, prefix: str = "", arrays: dict[str, np.ndarray] | None = None,
-            meta: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def capture(
+    obj: Any, prefix: str = "", arrays: dict[str, np.ndarray] | None = None, meta: dict[str, Any] | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The dynamic state of ``obj`` as (arrays, JSON meta), keyed by dotted attribute path."""
     arrays = {} if arrays is None else arrays
     meta = {} if meta is None else meta
@@ -78,8 +79,10 @@ def capture(obj: Any, prefix: str = "", arrays: dict[str, np.ndarray] | None = N
             for k, v in enumerate(value):
                 capture(v, f"{key}[{k}].", arrays, meta)
         else:
-            raise SnapshotError(f"{type(obj).__name__}.{name}: cannot capture a {type(value).__name__}; list it in "
-                             f"{type(obj).__name__}.TRANSIENT if it is rebuilt from the configuration or a cache")
+            raise SnapshotError(
+                f"{type(obj).__name__}.{name}: cannot capture a {type(value).__name__}; list it in "
+                f"{type(obj).__name__}.TRANSIENT if it is rebuilt from the configuration or a cache"
+            )
     return arrays, meta
 
 

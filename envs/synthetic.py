@@ -28,11 +28,21 @@ def uniform_cache() -> ResponseCache:
     """The cache of the textbook uniform market (see the module docstring)."""
     one = np.ones((1, 1))
     return ResponseCache(
-        name="uniform", provenance="generated", source="synthetic (MECHANISMS.md §8)",
+        name="uniform",
+        provenance="generated",
+        source="synthetic (MECHANISMS.md §8)",
         description="textbook reverse auction: every answer correct, one output token",
-        models=["ideal"], price_in=np.zeros(1), price_out=np.ones(1) * 1e3,
-        query_ids=["q0"], texts=["any query"], domains=["uniform"], context={}, context_field=None,
-        score=one.copy(), input_tokens=np.zeros((1, 1), dtype=np.int64), output_tokens=np.ones((1, 1), dtype=np.int64),
+        models=["ideal"],
+        price_in=np.zeros(1),
+        price_out=np.ones(1) * 1e3,
+        query_ids=["q0"],
+        texts=["any query"],
+        domains=["uniform"],
+        context={},
+        context_field=None,
+        score=one.copy(),
+        input_tokens=np.zeros((1, 1), dtype=np.int64),
+        output_tokens=np.ones((1, 1), dtype=np.int64),
         latency_ms=np.full((1, 1), np.nan),
     )
 
@@ -51,16 +61,24 @@ def second_best_toy_cache(n_queries: int = 4096, seed: int = 0) -> ResponseCache
             token_cols.append(tok.astype(np.int64))
     M = len(models)
     return ResponseCache(
-        name=SECOND_BEST_TOY, provenance="generated",
+        name=SECOND_BEST_TOY,
+        provenance="generated",
         source="synthetic: the toy game of Cao et al., arXiv 2511.00847 (MECHANISMS.md §6), seed "
-               f"{seed}, {n_queries} queries",
+        f"{seed}, {n_queries} queries",
         description="3 providers x (good, mid, weak) models; score clip(|N(mu, 0.05)|, 0, 1), output tokens "
-                    "clip(round(|N(mu_tok, 50)|), 50, 5000), input tokens round(|N(500, 50)|) per query",
-        models=models, price_in=np.array(price), price_out=np.array(price),
-        query_ids=[f"toy{q}" for q in range(n_queries)], texts=["toy query"] * n_queries,
-        domains=["toy"] * n_queries, context={}, context_field=None,
-        score=np.stack(score_cols, axis=1), input_tokens=np.repeat(tin[:, None], M, axis=1),
-        output_tokens=np.stack(token_cols, axis=1), latency_ms=np.full((n_queries, M), np.nan),
+        "clip(round(|N(mu_tok, 50)|), 50, 5000), input tokens round(|N(500, 50)|) per query",
+        models=models,
+        price_in=np.array(price),
+        price_out=np.array(price),
+        query_ids=[f"toy{q}" for q in range(n_queries)],
+        texts=["toy query"] * n_queries,
+        domains=["toy"] * n_queries,
+        context={},
+        context_field=None,
+        score=np.stack(score_cols, axis=1),
+        input_tokens=np.repeat(tin[:, None], M, axis=1),
+        output_tokens=np.stack(token_cols, axis=1),
+        latency_ms=np.full((n_queries, M), np.nan),
     )
 
 

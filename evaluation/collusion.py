@@ -61,11 +61,14 @@ def collusion_index(profit: float | np.ndarray, competitive: float, monopoly: fl
             mechanism that ignores asks).
     """
     if not (np.isfinite(competitive) and np.isfinite(monopoly)):
-        raise ValueError(f"collusion index: benchmarks must be finite, got competitive={competitive}, "
-                         f"monopoly={monopoly}")
+        raise ValueError(
+            f"collusion index: benchmarks must be finite, got competitive={competitive}, monopoly={monopoly}"
+        )
     if monopoly <= competitive:
-        raise ValueError(f"collusion index undefined: monopoly profit {monopoly:.6g} <= competitive profit "
-                         f"{competitive:.6g} (the asks cannot raise profit under this mechanism)")
+        raise ValueError(
+            f"collusion index undefined: monopoly profit {monopoly:.6g} <= competitive profit "
+            f"{competitive:.6g} (the asks cannot raise profit under this mechanism)"
+        )
     out = (np.asarray(profit, dtype=np.float64) - competitive) / (monopoly - competitive)
     return float(out) if np.ndim(out) == 0 else out
 
@@ -110,9 +113,17 @@ class StageGame:
         return self.monopoly_profit > self.competitive_profit + self.tolerance
 
 
-def stage_game(scenario: str | dict, mechanism: str | Mechanism | Callable[[], Mechanism], grid: Sequence[float],
-               periods: int = 2000, n_seeds: int = 4, seed: int = 10_000, basis: str = "absolute",
-               overrides: dict[str, Any] | None = None, tolerance: float = 1e-3) -> StageGame:
+def stage_game(
+    scenario: str | dict,
+    mechanism: str | Mechanism | Callable[[], Mechanism],
+    grid: Sequence[float],
+    periods: int = 2000,
+    n_seeds: int = 4,
+    seed: int = 10_000,
+    basis: str = "absolute",
+    overrides: dict[str, Any] | None = None,
+    tolerance: float = 1e-3,
+) -> StageGame:
     """Play every constant ask pair of ``grid`` for ``periods`` periods in ``n_seeds`` markets each (one batched
     market, the same seeds for every pair: common random numbers) and tabulate profits and payments.
 
@@ -157,13 +168,29 @@ def stage_game(scenario: str | dict, mechanism: str | Mechanism | Callable[[], M
     joint = prof.sum(axis=2)
     m = np.unravel_index(int(joint.argmax()), joint.shape)
     best0, best1 = prof[:, :, 0].max(axis=0), prof[:, :, 1].max(axis=1)
-    equilibria = [(i, j) for i in range(A) for j in range(A)
-                  if prof[i, j, 0] >= best0[j] - tolerance and prof[i, j, 1] >= best1[i] - tolerance]
-    return StageGame(mechanism=market.mechanism.name, grid=asks_grid, profit=prof, payment=pay, user_utility=uu,
-                     unserved=un, competitive_ask=c, competitive_profit=float(symmetric[c]),
-                     competitive_price=float(pay[c, c]), monopoly_pair=(int(m[0]), int(m[1])),
-                     monopoly_profit=float(joint[m] / 2.0), pure_equilibria=equilibria, tolerance=tolerance,
-                     periods=periods, seeds=seeds)
+    equilibria = [
+        (i, j)
+        for i in range(A)
+        for j in range(A)
+        if prof[i, j, 0] >= best0[j] - tolerance and prof[i, j, 1] >= best1[i] - tolerance
+    ]
+    return StageGame(
+        mechanism=market.mechanism.name,
+        grid=asks_grid,
+        profit=prof,
+        payment=pay,
+        user_utility=uu,
+        unserved=un,
+        competitive_ask=c,
+        competitive_profit=float(symmetric[c]),
+        competitive_price=float(pay[c, c]),
+        monopoly_pair=(int(m[0]), int(m[1])),
+        monopoly_profit=float(joint[m] / 2.0),
+        pure_equilibria=equilibria,
+        tolerance=tolerance,
+        periods=periods,
+        seeds=seeds,
+    )
 
 
 # -------------------------------------------------------------------------------------- sessions' summary
@@ -236,20 +263,33 @@ def summarize_sessions(result: Any, game: StageGame) -> SessionsSummary:
     pay, pay_ci = mean_ci(result.payment)
     n_conv = max(1, int(conv.sum()))
     return SessionsSummary(
-        mechanism=result.mechanism, sessions=int(conv.size), periods=int(result.periods),
-        converged_share=float(conv.mean()), mean_payment=pay, mean_payment_ci=pay_ci,
-        mean_price=float(result.price.mean()), user_utility=float(result.user_utility.mean()),
-        collusive_share=float(collusive.mean()), collusive_share_of_converged=float(collusive.sum() / n_conv),
-        competitive_share_of_converged=float(competitive.sum() / n_conv), delta=delta, delta_ci=delta_ci,
-        delta_converged=delta_conv, mean_profit=float(profit.mean()),
-        competitive_ask=float(grid[game.competitive_ask]), competitive_price=game.competitive_price,
+        mechanism=result.mechanism,
+        sessions=int(conv.size),
+        periods=int(result.periods),
+        converged_share=float(conv.mean()),
+        mean_payment=pay,
+        mean_payment_ci=pay_ci,
+        mean_price=float(result.price.mean()),
+        user_utility=float(result.user_utility.mean()),
+        collusive_share=float(collusive.mean()),
+        collusive_share_of_converged=float(collusive.sum() / n_conv),
+        competitive_share_of_converged=float(competitive.sum() / n_conv),
+        delta=delta,
+        delta_ci=delta_ci,
+        delta_converged=delta_conv,
+        mean_profit=float(profit.mean()),
+        competitive_ask=float(grid[game.competitive_ask]),
+        competitive_price=game.competitive_price,
         competitive_profit=game.competitive_profit,
         monopoly_asks=(float(grid[game.monopoly_pair[0]]), float(grid[game.monopoly_pair[1]])),
         monopoly_profit=game.monopoly_profit,
         stage_equilibria=[(float(grid[i]), float(grid[j])) for i, j in game.pure_equilibria],
-        mean_greedy_asks=[float(x) for x in result.greedy_asks.mean(axis=0)], seconds=float(result.seconds),
+        mean_greedy_asks=[float(x) for x in result.greedy_asks.mean(axis=0)],
+        seconds=float(result.seconds),
         cpu_seconds=float(getattr(result, "cpu_seconds", float("nan"))),
-        pair_counts=counts.tolist(), note=note)
+        pair_counts=counts.tolist(),
+        note=note,
+    )
 
 
 # ------------------------------------------------------------------------------------ learned policies' Delta
@@ -305,9 +345,11 @@ def _joint(rows: list[dict[str, float]], agents: Sequence[str]) -> np.ndarray:
     return np.array([sum(r[f"{a}/profit"] for a in agents) for r in rows])
 
 
-def cartel_profit(market_factory: Callable[[int], BatchedMarket], seeds: Sequence[int],
-                  margins: Sequence[float] = tuple(np.round(np.linspace(0.0, 1.0, 21), 3))
-                  ) -> tuple[float, list[float]]:
+def cartel_profit(
+    market_factory: Callable[[int], BatchedMarket],
+    seeds: Sequence[int],
+    margins: Sequence[float] = tuple(np.round(np.linspace(0.0, 1.0, 21), 3)),
+) -> tuple[float, list[float]]:
     """The best joint profit per round over constant-margin profiles (provider i asks honest + m_i x ask_scale, every
     combination of ``margins``), played on ``seeds``; returns (joint profit, the margins)."""
     probe = market_factory(1)
@@ -323,9 +365,15 @@ def cartel_profit(market_factory: Callable[[int], BatchedMarket], seeds: Sequenc
     return float(joint[best]), [float(x) for x in combos[best]]
 
 
-def policy_collusion(scenario: str, mechanism: str, policies: Mapping[str, Policy], seeds: Sequence[int],
-                     overrides: dict[str, Any] | None = None, competitive: float | None = None,
-                     competitive_label: str = "") -> PolicyCollusion:
+def policy_collusion(
+    scenario: str,
+    mechanism: str,
+    policies: Mapping[str, Policy],
+    seeds: Sequence[int],
+    overrides: dict[str, Any] | None = None,
+    competitive: float | None = None,
+    competitive_label: str = "",
+) -> PolicyCollusion:
     """Delta of the joint profile ``policies`` (all providers) on ``seeds``: learned joint profit against all-truthful
     play (or ``competitive``) and the best constant-margin cartel, every profile on the same seeds."""
     over = dict(overrides or {})
@@ -353,12 +401,22 @@ def policy_collusion(scenario: str, mechanism: str, policies: Mapping[str, Polic
     except ValueError as exc:
         note = str(exc)
     return PolicyCollusion(
-        mechanism=mechanism, scenario=market.config.name, seeds=list(seeds), learned_profit=lp,
-        learned_profit_ci=lp_ci, competitive_profit=comp, competitive=label, monopoly_profit=monopoly,
-        monopoly_margins=margins, delta=delta, delta_ci=delta_ci,
+        mechanism=mechanism,
+        scenario=market.config.name,
+        seeds=list(seeds),
+        learned_profit=lp,
+        learned_profit_ci=lp_ci,
+        competitive_profit=comp,
+        competitive=label,
+        monopoly_profit=monopoly,
+        monopoly_margins=margins,
+        delta=delta,
+        delta_ci=delta_ci,
         user_utility=float(np.mean([r["market/user_utility"] for r in learned])),
         payment=float(np.mean([r["market/payment"] for r in learned])),
-        truthful_user_utility=float(np.mean([r["market/user_utility"] for r in truthful])), note=note)
+        truthful_user_utility=float(np.mean([r["market/user_utility"] for r in truthful])),
+        note=note,
+    )
 
 
 def format_delta(c: PolicyCollusion | None) -> str:
@@ -372,18 +430,29 @@ def format_delta(c: PolicyCollusion | None) -> str:
 
 def collusion_section(collusion: dict[str, PolicyCollusion]) -> list[str]:
     """Markdown lines of the report's collusion section (definitions and one row per mechanism)."""
-    lines = ["## Collusion of simultaneous learners", "",
-             ("Every provider learns at once (PPO in lockstep, `train.py --mode simultaneous`); Delta = (learned joint "
-             "profit - competitive) / (monopoly - competitive) per round, paired on the same seeds. Competitive: "
-             "all-truthful play; monopoly: the best constant-margin cartel (each provider asks its cost plus a fixed "
-             "margin, every combination on a grid; a lower bound on the joint-profit maximum). Under first price the "
-             "static equilibrium's markups count toward Delta too (see evaluation/collusion.py)."), "",
-             ("| mechanism | Delta | learned joint profit | truthful | best cartel (margins) | user utility "
-             "(truthful) | payment |"), "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Collusion of simultaneous learners",
+        "",
+        (
+            "Every provider learns at once (PPO in lockstep, `train.py --mode simultaneous`); Delta = (learned joint "
+            "profit - competitive) / (monopoly - competitive) per round, paired on the same seeds. Competitive: "
+            "all-truthful play; monopoly: the best constant-margin cartel (each provider asks its cost plus a fixed "
+            "margin, every combination on a grid; a lower bound on the joint-profit maximum). Under first price the "
+            "static equilibrium's markups count toward Delta too (see evaluation/collusion.py)."
+        ),
+        "",
+        (
+            "| mechanism | Delta | learned joint profit | truthful | best cartel (margins) | user utility "
+            "(truthful) | payment |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
     for m, c in collusion.items():
-        lines.append(f"| {m} | {format_delta(c)} | {c.learned_profit:.4f} ± {c.learned_profit_ci:.4f} | "
-                     f"{c.competitive_profit:.4f} | {c.monopoly_profit:.4f} "
-                     f"({', '.join(f'{x:g}' for x in c.monopoly_margins)}) | "
-                     f"{c.user_utility:.4f} ({c.truthful_user_utility:.4f}) | {c.payment:.4f} |"
-                     + (f" {c.note}" if c.note else ""))
+        lines.append(
+            f"| {m} | {format_delta(c)} | {c.learned_profit:.4f} ± {c.learned_profit_ci:.4f} | "
+            f"{c.competitive_profit:.4f} | {c.monopoly_profit:.4f} "
+            f"({', '.join(f'{x:g}' for x in c.monopoly_margins)}) | "
+            f"{c.user_utility:.4f} ({c.truthful_user_utility:.4f}) | {c.payment:.4f} |"
+            + (f" {c.note}" if c.note else "")
+        )
     return lines + [""]

@@ -102,40 +102,61 @@ class EvalConfig:
             self.mechanisms = sorted(mechanisms.REGISTRY)
         unknown = [m for m in self.mechanisms if m not in mechanisms.REGISTRY]
         if unknown or not self.mechanisms:
-            raise ConfigError(f"evaluate config: field 'mechanisms': unknown mechanism(s) {unknown or '(none given)'}; "
-                              f"choose from {sorted(mechanisms.REGISTRY)} or 'all'")
+            raise ConfigError(
+                f"evaluate config: field 'mechanisms': unknown mechanism(s) {unknown or '(none given)'}; "
+                f"choose from {sorted(mechanisms.REGISTRY)} or 'all'"
+            )
         unknown = [s for s in self.strategies if s not in strategy_names()]
         if unknown:
-            raise ConfigError(f"evaluate config: field 'strategies': unknown strategy(s) {unknown}; choose from "
-                              f"{strategy_names()}")
+            raise ConfigError(
+                f"evaluate config: field 'strategies': unknown strategy(s) {unknown}; choose from {strategy_names()}"
+            )
         if not (self.strategies or self.run_dirs or self.train):
-            raise ConfigError("evaluate config: field 'strategies' is empty and there are no run dirs and no "
-                              "training: nothing to evaluate")
+            raise ConfigError(
+                "evaluate config: field 'strategies' is empty and there are no run dirs and no "
+                "training: nothing to evaluate"
+            )
         if not self.train_learners:
             raise ConfigError("evaluate config: field 'train_learners': expected agent ids or 'all', got []")
-        for name in ("seeds", "max_seeds", "episodes", "train_timesteps", "train_seeds", "selection_episodes",
-                     "train_chunk", "workers", "train_horizon", "collusion_timesteps"):
+        for name in (
+            "seeds",
+            "max_seeds",
+            "episodes",
+            "train_timesteps",
+            "train_seeds",
+            "selection_episodes",
+            "train_chunk",
+            "workers",
+            "train_horizon",
+            "collusion_timesteps",
+        ):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"evaluate config: field {name!r} must be >= 1, got {getattr(self, name)}")
         if self.seed < 0:
             raise ConfigError(f"evaluate config: field 'seed' must be >= 0, got {self.seed}")
         if self.max_seeds < self.seeds:
-            raise ConfigError(f"evaluate config: field 'max_seeds' ({self.max_seeds}) must be >= 'seeds' "
-                              f"({self.seeds})")
+            raise ConfigError(
+                f"evaluate config: field 'max_seeds' ({self.max_seeds}) must be >= 'seeds' ({self.seeds})"
+            )
         if not self.horizons or min(self.horizons) < 1:
             raise ConfigError(f"evaluate config: field 'horizons' must list positive integers, got {self.horizons}")
         if not self.billings:
             raise ConfigError("evaluate config: field 'billings' must name per_query and/or per_token")
         for name in ("tolerance", "target_half_width"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"evaluate config: field {name!r} must be a finite number >= 0, got "
-                                  f"{getattr(self, name)!r}")
+                raise ConfigError(
+                    f"evaluate config: field {name!r} must be a finite number >= 0, got {getattr(self, name)!r}"
+                )
         if self.backend not in typing.get_args(BackendName):
-            raise ConfigError(f"evaluate config: field 'backend' must be one of {list(typing.get_args(BackendName))}, "
-                              f"got {self.backend!r}")
+            raise ConfigError(
+                f"evaluate config: field 'backend' must be one of {list(typing.get_args(BackendName))}, "
+                f"got {self.backend!r}"
+            )
         if self.address is not None and (self.backend != "ray" or not self.address.strip()):
-            raise ConfigError(f"evaluate config: field 'address' ({self.address!r}) names a Ray cluster: it needs "
-                              f"backend 'ray' (--backend ray) and a non-empty address")
+            raise ConfigError(
+                f"evaluate config: field 'address' ({self.address!r}) names a Ray cluster: it needs "
+                f"backend 'ray' (--backend ray) and a non-empty address"
+            )
 
 
 @dataclass(frozen=True)

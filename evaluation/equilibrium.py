@@ -90,8 +90,15 @@ def _support_lp(M: np.ndarray, rows: tuple[int, ...], cols: tuple[int, ...]) -> 
         a_ub[:, :k] = M[np.ix_(outside, cols)]
         a_ub[:, k] = -1.0
         b_ub = np.zeros(len(outside))
-    res = linprog(np.zeros(k + 1), A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq,
-                  bounds=[(0, None)] * k + [(None, None)], method="highs")
+    res = linprog(
+        np.zeros(k + 1),
+        A_ub=a_ub,
+        b_ub=b_ub,
+        A_eq=a_eq,
+        b_eq=b_eq,
+        bounds=[(0, None)] * k + [(None, None)],
+        method="highs",
+    )
     if res.status != 0 or res.x is None:
         return None
     y = np.zeros(M.shape[1])
@@ -129,8 +136,9 @@ class Equilibrium:
         return [np.flatnonzero(p > 1e-9).tolist() for p in self.profile]
 
 
-def two_player_equilibria(A: np.ndarray, B: np.ndarray, max_support: int | None = None, max_equilibria: int = 64,
-                          max_lps: int = 200_000) -> list[Equilibrium]:
+def two_player_equilibria(
+    A: np.ndarray, B: np.ndarray, max_support: int | None = None, max_equilibria: int = 64, max_lps: int = 200_000
+) -> list[Equilibrium]:
     """Nash equilibria of the bimatrix game (A: row player's payoffs, B: column player's), by support enumeration
     with one LP per player and support pair (see the module docstring), smallest supports first.
 
@@ -177,8 +185,9 @@ def two_player_equilibria(A: np.ndarray, B: np.ndarray, max_support: int | None 
     return found
 
 
-def replicator(payoffs: Sequence[np.ndarray], iterations: int = 20_000, step: float = 0.1,
-               start: Profile | None = None) -> Profile:
+def replicator(
+    payoffs: Sequence[np.ndarray], iterations: int = 20_000, step: float = 0.1, start: Profile | None = None
+) -> Profile:
     """Discrete replicator dynamics for any number of players: x_s <- x_s (1 + step (u(s) - u(x)) / scale), from the
     uniform profile (or ``start``); an approximate equilibrium (check it with :func:`nash_conv`)."""
     sizes = np.asarray(payoffs[0]).shape

@@ -141,11 +141,13 @@ class PayoffTable:
         S = len(seeds)
         market = self.spec.market(len(missing) * S)
         prof = np.repeat(np.array(missing, dtype=np.int64), S, axis=0)  # [P * S, N]
-        policies = {a: RowDispatch([s.build(market) for s in self.populations[i]], prof[:, i], name=a)
-                    for i, a in enumerate(self.agents)}
+        policies = {
+            a: RowDispatch([s.build(market) for s in self.populations[i]], prof[:, i], name=a)
+            for i, a in enumerate(self.agents)
+        }
         rows = play(market, policies, seeds * len(missing))
         for k, profile in enumerate(missing):
-            block = rows[k * S:(k + 1) * S]
+            block = rows[k * S : (k + 1) * S]
             out = {"profit": np.array([[r[f"{a}/profit"] for a in self.agents] for r in block])}  # [S, N]
             for key in MARKET_FIGURES:
                 out[key] = np.array([r[f"market/{key}"] for r in block])
@@ -186,8 +188,11 @@ class PayoffTable:
     def _restrict(self, player: int, keep: list[int]) -> None:
         index = {old: new for new, old in enumerate(keep)}
         self.populations[player] = [self.populations[player][k] for k in keep]
-        self.outcomes = {tuple(index[s] if n == player else s for n, s in enumerate(p)): v
-                         for p, v in self.outcomes.items() if p[player] in index}
+        self.outcomes = {
+            tuple(index[s] if n == player else s for n, s in enumerate(p)): v
+            for p, v in self.outcomes.items()
+            if p[player] in index
+        }
 
 
 # ---------------------------------------------------------------------------------------------- equilibria
@@ -221,13 +226,21 @@ def solve(table: PayoffTable, max_support: int | None = 4) -> SolvedGame:
         found = two_player_equilibria(U[0], U[1], max_support=max_support)
         if not found:
             raise RuntimeError("no equilibrium found within the support limit; raise max_support")
-        order = sorted(range(len(found)), key=lambda k: (-round(float(found[k].values.sum()), 12),
-                                                         sum(len(s) for s in found[k].supports)))
+        order = sorted(
+            range(len(found)),
+            key=lambda k: (-round(float(found[k].values.sum()), 12), sum(len(s) for s in found[k].supports)),
+        )
         best = found[order[0]]
-        alternatives = [{"profile": [p.tolist() for p in found[k].profile], "values": found[k].values.tolist()}
-                        for k in order]
-        return SolvedGame(best.profile, best.values, "support enumeration (LP per support pair)",
-                          nash_conv(U, best.profile), alternatives)
+        alternatives = [
+            {"profile": [p.tolist() for p in found[k].profile], "values": found[k].values.tolist()} for k in order
+        ]
+        return SolvedGame(
+            best.profile,
+            best.values,
+            "support enumeration (LP per support pair)",
+            nash_conv(U, best.profile),
+            alternatives,
+        )
     profile = replicator(U)
     return SolvedGame(profile, expected_payoffs(U, profile), "replicator dynamics", nash_conv(U, profile))
 
@@ -256,8 +269,9 @@ def mixture_figures(table: PayoffTable, profile: Sequence[np.ndarray]) -> dict[s
     return out
 
 
-def deviation_gain(table: PayoffTable, player: int, strategy: int, profile: Sequence[np.ndarray]
-                   ) -> tuple[float, float]:
+def deviation_gain(
+    table: PayoffTable, player: int, strategy: int, profile: Sequence[np.ndarray]
+) -> tuple[float, float]:
     """Paired gain of ``player`` switching from its mixture to pure ``strategy`` against the others' mixtures:
     (mean, 95% CI half-width) over seeds."""
     per = table.per_seed("profit")[..., player]  # [*shape, S]
@@ -325,22 +339,32 @@ class MetaGameResult:
         return json.loads(json.dumps(asdict(self), default=float))
 
 
-def _opponent_mixtures(spec: MetaSpec, table: PayoffTable, profile: Sequence[np.ndarray], player: int, seed: int,
-                       market: BatchedMarket) -> dict[str, Policy]:
+def _opponent_mixtures(
+    spec: MetaSpec, table: PayoffTable, profile: Sequence[np.ndarray], player: int, seed: int, market: BatchedMarket
+) -> dict[str, Policy]:
     out = {}
     for k, a in enumerate(table.agents):
         if k == player:
             continue
         support = np.flatnonzero(profile[k] > 1e-12)
         pols = [table.populations[k][s].build(market) for s in support]
-        out[a] = pols[0] if support.size == 1 else MixedPolicy(market.layout, pols, profile[k][support],
-                                                                 seed=seed + 31 * k, name=f"mix@{a}")
+        out[a] = (
+            pols[0]
+            if support.size == 1
+            else MixedPolicy(market.layout, pols, profile[k][support], seed=seed + 31 * k, name=f"mix@{a}")
+        )
     return out
 
 
-def psro(spec: MetaSpec, populations: Sequence[Sequence[Strategy]] | None = None,
-         best_response: BestResponse | None = None, max_iterations: int = 3, seed: int = 0,
-         max_support: int | None = 4, progress: Callable[[str], None] | None = None) -> MetaGameResult:
+def psro(
+    spec: MetaSpec,
+    populations: Sequence[Sequence[Strategy]] | None = None,
+    best_response: BestResponse | None = None,
+    max_iterations: int = 3,
+    seed: int = 0,
+    max_support: int | None = 4,
+    progress: Callable[[str], None] | None = None,
+) -> MetaGameResult:
     """Build the payoff table, solve it, and (with an oracle) run PSRO; see the module docstring.
 
     Args:
@@ -356,8 +380,7 @@ def psro(spec: MetaSpec, populations: Sequence[Sequence[Strategy]] | None = None
     say = progress or (lambda _: None)
     agents = spec.agents
     N = len(agents)
-    pops = [list(p) for p in populations] if populations is not None else [default_population(spec, a)
-                                                                           for a in agents]
+    pops = [list(p) for p in populations] if populations is not None else [default_population(spec, a) for a in agents]
     table = PayoffTable(spec, pops)
     table.fill()
     dropped = table.drop_duplicates()
@@ -369,8 +392,10 @@ def psro(spec: MetaSpec, populations: Sequence[Sequence[Strategy]] | None = None
         truth_idx.append(names.index("truthful"))
     truthful = pure(table.shape, truth_idx)
     truthful_nc_pop = nash_conv(table.payoffs(), truthful)
-    say(f"{spec.mechanism}: table {table.shape}, dropped {dropped}; NashConv(truthful) vs population "
-        f"{truthful_nc_pop:.4f}")
+    say(
+        f"{spec.mechanism}: table {table.shape}, dropped {dropped}; NashConv(truthful) vs population "
+        f"{truthful_nc_pop:.4f}"
+    )
     iterations: list[Iteration] = []
     truthful_gains = truthful_cis = None
     eq_gains = eq_cis = None
@@ -397,10 +422,24 @@ def psro(spec: MetaSpec, populations: Sequence[Sequence[Strategy]] | None = None
         profile = [np.concatenate([p, np.zeros(table.shape[i] - p.size)]) for i, p in enumerate(target_profile)]
         gains, cis = zip(*(deviation_gain(table, i, new_idx[i], profile) for i in range(N)))
         nc = float(sum(max(0.0, g) for g in gains))
-        iterations.append(Iteration(k, target, [p.tolist() for p in profile], [table.names(i) for i in range(N)],
-                                    list(gains), list(cis), added, nc, nash_conv(table.payoffs(), profile)))
-        say(f"{spec.mechanism} iteration {k} ({target}): gains " +
-            ", ".join(f"{g:+.4f} ± {c:.4f}" for g, c in zip(gains, cis)) + f"; NashConv {nc:.4f}")
+        iterations.append(
+            Iteration(
+                k,
+                target,
+                [p.tolist() for p in profile],
+                [table.names(i) for i in range(N)],
+                list(gains),
+                list(cis),
+                added,
+                nc,
+                nash_conv(table.payoffs(), profile),
+            )
+        )
+        say(
+            f"{spec.mechanism} iteration {k} ({target}): gains "
+            + ", ".join(f"{g:+.4f} ± {c:.4f}" for g, c in zip(gains, cis))
+            + f"; NashConv {nc:.4f}"
+        )
         if k == 0:
             truthful_gains, truthful_cis = list(gains), list(cis)
             continue
@@ -424,19 +463,31 @@ def psro(spec: MetaSpec, populations: Sequence[Sequence[Strategy]] | None = None
     payoffs = [U[i].tolist() for i in range(N)]
     payoff_cis = [np.apply_along_axis(lambda v: mean_ci(v)[1], -1, per[..., i]).tolist() for i in range(N)]
     return MetaGameResult(
-        scenario=spec.market(1).config.name, mechanism=spec.mechanism, agents=agents, seeds=spec.seed_list(),
-        populations=[table.names(i) for i in range(N)], payoffs=payoffs, payoff_cis=payoff_cis, dropped=dropped,
+        scenario=spec.market(1).config.name,
+        mechanism=spec.mechanism,
+        agents=agents,
+        seeds=spec.seed_list(),
+        populations=[table.names(i) for i in range(N)],
+        payoffs=payoffs,
+        payoff_cis=payoff_cis,
+        dropped=dropped,
         truthful_nash_conv_population=truthful_nc_pop,
         truthful_nash_conv=None if truthful_gains is None else float(sum(max(0.0, g) for g in truthful_gains)),
-        truthful_gains=truthful_gains, truthful_gain_cis=truthful_cis,
-        equilibrium=[p.tolist() for p in eq_profile], equilibrium_method=solved.method,
+        truthful_gains=truthful_gains,
+        truthful_gain_cis=truthful_cis,
+        equilibrium=[p.tolist() for p in eq_profile],
+        equilibrium_method=solved.method,
         equilibrium_nash_conv_population=nash_conv(U, eq_profile),
         equilibrium_nash_conv=None if eq_gains is None else float(sum(max(0.0, g) for g in eq_gains)),
-        equilibrium_gains=eq_gains, equilibrium_gain_cis=eq_cis, converged=converged, stop_reason=reason,
+        equilibrium_gains=eq_gains,
+        equilibrium_gain_cis=eq_cis,
+        converged=converged,
+        stop_reason=reason,
         alternatives=solved.alternatives,
         at_equilibrium={k: list(v) for k, v in mixture_figures(table, eq_profile).items()},
         at_truthful={k: list(v) for k, v in mixture_figures(table, truthful_full).items()},
-        iterations=iterations)
+        iterations=iterations,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -461,16 +512,22 @@ def _psro_cell(r: MetaGameResult) -> str:
 def metagame_table(results: Sequence[MetaGameResult]) -> str:
     """Markdown: per mechanism the exploitability of truthful play, the equilibrium found, its NashConv and what the
     user gets there."""
-    lines = [("| mechanism | NashConv(truthful) PPO [population] | equilibrium | NashConv(eq) PPO [population] | "
-             "user utility at eq (truthful) | payment at eq | welfare at eq | PSRO |"),
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| mechanism | NashConv(truthful) PPO [population] | equilibrium | NashConv(eq) PPO [population] | "
+            "user utility at eq (truthful) | payment at eq | welfare at eq | PSRO |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         eq = "; ".join(f"{a}: {_mix(r.populations[i], r.equilibrium[i])}" for i, a in enumerate(r.agents))
         u, p, w = r.at_equilibrium["user_utility"], r.at_equilibrium["payment"], r.at_equilibrium["welfare"]
-        lines.append(f"| {r.mechanism} | {_fmt(r.truthful_nash_conv)} [{r.truthful_nash_conv_population:.4f}] | {eq} | "
-                     f"{_fmt(r.equilibrium_nash_conv)} [{r.equilibrium_nash_conv_population:.4f}] | "
-                     f"{u[0]:.4f} ± {u[1]:.4f} ({r.at_truthful['user_utility'][0]:.4f}) | {p[0]:.4f} ± {p[1]:.4f} | "
-                     f"{w[0]:.4f} ± {w[1]:.4f} | {_psro_cell(r)} |")
+        lines.append(
+            f"| {r.mechanism} | {_fmt(r.truthful_nash_conv)} [{r.truthful_nash_conv_population:.4f}] | {eq} | "
+            f"{_fmt(r.equilibrium_nash_conv)} [{r.equilibrium_nash_conv_population:.4f}] | "
+            f"{u[0]:.4f} ± {u[1]:.4f} ({r.at_truthful['user_utility'][0]:.4f}) | {p[0]:.4f} ± {p[1]:.4f} | "
+            f"{w[0]:.4f} ± {w[1]:.4f} | {_psro_cell(r)} |"
+        )
     return "\n".join(lines)
 
 
@@ -483,8 +540,9 @@ def plot_payoffs(r: MetaGameResult, path: Path | None = None) -> Figure:
 
     if len(r.agents) != 2:
         raise ValueError("payoff heat maps are drawn for two providers")
-    fig, axes = plt.subplots(1, 2, figsize=(4 + 0.9 * len(r.populations[1]) * 2, 1.5 + 0.6 * len(r.populations[0])),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2, figsize=(4 + 0.9 * len(r.populations[1]) * 2, 1.5 + 0.6 * len(r.populations[0])), squeeze=False
+    )
     for i, ax in enumerate(axes[0]):
         M, C = np.array(r.payoffs[i]), np.array(r.payoff_cis[i])
         im = ax.imshow(M, cmap="viridis", aspect="auto")
@@ -512,8 +570,9 @@ def plot_nash_conv(results: Sequence[MetaGameResult], path: Path | None = None) 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for r in results:
         if r.iterations:
-            ax.plot([it.iteration for it in r.iterations], [it.nash_conv for it in r.iterations], "o-",
-                    label=r.mechanism)
+            ax.plot(
+                [it.iteration for it in r.iterations], [it.nash_conv for it in r.iterations], "o-", label=r.mechanism
+            )
     ax.set_xlabel("PSRO iteration (0: best responses to all-truthful play)")
     ax.set_ylabel("NashConv (sum of best-response gains)")
     if any(r.iterations for r in results):
@@ -535,11 +594,19 @@ def write_metagame_report(out: str | Path, results: Sequence[MetaGameResult], he
     (out / "plots").mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(str(out / "tb"))
     table = metagame_table(results)
-    md = [f"# Meta-game: {header.get('scenario', '')}", "",
-          ("Payoff = mean profit per round; every profile is played on the same seeds (paired CIs). NashConv against "
-          "PPO best responses (a lower bound on the true exploitability) and, in brackets, against the population. "
-          "Equilibrium: the payoff-dominant Nash equilibrium of the table (two providers; support enumeration). "
-          f"Settings: {json.dumps(header)}"), "", table, ""]
+    md = [
+        f"# Meta-game: {header.get('scenario', '')}",
+        "",
+        (
+            "Payoff = mean profit per round; every profile is played on the same seeds (paired CIs). NashConv against "
+            "PPO best responses (a lower bound on the true exploitability) and, in brackets, against the population. "
+            "Equilibrium: the payoff-dominant Nash equilibrium of the table (two providers; support enumeration). "
+            f"Settings: {json.dumps(header)}"
+        ),
+        "",
+        table,
+        "",
+    ]
     for r in results:
         m = r.mechanism
         fig = plot_payoffs(r, out / "plots" / f"payoffs_{m}.png") if len(r.agents) == 2 else None
@@ -552,25 +619,39 @@ def write_metagame_report(out: str | Path, results: Sequence[MetaGameResult], he
                 writer.add_scalar(f"metagame/{m}/br_gain/{a}", g, it.iteration)
         for key, (v, _) in r.at_equilibrium.items():
             writer.add_scalar(f"metagame/{m}/at_equilibrium/{key}", v)
-        md += [f"## {m}", "", "Populations: " + "; ".join(f"{a}: {', '.join(r.populations[i])}"
-                                                            for i, a in enumerate(r.agents)),
-               f"Dropped as payoff-equivalent duplicates: {', '.join(r.dropped) or 'none'}. PSRO: {r.stop_reason}.",
-               "", "| iteration | best responses to | gains (95% CI) | NashConv |", "|---|---|---|---|"]
+        md += [
+            f"## {m}",
+            "",
+            "Populations: " + "; ".join(f"{a}: {', '.join(r.populations[i])}" for i, a in enumerate(r.agents)),
+            f"Dropped as payoff-equivalent duplicates: {', '.join(r.dropped) or 'none'}. PSRO: {r.stop_reason}.",
+            "",
+            "| iteration | best responses to | gains (95% CI) | NashConv |",
+            "|---|---|---|---|",
+        ]
         for it in r.iterations:
-            md.append(f"| {it.iteration} | {it.target} | " +
-                      ", ".join(f"{g:+.4f} ± {c:.4f}" for g, c in zip(it.gains, it.gain_cis))
-                      + f" | {it.nash_conv:.4f} |")
-        md += ["", "At the equilibrium: "
-               + ", ".join(f"{k} {v[0]:.4f} ± {v[1]:.4f}" for k, v in r.at_equilibrium.items()),
-               "", f"All equilibria found ({len(r.alternatives)}): " +
-               "; ".join(f"values {np.round(a['values'], 4).tolist()}" for a in r.alternatives[:6]), "",
-               f"![payoffs](plots/payoffs_{m}.png)", ""]
+            md.append(
+                f"| {it.iteration} | {it.target} | "
+                + ", ".join(f"{g:+.4f} ± {c:.4f}" for g, c in zip(it.gains, it.gain_cis))
+                + f" | {it.nash_conv:.4f} |"
+            )
+        md += [
+            "",
+            "At the equilibrium: " + ", ".join(f"{k} {v[0]:.4f} ± {v[1]:.4f}" for k, v in r.at_equilibrium.items()),
+            "",
+            f"All equilibria found ({len(r.alternatives)}): "
+            + "; ".join(f"values {np.round(a['values'], 4).tolist()}" for a in r.alternatives[:6]),
+            "",
+            f"![payoffs](plots/payoffs_{m}.png)",
+            "",
+        ]
     fig = plot_nash_conv(results, out / "plots" / "nash_conv.png")
     writer.add_figure("metagame/nash_conv", fig)
     plt.close(fig)
     writer.close()
     md.append("![NashConv](plots/nash_conv.png)")
     (out / "metagame.md").write_text("\n".join(md), encoding="utf-8")
-    (out / "metagame.json").write_text(json.dumps({"header": header, "results": [r.record() for r in results]},
-                                                  indent=2, default=float), encoding="utf-8")
+    (out / "metagame.json").write_text(
+        json.dumps({"header": header, "results": [r.record() for r in results]}, indent=2, default=float),
+        encoding="utf-8",
+    )
     return table

@@ -41,8 +41,12 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of fresh interpreters, one torch thread each: forking a process whose torch has started its thread
     pool can deadlock the children, and two cores are best used by two single-threaded workers. The workers exit
     when this process dies, even by SIGKILL (:func:`_init_worker`)."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(os.getpid(),))
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
+    )
 
 
 def _init_worker(parent: int) -> None:
@@ -108,8 +112,10 @@ def _ray_job(fn: Callable[[J], R], job: J, cwd: str) -> R:
     """Runs in a Ray worker: one job, with one torch thread (as in the pool) in the driver's working directory
     ``cwd``, where the jobs' relative paths (``--out``, run dirs) point; a cluster's nodes must share it."""
     if not os.path.isdir(cwd):
-        raise ConfigError(f"Ray worker on {socket.gethostname()}: the driver's working directory {cwd} does not exist "
-                          f"here; the nodes of a Ray cluster must share it at the same path (e.g. over NFS)")
+        raise ConfigError(
+            f"Ray worker on {socket.gethostname()}: the driver's working directory {cwd} does not exist "
+            f"here; the nodes of a Ray cluster must share it at the same path (e.g. over NFS)"
+        )
     os.chdir(cwd)
     _single_thread()
     return fn(job)

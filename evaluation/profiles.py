@@ -73,8 +73,9 @@ def _alias(strategy: str, lever: str, strategies: list[str]) -> str | None:
     """The one-lever preset that ``strategy`` restricted to ``lever`` plays exactly, if it is evaluated too."""
     single = SINGLE_LEVER[lever]
     preset = PRESETS.get(strategy, {})
-    if single not in strategies or (lever == "bid" and (preset.get("cost_of") == "served"
-                                                        or preset.get("bid") != PRESETS[single]["bid"])):
+    if single not in strategies or (
+        lever == "bid" and (preset.get("cost_of") == "served" or preset.get("bid") != PRESETS[single]["bid"])
+    ):
         return None
     return single
 
@@ -122,6 +123,7 @@ def learned_profiles(run_dir: str | Path, market: BatchedMarket, levers: bool = 
             if agent not in cache:
                 cache.update(load_policies(run_dir, m))
             return cache[agent]
+
         return build
 
     if manifest.get("mode") != "best-response":
@@ -130,8 +132,11 @@ def learned_profiles(run_dir: str | Path, market: BatchedMarket, levers: bool = 
         spec = manifest.get("opponents", "truthful")
         # Others default to truthful (and then share the all-honest baseline); a scripted opponent spec is kept.
         scripted = spec != "truthful" and "=" not in spec and not Path(spec).is_dir()
-        others = {a: (lambda m, _s=spec: make_strategy(_s, m.layout)) for a in market.possible_agents} \
-            if scripted else {}
-        profiles = [Profile(f"learned@{a}:{run}", {a: learned(a)}, {o: f for o, f in others.items() if o != a},
-                            kind="learned") for a in learners]
+        others = (
+            {a: (lambda m, _s=spec: make_strategy(_s, m.layout)) for a in market.possible_agents} if scripted else {}
+        )
+        profiles = [
+            Profile(f"learned@{a}:{run}", {a: learned(a)}, {o: f for o, f in others.items() if o != a}, kind="learned")
+            for a in learners
+        ]
     return [v for p in profiles for v in (lever_variants(p, used) if levers else [p])]

@@ -34,19 +34,31 @@ def _ci(r: DeviationRecord) -> str:
 def verdict_table(judged: list[MechanismVerdict], collusion: dict[str, Any] | None = None) -> str:
     """Markdown table: per mechanism and billing the verdict, the paying lever, the IC regret and the test's power
     (and, when given, the collusion index of simultaneous learners per mechanism, :mod:`evaluation.collusion`)."""
-    lines = [("| mechanism | billing | verdict | paying lever | IC regret: lower bound (gain [95% CI], who, how, T) | "
-             "detectable gain | user utility (honest) |"),
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| mechanism | billing | verdict | paying lever | IC regret: lower bound (gain [95% CI], who, how, T) | "
+            "detectable gain | user utility (honest) |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
     if collusion is not None:
         lines = [lines[0] + " collusion Delta (simultaneous PPO) |", lines[1] + "---|"]
     for v in judged:
         honest = next(m for m in v.market if m.profile == "honest")
         r = v.ic_regret
-        regret = "n/a" if r is None else (f"{r.gain_lower:+.4f} ({r.gain:+.4f} [{r.gain_ci_low:+.4f}, "
-                                          f"{r.gain_ci_high:+.4f}], {r.provider}, {r.profile}, T={r.horizon})")
+        regret = (
+            "n/a"
+            if r is None
+            else (
+                f"{r.gain_lower:+.4f} ({r.gain:+.4f} [{r.gain_ci_low:+.4f}, "
+                f"{r.gain_ci_high:+.4f}], {r.provider}, {r.profile}, T={r.horizon})"
+            )
+        )
         verdict = f"**exploited** ({v.persistence})" if v.exploited else "holds"
-        lines.append(f"| {v.mechanism} | {v.billing} | {verdict} | {v.paying_lever or '-'} | {regret} | "
-                     f"{v.detectable:.4f} | {honest.user_utility:.4f} |")
+        lines.append(
+            f"| {v.mechanism} | {v.billing} | {verdict} | {v.paying_lever or '-'} | {regret} | "
+            f"{v.detectable:.4f} | {honest.user_utility:.4f} |"
+        )
         if collusion is not None:
             lines[-1] += f" {format_delta(collusion.get(v.mechanism))} |"
     return "\n".join(lines)
@@ -75,14 +87,18 @@ def _by_deviation(records: list[DeviationRecord]) -> dict[tuple[str, str, int], 
 
 
 def _market_table(v: MechanismVerdict) -> str:
-    lines = ["| profile | T | user utility | vs honest | vs full information | payment | efficiency | unserved |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| profile | T | user utility | vs honest | vs full information | payment | efficiency | unserved |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for m in v.market:
         if m.lever != "all":
             continue
-        lines.append(f"| {m.profile} | {m.horizon} | {m.user_utility:.4f} ± {m.user_utility_ci:.4f} | "
-                     f"{m.user_utility_ratio:.3f} | {m.full_info_ratio:.3f} | {m.payment:.4f} | "
-                     f"{m.allocative_efficiency:.3f} | {m.unserved_share:.3f} |")
+        lines.append(
+            f"| {m.profile} | {m.horizon} | {m.user_utility:.4f} ± {m.user_utility_ci:.4f} | "
+            f"{m.user_utility_ratio:.3f} | {m.full_info_ratio:.3f} | {m.payment:.4f} | "
+            f"{m.allocative_efficiency:.3f} | {m.unserved_share:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -93,20 +109,26 @@ def _phases(v: MechanismVerdict) -> str:
         events = m.mechanism_events
         if m.profile == "honest" and "delegated_exploration" in events:
             phases = ", ".join(f"{k.split('_', 1)[1]} {events[k]:.0f}" for k in events if k.startswith("delegated_"))
-            lines.append(f"- T={m.horizon}: queries delegated per phase: {phases}; R = {events['R']:.0f}, "
-                         f"early stops {events['early_stopped']:.2f}")
+            lines.append(
+                f"- T={m.horizon}: queries delegated per phase: {phases}; R = {events['R']:.0f}, "
+                f"early stops {events['early_stopped']:.2f}"
+            )
     return "\n".join(lines)
 
 
 def learner_table(learners: list[dict[str, Any]]) -> str:
     """The training grid's seeds: gain on the selection seeds, the target (best scripted deviation), steps."""
-    lines = [("| mechanism | billing | provider | seed run | gain (selection seeds) | target | matched | steps | "
-             "chosen |"), "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        ("| mechanism | billing | provider | seed run | gain (selection seeds) | target | matched | steps | chosen |"),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in learners:
-        lines.append(f"| {r['mechanism']} | {r['billing']} | {r['provider']} | {Path(r['run_dir']).name} | "
-                     f"{r['manipulation_gain']:+.4f} | {r.get('target', '-')} {r.get('target_gain', float('nan')):+.4f}"
-                     f" | {'yes' if r.get('matched') else 'no'} | {r.get('steps', 0)} | "
-                     f"{'**yes**' if r.get('chosen') else ''} |")
+        lines.append(
+            f"| {r['mechanism']} | {r['billing']} | {r['provider']} | {Path(r['run_dir']).name} | "
+            f"{r['manipulation_gain']:+.4f} | {r.get('target', '-')} {r.get('target_gain', float('nan')):+.4f}"
+            f" | {'yes' if r.get('matched') else 'no'} | {r.get('steps', 0)} | "
+            f"{'**yes**' if r.get('chosen') else ''} |"
+        )
     return "\n".join(lines)
 
 
@@ -114,8 +136,7 @@ def plot_levers(v: MechanismVerdict, path: Path) -> plt.Figure:
     """Gain per round (95% CI) of every deviation with all its levers and with each alone, one panel per horizon."""
     groups = _by_deviation(v.records)
     horizons = sorted({h for _, _, h in groups})
-    fig, axes = plt.subplots(1, len(horizons), figsize=(6.0 * len(horizons), 0.9 + 0.45 * len(groups)),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(horizons), figsize=(6.0 * len(horizons), 0.9 + 0.45 * len(groups)), squeeze=False)
     for ax, horizon in zip(axes[0], horizons):
         rows = [(dev, g) for (dev, _, h), g in groups.items() if h == horizon]
         width = 0.8 / len(LEVER_COLUMNS)
@@ -193,8 +214,14 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
-def write_report(out: Path, header: ReportHeader, results: list[SettingResult], judged: list[MechanismVerdict],
-                 analytic: dict[str, Any], collusion: dict[str, Any] | None = None) -> str:
+def write_report(
+    out: Path,
+    header: ReportHeader,
+    results: list[SettingResult],
+    judged: list[MechanismVerdict],
+    analytic: dict[str, Any],
+    collusion: dict[str, Any] | None = None,
+) -> str:
     """Write report.md, report.json, metrics.csv, plots/*.png and tb/; return the verdict table. ``collusion``
     (mechanism -> :class:`evaluation.collusion.PolicyCollusion`) adds the collusion column and section."""
     from torch.utils.tensorboard import SummaryWriter
@@ -213,8 +240,10 @@ def write_report(out: Path, header: ReportHeader, results: list[SettingResult], 
         figure(name, plot_levers(v, out / "plots" / f"{name}.png"))
     for r in results:
         tag = f"{r.mechanism}_{r.billing}_T{r.horizon}"
-        figure(f"bids_{tag}", plot_bids(r, out / "plots" / f"bids_{tag}.png",
-                                        eq_n if r.mechanism == "first_price" else None))
+        figure(
+            f"bids_{tag}",
+            plot_bids(r, out / "plots" / f"bids_{tag}.png", eq_n if r.mechanism == "first_price" else None),
+        )
         figure(f"user_utility_{tag}", plot_user_utility(r, out / "plots" / f"user_utility_{tag}.png"))
     for v in judged:
         prefix = f"eval/{v.mechanism}/{v.billing}"
@@ -230,22 +259,42 @@ def write_report(out: Path, header: ReportHeader, results: list[SettingResult], 
                 writer.add_scalar(f"{prefix}/T{row.horizon}/{row.profile}/user_utility", row.user_utility)
     writer.close()
 
-    seeds = f"{header.seeds} seeds" + (f" (up to {header.max_seeds} while a gain's family-wise 95% CI half-width "
-                                       f"exceeded {header.target_half_width:g})" if header.max_seeds > header.seeds
-                                       else "")
-    md = [f"# Robustness report: {header.scenario}", "",
-          (f"Billings {', '.join(header.billings)}; horizons {', '.join(map(str, header.horizons))} rounds; {seeds} x "
-          f"{header.episodes} episode(s) per profile. Every profile is a unilateral deviation, played on the same "
-          f"queries, costs and mechanism coins as honest play (paired); gains are per round, with Student-t 95% CIs "
-          f"over seeds. Every deviation is also played with one lever at a time. A mechanism is **exploited** when "
-          f"any deviation's family-wise lower bound (Bonferroni over every deviation, lever and horizon tested for "
-          f"that mechanism and billing) exceeds {header.tolerance:g}; an exploit is *persistent* when still "
-          f"significant at the longest horizon judged, *transient* otherwise. 'Detectable gain' is the smallest gain "
-          f"the test finds with 80% power at that horizon."), "", table, ""]
+    seeds = f"{header.seeds} seeds" + (
+        f" (up to {header.max_seeds} while a gain's family-wise 95% CI half-width "
+        f"exceeded {header.target_half_width:g})"
+        if header.max_seeds > header.seeds
+        else ""
+    )
+    md = [
+        f"# Robustness report: {header.scenario}",
+        "",
+        (
+            f"Billings {', '.join(header.billings)}; horizons {', '.join(map(str, header.horizons))} rounds; {seeds} x "
+            f"{header.episodes} episode(s) per profile. Every profile is a unilateral deviation, played on the same "
+            f"queries, costs and mechanism coins as honest play (paired); gains are per round, with Student-t 95% CIs "
+            f"over seeds. Every deviation is also played with one lever at a time. A mechanism is **exploited** when "
+            f"any deviation's family-wise lower bound (Bonferroni over every deviation, lever and horizon tested for "
+            f"that mechanism and billing) exceeds {header.tolerance:g}; an exploit is *persistent* when still "
+            f"significant at the longest horizon judged, *transient* otherwise. 'Detectable gain' is the smallest gain "
+            f"the test finds with 80% power at that horizon."
+        ),
+        "",
+        table,
+        "",
+    ]
     if header.learners:
-        md += ["## Learners", "", ("Best responses (PPO) trained against truthful others until they matched the best "
-               "scripted deviation of their levers on the selection seeds (disjoint from the evaluation's); the "
-               "strongest seed is evaluated."), "", learner_table(header.learners), ""]
+        md += [
+            "## Learners",
+            "",
+            (
+                "Best responses (PPO) trained against truthful others until they matched the best "
+                "scripted deviation of their levers on the selection seeds (disjoint from the evaluation's); the "
+                "strongest seed is evaluated."
+            ),
+            "",
+            learner_table(header.learners),
+            "",
+        ]
     for v in judged:
         md += [f"## {v.mechanism} ({v.billing})", "", f"Verdict: {v.verdict}", ""]
         if v.notes:
@@ -253,8 +302,16 @@ def write_report(out: Path, header: ReportHeader, results: list[SettingResult], 
         phases = _phases(v)
         if phases:
             md += ["What each phase did (honest play):", "", phases, ""]
-        md += ["Gain per lever (bold: family-wise significant):", "", lever_table(v), "",
-               f"![levers](plots/levers_{v.mechanism}_{v.billing}.png)", "", _market_table(v), ""]
+        md += [
+            "Gain per lever (bold: family-wise significant):",
+            "",
+            lever_table(v),
+            "",
+            f"![levers](plots/levers_{v.mechanism}_{v.billing}.png)",
+            "",
+            _market_table(v),
+            "",
+        ]
     if analytic:
         md += ["## Analytic checks (MECHANISMS.md §8)", "", "```", json.dumps(analytic, indent=2), "```", ""]
     if collusion is not None:
@@ -262,12 +319,33 @@ def write_report(out: Path, header: ReportHeader, results: list[SettingResult], 
     atomic_write(out / "report.md", "\n".join(md))
 
     records = [asdict(r) for v in judged for r in v.records]
-    report = {"header": asdict(header),
-              "verdicts": [{k: asdict(v)[k] for k in ("mechanism", "billing", "horizons", "exploited", "verdict",
-                                                      "persistence", "paying_lever", "ic_regret", "exploits",
-                                                      "deviations_tested", "t_family", "detectable", "notes")}
-                           for v in judged],
-              "records": records, "market": [asdict(m) for v in judged for m in v.market], "analytic": analytic}
+    report = {
+        "header": asdict(header),
+        "verdicts": [
+            {
+                k: asdict(v)[k]
+                for k in (
+                    "mechanism",
+                    "billing",
+                    "horizons",
+                    "exploited",
+                    "verdict",
+                    "persistence",
+                    "paying_lever",
+                    "ic_regret",
+                    "exploits",
+                    "deviations_tested",
+                    "t_family",
+                    "detectable",
+                    "notes",
+                )
+            }
+            for v in judged
+        ],
+        "records": records,
+        "market": [asdict(m) for v in judged for m in v.market],
+        "analytic": analytic,
+    }
     if collusion is not None:
         report["collusion"] = {m: asdict(c) for m, c in collusion.items()}
     atomic_write(out / "report.json", json.dumps(_json_safe(report), indent=2))

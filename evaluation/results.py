@@ -190,5 +190,12 @@ class ReportHeader:
 
 
 PROVIDER_KEYS = ("profit", "win_rate", "bid_markup", "substitution_rate", "mean_inflation", "payment")
-MARKET_KEYS = ("user_utility", "payment", "value", "welfare", "allocative_efficiency", "unserved_share",
-               "full_info_utility")
+MARKET_KEYS = (
+    "user_utility",
+    "payment",
+    "value",
+    "welfare",
+    "allocative_efficiency",
+    "unserved_share",
+    "full_info_utility",
+)

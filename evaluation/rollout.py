@@ -36,8 +36,9 @@ def joint_actions(policies: Mapping[str, Policy], agents: Sequence[str], obs: np
     return np.stack([policies[a].act(obs[:, i]) for i, a in enumerate(agents)], axis=1)
 
 
-def play(market: BatchedMarket, policies: Mapping[str, Policy], seeds: Sequence[int], trace: Trace | None = None
-         ) -> list[dict[str, float]]:
+def play(
+    market: BatchedMarket, policies: Mapping[str, Policy], seeds: Sequence[int], trace: Trace | None = None
+) -> list[dict[str, float]]:
     """One episode of a profile in each of ``market``'s markets, market e seeded ``seeds[e]``; the metrics of each
     (:class:`envs.metrics.EpisodeStats`). ``trace`` records market 0's rounds."""
     if len(seeds) != market.n_markets:
@@ -59,8 +60,9 @@ def play(market: BatchedMarket, policies: Mapping[str, Policy], seeds: Sequence[
             return stats.rows(market.mechanism.diagnostics())
 
 
-def play_profiles(market: BatchedMarket, profiles: Sequence[Mapping[str, Policy]], seeds: Sequence[int],
-                  traces: bool = False) -> tuple[list[list[dict[str, float]]], list[Trace]]:
+def play_profiles(
+    market: BatchedMarket, profiles: Sequence[Mapping[str, Policy]], seeds: Sequence[int], traces: bool = False
+) -> tuple[list[list[dict[str, float]]], list[Trace]]:
     """Several profiles at once: ``market`` holds ``len(profiles) * len(seeds)`` markets, profile p playing seeds
     ``seeds`` in markets ``p * S .. (p + 1) * S - 1``. Policies that act alike (equal :meth:`agents.policy.Policy.key`)
     are called once for all their markets. Returns each profile's per-seed metrics (and with ``traces`` the trace of
@@ -96,4 +98,4 @@ def play_profiles(market: BatchedMarket, profiles: Sequence[Mapping[str, Policy]
             trace.user_utility.append(float(r.user_utility[p * S]))
         if done.all():
             episodes = stats.rows(market.mechanism.diagnostics())
-            return [episodes[p * S:(p + 1) * S] for p in range(P)], trace_list
+            return [episodes[p * S : (p + 1) * S] for p in range(P)], trace_list

@@ -30,8 +30,10 @@ from evaluation.summary import judge
 
 
 def _mean_over_episodes(rows: Runs, seeds: int, episodes: int) -> Runs:
-    return [{k: float(np.mean([r[k] for r in rows[i * episodes:(i + 1) * episodes]])) for k in rows[0]}
-            for i in range(seeds)]
+    return [
+        {k: float(np.mean([r[k] for r in rows[i * episodes : (i + 1) * episodes]])) for k in rows[0]}
+        for i in range(seeds)
+    ]
 
 
 def setting_profiles(spec: EvalSpec, setting: Setting) -> list[Profile]:
@@ -43,8 +45,9 @@ def setting_profiles(spec: EvalSpec, setting: Setting) -> list[Profile]:
     return profiles
 
 
-def _play_seeds(spec: EvalSpec, setting: Setting, profiles: list[Profile], first: int, stop: int,
-                traces: bool) -> tuple[dict[str, Runs], dict[tuple[str, ...], Runs], dict[str, Trace]]:
+def _play_seeds(
+    spec: EvalSpec, setting: Setting, profiles: list[Profile], first: int, stop: int, traces: bool
+) -> tuple[dict[str, Runs], dict[tuple[str, ...], Runs], dict[str, Trace]]:
     """Independent seeds ``first .. stop - 1`` of every profile (aliases share their source's) and of every baseline
     with non-truthful others."""
     seeds = spec.seeds_between(first, stop)
@@ -81,19 +84,39 @@ def evaluate_setting(spec: EvalSpec, setting: Setting, family: int = 0) -> Setti
         base = {k: v + extra_base[k] for k, v in base.items()}
         n = more
     honest = runs["honest"]
-    results = {p.name: ProfileRuns(p.deviation, p.lever, p.kind, sorted(p.deviators), tuple(sorted(p.others)),
-                                   runs[p.name], traces[p.name].arrays(), base.get(tuple(sorted(p.others)), honest),
-                                   p.alias_of)
-               for p in profiles}
+    results = {
+        p.name: ProfileRuns(
+            p.deviation,
+            p.lever,
+            p.kind,
+            sorted(p.deviators),
+            tuple(sorted(p.others)),
+            runs[p.name],
+            traces[p.name].arrays(),
+            base.get(tuple(sorted(p.others)), honest),
+            p.alias_of,
+        )
+        for p in profiles
+    }
     market = spec.market(setting, 1)
     note = mechanisms.REGISTRY[setting.mechanism].degenerate(
-        {k.split("/", 1)[1]: float(np.mean([r[k] for r in honest])) for k in honest[0] if k.startswith("mechanism/")})
-    return SettingResult(setting.mechanism, setting.billing, setting.horizon, market.config.name,
-                         market.possible_agents, market.config.value_scale, results, note)
+        {k.split("/", 1)[1]: float(np.mean([r[k] for r in honest])) for k in honest[0] if k.startswith("mechanism/")}
+    )
+    return SettingResult(
+        setting.mechanism,
+        setting.billing,
+        setting.horizon,
+        market.config.name,
+        market.possible_agents,
+        market.config.value_scale,
+        results,
+        note,
+    )
 
 
-def _widest_half_width(profiles: list[Profile], runs: dict[str, Runs], base: dict[tuple[str, ...], Runs],
-                       family: int) -> float:
+def _widest_half_width(
+    profiles: list[Profile], runs: dict[str, Runs], base: dict[tuple[str, ...], Runs], family: int
+) -> float:
     """The widest family-wise CI half-width of any deviator's gain."""
     widest = 0.0
     n = len(runs["honest"])
@@ -110,14 +133,16 @@ def _evaluate_one(args: tuple[EvalSpec, Setting, int]) -> SettingResult:
     return evaluate_setting(*args)
 
 
-def run_evaluation(spec: EvalSpec, backend: Backend = ProcessBackend(), progress: bool = True
-                   ) -> list[SettingResult]:
+def run_evaluation(spec: EvalSpec, backend: Backend | None = None, progress: bool = True) -> list[SettingResult]:
     """Raw results of every setting, one job per setting on ``backend`` (default: in this process). Each setting's
     seeds grow for the family of its mechanism and billing (deviations x horizons)."""
+    backend = backend or ProcessBackend()
     settings = spec.settings()
     horizons = len(spec.horizons)
-    jobs = [(spec, s, sum(len(p.deviators) for p in setting_profiles(spec, s) if p.alias_of is None) * horizons)
-            for s in settings]
+    jobs = [
+        (spec, s, sum(len(p.deviators) for p in setting_profiles(spec, s) if p.alias_of is None) * horizons)
+        for s in settings
+    ]
     return backend.map(_evaluate_one, jobs, desc="evaluate", progress=progress)
 
 
@@ -135,8 +160,11 @@ def run_dirs_by_market(paths: list[str]) -> dict[tuple[str, str], list[str]]:
     for d in paths:
         manifest = read_manifest(d)
         mechanism = manifest["mechanism"]
-        billing = billing_of(mechanism, manifest.get("overrides", {}).get("billing", "per_query")) \
-            if mechanism in mechanisms.REGISTRY else LIST_PRICE
+        billing = (
+            billing_of(mechanism, manifest.get("overrides", {}).get("billing", "per_query"))
+            if mechanism in mechanisms.REGISTRY
+            else LIST_PRICE
+        )
         out.setdefault((mechanism, billing), []).append(d)
     return out
 
@@ -146,8 +174,10 @@ def check_run_dirs(spec: EvalSpec) -> None:
     markets = {s.market_key: s for s in spec.settings()}
     for key, dirs in spec.run_dirs.items():
         if key not in markets:
-            raise ConfigError(f"--run-dir: runs trained on {key[0]} ({key[1]} billing), which is not evaluated "
-                              f"(--mechanism {','.join(spec.mechanisms)}, --billings {','.join(spec.billings)})")
+            raise ConfigError(
+                f"--run-dir: runs trained on {key[0]} ({key[1]} billing), which is not evaluated "
+                f"(--mechanism {','.join(spec.mechanisms)}, --billings {','.join(spec.billings)})"
+            )
         for d in dirs:
             if not Path(d).is_dir():
                 raise ConfigError(f"--run-dir {d}: does not exist")
@@ -174,9 +204,12 @@ def analytic_checks(spec: EvalSpec) -> dict[str, Any]:
         pay_fp = np.array([row["market/payment"] for row in play(fp, bne, seeds)])
         pay_sp = np.array([row["market/payment"] for row in play(sp, truthful, seeds)])
         diff, half = mean_ci(pay_fp - pay_sp)
-        out["revenue_equivalence"] = {"first_price_bne_payment": float(pay_fp.mean()),
-                                      "second_price_truthful_payment": float(pay_sp.mean()),
-                                      "difference": diff, "difference_ci": half}
+        out["revenue_equivalence"] = {
+            "first_price_bne_payment": float(pay_fp.mean()),
+            "second_price_truthful_payment": float(pay_sp.mean()),
+            "difference": diff,
+            "difference_ci": half,
+        }
     grid = np.linspace(0.05, 0.95, 19)
     distances = {}
     for run_dir in spec.run_dirs.get(first.market_key, []):
@@ -189,25 +222,48 @@ def analytic_checks(spec: EvalSpec) -> dict[str, Any]:
     return out
 
 
-def evaluate_all(cfg: EvalConfig, run_dirs: dict[tuple[str, str], list[str]], progress: bool = True,
-                 learners: list[dict[str, Any]] | None = None
-                 ) -> tuple[ReportHeader, list[SettingResult], list[MechanismVerdict], dict[str, Any]]:
+def evaluate_all(
+    cfg: EvalConfig,
+    run_dirs: dict[tuple[str, str], list[str]],
+    progress: bool = True,
+    learners: list[dict[str, Any]] | None = None,
+) -> tuple[ReportHeader, list[SettingResult], list[MechanismVerdict], dict[str, Any]]:
     """The whole evaluation a config asks for: play every profile of every setting (scripted deviations and the
     learned runs of ``run_dirs``), judge every mechanism and billing, and run the analytic checks. ``learners``
     (the training grid's selection records) ride along into the report header."""
-    spec = EvalSpec(scenario=cfg.scenario, mechanisms=cfg.mechanisms, overrides=cfg.overrides,
-                    strategies=cfg.strategies, run_dirs=run_dirs, billings=list(cfg.billings),
-                    horizons=sorted(cfg.horizons), levers=cfg.levers, seeds=cfg.seeds, max_seeds=cfg.max_seeds,
-                    target_half_width=cfg.target_half_width, episodes=cfg.episodes,
-                    base_seed=EvalSpec.base_seed_of(cfg.seed))
+    spec = EvalSpec(
+        scenario=cfg.scenario,
+        mechanisms=cfg.mechanisms,
+        overrides=cfg.overrides,
+        strategies=cfg.strategies,
+        run_dirs=run_dirs,
+        billings=list(cfg.billings),
+        horizons=sorted(cfg.horizons),
+        levers=cfg.levers,
+        seeds=cfg.seeds,
+        max_seeds=cfg.max_seeds,
+        target_half_width=cfg.target_half_width,
+        episodes=cfg.episodes,
+        base_seed=EvalSpec.base_seed_of(cfg.seed),
+    )
     check_run_dirs(spec)
     results = run_evaluation(spec, make_backend(cfg), progress)
     judged = verdicts(results, cfg.tolerance)
     market = spec.market(spec.settings()[0], 1)
-    header = ReportHeader(scenario=market.config.name, mechanisms=cfg.mechanisms, billings=list(cfg.billings),
-                          horizons=sorted(cfg.horizons), seeds=cfg.seeds, max_seeds=cfg.max_seeds,
-                          target_half_width=cfg.target_half_width, episodes=cfg.episodes,
-                          n_providers=len(market.possible_agents), strategies=cfg.strategies,
-                          run_dirs={f"{m}/{b}": d for (m, b), d in run_dirs.items()}, tolerance=cfg.tolerance,
-                          overrides=cfg.overrides, learners=learners or [])
+    header = ReportHeader(
+        scenario=market.config.name,
+        mechanisms=cfg.mechanisms,
+        billings=list(cfg.billings),
+        horizons=sorted(cfg.horizons),
+        seeds=cfg.seeds,
+        max_seeds=cfg.max_seeds,
+        target_half_width=cfg.target_half_width,
+        episodes=cfg.episodes,
+        n_providers=len(market.possible_agents),
+        strategies=cfg.strategies,
+        run_dirs={f"{m}/{b}": d for (m, b), d in run_dirs.items()},
+        tolerance=cfg.tolerance,
+        overrides=cfg.overrides,
+        learners=learners or [],
+    )
     return header, results, judged, analytic_checks(spec)

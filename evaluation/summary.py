@@ -52,11 +52,18 @@ def setting_records(result: SettingResult) -> tuple[list[DeviationRecord], list[
         for key in MARKET_KEYS:
             means[key], means[f"{key}_ci"] = mean_ci(_column(runs, f"market/{key}"))
         mrow = MarketRecord(
-            **where, profile=name, deviation=rec.deviation, lever=rec.lever, kind=rec.kind, **means,
+            **where,
+            profile=name,
+            deviation=rec.deviation,
+            lever=rec.lever,
+            kind=rec.kind,
+            **means,
             user_utility_ratio=float(user.mean() / honest_user.mean()) if honest_user.mean() else float("nan"),
             full_info_ratio=float(user.mean() / full_info.mean()) if full_info.mean() else float("nan"),
-            mechanism_events={k.split("/", 1)[1]: float(np.mean(_column(runs, k)))
-                              for k in runs[0] if k.startswith("mechanism/")})
+            mechanism_events={
+                k.split("/", 1)[1]: float(np.mean(_column(runs, k))) for k in runs[0] if k.startswith("mechanism/")
+            },
+        )
         market_rows.append(mrow)
         for a in result.agents:
             per: dict[str, Any] = {}  # PROVIDER_KEYS fields and their CIs
@@ -65,21 +72,38 @@ def setting_records(result: SettingResult) -> tuple[list[DeviationRecord], list[
             diff = _column(runs, f"{a}/profit") - _column(base, f"{a}/profit")
             gain, half = mean_ci(diff)
             se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
-            records.append(DeviationRecord(
-                **where, profile=name, deviation=rec.deviation, lever=rec.lever, kind=rec.kind, provider=a,
-                deviator=a in rec.deviators, **per, gain=gain, gain_ci_low=gain - half, gain_ci_high=gain + half,
-                gain_se=se, gain_lower=float("nan"), detectable=float("nan"), n_seeds=diff.size,
-                user_utility=mrow.user_utility, user_utility_ratio=mrow.user_utility_ratio,
-                full_info_ratio=mrow.full_info_ratio, allocative_efficiency=mrow.allocative_efficiency,
-                unserved_share=mrow.unserved_share, market_payment=mrow.payment))
+            records.append(
+                DeviationRecord(
+                    **where,
+                    profile=name,
+                    deviation=rec.deviation,
+                    lever=rec.lever,
+                    kind=rec.kind,
+                    provider=a,
+                    deviator=a in rec.deviators,
+                    **per,
+                    gain=gain,
+                    gain_ci_low=gain - half,
+                    gain_ci_high=gain + half,
+                    gain_se=se,
+                    gain_lower=float("nan"),
+                    detectable=float("nan"),
+                    n_seeds=diff.size,
+                    user_utility=mrow.user_utility,
+                    user_utility_ratio=mrow.user_utility_ratio,
+                    full_info_ratio=mrow.full_info_ratio,
+                    allocative_efficiency=mrow.allocative_efficiency,
+                    unserved_share=mrow.unserved_share,
+                    market_payment=mrow.payment,
+                )
+            )
     return records, market_rows
 
 
 def family_size(results: list[SettingResult]) -> int:
     """Deviations the verdict tests: deviating (provider, profile) pairs over the judged settings, an alias (the same
     actions under another name) counted once."""
-    return sum(len(p.deviators) for r in results if r.note is None for p in r.profiles.values()
-               if p.alias_of is None)
+    return sum(len(p.deviators) for r in results if r.note is None for p in r.profiles.values() if p.alias_of is None)
 
 
 def _paying_lever(top: DeviationRecord, records: list[DeviationRecord], tolerance: float) -> str:
@@ -87,16 +111,18 @@ def _paying_lever(top: DeviationRecord, records: list[DeviationRecord], toleranc
     same deviation with the largest lower bound if that clears the tolerance, else the combination of its levers."""
     if top.lever != "all":
         return top.lever
-    siblings = [r for r in records if r.deviation == top.deviation and r.provider == top.provider
-                and r.horizon == top.horizon and r.lever != "all"]
+    siblings = [
+        r
+        for r in records
+        if r.deviation == top.deviation and r.provider == top.provider and r.horizon == top.horizon and r.lever != "all"
+    ]
     if not siblings:  # a one-lever deviation: its lever is the one it moves
         return "all"
     best = max(siblings, key=lambda r: r.gain_lower)
     return best.lever if best.gain_lower > tolerance else "+".join(sorted(r.lever for r in siblings))
 
 
-def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, str] | None = None
-          ) -> MechanismVerdict:
+def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, str] | None = None) -> MechanismVerdict:
     """The verdict on one mechanism under one billing from its settings (one per horizon).
 
     Args:
@@ -130,8 +156,18 @@ def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, s
         lever = _paying_lever(r, records, tolerance)
         if lever == "all" and levers_of:
             lever = levers_of.get(r.deviation.split("@")[0], lever)
-        return Exploit(r.provider, r.profile, r.deviation, r.lever, r.horizon, r.gain, r.gain_ci_low,
-                       r.gain_ci_high, r.gain_lower, lever)
+        return Exploit(
+            r.provider,
+            r.profile,
+            r.deviation,
+            r.lever,
+            r.horizon,
+            r.gain,
+            r.gain_ci_low,
+            r.gain_ci_high,
+            r.gain_lower,
+            lever,
+        )
 
     exploits = [exploit(r) for r in sorted(significant, key=lambda r: -r.gain_lower)]
     top = max(candidates, key=lambda r: r.gain_lower, default=None)
@@ -145,20 +181,36 @@ def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, s
     notes += _weaker_learners(records, judged_horizons)
     if exploits:
         e = exploits[0]
-        verdict = (f"exploited ({persistence}) by {e.provider} via {e.profile} at T={e.horizon}, lever "
-                   f"{e.paying_lever}: {e.gain:+.4f} per round [95% CI {e.gain_ci_low:+.4f}, {e.gain_ci_high:+.4f}], "
-                   f"family-wise lower bound {e.gain_lower:+.4f}")
+        verdict = (
+            f"exploited ({persistence}) by {e.provider} via {e.profile} at T={e.horizon}, lever "
+            f"{e.paying_lever}: {e.gain:+.4f} per round [95% CI {e.gain_ci_low:+.4f}, {e.gain_ci_high:+.4f}], "
+            f"family-wise lower bound {e.gain_lower:+.4f}"
+        )
     elif regret is not None:
-        verdict = (f"holds: no family-wise lower bound clears {tolerance:g} (largest {regret.gain_lower:+.4f}, "
-                   f"{regret.profile} at T={regret.horizon}); gains above {detectable:.4f} per round would have "
-                   f"been detected with 80% power")
+        verdict = (
+            f"holds: no family-wise lower bound clears {tolerance:g} (largest {regret.gain_lower:+.4f}, "
+            f"{regret.profile} at T={regret.horizon}); gains above {detectable:.4f} per round would have "
+            f"been detected with 80% power"
+        )
     else:
         verdict = "holds: no deviation tested"
     return MechanismVerdict(
-        mechanism=mechanism, billing=billing, horizons=[r.horizon for r in results], records=records,
-        market=market_rows, exploited=bool(exploits), verdict=verdict, ic_regret=regret, exploits=exploits,
-        persistence=persistence, paying_lever=exploits[0].paying_lever if exploits else None,
-        deviations_tested=tested, t_family=t_family, detectable=detectable, notes=notes)
+        mechanism=mechanism,
+        billing=billing,
+        horizons=[r.horizon for r in results],
+        records=records,
+        market=market_rows,
+        exploited=bool(exploits),
+        verdict=verdict,
+        ic_regret=regret,
+        exploits=exploits,
+        persistence=persistence,
+        paying_lever=exploits[0].paying_lever if exploits else None,
+        deviations_tested=tested,
+        t_family=t_family,
+        detectable=detectable,
+        notes=notes,
+    )
 
 
 def _weaker_learners(records: list[DeviationRecord], horizons: list[int]) -> list[str]:
@@ -168,10 +220,19 @@ def _weaker_learners(records: list[DeviationRecord], horizons: list[int]) -> lis
     for r in records:
         if r.kind != "learned" or r.lever != "all" or not r.deviator or r.horizon not in horizons:
             continue
-        scripted = [s for s in records if s.kind == "scripted" and s.lever == "all" and s.deviator
-                    and s.provider == r.provider and s.horizon == r.horizon]
+        scripted = [
+            s
+            for s in records
+            if s.kind == "scripted"
+            and s.lever == "all"
+            and s.deviator
+            and s.provider == r.provider
+            and s.horizon == r.horizon
+        ]
         best = max(scripted, key=lambda s: s.gain, default=None)
         if best is not None and r.gain < best.gain:
-            notes.append(f"{r.profile} stays weaker than {best.profile} at T={r.horizon} ({r.gain:+.4f} vs "
-                         f"{best.gain:+.4f} per round)")
+            notes.append(
+                f"{r.profile} stays weaker than {best.profile} at T={r.horizon} ({r.gain:+.4f} vs "
+                f"{best.gain:+.4f} per round)"
+            )
     return notes

@@ -20,5 +20,4 @@ for _module in pkgutil.iter_modules(__path__):
 
 DEFAULT_MECHANISMS = tuple(REGISTRY)
 
-__all__ = ["Mechanism", "MarketInfo", "NO_WINNER", "REGISTRY", "DEFAULT_MECHANISMS", "register", "make",
-           "parameters"]
+__all__ = ["Mechanism", "MarketInfo", "NO_WINNER", "REGISTRY", "DEFAULT_MECHANISMS", "register", "make", "parameters"]

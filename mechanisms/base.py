@@ -120,8 +120,9 @@ class Mechanism(ABC):
         return 0
 
     @abstractmethod
-    def allocate(self, bids: FloatArray, context: FloatArray, group: IntArray,
-                 noise: FloatArray) -> tuple[IntArray, FloatArray]:
+    def allocate(
+        self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
+    ) -> tuple[IntArray, FloatArray]:
         """Pick each market's winner of this round and its payment.
 
         Args:
@@ -142,8 +143,7 @@ class Mechanism(ABC):
     # E = 1; a mechanism may override them with the same rule on scalars for speed (tests/envs/test_batched.py holds
     # both paths to identical rounds).
 
-    def allocate_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]
-                     ) -> tuple[int, float]:
+    def allocate_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]) -> tuple[int, float]:
         """:meth:`allocate` for a single market (E = 1): ``(winner, payment)`` as Python numbers."""
         w, p = self.allocate(np.array([bids]), context[None], np.array([group]), np.array([noise]))
         return int(w[0]), float(p[0])
@@ -153,11 +153,28 @@ class Mechanism(ABC):
         state: FloatArray = self.public_state(context[None], np.array([group]))[0]
         return state
 
-    def update_one(self, winner: int, score: float, input_tokens: int, reported_tokens: int, payment: float,
-                   context: FloatArray, group: int) -> None:
+    def update_one(
+        self,
+        winner: int,
+        score: float,
+        input_tokens: int,
+        reported_tokens: int,
+        payment: float,
+        context: FloatArray,
+        group: int,
+    ) -> None:
         """:meth:`update` for a single market (E = 1)."""
-        self.update(Outcome(np.array([winner]), np.array([score]), np.array([input_tokens]),
-                            np.array([reported_tokens]), np.array([payment]), context[None], np.array([group])))
+        self.update(
+            Outcome(
+                np.array([winner]),
+                np.array([score]),
+                np.array([input_tokens]),
+                np.array([reported_tokens]),
+                np.array([payment]),
+                context[None],
+                np.array([group]),
+            )
+        )
 
     @property
     def public_state_dim(self) -> int:

@@ -124,8 +124,13 @@ class Myerson(Mechanism):
     name = "myerson"
     reference = "MECHANISMS.md §4"
 
-    def __init__(self, quality: QualityMode = "learned", prior_weight: float = 5.0,
-                 priors: CostPrior | Sequence[CostPrior] | None = None, support_cap: bool = True):
+    def __init__(
+        self,
+        quality: QualityMode = "learned",
+        prior_weight: float = 5.0,
+        priors: CostPrior | Sequence[CostPrior] | None = None,
+        support_cap: bool = True,
+    ):
         """
         Args:
             quality: ``learned`` (qhat from observed scores) or ``prior`` (advertised quality forever) - the values
@@ -177,8 +182,9 @@ class Myerson(Mechanism):
         r = np.stack([pr.inverse_virtual_cost(v[:, i]) for i, pr in enumerate(self.priors)], axis=1)
         return np.minimum(r, self.tops) if self.support_cap else r
 
-    def allocate(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
-                 ) -> tuple[IntArray, FloatArray]:
+    def allocate(
+        self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
+    ) -> tuple[IntArray, FloatArray]:
         self.n_rounds += 1
         idx = self.indices(bids, group)
         w = argmax_random_ties(idx, noise)
@@ -211,5 +217,7 @@ class Myerson(Mechanism):
 
     def diagnostics(self) -> dict[str, FloatArray]:
         served = self.n_rounds - self.n_unserved
-        return {"unserved_rate": self.n_unserved / max(1, self.n_rounds),
-                "mean_payment": self.payment_sum / np.maximum(1, served)}
+        return {
+            "unserved_rate": self.n_unserved / max(1, self.n_rounds),
+            "mean_payment": self.payment_sum / np.maximum(1, served),
+        }

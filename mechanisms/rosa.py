@@ -186,9 +186,17 @@ class Rosa(Mechanism):
     name = "rosa"
     reference = "MECHANISMS.md §5"
 
-    def __init__(self, mu: float = 0.1, cbar: float | None = None, allocation: str | Allocation = "linucb",
-                 alpha: float = 0.5, ridge: float = 1.0, prior_offset: bool = True,
-                 quality: QualityMode = "prior", prior_weight: float = 5.0):
+    def __init__(
+        self,
+        mu: float = 0.1,
+        cbar: float | None = None,
+        allocation: str | Allocation = "linucb",
+        alpha: float = 0.5,
+        ridge: float = 1.0,
+        prior_offset: bool = True,
+        quality: QualityMode = "prior",
+        prior_weight: float = 5.0,
+    ):
         """
         Args:
             mu: resampling probability per provider, in (0, 1). Outcomes differ from the plain allocation with
@@ -238,17 +246,18 @@ class Rosa(Mechanism):
         N = bids.shape[1]
         eligible = bids <= self.cbar
         self.resampled = (noise[:, :N] < self.mu) & eligible
-        x = np.where(self.resampled, self.cbar - (self.cbar - bids) * noise[:, N:2 * N] ** self._exponent, bids)
+        x = np.where(self.resampled, self.cbar - (self.cbar - bids) * noise[:, N : 2 * N] ** self._exponent, bids)
         x[~eligible] = np.inf
         self.last_asks = x
         return x
 
-    def allocate(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
-                 ) -> tuple[IntArray, FloatArray]:
+    def allocate(
+        self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
+    ) -> tuple[IntArray, FloatArray]:
         self.n_rounds += 1
         N = bids.shape[1]
         x = self.resample(bids, noise)
-        ties = noise[:, 2 * N:]
+        ties = noise[:, 2 * N :]
         w = self.allocation.choose(x, context, group, ties)
         # Diagnostic only: would the plain rule A(b) have picked someone else?
         plain = self.allocation.choose(np.where(bids <= self.cbar, bids, np.inf), context, group, ties)
@@ -278,7 +287,9 @@ class Rosa(Mechanism):
 
     def diagnostics(self) -> dict[str, FloatArray]:
         served = self.n_rounds - self.n_unserved
-        return {"unserved_rate": self.n_unserved / max(1, self.n_rounds),
-                "rebate_rate": self.n_rebates / np.maximum(1, served),
-                "resample_changed_rate": self.n_changed / max(1, self.n_rounds),
-                "mean_payment": self.payment_sum / np.maximum(1, served)}
+        return {
+            "unserved_rate": self.n_unserved / max(1, self.n_rounds),
+            "rebate_rate": self.n_rebates / np.maximum(1, served),
+            "resample_changed_rate": self.n_changed / max(1, self.n_rounds),
+            "mean_payment": self.payment_sum / np.maximum(1, served),
+        }

@@ -43,8 +43,9 @@ class ScoringAuction(Mechanism):
         """[E, N] quality-adjusted scores qhat - bid."""
         return self.quality.qhat(group) - bids
 
-    def allocate(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
-                 ) -> tuple[IntArray, FloatArray]:
+    def allocate(
+        self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
+    ) -> tuple[IntArray, FloatArray]:
         s = self.scores(bids, group)
         w = argmax_random_ties(s, noise)
         served = pick(s, w) >= 0.0
@@ -64,8 +65,7 @@ class ScoringAuction(Mechanism):
     def update(self, outcome: Outcome) -> None:
         self.quality.observe(outcome)
 
-    def allocate_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]
-                     ) -> tuple[int, float]:
+    def allocate_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]) -> tuple[int, float]:
         s = [q - b for q, b in zip(self.quality.qhat_one(group), bids)]
         w = argmax_random_ties_one(s, noise)
         self.n_rounds += 1
@@ -74,8 +74,16 @@ class ScoringAuction(Mechanism):
             return NO_WINNER, 0.0
         return w, self.payment_one(w, bids, s)
 
-    def update_one(self, winner: int, score: float, input_tokens: int, reported_tokens: int, payment: float,
-                   context: FloatArray, group: int) -> None:
+    def update_one(
+        self,
+        winner: int,
+        score: float,
+        input_tokens: int,
+        reported_tokens: int,
+        payment: float,
+        context: FloatArray,
+        group: int,
+    ) -> None:
         if winner != NO_WINNER:
             self.quality.observe_one(winner, group, score)
 

@@ -77,8 +77,14 @@ class SoftRochet(ScoringAuction):
     name = "soft_rochet"
     reference = "MECHANISMS.md §7"
 
-    def __init__(self, temperature: float | None = None, w0: float = 1.0, weights: Sequence[float] | None = None,
-                 quality: QualityMode = "learned", prior_weight: float = 5.0):
+    def __init__(
+        self,
+        temperature: float | None = None,
+        w0: float = 1.0,
+        weights: Sequence[float] | None = None,
+        quality: QualityMode = "learned",
+        prior_weight: float = 5.0,
+    ):
         """
         Args:
             temperature: t in money units (default 0.05 x value_scale); must be > 0.
@@ -94,8 +100,9 @@ class SoftRochet(ScoringAuction):
         self.temperature_param = temperature
         self.w0 = float(w0)
         self.weights_param = None if weights is None else np.asarray(weights, dtype=float)
-        if self.weights_param is not None and not (np.all(self.weights_param >= 0)
-                                                   and np.all(np.isfinite(self.weights_param))):
+        if self.weights_param is not None and not (
+            np.all(self.weights_param >= 0) and np.all(np.isfinite(self.weights_param))
+        ):
             raise ValueError(f"soft_rochet: weights must be finite and >= 0, got {weights!r}")
 
     def reset(self, info: MarketInfo, n_markets: int, rngs: list[np.random.Generator]) -> None:
@@ -145,8 +152,9 @@ class SoftRochet(ScoringAuction):
             rent[:, i] = self.t * np.logaddexp(0.0, d)  # softplus(d)
         return bids * x + rent
 
-    def allocate(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
-                 ) -> tuple[IntArray, FloatArray]:
+    def allocate(
+        self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
+    ) -> tuple[IntArray, FloatArray]:
         self.n_rounds += 1
         lg = self.logits(bids, group)
         weights = np.exp(lg - row_max(lg)[:, None])
@@ -166,6 +174,8 @@ class SoftRochet(ScoringAuction):
 
     def diagnostics(self) -> dict[str, FloatArray]:
         served = self.n_rounds - self.n_unserved
-        return {"unserved_rate": self.n_unserved / max(1, self.n_rounds),
-                "mean_payment": self.payment_sum / np.maximum(1, served),
-                "non_argmax_rate": self.n_soft / np.maximum(1, served)}
+        return {
+            "unserved_rate": self.n_unserved / max(1, self.n_rounds),
+            "mean_payment": self.payment_sum / np.maximum(1, served),
+            "non_argmax_rate": self.n_soft / np.maximum(1, served),
+        }

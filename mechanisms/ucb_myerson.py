@@ -55,9 +55,16 @@ class UCBMyerson(Mechanism):
     name = "ucb_myerson"
     reference = "MECHANISMS.md §3"
 
-    def __init__(self, reserve: float | None = None, exploration: float = 0.5, bins: int = 20,
-                 prior_weight: float = 2.0, ironed: bool = False, payment: PaymentRule = "second_lowest",
-                 value: ValueSignal = "net"):
+    def __init__(
+        self,
+        reserve: float | None = None,
+        exploration: float = 0.5,
+        bins: int = 20,
+        prior_weight: float = 2.0,
+        ironed: bool = False,
+        payment: PaymentRule = "second_lowest",
+        value: ValueSignal = "net",
+    ):
         """
         Args:
             reserve: r, the user's price cap in money units (default: the best advertised expected value,
@@ -95,8 +102,10 @@ class UCBMyerson(Mechanism):
         best_advertised = info.value_scale * float(info.prior_quality.mean(axis=1).max())
         self.reserve = float(self.reserve_param if self.reserve_param is not None else best_advertised)
         if not self.reserve > 0:  # the default is 0 when every provider advertises quality 0
-            raise ValueError(f"ucb_myerson: the default reserve (value_scale x best advertised quality) is "
-                             f"{self.reserve!r}; pass a reserve > 0")
+            raise ValueError(
+                f"ucb_myerson: the default reserve (value_scale x best advertised quality) is "
+                f"{self.reserve!r}; pass a reserve > 0"
+            )
         self.width = self.reserve / self.bins
         self.edges = self.width * np.arange(1, self.bins + 1)  # right edge of every bin
         self.hist = np.zeros((E, N, self.bins))
@@ -135,8 +144,9 @@ class UCBMyerson(Mechanism):
         if self.ironed:
             # phi rises inside a bin (slope 2) and can only drop at an edge: lift it to the largest left limit
             # phi(e^-) over the edges below the bid.
-            left = self.edges + ((self._prior_density * self.edges + cum)
-                                 / (self._prior_density + self.hist / self.width))
+            left = self.edges + (
+                (self._prior_density * self.edges + cum) / (self._prior_density + self.hist / self.width)
+            )
             envelope = np.maximum.accumulate(left, axis=2)  # [E, N, bins]: envelope up to each bin's right edge
             lifted = envelope.reshape(-1).take(self._cells + np.maximum(k - 1, 0))
             phi = np.where(k > 0, np.maximum(phi, lifted), phi)
@@ -149,8 +159,9 @@ class UCBMyerson(Mechanism):
         bonus = self.exploration * self.info.value_scale * np.sqrt(np.log(max(self.t if t is None else t, 1)) / n)
         return np.where(self.wins == 0, np.inf, self.value_sum / n + bonus)
 
-    def allocate(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
-                 ) -> tuple[IntArray, FloatArray]:
+    def allocate(
+        self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
+    ) -> tuple[IntArray, FloatArray]:
         self.t += 1
         ucb = self._ucb_next if self._ucb_next is not None else self.ucb()
         self._ucb_next = None
@@ -164,11 +175,15 @@ class UCBMyerson(Mechanism):
         self.n_skipped += ~served
         untried = eligible & (self.wins == 0)
         # Untried providers first, cheapest ask first; otherwise the best index.
-        w = np.where(row_any(untried), argmax_random_ties(np.where(untried, -bids, -np.inf), noise),
-                     argmax_random_ties(np.where(eligible, index, -np.inf), noise))
+        w = np.where(
+            row_any(untried),
+            argmax_random_ties(np.where(untried, -bids, -np.inf), noise),
+            argmax_random_ties(np.where(eligible, index, -np.inf), noise),
+        )
         if self.payment_rule == "second_lowest":
-            second = -best_other(-bids, argmax_random_ties(-bids, np.zeros_like(bids))) if bids.shape[1] > 1 \
-                else bids[:, 0]
+            second = (
+                -best_other(-bids, argmax_random_ties(-bids, np.zeros_like(bids))) if bids.shape[1] > 1 else bids[:, 0]
+            )
             payment = np.minimum(self.reserve, second)
         else:
             own = pick(bids, w)[:, None]

@@ -24,8 +24,10 @@ def custom_scalar_layout(agents: list[str]) -> dict[str, dict[str, list]]:
     return {
         "providers": {m: ["Multiline", [rf"{a}/{m}$" for a in agents]] for m in PROVIDER_METRICS},
         "market": {m: ["Multiline", [rf"market/{m}$"]] for m in MARKET_METRICS},
-        "evaluation": {"manipulation gain": ["Multiline", [r"eval/manipulation_gain", r"eval/gain_ci_.*"]],
-                       "profit vs honest": ["Multiline", [r"eval/profit", r"eval/honest_profit"]]},
+        "evaluation": {
+            "manipulation gain": ["Multiline", [r"eval/manipulation_gain", r"eval/gain_ci_.*"]],
+            "profit vs honest": ["Multiline", [r"eval/profit", r"eval/honest_profit"]],
+        },
         "mechanism": {"diagnostics": ["Multiline", [r"mechanism/.*"]]},
     }
 
@@ -46,16 +48,25 @@ class MarketLogger(BaseCallback):
         return cast(MarketVecEnv, self.training_env)
 
     def _on_training_start(self) -> None:
-        self.bar = tqdm(total=self.total, initial=self.model.num_timesteps, desc=self.label, unit="step",
-                        disable=not self.progress, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=self.total,
+            initial=self.model.num_timesteps,
+            desc=self.label,
+            unit="step",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
         self.start_steps, self.start_time = self.model.num_timesteps, time.perf_counter()
         env = self.market_env
         self._seen_episodes = env.episodes_done
         for fmt in self.logger.output_formats:
             if isinstance(fmt, TensorBoardOutputFormat):
                 fmt.writer.add_custom_scalars(custom_scalar_layout(env.agents))
-        self.logger.record("hparams", HParam(self.hparams, {"rollout/ep_rew_mean": 0.0, "eval/manipulation_gain": 0.0}),
-                           exclude=("stdout", "log", "json", "csv"))
+        self.logger.record(
+            "hparams",
+            HParam(self.hparams, {"rollout/ep_rew_mean": 0.0, "eval/manipulation_gain": 0.0}),
+            exclude=("stdout", "log", "json", "csv"),
+        )
 
     def _on_step(self) -> bool:
         env = self.market_env

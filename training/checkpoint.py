@@ -44,8 +44,11 @@ def checkpoints(directory: Path, stage: str) -> list[tuple[int, Path]]:
     """The stage's checkpoints, newest first."""
     if not directory.is_dir():
         return []
-    found = [(int(m["steps"]), p) for p in directory.iterdir()
-             if p.is_dir() and (m := _NAME.match(p.name)) and m["stage"] == stage]
+    found = [
+        (int(m["steps"]), p)
+        for p in directory.iterdir()
+        if p.is_dir() and (m := _NAME.match(p.name)) and m["stage"] == stage
+    ]
     return sorted(found, reverse=True)
 
 
@@ -68,16 +71,21 @@ def save_checkpoint(model: BaseAlgorithm, env: MarketVecEnv, directory: Path, st
         meta["rng.numpy"] = [int(pos), int(has_gauss), float(cached)]
         version, internal, gauss = random.getstate()
         meta["rng.python"] = [version, list(internal), gauss]
-        meta["sb3"] = {"num_timesteps": model.num_timesteps, "n_updates": model._n_updates,
-                       "ep_info_buffer": list(model.ep_info_buffer or []),
-                       "ep_success_buffer": list(model.ep_success_buffer or [])}
+        meta["sb3"] = {
+            "num_timesteps": model.num_timesteps,
+            "n_updates": model._n_updates,
+            "ep_info_buffer": list(model.ep_info_buffer or []),
+            "ep_success_buffer": list(model.ep_success_buffer or []),
+        }
         # The last update's losses, recorded but dumped only with the next rollout's row of the history.
         logger = model.logger
         pending = {k: v for k, v in logger.name_to_value.items() if isinstance(v, (int, float, np.number))}
-        meta["logger"] = {"values": {k: v.item() if isinstance(v, np.number) else v for k, v in pending.items()},
-                          "dtypes": {k: type(v).__name__ for k, v in pending.items()},
-                          "counts": {k: int(logger.name_to_count.get(k, 0)) for k in pending},
-                          "excluded": {k: list(logger.name_to_excluded.get(k, ())) for k in pending}}
+        meta["logger"] = {
+            "values": {k: v.item() if isinstance(v, np.number) else v for k, v in pending.items()},
+            "dtypes": {k: type(v).__name__ for k, v in pending.items()},
+            "counts": {k: int(logger.name_to_count.get(k, 0)) for k in pending},
+            "excluded": {k: list(logger.name_to_excluded.get(k, ())) for k in pending},
+        }
         with open(tmp / "state.npz", "wb") as fh:
             np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle's bool
         (tmp / "state.json").write_text(json.dumps(meta), encoding="utf-8")
@@ -140,7 +148,11 @@ def restore_pending_log(model: BaseAlgorithm) -> None:
     pending = getattr(model, "_pending_log", None)
     if pending:
         logger = model.logger
-        logger.name_to_value.update({k: getattr(np, pending["dtypes"][k])(v) if hasattr(np, pending["dtypes"][k])
-                                     else v for k, v in pending["values"].items()})
+        logger.name_to_value.update(
+            {
+                k: getattr(np, pending["dtypes"][k])(v) if hasattr(np, pending["dtypes"][k]) else v
+                for k, v in pending["values"].items()
+            }
+        )
         logger.name_to_count.update(pending["counts"])
         logger.name_to_excluded.update({k: tuple(v) for k, v in pending["excluded"].items()})

@@ -116,8 +116,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "train config")
-        for name in ("timesteps", "n_envs", "rounds", "eval_episodes", "n_steps", "batch_size", "n_epochs",
-                     "torch_threads"):
+        for name in (
+            "timesteps",
+            "n_envs",
+            "rounds",
+            "eval_episodes",
+            "n_steps",
+            "batch_size",
+            "n_epochs",
+            "torch_threads",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train config: field {name!r} must be >= 1, got {getattr(self, name)}")
         for name in ("checkpoint_every", "eval_every", "seed", "selection_seed"):
@@ -133,8 +141,9 @@ class TrainConfig:
             raise ConfigError(f"train config: field 'net_arch': expected hidden layer sizes >= 1, got {self.net_arch}")
         bad = [lever for lever in self.levers if lever not in LEVERS]
         if bad or not self.levers:
-            raise ConfigError(f"train config: field 'levers': expected a non-empty subset of {list(LEVERS)}, got "
-                              f"{self.levers}")
+            raise ConfigError(
+                f"train config: field 'levers': expected a non-empty subset of {list(LEVERS)}, got {self.levers}"
+            )
         if self.target is not None and not self.eval_every:
             raise ConfigError("train config: field 'target' needs eval_every > 0 (the gain is measured then)")
         if self.algo == "qlearning" and self.mode != "simultaneous":

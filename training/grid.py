@@ -24,9 +24,9 @@ from envs.files import atomic_write
 from evaluation.config import LIST_PRICE, EvalConfig, EvalSpec, Setting
 from evaluation.parallel import make_backend
 from evaluation.rollout import play
-from evaluation.runner import process_pool
 from training.config import TrainConfig
 from training.trainer import read_run_config, train
+
 
 def _train_job(job: tuple[dict, bool, bool]) -> str:
     fields, resume, progress = job
@@ -40,9 +40,11 @@ def _started(run_dir: Path, fields: dict[str, Any]) -> bool:
     saved, wanted = to_dict(read_run_config(run_dir)), to_dict(TrainConfig(**fields))
     differ = sorted(k for k in wanted if k != "run_dir" and saved[k] != wanted[k])
     if differ:
-        raise ConfigError(f"{run_dir / 'config.yaml'}: this learner was trained with other settings "
-                          f"({', '.join(f'{k}: {saved[k]!r}, now {wanted[k]!r}' for k in differ)}); delete the run "
-                          f"dir or evaluate into another --out")
+        raise ConfigError(
+            f"{run_dir / 'config.yaml'}: this learner was trained with other settings "
+            f"({', '.join(f'{k}: {saved[k]!r}, now {wanted[k]!r}' for k in differ)}); delete the run "
+            f"dir or evaluate into another --out"
+        )
     return True
 
 
@@ -64,8 +66,9 @@ def train_horizon(cfg: EvalConfig, mechanism: str, billing: str) -> int:
 
 def learner_runs(cfg: EvalConfig) -> list[tuple[tuple[str, str], dict[str, Any]]]:
     """Every learner's (mechanism, billing) and TrainConfig fields: one per (mechanism, billing, provider, seed)."""
-    spec = EvalSpec(scenario=cfg.scenario, mechanisms=cfg.mechanisms, overrides=cfg.overrides,
-                    billings=list(cfg.billings))
+    spec = EvalSpec(
+        scenario=cfg.scenario, mechanisms=cfg.mechanisms, overrides=cfg.overrides, billings=list(cfg.billings)
+    )
     jobs = []
     for mechanism, billing in dict.fromkeys(s.market_key for s in spec.settings()):
         horizon = train_horizon(cfg, mechanism, billing)
@@ -78,18 +81,34 @@ def learner_runs(cfg: EvalConfig) -> list[tuple[tuple[str, str], dict[str, Any]]
         for provider in learners:
             for k in range(cfg.train_seeds):
                 run_dir = Path(cfg.out) / "runs" / f"{mechanism}-{billing}" / f"{provider}-s{k}"
-                jobs.append(((mechanism, billing), {
-                    "scenario": cfg.scenario, "mechanism": mechanism, "overrides": overrides, "learners": [provider],
-                    "opponents": "truthful", "timesteps": cfg.train_timesteps, "target": "best_scripted",
-                    "eval_every": cfg.train_chunk, "eval_episodes": cfg.selection_episodes,
-                    "seed": 100 * cfg.seed + k, "selection_seed": 500_000 + 10_000_000 * cfg.seed,
-                    "n_envs": n_envs, "batch_size": batch, "checkpoint_every": cfg.train_chunk,
-                    "run_dir": str(run_dir)}))
+                jobs.append(
+                    (
+                        (mechanism, billing),
+                        {
+                            "scenario": cfg.scenario,
+                            "mechanism": mechanism,
+                            "overrides": overrides,
+                            "learners": [provider],
+                            "opponents": "truthful",
+                            "timesteps": cfg.train_timesteps,
+                            "target": "best_scripted",
+                            "eval_every": cfg.train_chunk,
+                            "eval_episodes": cfg.selection_episodes,
+                            "seed": 100 * cfg.seed + k,
+                            "selection_seed": 500_000 + 10_000_000 * cfg.seed,
+                            "n_envs": n_envs,
+                            "batch_size": batch,
+                            "checkpoint_every": cfg.train_chunk,
+                            "run_dir": str(run_dir),
+                        },
+                    )
+                )
     return jobs
 
 
-def train_learners(cfg: EvalConfig, progress: bool = True
-                   ) -> tuple[dict[tuple[str, str], list[str]], list[dict[str, Any]]]:
+def train_learners(
+    cfg: EvalConfig, progress: bool = True
+) -> tuple[dict[tuple[str, str], list[str]], list[dict[str, Any]]]:
     """Train (or reuse) every learner seed, then pick per (mechanism, billing, provider) the seed with the largest
     gain on the selection seeds. Returns the chosen run dirs by (mechanism, billing) and every seed's record."""
     plan = learner_runs(cfg)
@@ -112,8 +131,9 @@ def train_learners(cfg: EvalConfig, progress: bool = True
         for run_dir in run_dirs:
             summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
             for provider, s in summary.items():
-                seeds.setdefault(provider, []).append({"mechanism": mechanism, "billing": billing,
-                                                       "provider": provider, "run_dir": str(run_dir), **s})
+                seeds.setdefault(provider, []).append(
+                    {"mechanism": mechanism, "billing": billing, "provider": provider, "run_dir": str(run_dir), **s}
+                )
         for group in seeds.values():
             best = max(group, key=lambda r: r["manipulation_gain"])
             for r in group:

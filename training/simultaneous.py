@@ -61,8 +61,9 @@ class _Slots(VecEnv):
     """The spaces and slot count a PPO model is built for; never reset or stepped (the lockstep loop feeds the
     model's rollout buffer itself)."""
 
-    def __init__(self, n: int, observation_space: gymnasium.spaces.Space[Any],
-                 action_space: gymnasium.spaces.Space[Any]) -> None:
+    def __init__(
+        self, n: int, observation_space: gymnasium.spaces.Space[Any], action_space: gymnasium.spaces.Space[Any]
+    ) -> None:
         super().__init__(n, observation_space, action_space)
 
     def reset(self) -> VecEnvObs:
@@ -83,16 +84,22 @@ class _Slots(VecEnv):
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         pass
 
-    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
-                   **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+    ) -> list[Any]:
         return [None] * self.num_envs
 
     def env_is_wrapped(self, wrapper_class: type[gymnasium.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return [False] * self.num_envs
 
 
-def simultaneous_ppo(cfg: TrainConfig, learners: list[str] | None = None, fixed: dict[str, Policy] | None = None,
-                     log_dir: str | Path | None = None, progress: bool = True) -> dict[str, PPO]:
+def simultaneous_ppo(
+    cfg: TrainConfig,
+    learners: list[str] | None = None,
+    fixed: dict[str, Policy] | None = None,
+    log_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, PPO]:
     """Train one PPO model per learner, all at the same time in the same ``cfg.n_envs`` markets.
 
     Every market round, each learner's model acts (stochastically, as in SB3's rollouts) on its own observations,
@@ -123,15 +130,23 @@ def simultaneous_ppo(cfg: TrainConfig, learners: list[str] | None = None, fixed:
     learners = list(learners) if learners else [a for a in agents if a not in fixed]
     unknown = [a for a in [*learners, *fixed] if a not in agents]
     if unknown or set(learners) & set(fixed) or set(learners) | set(fixed) != set(agents):
-        raise ConfigError(f"simultaneous: every provider needs exactly one source of actions; learners {learners}, "
-                          f"fixed {sorted(fixed)}, market {agents}")
+        raise ConfigError(
+            f"simultaneous: every provider needs exactly one source of actions; learners {learners}, "
+            f"fixed {sorted(fixed)}, market {agents}"
+        )
     index = {a: i for i, a in enumerate(agents)}
     obs_space, act_space = market.observation_space(agents[0]), market.action_space(agents[0])
     kwargs = {k: v for k, v in algo_kwargs(cfg).items() if k != "seed"}
     models: dict[str, PPO] = {}
     for k, a in enumerate(learners):
-        model = PPO("MlpPolicy", _Slots(n_envs, obs_space, act_space), policy_kwargs=policy_kwargs(cfg),
-                    device="cpu", seed=seed + 1000 * k, **kwargs)
+        model = PPO(
+            "MlpPolicy",
+            _Slots(n_envs, obs_space, act_space),
+            policy_kwargs=policy_kwargs(cfg),
+            device="cpu",
+            seed=seed + 1000 * k,
+            **kwargs,
+        )
         if log_dir is not None:
             model.set_logger(configure(str(Path(log_dir) / a), ["tensorboard", "csv"]))
         else:
@@ -151,8 +166,13 @@ def simultaneous_ppo(cfg: TrainConfig, learners: list[str] | None = None, fixed:
     obs = market.reset().copy()
     starts = np.ones(n_envs, dtype=bool)
     rounds = -(-timesteps // n_envs)  # market rounds, so every learner gets >= timesteps transitions
-    bar = tqdm(total=rounds * n_envs, desc=f"simultaneous ppo {mechanism}", unit="step", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=rounds * n_envs,
+        desc=f"simultaneous ppo {mechanism}",
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     done_rounds = 0
     episode_metrics: dict[str, float] = {}
     while done_rounds < rounds:
@@ -182,8 +202,7 @@ def simultaneous_ppo(cfg: TrainConfig, learners: list[str] | None = None, fixed:
                         terminal = model.policy.predict_values(obs_as_tensor(new_obs[:, rows[a]], model.device))
                     rewards[:, rows[a]] += model.gamma * terminal.cpu().numpy().reshape(-1)
                     assert model.ep_info_buffer is not None  # set up with the model above
-                    model.ep_info_buffer.extend({"r": float(r), "l": stats.rounds}
-                                                for r in returns[:, rows[a]])
+                    model.ep_info_buffer.extend({"r": float(r), "l": stats.rounds} for r in returns[:, rows[a]])
                     model._episode_num += n_envs
                 new_obs = market.reset().copy()
                 stats.reset()
@@ -211,8 +230,16 @@ def simultaneous_ppo(cfg: TrainConfig, learners: list[str] | None = None, fixed:
 def train_simultaneous(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
     """Run ``--mode simultaneous`` (see the module docstring) and write the run dir; returns a
     :class:`training.trainer.TrainResult`."""
-    from training.trainer import (TrainResult, _write_run_files, check_run_dir, gain_against_honest, make_market,
-                                  opponent_policies, policy_kwargs, resolve_learners)
+    from training.trainer import (
+        TrainResult,
+        _write_run_files,
+        check_run_dir,
+        gain_against_honest,
+        make_market,
+        opponent_policies,
+        policy_kwargs,
+        resolve_learners,
+    )
 
     if resume:
         raise ConfigError("--resume: simultaneous runs are not checkpointed; start a new run dir")
@@ -230,18 +257,35 @@ def train_simultaneous(cfg: TrainConfig, resume: bool = False, progress: bool = 
     fixed = opponent_policies(cfg.opponents, market, fixed_agents, cfg.seed) if fixed_agents else {}
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_run_files(cfg, run_dir, market, learners)
-    extra: dict[str, Any] = {"overrides": cfg.overrides, "learners": learners, "opponents": cfg.opponents,
-                             "non_learners": fixed_agents, "timesteps": cfg.timesteps, "seed": cfg.seed}
+    extra: dict[str, Any] = {
+        "overrides": cfg.overrides,
+        "learners": learners,
+        "opponents": cfg.opponents,
+        "non_learners": fixed_agents,
+        "timesteps": cfg.timesteps,
+        "seed": cfg.seed,
+    }
     if cfg.algo == "qlearning":
         qcfg = QConfig(**cfg.algo_kwargs)  # checked with the config (training.config.check_algo_kwargs)
-        result = run_sessions(cfg.scenario, cfg.mechanism, cfg.n_envs, cfg.timesteps, qcfg, seed=cfg.seed,
-                              window=min(1000, cfg.timesteps), overrides=cfg.overrides, progress=progress)
+        result = run_sessions(
+            cfg.scenario,
+            cfg.mechanism,
+            cfg.n_envs,
+            cfg.timesteps,
+            qcfg,
+            seed=cfg.seed,
+            window=min(1000, cfg.timesteps),
+            overrides=cfg.overrides,
+            progress=progress,
+        )
         files = save_tables(run_dir, result)
-        policies: dict[str, Policy] = {a: QLearningPolicy(market.layout, config=qcfg, learning=False,
-                                                          tables=result.tables[:, i])
-                                       for i, a in enumerate(agents)}
-        extra.update({"policy_kwargs": {}, "qlearning": config_record(qcfg),
-                      "converged_share": float(result.converged.mean())})
+        policies: dict[str, Policy] = {
+            a: QLearningPolicy(market.layout, config=qcfg, learning=False, tables=result.tables[:, i])
+            for i, a in enumerate(agents)
+        }
+        extra.update(
+            {"policy_kwargs": {}, "qlearning": config_record(qcfg), "converged_share": float(result.converged.mean())}
+        )
     elif cfg.algo == "ppo":
         models = simultaneous_ppo(cfg, learners, fixed, run_dir / "tb", progress)
         (run_dir / "policies").mkdir(exist_ok=True)
@@ -277,13 +321,25 @@ def joint_against_truthful(cfg: TrainConfig, policies: dict[str, Policy]) -> dic
     joint = np.array([sum(r[f"{a}/profit"] for a in agents) for r in learned])
     base = np.array([sum(r[f"{a}/profit"] for a in agents) for r in truthful])
     gain, half = mean_ci(joint - base)
-    return {"profit": float(joint.mean()), "honest_profit": float(base.mean()), "manipulation_gain": gain,
-            "gain_ci_low": gain - half, "gain_ci_high": gain + half}
+    return {
+        "profit": float(joint.mean()),
+        "honest_profit": float(base.mean()),
+        "manipulation_gain": gain,
+        "gain_ci_low": gain - half,
+        "gain_ci_high": gain + half,
+    }
 
 
-def collusion_delta(scenario: str, mechanism: str, overrides: dict[str, Any] | None = None,
-                    timesteps: int = 100_000, seeds: list[int] | None = None, seed: int = 0, progress: bool = False,
-                    **train_fields: Any) -> PolicyCollusion:
+def collusion_delta(
+    scenario: str,
+    mechanism: str,
+    overrides: dict[str, Any] | None = None,
+    timesteps: int = 100_000,
+    seeds: list[int] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    **train_fields: Any,
+) -> PolicyCollusion:
     """The collusion column of the robustness report: train simultaneous PPO learners (every provider, lockstep; PPO
     settings from :class:`training.config.TrainConfig`, overridden by ``train_fields``) in ``scenario`` under
     ``mechanism`` and measure their collusion index on ``seeds`` (:func:`evaluation.collusion.policy_collusion`:
@@ -291,12 +347,19 @@ def collusion_delta(scenario: str, mechanism: str, overrides: dict[str, Any] | N
     Returns a :class:`evaluation.collusion.PolicyCollusion`."""
     from evaluation.collusion import policy_collusion
 
-    cfg = TrainConfig(scenario=scenario, mechanism=mechanism, overrides=dict(overrides or {}), mode="simultaneous",
-                      learners=["all"], timesteps=timesteps, seed=seed, **train_fields)
+    cfg = TrainConfig(
+        scenario=scenario,
+        mechanism=mechanism,
+        overrides=dict(overrides or {}),
+        mode="simultaneous",
+        learners=["all"],
+        timesteps=timesteps,
+        seed=seed,
+        **train_fields,
+    )
     models = simultaneous_ppo(cfg, progress=progress)
     policies = {a: LearnedPolicy(m, name="simultaneous") for a, m in models.items()}
-    return policy_collusion(scenario, mechanism, policies, seeds or [1000 + 1000 * k for k in range(10)],
-                            overrides)
+    return policy_collusion(scenario, mechanism, policies, seeds or [1000 + 1000 * k for k in range(10)], overrides)
 
 
 def _collusion_job(job: tuple[str, str, dict[str, Any], int, list[int] | None, int]) -> PolicyCollusion:
@@ -304,11 +367,19 @@ def _collusion_job(job: tuple[str, str, dict[str, Any], int, list[int] | None, i
     return collusion_delta(scenario, mechanism, overrides, timesteps, seeds, seed)
 
 
-def collusion_column(scenario: str, mechanisms: list[str], overrides: dict[str, Any] | None = None,
-                     timesteps: int = 100_000, seeds: list[int] | None = None, seed: int = 0,
-                     backend: Backend | None = None, progress: bool = False) -> dict[str, Any]:
+def collusion_column(
+    scenario: str,
+    mechanisms: list[str],
+    overrides: dict[str, Any] | None = None,
+    timesteps: int = 100_000,
+    seeds: list[int] | None = None,
+    seed: int = 0,
+    backend: Backend | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """:func:`collusion_delta` for every mechanism, one job each on ``backend`` (:mod:`evaluation.parallel`; default:
     in this process): mechanism -> :class:`evaluation.collusion.PolicyCollusion`."""
     jobs = [(scenario, m, dict(overrides or {}), timesteps, seeds, seed) for m in mechanisms]
-    return dict(zip(mechanisms, (backend or ProcessBackend()).map(_collusion_job, jobs, desc="collusion",
-                                                                  progress=progress)))
+    return dict(
+        zip(mechanisms, (backend or ProcessBackend()).map(_collusion_job, jobs, desc="collusion", progress=progress))
+    )

@@ -85,18 +85,32 @@ class SessionsResult:
         return self.grid[self.greedy]
 
 
-def session_market(scenario: str | dict, mechanism: str | Mechanism, seeds: Sequence[int], periods: int,
-                   overrides: dict[str, Any] | None = None) -> BatchedMarket:
+def session_market(
+    scenario: str | dict,
+    mechanism: str | Mechanism,
+    seeds: Sequence[int],
+    periods: int,
+    overrides: dict[str, Any] | None = None,
+) -> BatchedMarket:
     """One market per session, seeded by the sessions' seeds, whose single episode lasts all ``periods`` (the
     mechanism's state - quality estimates, bid histories - carries over the whole run, as in a repeated game)."""
-    return make_batched(scenario, mechanism, len(seeds), seeds=list(seeds), **{**(overrides or {}),
-                                                                               "horizon": int(periods)})
+    return make_batched(
+        scenario, mechanism, len(seeds), seeds=list(seeds), **{**(overrides or {}), "horizon": int(periods)}
+    )
 
 
-def run_sessions(scenario: str | dict, mechanism: str | Mechanism, n_sessions: int, periods: int,
-                 config: QConfig | None = None, seed: int = 0, window: int = 1000,
-                 overrides: dict[str, Any] | None = None, progress: bool = True, n_records: int = 200,
-                 ) -> SessionsResult:
+def run_sessions(
+    scenario: str | dict,
+    mechanism: str | Mechanism,
+    n_sessions: int,
+    periods: int,
+    config: QConfig | None = None,
+    seed: int = 0,
+    window: int = 1000,
+    overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+    n_records: int = 200,
+) -> SessionsResult:
     """Run ``n_sessions`` independent sessions of ``periods`` periods in which every provider is a Q-learner.
 
     Each period every learner picks an ask (eps_t-greedy on its table), the asks go through the market's action codec
@@ -135,8 +149,14 @@ def run_sessions(scenario: str | dict, mechanism: str | Mechanism, n_sessions: i
     chunk_pay, chunk_changed = np.zeros(E), np.zeros(E, dtype=bool)
     window_start = periods - window
     obs = market.reset()
-    bar = tqdm(total=periods, desc=f"q-learning {market.mechanism.name}", unit="period", disable=not progress,
-               dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(
+        total=periods,
+        desc=f"q-learning {market.mechanism.name}",
+        unit="period",
+        disable=not progress,
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
     start, cpu_start = time.perf_counter(), time.process_time()
     for t in range(periods):
         idx = learners.choose()
@@ -172,13 +192,30 @@ def run_sessions(scenario: str | dict, mechanism: str | Mechanism, n_sessions: i
     last_change[(final != previous).any(axis=1)] = periods
     stable_for = periods - last_change
     return SessionsResult(
-        scenario=market.config.name, mechanism=market.mechanism.name, agents=list(market.possible_agents),
-        config=config, grid=grid, periods=periods, window=window, seeds=seeds, greedy=final,
-        stable_for=stable_for, converged=stable_for >= window, profit=profit / window, payment=payment / window,
-        price=np.divide(payment, served, out=np.zeros(E), where=served > 0), user_utility=user / window,
-        unserved=1.0 - served / window, tables=learners.Q.copy(), history_t=np.array(hist_t),
-        history_payment=np.array(hist_pay), history_greedy=np.array(hist_greedy),
-        history_changing=np.array(hist_changing), seconds=seconds, cpu_seconds=cpu_seconds)
+        scenario=market.config.name,
+        mechanism=market.mechanism.name,
+        agents=list(market.possible_agents),
+        config=config,
+        grid=grid,
+        periods=periods,
+        window=window,
+        seeds=seeds,
+        greedy=final,
+        stable_for=stable_for,
+        converged=stable_for >= window,
+        profit=profit / window,
+        payment=payment / window,
+        price=np.divide(payment, served, out=np.zeros(E), where=served > 0),
+        user_utility=user / window,
+        unserved=1.0 - served / window,
+        tables=learners.Q.copy(),
+        history_t=np.array(hist_t),
+        history_payment=np.array(hist_pay),
+        history_greedy=np.array(hist_greedy),
+        history_changing=np.array(hist_changing),
+        seconds=seconds,
+        cpu_seconds=cpu_seconds,
+    )
 
 
 # ------------------------------------------------------------------------------------------- saved Q tables

@@ -81,8 +81,9 @@ class Stage:
     steps: int  # the model's total step count when the stage ends
 
 
-def stage_opponents(cfg: TrainConfig, learners: list[str], agents: list[str], configured: dict[str, Policy],
-                    current: dict[str, Policy]) -> dict[str, Policy]:
+def stage_opponents(
+    cfg: TrainConfig, learners: list[str], agents: list[str], configured: dict[str, Policy], current: dict[str, Policy]
+) -> dict[str, Policy]:
     """What everyone but ``learners`` plays while they train and in their honest baseline.
 
     ``best-response``: the configured opponents, always - a later learner never faces an earlier learner's learned
@@ -117,8 +118,13 @@ def policy_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def algo_kwargs(cfg: TrainConfig) -> dict[str, Any]:
-    common = {"learning_rate": cfg.learning_rate, "gamma": cfg.gamma, "batch_size": cfg.batch_size,
-              "seed": cfg.seed, "verbose": 0}
+    common = {
+        "learning_rate": cfg.learning_rate,
+        "gamma": cfg.gamma,
+        "batch_size": cfg.batch_size,
+        "seed": cfg.seed,
+        "verbose": 0,
+    }
     kwargs: dict[str, Any]
     if cfg.algo == "ppo":
         kwargs = {**common, "n_steps": cfg.n_steps, "n_epochs": cfg.n_epochs, "ent_coef": cfg.ent_coef}
@@ -128,14 +134,14 @@ def algo_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def new_model(cfg: TrainConfig, env: MarketVecEnv) -> BaseAlgorithm:
-    return ALGORITHMS[cfg.algo]("MlpPolicy", env, policy_kwargs=policy_kwargs(cfg), device="cpu",
-                                **algo_kwargs(cfg))
+    return ALGORITHMS[cfg.algo]("MlpPolicy", env, policy_kwargs=policy_kwargs(cfg), device="cpu", **algo_kwargs(cfg))
 
 
 def resume_model(cfg: TrainConfig, env: MarketVecEnv, file: Path, steps: int) -> BaseAlgorithm:
     """A model that continues from ``file`` (weights and optimizer state, read without unpickling) at ``steps``."""
-    model = load_weights(file, cfg.algo, env.observation_space, env.action_space, policy_kwargs(cfg), env=env,
-                         **algo_kwargs(cfg))
+    model = load_weights(
+        file, cfg.algo, env.observation_space, env.action_space, policy_kwargs(cfg), env=env, **algo_kwargs(cfg)
+    )
     model.num_timesteps = steps
     return model
 
@@ -145,8 +151,9 @@ def selection_seeds(cfg: TrainConfig, episodes: int) -> list[int]:
     return [cfg.selection_seed + e for e in range(episodes)]
 
 
-def gain_against_honest(cfg: TrainConfig, learner: str, policy: Policy, others: dict[str, Policy],
-                        episodes: int) -> dict[str, float]:
+def gain_against_honest(
+    cfg: TrainConfig, learner: str, policy: Policy, others: dict[str, Policy], episodes: int
+) -> dict[str, float]:
     """Mean profit per round of ``learner`` playing ``policy`` and playing truthful, paired on the selection seeds
     (one market per episode, all played at once)."""
     seeds = selection_seeds(cfg, episodes)
@@ -157,9 +164,13 @@ def gain_against_honest(cfg: TrainConfig, learner: str, policy: Policy, others: 
     key = f"{learner}/profit"
     gains = np.array([a[key] - b[key] for a, b in zip(learned, baseline)])
     gain, half = mean_ci(gains)
-    return {"profit": float(np.mean([e[key] for e in learned])),
-            "honest_profit": float(np.mean([e[key] for e in baseline])),
-            "manipulation_gain": gain, "gain_ci_low": gain - half, "gain_ci_high": gain + half}
+    return {
+        "profit": float(np.mean([e[key] for e in learned])),
+        "honest_profit": float(np.mean([e[key] for e in baseline])),
+        "manipulation_gain": gain,
+        "gain_ci_low": gain - half,
+        "gain_ci_high": gain + half,
+    }
 
 
 def best_scripted_gain(cfg: TrainConfig, learner: str, others: dict[str, Policy]) -> tuple[str, float]:
@@ -169,8 +180,9 @@ def best_scripted_gain(cfg: TrainConfig, learner: str, others: dict[str, Policy]
     best = ("truthful", 0.0)
     for name in DEVIATIONS:
         if set(scripted_levers(name)) <= set(cfg.levers):
-            gain = gain_against_honest(cfg, learner, make_strategy(name, market.layout), others,
-                                       cfg.eval_episodes)["manipulation_gain"]
+            gain = gain_against_honest(cfg, learner, make_strategy(name, market.layout), others, cfg.eval_episodes)[
+                "manipulation_gain"
+            ]
             if gain > best[1]:
                 best = (name, gain)
     return best
@@ -190,8 +202,11 @@ RESUMABLE_CHANGES = ("timesteps",)  # config.yaml fields a resumed run may chang
 def _write_run_files(cfg: TrainConfig, run_dir: Path, market: BatchedMarket, learners: list[str]) -> None:
     resolved = to_dict(cfg)
     resolved["resolved_scenario"] = to_dict(market.config)
-    resolved["seeds"] = {"numpy_torch": cfg.seed, "markets": [cfg.seed + k for k in range(cfg.n_envs)],
-                         "selection": selection_seeds(cfg, cfg.eval_episodes)}
+    resolved["seeds"] = {
+        "numpy_torch": cfg.seed,
+        "markets": [cfg.seed + k for k in range(cfg.n_envs)],
+        "selection": selection_seeds(cfg, cfg.eval_episodes),
+    }
     resolved["learners_resolved"] = learners
     atomic_write(run_dir / "config.yaml", dump_yaml(resolved))
 
@@ -215,8 +230,9 @@ def read_run_config(run_dir: Path) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(saved) - fields - set(RUN_EXTRAS), key=str)
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}; a run's config.yaml holds TrainConfig fields and "
-                          f"{list(RUN_EXTRAS)}")
+        raise ConfigError(
+            f"{path}: unknown key(s) {unknown}; a run's config.yaml holds TrainConfig fields and {list(RUN_EXTRAS)}"
+        )
     cfg = from_dict(TrainConfig, {k: v for k, v in saved.items() if k in fields}, str(path))
     check_overrides(cfg.scenario, cfg.mechanism, [Layer(cfg.overrides, f"{path}: field 'overrides'")])
     return cfg
@@ -227,17 +243,23 @@ def _check_unchanged(cfg: TrainConfig, started: dict[str, Any], run_dir: Path) -
     now = to_dict(cfg)
     if now["timesteps"] != started.get("timesteps", now["timesteps"]):
         if now["timesteps"] < started["timesteps"]:
-            raise ConfigError(f"{run_dir / 'config.yaml'}: timesteps {started['timesteps']} -> {now['timesteps']}; "
-                              f"a resumed run can go further, not back: start a new run dir")
+            raise ConfigError(
+                f"{run_dir / 'config.yaml'}: timesteps {started['timesteps']} -> {now['timesteps']}; "
+                f"a resumed run can go further, not back: start a new run dir"
+            )
         if cfg.mode == "independent" and cfg.rounds > 1:
-            raise ConfigError(f"{run_dir / 'config.yaml'}: timesteps changed in independent mode with {cfg.rounds} "
-                              f"rounds; every round's length would change: start a new run dir")
+            raise ConfigError(
+                f"{run_dir / 'config.yaml'}: timesteps changed in independent mode with {cfg.rounds} "
+                f"rounds; every round's length would change: start a new run dir"
+            )
     changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and k in started and now[k] != started[k])
     if changed:
-        raise ConfigError(f"{run_dir / 'config.yaml'}: field(s) {changed} changed since the run started "
-                          f"({', '.join(f'{k}: {started[k]!r} -> {now[k]!r}' for k in changed)}); a resumed run "
-                          f"continues the same training (only {list(RESUMABLE_CHANGES)} may change): restore them or "
-                          f"start a new run dir")
+        raise ConfigError(
+            f"{run_dir / 'config.yaml'}: field(s) {changed} changed since the run started "
+            f"({', '.join(f'{k}: {started[k]!r} -> {now[k]!r}' for k in changed)}); a resumed run "
+            f"continues the same training (only {list(RESUMABLE_CHANGES)} may change): restore them or "
+            f"start a new run dir"
+        )
 
 
 @dataclass
@@ -325,8 +347,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     for a in learners:  # policies finished by earlier stages (resume, later rounds of independent mode)
         file = run_dir / "policies" / f"{SHARED if cfg.mode == 'shared' else a}.zip"
         if file.is_file() and done_stages:
-            current[a] = learned_policy(cfg, load_weights(file, cfg.algo, market.observation_space(a),
-                                                          market.action_space(a), policy_kwargs(cfg)))
+            current[a] = learned_policy(
+                cfg,
+                load_weights(file, cfg.algo, market.observation_space(a), market.action_space(a), policy_kwargs(cfg)),
+            )
             saved_policies[a] = file.name
 
     hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in to_dict(cfg).items()}
@@ -338,10 +362,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         fixed = stage_opponents(cfg, stage.learners, agents, base_opponents, current)
         owner = SHARED if cfg.mode == "shared" else stage.learners[0]
 
-        def build(stage: Stage = stage, fixed: dict[str, Policy] = fixed, index: int = index,
-                  owner: str = owner) -> tuple[MarketVecEnv, BaseAlgorithm]:
-            env = MarketVecEnv(make_market(cfg, cfg.n_envs), stage.learners, fixed, seed=cfg.seed + 97 * index,
-                               levers=cfg.levers)
+        def build(
+            stage: Stage = stage, fixed: dict[str, Policy] = fixed, index: int = index, owner: str = owner
+        ) -> tuple[MarketVecEnv, BaseAlgorithm]:
+            env = MarketVecEnv(
+                make_market(cfg, cfg.n_envs), stage.learners, fixed, seed=cfg.seed + 97 * index, levers=cfg.levers
+            )
             previous = run_dir / "policies" / f"{owner}.zip"
             if owner in model_steps and previous.is_file():  # independent mode: keep improving the learner's model
                 return env, resume_model(cfg, env, previous, model_steps[owner])
@@ -354,8 +380,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         model.set_logger(run_logger(run_dir / "tb" / owner, resumed_at))
         restore_pending_log(model)
 
-        def evaluate(m: BaseAlgorithm, _learner: str = stage.learners[0],
-                     _fixed: dict[str, Policy] = fixed) -> dict[str, float]:
+        def evaluate(
+            m: BaseAlgorithm, _learner: str = stage.learners[0], _fixed: dict[str, Policy] = fixed
+        ) -> dict[str, float]:
             # In shared mode the others play the same (current) policy; otherwise the stage's fixed strategies.
             policy = learned_policy(cfg, m)
             others = dict(_fixed) if cfg.mode != "shared" else {a: policy for a in agents if a != _learner}
@@ -363,46 +390,80 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
 
         stop_at = None
         if cfg.target is not None and cfg.mode == "best-response":
-            name, stop_at = (best_scripted_gain(cfg, stage.learners[0], fixed) if cfg.target == "best_scripted"
-                             else ("given", float(cfg.target)))
+            name, stop_at = (
+                best_scripted_gain(cfg, stage.learners[0], fixed)
+                if cfg.target == "best_scripted"
+                else ("given", float(cfg.target))
+            )
             targets[stage.learners[0]] = {"target": name, "target_gain": stop_at}
         remaining = stage.steps - model.num_timesteps
-        callbacks = CallbackList([
-            MarketLogger(stage.steps, hparams, stage.name, progress),
-            GainEvaluator(cfg.eval_every, evaluate, stop_at),
-            Checkpointer(cfg.checkpoint_every, checkpoint_dir, stage.name,
-                         functools.partial(save_checkpoint, model, env, checkpoint_dir, stage.name)),
-        ])
+        callbacks = CallbackList(
+            [
+                MarketLogger(stage.steps, hparams, stage.name, progress),
+                GainEvaluator(cfg.eval_every, evaluate, stop_at),
+                Checkpointer(
+                    cfg.checkpoint_every,
+                    checkpoint_dir,
+                    stage.name,
+                    functools.partial(save_checkpoint, model, env, checkpoint_dir, stage.name),
+                ),
+            ]
+        )
         try:
             if remaining > 0:
                 model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=False)
         except KeyboardInterrupt:  # pragma: no cover - Ctrl-C at the terminal; test_faults kills runs with SIGKILL
             newest = checkpoints(checkpoint_dir, stage.name)
-            print(f"\ninterrupted; --resume --run-dir {run_dir} continues from "
-                  f"{f'the checkpoint at {newest[0][0]} steps' if newest else 'the start of this stage'}")
+            print(
+                f"\ninterrupted; --resume --run-dir {run_dir} continues from "
+                f"{f'the checkpoint at {newest[0][0]} steps' if newest else 'the start of this stage'}"
+            )
             raise
         atomic_write(run_dir / "policies" / f"{owner}.zip", model.save)
         for a in stage.learners:
             current[a] = learned_policy(cfg, model)
             saved_policies[a] = f"{owner}.zip"
         model_steps[owner] = model.num_timesteps
-        atomic_write(state_path, json.dumps({"completed_stages": index + 1,
-                                             "stages": [[s.name, s.steps] for s in stages],
-                                             "model_steps": model_steps, "targets": targets,
-                                             "config": to_dict(cfg)}))
-        manifest = make_manifest(market, cfg.mechanism, cfg.algo, cfg.mode, dict(saved_policies),
-                                 {"policy_kwargs": policy_kwargs(cfg), "overrides": cfg.overrides,
-                                  "learners": learners, "opponents": cfg.opponents,
-                                  "non_learners": non_learners, "timesteps": cfg.timesteps, "seed": cfg.seed,
-                                  "levers": cfg.levers})
+        atomic_write(
+            state_path,
+            json.dumps(
+                {
+                    "completed_stages": index + 1,
+                    "stages": [[s.name, s.steps] for s in stages],
+                    "model_steps": model_steps,
+                    "targets": targets,
+                    "config": to_dict(cfg),
+                }
+            ),
+        )
+        manifest = make_manifest(
+            market,
+            cfg.mechanism,
+            cfg.algo,
+            cfg.mode,
+            dict(saved_policies),
+            {
+                "policy_kwargs": policy_kwargs(cfg),
+                "overrides": cfg.overrides,
+                "learners": learners,
+                "opponents": cfg.opponents,
+                "non_learners": non_learners,
+                "timesteps": cfg.timesteps,
+                "seed": cfg.seed,
+                "levers": cfg.levers,
+            },
+        )
         atomic_write(run_dir / "manifest.json", json.dumps(manifest, indent=2))
         env.close()
 
     summary = {}
     for a in learners:
         others = stage_opponents(cfg, [a], agents, base_opponents, current)
-        summary[a] = {**gain_against_honest(cfg, a, current[a], others, cfg.eval_episodes),
-                      "steps": model_steps.get(SHARED if cfg.mode == "shared" else a, 0), **targets.get(a, {})}
+        summary[a] = {
+            **gain_against_honest(cfg, a, current[a], others, cfg.eval_episodes),
+            "steps": model_steps.get(SHARED if cfg.mode == "shared" else a, 0),
+            **targets.get(a, {}),
+        }
         if "target_gain" in summary[a]:
             summary[a]["matched"] = summary[a]["manipulation_gain"] >= summary[a]["target_gain"]
     atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2))
@@ -413,6 +474,8 @@ def format_summary(summary: dict[str, dict[str, float]]) -> str:
     """The end-of-run table: each learner's profit per round against its honest baseline."""
     lines = [f"{'learner':<14}{'profit':>10}{'honest':>10}{'gain':>10}  95% CI"]
     for a, s in summary.items():
-        lines.append(f"{a:<14}{s['profit']:>10.4f}{s['honest_profit']:>10.4f}{s['manipulation_gain']:>10.4f}"
-                     f"  [{s['gain_ci_low']:.4f}, {s['gain_ci_high']:.4f}]")
+        lines.append(
+            f"{a:<14}{s['profit']:>10.4f}{s['honest_profit']:>10.4f}{s['manipulation_gain']:>10.4f}"
+            f"  [{s['gain_ci_low']:.4f}, {s['gain_ci_high']:.4f}]"
+        )
     return "\n".join(lines)

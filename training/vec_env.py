@@ -41,16 +41,24 @@ class MarketVecEnv(VecEnv):
         levers: the action dimensions the learners control; the others are set to honest (0).
     """
 
-    def __init__(self, market: BatchedMarket, learners: Sequence[str], fixed: dict[str, Policy],
-                 seed: int | None = None, levers: Sequence[str] = LEVERS):
+    def __init__(
+        self,
+        market: BatchedMarket,
+        learners: Sequence[str],
+        fixed: dict[str, Policy],
+        seed: int | None = None,
+        levers: Sequence[str] = LEVERS,
+    ):
         agents = market.possible_agents
         unknown = [a for a in [*learners, *fixed] if a not in agents]
         if unknown:
             raise ValueError(f"unknown agent(s) {unknown}; the market has {agents}")
         uncovered = [a for a in agents if a not in learners and a not in fixed]
         if uncovered or set(learners) & set(fixed):
-            raise ValueError(f"every agent needs exactly one source of actions: learners {list(learners)}, "
-                             f"fixed {sorted(fixed)}, agents {agents}")
+            raise ValueError(
+                f"every agent needs exactly one source of actions: learners {list(learners)}, "
+                f"fixed {sorted(fixed)}, agents {agents}"
+            )
         self.market = market
         self.agents = agents
         self.learners = list(learners)
@@ -101,25 +109,34 @@ class MarketVecEnv(VecEnv):
         arrays, meta = self.market.state_dict()
         capture(self.stats, "vec.stats.", arrays, meta)
         arrays.update({"vec.obs": self._obs, "vec.joint": self._joint, "vec.returns": self._returns})
-        meta["vec"] = {"episode_metrics": self.episode_metrics, "episodes_done": self.episodes_done,
-                       "seeds": self._seeds, "fixed": {a: p.state_dict() for a, p in self.fixed.items()}}
+        meta["vec"] = {
+            "episode_metrics": self.episode_metrics,
+            "episodes_done": self.episodes_done,
+            "seeds": self._seeds,
+            "fixed": {a: p.state_dict() for a, p in self.fixed.items()},
+        }
         return arrays, meta
 
     def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Continue from a :meth:`state_dict` snapshot of a VecEnv built the same way."""
         self.market.load_state_dict(arrays, meta)
         restore(self.stats, arrays, meta, "vec.stats.")
-        self._obs, self._joint, self._returns = (np.array(arrays[k], copy=True)
-                                                 for k in ("vec.obs", "vec.joint", "vec.returns"))
+        self._obs, self._joint, self._returns = (
+            np.array(arrays[k], copy=True) for k in ("vec.obs", "vec.joint", "vec.returns")
+        )
         vec = meta["vec"]
-        self.episode_metrics, self.episodes_done, self._seeds = (vec["episode_metrics"], vec["episodes_done"],
-                                                                 vec["seeds"])
+        self.episode_metrics, self.episodes_done, self._seeds = (
+            vec["episode_metrics"],
+            vec["episodes_done"],
+            vec["seeds"],
+        )
         for a, state in vec["fixed"].items():
             self.fixed[a].load_state_dict(state)
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._joint[:, self._learner_rows] = (np.asarray(actions).reshape(self.n_markets, len(self.learners), -1)
-                                              * self._lever_mask)
+        self._joint[:, self._learner_rows] = (
+            np.asarray(actions).reshape(self.n_markets, len(self.learners), -1) * self._lever_mask
+        )
 
     def step_wait(self) -> VecEnvStepReturn:
         for i, policy in self._fixed_rows:  # one batched call per fixed agent over all markets
@@ -139,8 +156,11 @@ class MarketVecEnv(VecEnv):
             elapsed = round(time.time() - self._start, 6)
             returns = self._returns.reshape(-1)
             for slot in range(self.num_envs):
-                infos[slot] = {"terminal_observation": terminal[slot], "TimeLimit.truncated": True,
-                               "episode": {"r": float(returns[slot]), "l": self.stats.rounds, "t": elapsed}}
+                infos[slot] = {
+                    "terminal_observation": terminal[slot],
+                    "TimeLimit.truncated": True,
+                    "episode": {"r": float(returns[slot]), "l": self.stats.rounds, "t": elapsed},
+                }
             self._obs[:] = self.market.reset()
             self.stats.reset()
             self._returns[:] = 0.0
@@ -157,8 +177,9 @@ class MarketVecEnv(VecEnv):
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         setattr(self.market, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
-                   **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+    ) -> list[Any]:
         return [getattr(self.market, method_name)(*method_args, **method_kwargs)] * len(self._indices(indices))
 
     def env_is_wrapped(self, wrapper_class: type[gymnasium.Wrapper], indices: VecEnvIndices = None) -> list[bool]:

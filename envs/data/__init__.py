@@ -17,5 +17,10 @@ def embedded_cache_path(name: str) -> Path:
 
 
 __all__ = [
-    "CacheError", "ResponseCache", "load_cache", "write_cache", "load_llama_cascades", "embedded_cache_path",
+    "CacheError",
+    "ResponseCache",
+    "load_cache",
+    "write_cache",
+    "load_llama_cascades",
+    "embedded_cache_path",
 ]

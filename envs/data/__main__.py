@@ -65,17 +65,21 @@ def _convert_llama(args: argparse.Namespace) -> None:
 
 def _register_convert_llama(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "convert-llama", help="convert the llama-cascades pickles to a canonical cache",
+        "convert-llama",
+        help="convert the llama-cascades pickles to a canonical cache",
         description="Read the llama-cascades folder (real results of five Llama models on MMLU, MedMCQA, TriviaQA, "
-                    "TruthfulQA and any other benchmark in the same layout) and write it as a canonical cache "
-                    "directory (validated, then swapped in atomically).",
+        "TruthfulQA and any other benchmark in the same layout) and write it as a canonical cache "
+        "directory (validated, then swapped in atomically).",
     )
     p.add_argument("src", help="the llama-cascades folder (holding <bench>_llama_<split>.pkl)")
     p.add_argument("out", help="output cache directory (created if needed; new, empty or a cache directory)")
-    p.add_argument("--benchmarks", type=csv_list, default=None,
-                   help="comma-separated benchmarks, e.g. mmlu,triviaqa (default: all in SRC)")
-    p.add_argument("--splits", type=csv_list, default=list(SPLITS),
-                   help="comma-separated splits (default: test,train)")
+    p.add_argument(
+        "--benchmarks",
+        type=csv_list,
+        default=None,
+        help="comma-separated benchmarks, e.g. mmlu,triviaqa (default: all in SRC)",
+    )
+    p.add_argument("--splits", type=csv_list, default=list(SPLITS), help="comma-separated splits (default: test,train)")
     p.set_defaults(handler=_convert_llama)
 
 
@@ -90,14 +94,17 @@ def _register_validate(subparsers: argparse._SubParsersAction) -> None:
 
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _register_convert_llama, _register_validate, register_build,
+    _register_convert_llama,
+    _register_validate,
+    register_build,
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m envs.data`` parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m envs.data",
-                                     description="Build, convert and check response caches.")
+    parser = argparse.ArgumentParser(
+        prog="python -m envs.data", description="Build, convert and check response caches."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     for register in SUBCOMMANDS:
         register(subparsers)

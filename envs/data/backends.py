@@ -132,8 +132,12 @@ def _require_int(name: str, value: Any, low: int) -> None:
 
 
 def _require_seconds(name: str, value: Any, *, positive: bool) -> None:
-    ok = (isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-          and (float(value) > 0 if positive else float(value) >= 0))
+    ok = (
+        isinstance(value, Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (float(value) > 0 if positive else float(value) >= 0)
+    )
     if not ok:
         raise BackendError(f"{name} must be a finite number of seconds {'> 0' if positive else '>= 0'}, got {value!r}")
 
@@ -165,9 +169,19 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, model: Any, tokenizer: Any = None, *, model_id: str | None = None, batch_size: int = 8,
-                 max_new_tokens: int = 256, device: str | None = None, dtype: str = "auto",
-                 chat_template: str | None = None, chat_template_kwargs: dict | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        *,
+        model_id: str | None = None,
+        batch_size: int = 8,
+        max_new_tokens: int = 256,
+        device: str | None = None,
+        dtype: str = "auto",
+        chat_template: str | None = None,
+        chat_template_kwargs: dict | None = None,
+    ) -> None:
         _require_int("batch_size", batch_size, 1)
         _require_int("max_new_tokens", max_new_tokens, 1)
         self._source: str | None  # the model id or path to load from; None for a given model object
@@ -221,7 +235,8 @@ class TransformersBackend:
             major_minor = tuple(int(x) for x in transformers.__version__.split(".")[:2])
             key = "dtype" if major_minor >= (4, 56) else "torch_dtype"
             self._model = transformers.AutoModelForCausalLM.from_pretrained(
-                self._source, **{key: getattr(torch, dtype)})
+                self._source, **{key: getattr(torch, dtype)}
+            )
             self._model.to(device)
         self._model.eval()
         self._device = device
@@ -230,8 +245,10 @@ class TransformersBackend:
         if self.chat_template is not None:
             tok.chat_template = self.chat_template
         if not getattr(tok, "chat_template", None):
-            raise BackendError(f"{self.model_id}: the tokenizer has no chat template; pass chat_template "
-                               "(e.g. envs.data.backends.LLAMA3_CHAT_TEMPLATE for Llama-3.x)")
+            raise BackendError(
+                f"{self.model_id}: the tokenizer has no chat template; pass chat_template "
+                "(e.g. envs.data.backends.LLAMA3_CHAT_TEMPLATE for Llama-3.x)"
+            )
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         stop: set[int] = set()
@@ -253,15 +270,25 @@ class TransformersBackend:
     # ------------------------------------------------------------------------------------------- protocol
 
     def generation_key(self) -> dict:
-        return {"backend": self.name, "model_id": self.model_id, "decoding": "greedy",
-                "max_new_tokens": self.max_new_tokens, "chat_template_kwargs": self.chat_template_kwargs}
+        return {
+            "backend": self.name,
+            "model_id": self.model_id,
+            "decoding": "greedy",
+            "max_new_tokens": self.max_new_tokens,
+            "chat_template_kwargs": self.chat_template_kwargs,
+        }
 
     def describe(self) -> dict:
         device, dtype = self._resolve_device_dtype()
         return {
-            "backend": self.name, "model_id": self.model_id, "device": device, "dtype": dtype,
-            "decoding": "greedy (do_sample=False)", "max_new_tokens": self.max_new_tokens,
-            "batch_size": self.batch_size, "chat_template_kwargs": self.chat_template_kwargs,
+            "backend": self.name,
+            "model_id": self.model_id,
+            "device": device,
+            "dtype": dtype,
+            "decoding": "greedy (do_sample=False)",
+            "max_new_tokens": self.max_new_tokens,
+            "batch_size": self.batch_size,
+            "chat_template_kwargs": self.chat_template_kwargs,
             "chat_template": "explicit" if self.chat_template is not None else "the model's own",
             "versions": {d: _version(d) for d in ("transformers", "torch", "tokenizers")},
         }
@@ -284,8 +311,9 @@ class TransformersBackend:
         """The prompt text of ``messages`` under the chat template (generation prompt appended)."""
         if self._model is None or not hasattr(self, "_generation_config"):
             self._load()
-        return self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                                   **self.chat_template_kwargs)
+        return self._tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
+        )
 
     def generate(self, batch: Sequence[Messages]) -> Iterator[Completion]:
         if not batch:
@@ -298,14 +326,14 @@ class TransformersBackend:
         order = sorted(range(len(batch)), key=lambda i: -lengths[i])
         stop = torch.tensor(self._stop)
         for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
+            chunk = order[start : start + self.batch_size]
             enc = tok([prompts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(self._device) for k, v in enc.items()}
             t0 = time.perf_counter()
             with torch.inference_mode():
                 out = model.generate(**enc, generation_config=self._generation_config)
             elapsed = (time.perf_counter() - t0) * 1000.0
-            new = out[:, enc["input_ids"].shape[1]:].cpu()
+            new = out[:, enc["input_ids"].shape[1] :].cpu()
             self._counts["batches"] += 1
             for row, i in enumerate(chunk):
                 tokens = new[row]
@@ -313,8 +341,11 @@ class TransformersBackend:
                 n = int(hits[0]) + 1 if hits.numel() else int(tokens.numel())
                 self._counts["requests"] += 1
                 yield Completion(
-                    index=i, text=tok.decode(tokens[:n].tolist(), skip_special_tokens=True),
-                    input_tokens=int(enc["attention_mask"][row].sum()), output_tokens=n, latency_ms=elapsed,
+                    index=i,
+                    text=tok.decode(tokens[:n].tolist(), skip_special_tokens=True),
+                    input_tokens=int(enc["attention_mask"][row].sum()),
+                    output_tokens=n,
+                    latency_ms=elapsed,
                 )
 
 
@@ -459,14 +490,27 @@ class OpenAIBackend:
 
     name = "openai"
 
-    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None, *,
-                 max_new_tokens: int = 256, concurrency: int = 8, timeout: float = 120.0, max_retries: int = 6,
-                 backoff: float = 1.0, max_backoff: float = 60.0, extra_body: dict | None = None,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        max_new_tokens: int = 256,
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        max_retries: int = 6,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        extra_body: dict | None = None,
+        seed: int = 0,
+    ) -> None:
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
-            raise BackendError("the openai backend needs a base URL: pass --base-url (e.g. http://127.0.0.1:8000/v1 "
-                               "for vLLM, http://127.0.0.1:11434/v1 for Ollama) or set OPENAI_BASE_URL")
+            raise BackendError(
+                "the openai backend needs a base URL: pass --base-url (e.g. http://127.0.0.1:8000/v1 "
+                "for vLLM, http://127.0.0.1:11434/v1 for Ollama) or set OPENAI_BASE_URL"
+            )
         _require_int("max_new_tokens", max_new_tokens, 1)
         _require_int("concurrency", concurrency, 1)
         _require_int("max_retries", max_retries, 0)
@@ -495,14 +539,24 @@ class OpenAIBackend:
         self._counts: Counter = Counter()
 
     def generation_key(self) -> dict:
-        return {"backend": self.name, "model_id": self.model_id, "decoding": "greedy (temperature 0)",
-                "max_new_tokens": self.max_new_tokens, "extra_body": self.extra_body}
+        return {
+            "backend": self.name,
+            "model_id": self.model_id,
+            "decoding": "greedy (temperature 0)",
+            "max_new_tokens": self.max_new_tokens,
+            "extra_body": self.extra_body,
+        }
 
     def describe(self) -> dict:
         return {
-            "backend": self.name, "model_id": self.model_id, "base_url": self.base_url,
-            "decoding": "greedy (temperature 0)", "max_new_tokens": self.max_new_tokens,
-            "concurrency": self.concurrency, "timeout_s": self.timeout, "max_retries": self.max_retries,
+            "backend": self.name,
+            "model_id": self.model_id,
+            "base_url": self.base_url,
+            "decoding": "greedy (temperature 0)",
+            "max_new_tokens": self.max_new_tokens,
+            "concurrency": self.concurrency,
+            "timeout_s": self.timeout,
+            "max_retries": self.max_retries,
             "extra_body": self.extra_body,
         }
 
@@ -517,8 +571,14 @@ class OpenAIBackend:
     # --------------------------------------------------------------------------------------------- one request
 
     def _request(self, messages: Messages) -> tuple[str, int, int]:
-        body = {"model": self.model_id, "messages": messages, "max_tokens": self.max_new_tokens,
-                "temperature": 0, "stream": False, **self.extra_body}
+        body = {
+            "model": self.model_id,
+            "messages": messages,
+            "max_tokens": self.max_new_tokens,
+            "temperature": 0,
+            "stream": False,
+            **self.extra_body,
+        }
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
@@ -551,8 +611,10 @@ class OpenAIBackend:
             if not isinstance(text, str):
                 raise TypeError(f"content is {type(text).__name__}")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise _Retryable("malformed body", f"malformed response body ({type(exc).__name__}: {exc}): "
-                                               f"{raw[:200].decode('utf-8', 'replace')!r}") from None
+            raise _Retryable(
+                "malformed body",
+                f"malformed response body ({type(exc).__name__}: {exc}): {raw[:200].decode('utf-8', 'replace')!r}",
+            ) from None
         usage = data.get("usage") if isinstance(data, dict) else None
         return text, _token_count(usage, "prompt_tokens"), _token_count(usage, "completion_tokens")
 
@@ -575,16 +637,25 @@ class OpenAIBackend:
                 self._count(f"retry: {exc.kind}")
                 with self._lock:
                     jitter = self._rng.uniform(0.5, 1.0)
-                delay = min(self.max_backoff, self.backoff * 2 ** attempt) * jitter
+                delay = min(self.max_backoff, self.backoff * 2**attempt) * jitter
                 if exc.retry_after is not None:
                     delay = min(self.max_backoff, exc.retry_after)
                 stop.wait(delay)
                 continue
-            return Completion(index=index, text=text, input_tokens=tin, output_tokens=tout,
-                              latency_ms=(time.perf_counter() - t0) * 1000.0, attempts=attempt + 1)
+            return Completion(
+                index=index,
+                text=text,
+                input_tokens=tin,
+                output_tokens=tout,
+                latency_ms=(time.perf_counter() - t0) * 1000.0,
+                attempts=attempt + 1,
+            )
         self._count("failed")
-        return Completion(index=index, error=f"failed after {self.max_retries + 1} attempts; last: {last}",
-                          attempts=self.max_retries + 1)
+        return Completion(
+            index=index,
+            error=f"failed after {self.max_retries + 1} attempts; last: {last}",
+            attempts=self.max_retries + 1,
+        )
 
     def generate(self, batch: Sequence[Messages]) -> Iterator[Completion]:
         if not batch:
@@ -608,8 +679,10 @@ class OpenAIBackend:
                 done.put(result)
 
         # Daemon threads: an interrupted build exits without waiting for requests in flight.
-        workers = [threading.Thread(target=work, name=f"openai-{k}", daemon=True)
-                   for k in range(min(self.concurrency, len(batch)))]
+        workers = [
+            threading.Thread(target=work, name=f"openai-{k}", daemon=True)
+            for k in range(min(self.concurrency, len(batch)))
+        ]
         for w in workers:
             w.start()
         try:
@@ -620,6 +693,12 @@ class OpenAIBackend:
 
 
 __all__ = [
-    "Backend", "BackendError", "Completion", "Messages", "OpenAIBackend", "TransformersBackend",
-    "CHAT_TEMPLATE_KWARGS", "LLAMA3_CHAT_TEMPLATE",
+    "Backend",
+    "BackendError",
+    "Completion",
+    "Messages",
+    "OpenAIBackend",
+    "TransformersBackend",
+    "CHAT_TEMPLATE_KWARGS",
+    "LLAMA3_CHAT_TEMPLATE",
 ]

@@ -121,8 +121,9 @@ class CapitalsTask:
         try:
             countries = load_countries()
         except ImportError as exc:
-            raise BuildError("the capitals task needs the countryinfo package (pip install countryinfo): "
-                             f"{exc}") from exc
+            raise BuildError(
+                f"the capitals task needs the countryinfo package (pip install countryinfo): {exc}"
+            ) from exc
         return [query_row(c) for c in countries]
 
     def messages(self, query: dict) -> Messages:
@@ -131,8 +132,14 @@ class CapitalsTask:
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": query["text"]}]
 
     def grade(self, query: dict, reply: str) -> Graded:
-        g = grade_capitals(reply, str(query["capital"]), str(query["continent"]), float(query["latitude"]),
-                           float(query["longitude"]), tolerance_deg=self.tolerance_deg)
+        g = grade_capitals(
+            reply,
+            str(query["capital"]),
+            str(query["continent"]),
+            float(query["latitude"]),
+            float(query["longitude"]),
+            tolerance_deg=self.tolerance_deg,
+        )
         fields: dict[str, Any] = {f"correct_{f}": int(ok) for f, ok in g.correct.items()}
         fields["parse_ok"] = int(g.parse_ok)
         for axis in ("latitude", "longitude"):
@@ -204,8 +211,7 @@ class ModelRun:
 
     def prices(self) -> tuple[float, float]:
         d_in, d_out = default_prices(self.name)
-        return (d_in if self.price_in is None else self.price_in,
-                d_out if self.price_out is None else self.price_out)
+        return (d_in if self.price_in is None else self.price_in, d_out if self.price_out is None else self.price_out)
 
 
 # --------------------------------------------------------------------------------------------------------- journal
@@ -220,8 +226,12 @@ def reply_problem(text: Any, input_tokens: Any, output_tokens: Any, latency_ms: 
     for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
         if isinstance(value, bool) or not isinstance(value, Integral) or not 0 <= int(value) <= MAX_TOKENS:
             return f"{name} is {value!r}, expected an integer in [0, {MAX_TOKENS}]"
-    if latency_ms is not None and (isinstance(latency_ms, bool) or not isinstance(latency_ms, Real)
-                                   or not math.isfinite(latency_ms) or latency_ms < 0):
+    if latency_ms is not None and (
+        isinstance(latency_ms, bool)
+        or not isinstance(latency_ms, Real)
+        or not math.isfinite(latency_ms)
+        or latency_ms < 0
+    ):
         return f"latency_ms is {latency_ms!r}, expected a finite number >= 0"
     return None
 
@@ -241,8 +251,11 @@ class Journal:
         self.invalid: list[tuple[str, str]] = []
         try:
             # No following a link and no blocking on a FIFO: the journal must be a plain file of this directory.
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
-                         | getattr(os, "O_NONBLOCK", 0), 0o644)
+            fd = os.open(
+                path,
+                os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0),
+                0o644,
+            )
         except OSError as exc:
             kind = "is a symbolic link" if os.path.islink(path) else f"cannot be opened ({exc.strerror or exc})"
             raise BuildError(f"{path}: the build journal {kind}; it must be a regular file") from None
@@ -278,9 +291,16 @@ class Journal:
                 self.dropped += 1
                 continue
             if record.get("type") == "result":
-                problem = ("no string 'key'" if not isinstance(record.get("key"), str) else
-                           reply_problem(record.get("text"), record.get("input_tokens"),
-                                         record.get("output_tokens"), record.get("latency_ms")))
+                problem = (
+                    "no string 'key'"
+                    if not isinstance(record.get("key"), str)
+                    else reply_problem(
+                        record.get("text"),
+                        record.get("input_tokens"),
+                        record.get("output_tokens"),
+                        record.get("latency_ms"),
+                    )
+                )
                 if problem is not None:
                     self.invalid.append((str(record.get("query_id")), problem))
                     continue
@@ -340,19 +360,25 @@ class BuildReport:
         lines = []
         if self.invalid_journaled:
             query, problem = self.invalid_journaled[0]
-            lines.append(f"ignored {len(self.invalid_journaled)} invalid replies in the journal (e.g. {query}: "
-                         f"{problem}); asked again")
+            lines.append(
+                f"ignored {len(self.invalid_journaled)} invalid replies in the journal (e.g. {query}: "
+                f"{problem}); asked again"
+            )
         for model in self.generated:
             stats = ", ".join(f"{k} {v}" for k, v in sorted(self.backend_stats.get(model, {}).items()))
-            lines.append(f"{model}: {self.generated[model]} generated, {self.resumed[model]} resumed from the journal"
-                         + (f" ({stats})" if stats else ""))
+            lines.append(
+                f"{model}: {self.generated[model]} generated, {self.resumed[model]} resumed from the journal"
+                + (f" ({stats})" if stats else "")
+            )
         if self.failures:
             lines.append(f"{len(self.failures)} queries failed (errors after retries, or invalid replies):")
             lines.extend(f"  {m} / {q}: {e}" for m, q, e in self.failures[:20])
             if len(self.failures) > 20:
                 lines.append(f"  ... and {len(self.failures) - 20} more")
-            lines.append(f"nothing written; finished replies are kept in {self.out / JOURNAL_NAME}: "
-                         "rerun the same command to resume (only the missing queries are asked again)")
+            lines.append(
+                f"nothing written; finished replies are kept in {self.out / JOURNAL_NAME}: "
+                "rerun the same command to resume (only the missing queries are asked again)"
+            )
         if self.written:
             lines.append(f"wrote {self.out}: {self.n_queries} queries")
             for model, score in self.mean_score.items():
@@ -461,8 +487,9 @@ def build_cache(
                             error = c.error
                             if error is not None:
                                 journal.append(_record(run, qid, keys[run.name, qid], c))
-                            elif (problem := reply_problem(c.text, c.input_tokens, c.output_tokens,
-                                                           c.latency_ms)) is not None:
+                            elif (
+                                problem := reply_problem(c.text, c.input_tokens, c.output_tokens, c.latency_ms)
+                            ) is not None:
                                 error = f"invalid reply: {problem}"  # reported, never journaled: a rerun asks again
                             else:
                                 record = _record(run, qid, keys[run.name, qid], c)
@@ -495,13 +522,19 @@ def build_cache(
                 total += graded.score
                 for k, v in graded.fields.items():
                     if k.startswith("correct_"):
-                        correct[k[len("correct_"):]] = correct.get(k[len("correct_"):], 0) + int(v)
-                responses.append({
-                    "query_id": q["query_id"], "model": run.name, "score": graded.score,
-                    "input_tokens": rec["input_tokens"], "output_tokens": rec["output_tokens"],
-                    "latency_ms": None if rec.get("latency_ms") is None else round(rec["latency_ms"], 1),
-                    "answer": rec["text"], **graded.fields,
-                })
+                        correct[k[len("correct_") :]] = correct.get(k[len("correct_") :], 0) + int(v)
+                responses.append(
+                    {
+                        "query_id": q["query_id"],
+                        "model": run.name,
+                        "score": graded.score,
+                        "input_tokens": rec["input_tokens"],
+                        "output_tokens": rec["output_tokens"],
+                        "latency_ms": None if rec.get("latency_ms") is None else round(rec["latency_ms"], 1),
+                        "answer": rec["text"],
+                        **graded.fields,
+                    }
+                )
             report.mean_score[run.name] = total / len(queries)
             report.correct[run.name] = correct
         meta = _meta(task, runs, queries, messages, [done[k] for k in keys.values()], cache_name)
@@ -517,17 +550,36 @@ def _now() -> str:
 
 
 def _record(run: ModelRun, query_id: str, key: str, c: Completion) -> dict:
-    base = {"key": key, "model": run.name, "query_id": query_id, "backend": run.backend.name,
-            "model_id": run.backend.model_id, "time": _now(), "attempts": c.attempts}
+    base = {
+        "key": key,
+        "model": run.name,
+        "query_id": query_id,
+        "backend": run.backend.name,
+        "model_id": run.backend.model_id,
+        "time": _now(),
+        "attempts": c.attempts,
+    }
     if c.error is not None:
         return {"type": "failure", **base, "error": c.error}
     text = c.text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates from a server would not encode
-    return {"type": "result", **base, "text": text, "input_tokens": int(c.input_tokens),
-            "output_tokens": int(c.output_tokens), "latency_ms": c.latency_ms}
+    return {
+        "type": "result",
+        **base,
+        "text": text,
+        "input_tokens": int(c.input_tokens),
+        "output_tokens": int(c.output_tokens),
+        "latency_ms": c.latency_ms,
+    }
 
 
-def _meta(task: Task, runs: Sequence[ModelRun], queries: list[dict], messages: dict[str, Messages],
-          records: list[dict], cache_name: str | None) -> dict:
+def _meta(
+    task: Task,
+    runs: Sequence[ModelRun],
+    queries: list[dict],
+    messages: dict[str, Messages],
+    records: list[dict],
+    cache_name: str | None,
+) -> dict:
     task_meta = dict(task.meta())
     built = _now()
     times = sorted(r["time"] for r in records if "time" in r)
@@ -541,9 +593,11 @@ def _meta(task: Task, runs: Sequence[ModelRun], queries: list[dict], messages: d
     return {
         "name": cache_name or task.name,
         "provenance": "generated",
-        "source": (f"{source} Generated by envs/data/build.py on {built[:10]}: task {task.name!r}, "
-                   f"models {', '.join(f'{r.name} ({r.backend.model_id})' for r in runs)}, "
-                   f"backend {'/'.join(backends)}.").strip(),
+        "source": (
+            f"{source} Generated by envs/data/build.py on {built[:10]}: task {task.name!r}, "
+            f"models {', '.join(f'{r.name} ({r.backend.model_id})' for r in runs)}, "
+            f"backend {'/'.join(backends)}."
+        ).strip(),
         "description": task_meta.pop("description", ""),
         "models": models_meta,
         **task_meta,
@@ -581,6 +635,7 @@ def csv_list(text: str) -> list[str]:
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: an integer in [low, high]; the message names the range."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -589,6 +644,7 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"expected an integer in [{low}, {high}], got {text!r}")
         return value
+
     return parse
 
 
@@ -604,6 +660,7 @@ def bounded_float(low: float, high: float, *, above: bool = False) -> Callable[[
         if not (math.isfinite(value) and (value > low if above else value >= low) and value <= high):
             raise argparse.ArgumentTypeError(f"expected a finite number in {interval}, got {text!r}")
         return value
+
     return parse
 
 
@@ -624,10 +681,15 @@ def _price_spec(text: str) -> tuple[str, float, float]:
         parts = [float(v) for v in value.split(",")]
     except ValueError:
         parts = []
-    if (not sep or not name.strip() or len(parts) not in (1, 2)
-            or not all(math.isfinite(p) and 0 <= p <= MAX_PRICE for p in parts)):
-        raise argparse.ArgumentTypeError(f"expected NAME=IN[,OUT] with finite prices in [0, {MAX_PRICE:g}] "
-                                         f"(USD per 1M tokens), got {text!r}")
+    if (
+        not sep
+        or not name.strip()
+        or len(parts) not in (1, 2)
+        or not all(math.isfinite(p) and 0 <= p <= MAX_PRICE for p in parts)
+    ):
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=IN[,OUT] with finite prices in [0, {MAX_PRICE:g}] (USD per 1M tokens), got {text!r}"
+        )
     return name.strip(), parts[0], parts[-1]
 
 
@@ -642,11 +704,23 @@ def make_backend(args: argparse.Namespace, model_id: str) -> Backend:
     from envs.data.backends import OpenAIBackend, TransformersBackend
 
     if args.backend == "transformers":
-        return TransformersBackend(model_id, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                                   device=args.device, dtype=args.dtype)
-    return OpenAIBackend(model_id, base_url=args.base_url, api_key=args.api_key, max_new_tokens=args.max_new_tokens,
-                         concurrency=args.concurrency, timeout=args.timeout, max_retries=args.max_retries,
-                         backoff=args.backoff)
+        return TransformersBackend(
+            model_id,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            device=args.device,
+            dtype=args.dtype,
+        )
+    return OpenAIBackend(
+        model_id,
+        base_url=args.base_url,
+        api_key=args.api_key,
+        max_new_tokens=args.max_new_tokens,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        backoff=args.backoff,
+    )
 
 
 def _run_build(args: argparse.Namespace) -> None:
@@ -662,8 +736,15 @@ def _run_build(args: argparse.Namespace) -> None:
             runs.append(ModelRun(name=name, backend=make_backend(args, model_id), price_in=p_in, price_out=p_out))
         if prices:
             raise BuildError(f"--price names unknown model(s) {sorted(prices)}; models are {[r.name for r in runs]}")
-        report = build_cache(task, runs, args.out, query_ids=args.queries, limit=args.limit,
-                             cache_name=args.name, progress=not args.no_progress)
+        report = build_cache(
+            task,
+            runs,
+            args.out,
+            query_ids=args.queries,
+            limit=args.limit,
+            cache_name=args.name,
+            progress=not args.no_progress,
+        )
     except (BuildError, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -678,54 +759,109 @@ def _run_build(args: argparse.Namespace) -> None:
 def register_build(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``build`` subcommand to ``python -m envs.data``."""
     p = subparsers.add_parser(
-        "build", help="build a cache from real inference (task x models x backend), resumable",
+        "build",
+        help="build a cache from real inference (task x models x backend), resumable",
         description="Ask each model every query of a task with a real inference backend, grade the replies and "
-                    "write a canonical cache (provenance 'generated'). Finished replies are journaled in "
-                    f"OUT/{JOURNAL_NAME}; rerunning the same command resumes. Exit status 1 when some query "
-                    "still failed after retries (nothing written; rerun to resume), 2 on a usage error.",
+        "write a canonical cache (provenance 'generated'). Finished replies are journaled in "
+        f"OUT/{JOURNAL_NAME}; rerunning the same command resumes. Exit status 1 when some query "
+        "still failed after retries (nothing written; rerun to resume), 2 on a usage error.",
     )
     p.add_argument("--task", choices=sorted(TASKS), default="capitals", help="task (default: %(default)s)")
     p.add_argument("--backend", choices=("transformers", "openai"), required=True, help="inference backend")
-    p.add_argument("--model", type=_model_spec, action="append", required=True, metavar="ID[=NAME]",
-                   help="model id (HF id or path for transformers, the server's model name for openai), optionally "
-                        "=NAME for the cache's column name (default: the id's last component, lower-cased); "
-                        "repeat for several models")
+    p.add_argument(
+        "--model",
+        type=_model_spec,
+        action="append",
+        required=True,
+        metavar="ID[=NAME]",
+        help="model id (HF id or path for transformers, the server's model name for openai), optionally "
+        "=NAME for the cache's column name (default: the id's last component, lower-cased); "
+        "repeat for several models",
+    )
     p.add_argument("--out", type=Path, required=True, help="cache directory (created; holds the resume journal)")
     p.add_argument("--name", type=_cache_name, default=None, help="cache name in meta.json (default: the task's name)")
     p.add_argument("--limit", type=bounded_int(1, 10**9), default=None, help="only the first N queries")
-    p.add_argument("--queries", type=csv_list, default=None,
-                   metavar="ID,ID", help="only these query ids (capitals: ISO alpha-3 codes, e.g. FRA,ARG)")
-    p.add_argument("--max-new-tokens", type=bounded_int(1, MAX_TOKENS), default=256,
-                   help="reply token limit (default: %(default)s)")
-    p.add_argument("--tolerance-deg", type=bounded_float(0.0, 180.0), default=DEFAULT_TOLERANCE_DEG,
-                   help="capitals: coordinate tolerance in degrees (default: %(default)s)")
-    p.add_argument("--price", type=_price_spec, action="append", metavar="NAME=IN[,OUT]",
-                   help="list price of a model in USD per 1M input[, output] tokens")
+    p.add_argument(
+        "--queries",
+        type=csv_list,
+        default=None,
+        metavar="ID,ID",
+        help="only these query ids (capitals: ISO alpha-3 codes, e.g. FRA,ARG)",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=bounded_int(1, MAX_TOKENS),
+        default=256,
+        help="reply token limit (default: %(default)s)",
+    )
+    p.add_argument(
+        "--tolerance-deg",
+        type=bounded_float(0.0, 180.0),
+        default=DEFAULT_TOLERANCE_DEG,
+        help="capitals: coordinate tolerance in degrees (default: %(default)s)",
+    )
+    p.add_argument(
+        "--price",
+        type=_price_spec,
+        action="append",
+        metavar="NAME=IN[,OUT]",
+        help="list price of a model in USD per 1M input[, output] tokens",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     t = p.add_argument_group("transformers backend")
-    t.add_argument("--batch-size", type=bounded_int(1, 65536), default=8,
-                   help="prompts per generate call (default: %(default)s)")
+    t.add_argument(
+        "--batch-size", type=bounded_int(1, 65536), default=8, help="prompts per generate call (default: %(default)s)"
+    )
     t.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
-    t.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
-                   help="weights dtype (default: bfloat16 on GPU, float32 on CPU)")
+    t.add_argument(
+        "--dtype",
+        choices=("auto", "bfloat16", "float16", "float32"),
+        default="auto",
+        help="weights dtype (default: bfloat16 on GPU, float32 on CPU)",
+    )
     o = p.add_argument_group("openai backend")
     o.add_argument("--base-url", default=None, help="e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL)")
     o.add_argument("--api-key", default=None, help="bearer token (default: $OPENAI_API_KEY; none if unset)")
-    o.add_argument("--concurrency", type=bounded_int(1, 1024), default=8,
-                   help="requests in flight (default: %(default)s)")
-    o.add_argument("--timeout", type=bounded_float(0.0, 86400.0, above=True), default=120.0,
-                   help="seconds per attempt, in total: connecting, sending, the headers and the whole body "
-                        "(default: %(default)s)")
-    o.add_argument("--max-retries", type=bounded_int(0, 100), default=6,
-                   help="retries per query (default: %(default)s)")
-    o.add_argument("--backoff", type=bounded_float(0.0, 3600.0), default=1.0,
-                   help="first retry's wait in seconds, doubling per retry up to 60 s, unless the server sends "
-                        "Retry-After (default: %(default)s)")
+    o.add_argument(
+        "--concurrency", type=bounded_int(1, 1024), default=8, help="requests in flight (default: %(default)s)"
+    )
+    o.add_argument(
+        "--timeout",
+        type=bounded_float(0.0, 86400.0, above=True),
+        default=120.0,
+        help="seconds per attempt, in total: connecting, sending, the headers and the whole body "
+        "(default: %(default)s)",
+    )
+    o.add_argument(
+        "--max-retries", type=bounded_int(0, 100), default=6, help="retries per query (default: %(default)s)"
+    )
+    o.add_argument(
+        "--backoff",
+        type=bounded_float(0.0, 3600.0),
+        default=1.0,
+        help="first retry's wait in seconds, doubling per retry up to 60 s, unless the server sends "
+        "Retry-After (default: %(default)s)",
+    )
     p.set_defaults(handler=_run_build)
 
 
 __all__ = [
-    "BuildError", "BuildReport", "CapitalsTask", "Graded", "Journal", "ModelRun", "TASKS", "Task", "bounded_float",
-    "bounded_int", "build_cache", "csv_list", "default_model_name", "make_backend", "register_build", "reply_key",
-    "reply_problem", "select_queries",
+    "BuildError",
+    "BuildReport",
+    "CapitalsTask",
+    "Graded",
+    "Journal",
+    "ModelRun",
+    "TASKS",
+    "Task",
+    "bounded_float",
+    "bounded_int",
+    "build_cache",
+    "csv_list",
+    "default_model_name",
+    "make_backend",
+    "register_build",
+    "reply_key",
+    "reply_problem",
+    "select_queries",
 ]

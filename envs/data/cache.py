@@ -139,12 +139,24 @@ class ResponseCache:
             raise CacheError(f"cache {self.name!r}: the query selection is empty")
         pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
         return ResponseCache(
-            name=self.name, provenance=self.provenance, source=self.source, description=self.description,
-            models=list(self.models), price_in=self.price_in, price_out=self.price_out,
-            query_ids=pick(self.query_ids), texts=pick(self.texts), domains=pick(self.domains),
-            context={k: pick(v) for k, v in self.context.items()}, context_field=self.context_field,
-            score=self.score[idx], input_tokens=self.input_tokens[idx], output_tokens=self.output_tokens[idx],
-            latency_ms=self.latency_ms[idx], extra={k: v[idx] for k, v in self.extra.items()}, meta=self.meta,
+            name=self.name,
+            provenance=self.provenance,
+            source=self.source,
+            description=self.description,
+            models=list(self.models),
+            price_in=self.price_in,
+            price_out=self.price_out,
+            query_ids=pick(self.query_ids),
+            texts=pick(self.texts),
+            domains=pick(self.domains),
+            context={k: pick(v) for k, v in self.context.items()},
+            context_field=self.context_field,
+            score=self.score[idx],
+            input_tokens=self.input_tokens[idx],
+            output_tokens=self.output_tokens[idx],
+            latency_ms=self.latency_ms[idx],
+            extra={k: v[idx] for k, v in self.extra.items()},
+            meta=self.meta,
         )
 
 
@@ -175,8 +187,10 @@ def _find(directory: Path, stem: str) -> Path:
     forms = [directory / f"{stem}.csv", directory / f"{stem}.csv.gz"]
     present = [p for p in forms if os.path.lexists(p)]
     if len(present) == 2:
-        raise CacheError(f"{directory}: holds both {stem}.csv and {stem}.csv.gz; a cache has one form of each table "
-                         f"and nothing tells which is current: remove the stale one")
+        raise CacheError(
+            f"{directory}: holds both {stem}.csv and {stem}.csv.gz; a cache has one form of each table "
+            f"and nothing tells which is current: remove the stale one"
+        )
     if not present:
         raise CacheError(f"{directory}: missing {stem}.csv or {stem}.csv.gz")
     return require_file(present[0])
@@ -208,8 +222,10 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
             for k, value in enumerate(row):
                 if len(value) > MAX_FIELD_CHARS:
                     column = rows[0][k] if rows and k < len(rows[0]) else f"#{k + 1}"
-                    raise CacheError(f"{path}: {where()}, field {column!r}: {len(value)} characters, expected at "
-                                     f"most {MAX_FIELD_CHARS}")
+                    raise CacheError(
+                        f"{path}: {where()}, field {column!r}: {len(value)} characters, expected at "
+                        f"most {MAX_FIELD_CHARS}"
+                    )
             rows.append(row)
     except csv.Error as exc:
         raise CacheError(f"{path}: {where()}: not valid CSV ({exc})") from None
@@ -240,8 +256,7 @@ def _parse_float(path: Path, row: int, column: str, text: str) -> float:
 def _parse_tokens(path: Path, row: int, column: str, text: str) -> int:
     value = _parse_float(path, row, column, text)
     if not 0 <= value <= MAX_TOKENS or value != int(value):
-        raise CacheError(f"{path}: row {row}, field {column!r}: expected an integer in [0, {MAX_TOKENS}], "
-                         f"got {text!r}")
+        raise CacheError(f"{path}: row {row}, field {column!r}: expected an integer in [0, {MAX_TOKENS}], got {text!r}")
     return int(value)
 
 
@@ -260,8 +275,10 @@ def _no_constant(name: str) -> float:
 def _check_price(path: Path, model: str, key: str, value: Any) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_PRICE
     if not ok:
-        raise CacheError(f"{path}: field 'models.{model}.{key}': expected a number in [0, {MAX_PRICE:g}] (USD per 1M "
-                         f"tokens), got {value!r}")
+        raise CacheError(
+            f"{path}: field 'models.{model}.{key}': expected a number in [0, {MAX_PRICE:g}] (USD per 1M "
+            f"tokens), got {value!r}"
+        )
 
 
 def _read_meta(directory: Path) -> dict:
@@ -291,14 +308,17 @@ def _read_meta(directory: Path) -> dict:
     if meta["provenance"] not in PROVENANCES:
         raise CacheError(f"{path}: field 'provenance' must be one of {PROVENANCES}, got {meta['provenance']!r}")
     if not isinstance(meta["models"], dict) or not meta["models"]:
-        raise CacheError(f"{path}: field 'models': expected an object mapping model names to "
-                         f"{{'price_in': ..., 'price_out': ...}}, got {meta['models']!r}")
+        raise CacheError(
+            f"{path}: field 'models': expected an object mapping model names to "
+            f"{{'price_in': ..., 'price_out': ...}}, got {meta['models']!r}"
+        )
     for model, prices in meta["models"].items():
         if not model:
             raise CacheError(f"{path}: field 'models': a model name is empty")
         if not isinstance(prices, dict):
-            raise CacheError(f"{path}: field 'models.{model}': expected an object with 'price_in' and 'price_out', "
-                             f"got {prices!r}")
+            raise CacheError(
+                f"{path}: field 'models.{model}': expected an object with 'price_in' and 'price_out', got {prices!r}"
+            )
         for key in ("price_in", "price_out"):
             _check_price(path, model, key, prices.get(key))
     context_field = meta.get("context_field")
@@ -383,8 +403,10 @@ def load_cache(directory: str | os.PathLike, required_models: Sequence[str] = ()
         if "latency_ms" in rcol and row[rcol["latency_ms"]] != "":
             lat = _parse_float(rpath, r, "latency_ms", row[rcol["latency_ms"]])
             if lat < 0:
-                raise CacheError(f"{rpath}: row {r}, field 'latency_ms': expected a non-negative number of "
-                                 f"milliseconds (or empty), got {lat}")
+                raise CacheError(
+                    f"{rpath}: row {r}, field 'latency_ms': expected a non-negative number of "
+                    f"milliseconds (or empty), got {lat}"
+                )
             latency[q, m] = lat
         for c in extra_cols:
             extra[c][q, m] = row[rcol[c]]
@@ -399,17 +421,29 @@ def load_cache(directory: str | os.PathLike, required_models: Sequence[str] = ()
 
     context_field = meta.get("context_field", context_cols[0] if context_cols else None)
     if context_field is not None and context_field not in context_cols:
-        raise CacheError(f"{directory / 'meta.json'}: field 'context_field' names {context_field!r}, "
-                         f"which is not a column of {qpath.name} ({context_cols})")
+        raise CacheError(
+            f"{directory / 'meta.json'}: field 'context_field' names {context_field!r}, "
+            f"which is not a column of {qpath.name} ({context_cols})"
+        )
     return ResponseCache(
-        name=meta["name"], provenance=meta["provenance"], source=meta["source"],
-        description=meta.get("description", ""), models=models,
+        name=meta["name"],
+        provenance=meta["provenance"],
+        source=meta["source"],
+        description=meta.get("description", ""),
+        models=models,
         price_in=np.array([float(meta["models"][m]["price_in"]) for m in models]),
         price_out=np.array([float(meta["models"][m]["price_out"]) for m in models]),
-        query_ids=query_ids, texts=[row[col["text"]] for row in qrows],
+        query_ids=query_ids,
+        texts=[row[col["text"]] for row in qrows],
         domains=[row[col["domain"]] for row in qrows],
-        context={c: [row[col[c]] for row in qrows] for c in context_cols}, context_field=context_field,
-        score=score, input_tokens=tin, output_tokens=tout, latency_ms=latency, extra=extra, meta=meta,
+        context={c: [row[col[c]] for row in qrows] for c in context_cols},
+        context_field=context_field,
+        score=score,
+        input_tokens=tin,
+        output_tokens=tout,
+        latency_ms=latency,
+        extra=extra,
+        meta=meta,
     )
 
 
@@ -431,12 +465,16 @@ def _exchange(a: Path, b: Path) -> None:
     elif libc is not None and hasattr(libc, "renamex_np"):
         rc = libc.renamex_np(os.fsencode(a), os.fsencode(b), _RENAME_SWAP)
     else:
-        raise CacheError(f"{b}: this platform cannot swap two directories atomically, so an existing cache cannot "
-                         "be replaced safely; write to a new directory")
+        raise CacheError(
+            f"{b}: this platform cannot swap two directories atomically, so an existing cache cannot "
+            "be replaced safely; write to a new directory"
+        )
     if rc != 0:
         err = ctypes.get_errno()
-        raise CacheError(f"{b}: cannot swap in the new cache atomically: {os.strerror(err)} "
-                         "(the filesystem may not support it; write to a local disk)")
+        raise CacheError(
+            f"{b}: cannot swap in the new cache atomically: {os.strerror(err)} "
+            "(the filesystem may not support it; write to a local disk)"
+        )
 
 
 def _staging_name(out: Path) -> re.Pattern:
@@ -507,8 +545,10 @@ def check_cache_target(directory: str | os.PathLike, keep: Sequence[str] = ()) -
         raise CacheError(f"{out}: cannot list: {exc.strerror or exc}") from None
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise CacheError(f"{out}: holds {shown}, which is not part of a cache; writing replaces the whole "
-                         "directory, so choose a new or empty one (or a cache directory)")
+        raise CacheError(
+            f"{out}: holds {shown}, which is not part of a cache; writing replaces the whole "
+            "directory, so choose a new or empty one (or a cache directory)"
+        )
     return out
 
 
@@ -565,8 +605,10 @@ def write_cache(
         try:
             files[f"{stem}{suffix}"] = _csv_bytes(rows, first, compress)
         except UnicodeEncodeError as exc:
-            raise CacheError(f"{out / (stem + suffix)}: a field is not valid Unicode text ({exc.reason}: "
-                             f"{exc.object[max(0, exc.start - 20):exc.end + 20]!r})") from None
+            raise CacheError(
+                f"{out / (stem + suffix)}: a field is not valid Unicode text ({exc.reason}: "
+                f"{exc.object[max(0, exc.start - 20) : exc.end + 20]!r})"
+            ) from None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_staging(out)
@@ -587,8 +629,9 @@ def write_cache(
             load_cache(staging)
         except CacheError as exc:
             detail = str(exc).replace(f"{staging}{os.sep}", "").replace(str(staging), "the new cache")
-            raise CacheError(f"{out}: refusing to write an invalid cache (the previous one is kept): "
-                             f"{detail}") from None
+            raise CacheError(
+                f"{out}: refusing to write an invalid cache (the previous one is kept): {detail}"
+            ) from None
         if os.path.lexists(out):
             _exchange(staging, out)
         else:

@@ -113,10 +113,18 @@ _REGION_PREFIX = re.compile(
 
 # JSON key (normalised: lower case, letters only) -> field.
 _KEYS = {
-    "capitalcity": "capital", "capital": "capital", "city": "capital", "capitalname": "capital",
-    "continent": "continent", "region": "continent",
-    "latitude": "latitude", "lat": "latitude",
-    "longitude": "longitude", "lon": "longitude", "lng": "longitude", "long": "longitude",
+    "capitalcity": "capital",
+    "capital": "capital",
+    "city": "capital",
+    "capitalname": "capital",
+    "continent": "continent",
+    "region": "continent",
+    "latitude": "latitude",
+    "lat": "latitude",
+    "longitude": "longitude",
+    "lon": "longitude",
+    "lng": "longitude",
+    "long": "longitude",
 }
 
 
@@ -166,7 +174,7 @@ def _balanced_spans(text: str) -> list[str]:
         elif ch == "}" and depth > 0:
             depth -= 1
             if depth == 0:
-                spans.append(text[start:i + 1])
+                spans.append(text[start : i + 1])
     return spans
 
 
@@ -213,8 +221,20 @@ def fold(text: str) -> str:
     """Accents removed (NFKD minus combining marks, plus a few letters NFKD keeps), case folded."""
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    table: dict[str, str | int | None] = {"ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ß": "ss",
-                                         "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ı": "i"}
+    table: dict[str, str | int | None] = {
+        "ø": "o",
+        "Ø": "O",
+        "ł": "l",
+        "Ł": "L",
+        "đ": "d",
+        "Đ": "D",
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "œ": "oe",
+        "Œ": "OE",
+        "ı": "i",
+    }
     return text.translate(str.maketrans(table)).casefold()
 
 
@@ -276,7 +296,7 @@ _NUMBER = r"[-+−–]?\s*\d+(?:\.\d*)?|[-+−–]?\s*\.\d+"
 _HEMI_WORDS = {"north": "N", "south": "S", "east": "E", "west": "W", "n": "N", "s": "S", "e": "E", "w": "W"}
 _DEG = "°º˚"
 _MIN = "'′’‘`"
-_SEC = "\"″”“"
+_SEC = '"″”“'
 
 
 def parse_coordinate(text: str, axis: str) -> float | None:
@@ -332,15 +352,26 @@ def weighted_score(correct: Mapping[str, bool]) -> float:
     return sum(SCORE_WEIGHTS[f] * int(bool(correct[f])) for f in FIELDS) / sum(SCORE_WEIGHTS.values())
 
 
-def grade_capitals(reply: str, capital: str, continent: str, latitude: float, longitude: float,
-                   tolerance_deg: float = DEFAULT_TOLERANCE_DEG) -> CapitalsGrade:
+def grade_capitals(
+    reply: str,
+    capital: str,
+    continent: str,
+    latitude: float,
+    longitude: float,
+    tolerance_deg: float = DEFAULT_TOLERANCE_DEG,
+) -> CapitalsGrade:
     """Grade one reply against the ground truth (``latitude``/``longitude`` in signed degrees)."""
     if tolerance_deg < 0:
         raise ValueError(f"tolerance_deg must be >= 0, got {tolerance_deg}")
     obj = extract_json(reply)
     if obj is None:
-        return CapitalsGrade(correct=dict.fromkeys(FIELDS, False), score=0.0, parse_ok=False,
-                             values={}, error_deg={"latitude": None, "longitude": None})
+        return CapitalsGrade(
+            correct=dict.fromkeys(FIELDS, False),
+            score=0.0,
+            parse_ok=False,
+            values={},
+            error_deg={"latitude": None, "longitude": None},
+        )
     values = answer_fields(obj)
     correct = {
         "capital": capital_correct(values.get("capital", ""), capital),
@@ -353,12 +384,23 @@ def grade_capitals(reply: str, capital: str, continent: str, latitude: float, lo
         errors[axis] = error
         correct[axis] = error is not None and error <= tolerance_deg + 1e-9
     correct = {f: correct[f] for f in FIELDS}
-    return CapitalsGrade(correct=correct, score=weighted_score(correct), parse_ok=True, values=values,
-                         error_deg=errors)
+    return CapitalsGrade(correct=correct, score=weighted_score(correct), parse_ok=True, values=values, error_deg=errors)
 
 
 __all__ = [
-    "CAPITAL_ALTERNATIVES", "CONTINENTS", "CONTINENT_ALIASES", "DEFAULT_TOLERANCE_DEG", "CapitalsGrade",
-    "extract_json", "answer_fields", "normalize_name", "capital_correct", "continents_of", "continent_correct",
-    "parse_coordinate", "coordinate_error", "weighted_score", "grade_capitals",
+    "CAPITAL_ALTERNATIVES",
+    "CONTINENTS",
+    "CONTINENT_ALIASES",
+    "DEFAULT_TOLERANCE_DEG",
+    "CapitalsGrade",
+    "extract_json",
+    "answer_fields",
+    "normalize_name",
+    "capital_correct",
+    "continents_of",
+    "continent_correct",
+    "parse_coordinate",
+    "coordinate_error",
+    "weighted_score",
+    "grade_capitals",
 ]

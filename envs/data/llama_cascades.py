@@ -66,8 +66,12 @@ SUBJECT_FIELDS: dict[str, str] = {"mmlu": "subject", "medmcqa": "subject_name", 
 PROMPT_ONLY_SUBJECTS: dict[str, str] = {"triviaqa": "trivia"}
 # The benchmarks this module knows (subject fields and published figures); any other name in the layout loads too.
 BENCHMARKS: tuple[str, ...] = ("mmlu", "medmcqa", "triviaqa", "truthfulqa")
-GRADING: dict[str, str] = {"mmlu": "exact match", "medmcqa": "exact match", "triviaqa": "an LLM judge",
-                           "truthfulqa": "an LLM judge"}
+GRADING: dict[str, str] = {
+    "mmlu": "exact match",
+    "medmcqa": "exact match",
+    "triviaqa": "an LLM judge",
+    "truthfulqa": "an LLM judge",
+}
 SPLITS: tuple[str, ...] = ("test", "train")
 
 # The published table (README of the data folder; Zellinger & Thomson, arXiv 2501.09345): questions and accuracy of
@@ -234,8 +238,7 @@ def _tokens(path: Path, where: str, value: Any) -> int:
 def _latency(path: Path, where: str, value: Any) -> float:
     number = _finite(value)
     if number is None or number < 0:
-        raise CacheError(f"{path}: {where}: expected a finite non-negative number of milliseconds, got "
-                         f"{_shown(value)}")
+        raise CacheError(f"{path}: {where}: expected a finite non-negative number of milliseconds, got {_shown(value)}")
     return number
 
 
@@ -276,8 +279,11 @@ def _read_questions(qpath: Path, bench: str, split: str, n: int) -> tuple[list[s
         if not isinstance(row, dict):
             raise CacheError(f"{qpath}: index {i}: expected a dict, got {type(row).__name__}")
         texts.append(_string(qpath, f"index {i}, field 'question'", _field(qpath, row, "question", f"index {i}")))
-        subjects.append(bench if subject_field is None else _string(
-            qpath, f"index {i}, field {subject_field!r}", _field(qpath, row, subject_field, f"index {i}")))
+        subjects.append(
+            bench
+            if subject_field is None
+            else _string(qpath, f"index {i}, field {subject_field!r}", _field(qpath, row, subject_field, f"index {i}"))
+        )
     return texts, subjects
 
 
@@ -286,14 +292,18 @@ def _check_published(rpath: Path, bench: str, split: str, score: np.ndarray) -> 
     if (bench, split) not in PUBLISHED:
         return
     n, accuracy = PUBLISHED[bench, split]
-    rename = (f"; this is not the published {bench} {split} data: to load another data set, name its files "
-              f"differently (e.g. {bench}-rerun_llama_{split}.pkl)")
+    rename = (
+        f"; this is not the published {bench} {split} data: to load another data set, name its files "
+        f"differently (e.g. {bench}-rerun_llama_{split}.pkl)"
+    )
     if len(score) != n:
         raise CacheError(f"{rpath}: has {len(score)} questions, the published {bench} {split} split has {n}{rename}")
     for model, expected, got in zip(MODELS, accuracy, score.mean(axis=0)):
         if abs(got - expected) > _PUBLISHED_TOLERANCE:
-            raise CacheError(f"{rpath}: field 'model_correctness', model {model!r}: accuracy {got:.4f}, the published "
-                             f"table says {expected:.3f}{rename}")
+            raise CacheError(
+                f"{rpath}: field 'model_correctness', model {model!r}: accuracy {got:.4f}, the published "
+                f"table says {expected:.3f}{rename}"
+            )
 
 
 def _read_block(path: Path, bench: str, split: str) -> _Block:
@@ -326,8 +336,9 @@ def _read_block(path: Path, bench: str, split: str) -> _Block:
             score[i, m] = _score(rpath, f"field 'model_correctness', {where}", correctness[model][i])
             used = tokens[model][i]
             if not isinstance(used, dict):
-                raise CacheError(f"{rpath}: field 'model_tokens', {where}: expected {{'in': int, 'out': int}}, "
-                                 f"got {used!r}")
+                raise CacheError(
+                    f"{rpath}: field 'model_tokens', {where}: expected {{'in': int, 'out': int}}, got {used!r}"
+                )
             for key, out in (("in", tin), ("out", tout)):
                 if key not in used:
                     raise CacheError(f"{rpath}: field 'model_tokens', {where}: missing key {key!r}")
@@ -347,8 +358,14 @@ def _read_block(path: Path, bench: str, split: str) -> _Block:
         texts = [_string(rpath, f"field 'user_prompts', index {i} (the question text)", t) for i, t in enumerate(texts)]
         subjects = [PROMPT_ONLY_SUBJECTS.get(bench, bench)] * n
     return _Block(
-        query_ids=[f"{bench}/{split}/{i}" for i in range(n)], texts=texts, subjects=subjects,
-        score=score, input_tokens=tin, output_tokens=tout, latency_ms=latency, answers=answer,
+        query_ids=[f"{bench}/{split}/{i}" for i in range(n)],
+        texts=texts,
+        subjects=subjects,
+        score=score,
+        input_tokens=tin,
+        output_tokens=tout,
+        latency_ms=latency,
+        answers=answer,
     )
 
 
@@ -379,15 +396,19 @@ def llama_meta(benchmarks: Sequence[str], splits: Sequence[str]) -> dict:
 def _select(path: Path, benchmarks: Iterable[str] | None, splits: Iterable[str]) -> tuple[list[str], list[str]]:
     """The benchmarks (default: every one with a results file in ``path``) and splits to load, checked."""
     if not path.is_dir():
-        raise CacheError(f"{path}: not a directory; point it at the llama-cascades folder "
-                         f"(the one holding <bench>_llama_<split>.pkl, e.g. ../shared/data/llama-cascades)")
+        raise CacheError(
+            f"{path}: not a directory; point it at the llama-cascades folder "
+            f"(the one holding <bench>_llama_<split>.pkl, e.g. ../shared/data/llama-cascades)"
+        )
     try:
         found = [m for name in sorted(os.listdir(path)) if (m := _RESULTS_FILE.match(name))]
     except OSError as exc:
         raise CacheError(f"{path}: cannot list the folder: {exc.strerror or exc}") from None
     if not found:
-        raise CacheError(f"{path}: no *_llama_*.pkl files; point it at the llama-cascades folder "
-                         f"(the one holding <bench>_llama_<split>.pkl, e.g. ../shared/data/llama-cascades)")
+        raise CacheError(
+            f"{path}: no *_llama_*.pkl files; point it at the llama-cascades folder "
+            f"(the one holding <bench>_llama_<split>.pkl, e.g. ../shared/data/llama-cascades)"
+        )
     if benchmarks is None:
         present = {m["bench"] for m in found}
         chosen = [b for b in BENCHMARKS if b in present] + sorted(present - set(BENCHMARKS))
@@ -400,12 +421,15 @@ def _select(path: Path, benchmarks: Iterable[str] | None, splits: Iterable[str])
         raise CacheError(f"{path}: empty selection (benchmarks {chosen}, splits {split_list})")
     for name in chosen:
         if not isinstance(name, str) or not _BENCH_NAME.fullmatch(name):
-            raise CacheError(f"{path}: {where} names benchmark {name!r}; expected letters, digits, '.', '-' and '_' "
-                             "(starting with a letter or digit)")
+            raise CacheError(
+                f"{path}: {where} names benchmark {name!r}; expected letters, digits, '.', '-' and '_' "
+                "(starting with a letter or digit)"
+            )
     for name in split_list:
         if not isinstance(name, str) or not _SPLIT_NAME.fullmatch(name):
-            raise CacheError(f"{path}: split {name!r}: expected letters, digits, '.' and '-' (starting with a letter "
-                             "or digit)")
+            raise CacheError(
+                f"{path}: split {name!r}: expected letters, digits, '.' and '-' (starting with a letter or digit)"
+            )
     return chosen, split_list
 
 
@@ -439,8 +463,13 @@ def load_llama_cascades(
     meta = llama_meta(chosen, split_list)
     prices = np.array([MODEL_PRICES[m] for m in MODELS])
     return ResponseCache(
-        name=NAME, provenance="real", source=SOURCE, description=meta["description"], models=list(MODELS),
-        price_in=prices, price_out=prices.copy(),
+        name=NAME,
+        provenance="real",
+        source=SOURCE,
+        description=meta["description"],
+        models=list(MODELS),
+        price_in=prices,
+        price_out=prices.copy(),
         query_ids=[q for _, _, b in blocks for q in b.query_ids],
         texts=[t for _, _, b in blocks for t in b.texts],
         domains=[bench for bench, _, b in blocks for _ in b.query_ids],
@@ -485,8 +514,12 @@ def cache_rows(cache: ResponseCache) -> tuple[list[dict], list[dict]]:
     gives back the same arrays. (Queries x models with a NaN score, i.e. no result, are left out.)
     """
     queries = [
-        {"query_id": qid, "text": cache.texts[q], "domain": cache.domains[q],
-         **{c: values[q] for c, values in cache.context.items()}}
+        {
+            "query_id": qid,
+            "text": cache.texts[q],
+            "domain": cache.domains[q],
+            **{c: values[q] for c, values in cache.context.items()},
+        }
         for q, qid in enumerate(cache.query_ids)
     ]
     responses = []
@@ -495,10 +528,15 @@ def cache_rows(cache: ResponseCache) -> tuple[list[dict], list[dict]]:
             if math.isnan(cache.score[q, m]):
                 continue
             latency = float(cache.latency_ms[q, m])
-            responses.append({
-                "query_id": qid, "model": model, "score": float(cache.score[q, m]),
-                "input_tokens": int(cache.input_tokens[q, m]), "output_tokens": int(cache.output_tokens[q, m]),
-                "latency_ms": None if math.isnan(latency) else latency,
-                **{c: values[q, m] for c, values in cache.extra.items()},
-            })
+            responses.append(
+                {
+                    "query_id": qid,
+                    "model": model,
+                    "score": float(cache.score[q, m]),
+                    "input_tokens": int(cache.input_tokens[q, m]),
+                    "output_tokens": int(cache.output_tokens[q, m]),
+                    "latency_ms": None if math.isnan(latency) else latency,
+                    **{c: values[q, m] for c, values in cache.extra.items()},
+                }
+            )
     return queries, responses

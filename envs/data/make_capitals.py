@@ -191,11 +191,16 @@ def load_countries() -> list[Country]:
         lat, lon = COORD_FIXES.get(code, info["capital_latlng"])
         if not isinstance(capital, str) or not capital:
             raise ValueError(f"countryinfo has no usable capital for {code}: {capital!r}")
-        countries.append(Country(
-            code=code, name=NAME_FIXES.get(code, info["name"]), capital=capital,
-            continent=continent_of(info["region"], str(info.get("intermediateregion") or "")),
-            latitude=float(lat), longitude=float(lon),
-        ))
+        countries.append(
+            Country(
+                code=code,
+                name=NAME_FIXES.get(code, info["name"]),
+                capital=capital,
+                continent=continent_of(info["region"], str(info.get("intermediateregion") or "")),
+                latitude=float(lat),
+                longitude=float(lon),
+            )
+        )
     if len(countries) != N_PUBLISHED:
         raise ValueError(f"selected {len(countries)} countries, the seed's dataset has {N_PUBLISHED}")
     return sorted(countries, key=lambda c: c.name)
@@ -212,8 +217,12 @@ def format_coordinate(value: float, positive: str, negative: str) -> str:
 def query_row(country: Country) -> dict:
     """The country's row of the cache's queries table: the user message as text, the ground truth as context."""
     return {
-        "query_id": country.code, "text": USER_TEMPLATE.format(country=country.name), "domain": "capitals",
-        "continent": country.continent, "capital": country.capital, "latitude": country.latitude,
+        "query_id": country.code,
+        "text": USER_TEMPLATE.format(country=country.name),
+        "domain": "capitals",
+        "continent": country.continent,
+        "capital": country.capital,
+        "latitude": country.latitude,
         "longitude": country.longitude,
     }
 
@@ -297,8 +306,9 @@ def _wrong_coordinate(rng: np.random.Generator, field: str, value: float) -> str
             return answer
 
 
-def render_answer(rng: np.random.Generator, country: Country, correct: dict[str, bool],
-                  countries: Sequence[Country]) -> str:
+def render_answer(
+    rng: np.random.Generator, country: Country, correct: dict[str, bool], countries: Sequence[Country]
+) -> str:
     """The model's JSON reply: the true value for a correct field, a plausible wrong one otherwise."""
     values = truth_strings(country)
     if not correct["capital"]:
@@ -381,13 +391,18 @@ def build(seed: int) -> tuple[dict, list[dict], list[dict]]:
             answer = render_answer(answer_rng, country, correct, countries)
             if seed_grade(answer, truth) != correct:  # the text must grade, under the seed's rules, as simulated
                 raise AssertionError(f"{country.code} / {model}: answer {answer!r} does not grade as {correct}")
-            responses.append({
-                "query_id": country.code, "model": model, "score": weighted_score(correct),
-                "input_tokens": input_tokens,
-                "output_tokens": count_tokens(tokenizer, answer) + 1,  # + the <|eot_id|> that ends the turn
-                "latency_ms": None, "answer": answer,
-                **{f"correct_{f}": int(correct[f]) for f in FIELDS},
-            })
+            responses.append(
+                {
+                    "query_id": country.code,
+                    "model": model,
+                    "score": weighted_score(correct),
+                    "input_tokens": input_tokens,
+                    "output_tokens": count_tokens(tokenizer, answer) + 1,  # + the <|eot_id|> that ends the turn
+                    "latency_ms": None,
+                    "answer": answer,
+                    **{f"correct_{f}": int(correct[f]) for f in FIELDS},
+                }
+            )
 
     versions = {d: importlib.metadata.version(d) for d in ("countryinfo", TOKENIZER_DIST, "tokenizers", "numpy")}
     meta = {
@@ -421,12 +436,16 @@ def build(seed: int) -> tuple[dict, list[dict], list[dict]]:
         "user_template": USER_TEMPLATE,
         "chat_template": CHAT_TEMPLATE,
         "tokenizer": {
-            "distribution": f"{TOKENIZER_DIST} {versions[TOKENIZER_DIST]}", "file": TOKENIZER_FILE,
+            "distribution": f"{TOKENIZER_DIST} {versions[TOKENIZER_DIST]}",
+            "file": TOKENIZER_FILE,
             "sha256": hashlib.sha256(tokenizer_path.read_bytes()).hexdigest(),
         },
         "calibration": {
-            "seed": seed, "difficulty_noise": DIFFICULTY_NOISE, "wrong_offset_degrees": list(WRONG_OFFSET_DEGREES),
-            "p_signed_not_lettered": P_SIGNED_NOT_LETTERED, "numpy": versions["numpy"],
+            "seed": seed,
+            "difficulty_noise": DIFFICULTY_NOISE,
+            "wrong_offset_degrees": list(WRONG_OFFSET_DEGREES),
+            "p_signed_not_lettered": P_SIGNED_NOT_LETTERED,
+            "numpy": versions["numpy"],
         },
     }
     return meta, queries, responses
@@ -442,16 +461,22 @@ def check(out: Path, seed: int) -> list[str]:
     """Names of the files in ``out`` that differ from a fresh generation (empty when all are byte-identical)."""
     with tempfile.TemporaryDirectory() as tmp:
         fresh = generate(Path(tmp), seed)
-        return [name for name in CACHE_FILES
-                if not (out / name).is_file() or (out / name).read_bytes() != (fresh / name).read_bytes()]
+        return [
+            name
+            for name in CACHE_FILES
+            if not (out / name).is_file() or (out / name).read_bytes() != (fresh / name).read_bytes()
+        ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="cache directory (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration draw (default: %(default)s)")
-    parser.add_argument("--check", action="store_true",
-                        help="regenerate into a temporary directory and compare with --out instead of writing")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="regenerate into a temporary directory and compare with --out instead of writing",
+    )
     args = parser.parse_args(argv)
     if args.check:
         differing = check(args.out, args.seed)

@@ -26,7 +26,6 @@ STRATEGIES: dict[str, tuple[str, str, str, str]] = {
 STRATEGY_NAMES = tuple(STRATEGIES)
 
 
-
 @dataclass(frozen=True)
 class Menu:
     """One provider's models in rank order: model 0 is the one it claims and is billed as.
@@ -47,9 +46,16 @@ class Menu:
     input_tokens: float = 0.0
 
     @staticmethod
-    def ranked(names: Sequence[str], score: Sequence[float], tokens: Sequence[float], price_in: Sequence[float],
-               price_out: Sequence[float], b: float, input_tokens: float = 0.0,
-               keep_first: bool = False) -> Menu:
+    def ranked(
+        names: Sequence[str],
+        score: Sequence[float],
+        tokens: Sequence[float],
+        price_in: Sequence[float],
+        price_out: Sequence[float],
+        b: float,
+        input_tokens: float = 0.0,
+        keep_first: bool = False,
+    ) -> Menu:
         """The menu sorted by mu_u(m) = b * score - tokens * p_out (descending, stable); ``keep_first`` pins the given
         first model as model 0 (a market whose declared model is fixed) and ranks only the rest."""
         s, t = np.asarray(score, np.float64), np.asarray(tokens, np.float64)

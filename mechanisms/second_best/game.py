@@ -37,7 +37,10 @@ class Game:
 @dataclass(frozen=True)
 class ToyGame:
     providers: tuple[tuple[str, tuple[float, float, float]], ...] = (
-        ("p1", (0.9, 0.6, 0.5)), ("p2", (0.6, 0.5, 0.4)), ("p3", (0.7, 0.5, 0.4)))
+        ("p1", (0.9, 0.6, 0.5)),
+        ("p2", (0.6, 0.5, 0.4)),
+        ("p3", (0.7, 0.5, 0.4)),
+    )
     tiers: tuple[str, str, str] = ("good", "mid", "weak")
     tokens: tuple[float, float, float] = (1000.0, 900.0, 800.0)
     prices: tuple[float, float, float] = (0.0005, 0.0004, 0.0003)
@@ -62,8 +65,17 @@ TOY = ToyGame()
 
 def toy_game(toy: ToyGame = TOY) -> Game:
     """The paper's toy game as a :class:`Game` (Gaussian sampler, input tokens billed at model 0's input price)."""
-    menus = [Menu.ranked(toy.model_names(i), scores, toy.tokens, toy.prices, toy.prices, toy.b, toy.input_mu)
-             for i, (_, scores) in enumerate(toy.providers)]
-    sampler = GaussianSampler.for_menus(menus, toy.L, input_mu=toy.input_mu, input_sd=toy.input_sd,
-                                        score_sd=toy.score_sd, tokens_sd=toy.tokens_sd, min_tokens=toy.min_tokens)
+    menus = [
+        Menu.ranked(toy.model_names(i), scores, toy.tokens, toy.prices, toy.prices, toy.b, toy.input_mu)
+        for i, (_, scores) in enumerate(toy.providers)
+    ]
+    sampler = GaussianSampler.for_menus(
+        menus,
+        toy.L,
+        input_mu=toy.input_mu,
+        input_sd=toy.input_sd,
+        score_sd=toy.score_sd,
+        tokens_sd=toy.tokens_sd,
+        min_tokens=toy.min_tokens,
+    )
     return Game(menus, sampler, toy.b, toy.eta, toy.L)

@@ -67,8 +67,15 @@ class SecondBest(Mechanism):
     billing = "list_price"
     uses_bids = False
 
-    def __init__(self, T: int | None = None, epsilon: float = 0.3, gamma: float = 2.0, b: float | None = None,
-                 eta: float = 0.9, delta_1: float | None = None):
+    def __init__(
+        self,
+        T: int | None = None,
+        epsilon: float = 0.3,
+        gamma: float = 2.0,
+        b: float | None = None,
+        eta: float = 0.9,
+        delta_1: float | None = None,
+    ):
         if T is not None:
             check_schedule(T, 0.25)
         if not 0.0 < epsilon < 0.5:
@@ -105,9 +112,9 @@ class SecondBest(Mechanism):
         self.seg_count = np.zeros((E, S), dtype=np.int64)
         self.seg_provider[:, :K] = np.arange(K)
         self.seg_count[:, :K] = self.B
-        self.seg_phase[:, K:self._bonus] = EXPLOITATION
-        self.seg_phase[:, self._bonus:2 * K + 3] = INCENTIVE
-        self.seg_phase[:, 2 * K + 3:] = UTILITY
+        self.seg_phase[:, K : self._bonus] = EXPLOITATION
+        self.seg_phase[:, self._bonus : 2 * K + 3] = INCENTIVE
+        self.seg_phase[:, 2 * K + 3 :] = UTILITY
         # Constants known only once exploration ends are 0 until then (R = -1, best = -1 mark that): diagnostics stay
         # finite, so infos compare equal across identical runs.
         self.d1 = np.full(E, float(self.delta_1) if self.delta_1 is not None else 0.0)
@@ -174,24 +181,25 @@ class SecondBest(Mechanism):
         self.R[e] = R
         self.threshold[e] = early_stop_threshold(u2, self.M, self.scale, L, info.price_out[best], self.gamma)
         first, n_batches, remainder = exploitation_plan(R, self.horizon - self.t[e], self.B)
-        self.seg_provider[e, self._first:self._bonus + 1] = best[:, None]
+        self.seg_provider[e, self._first : self._bonus + 1] = best[:, None]
         self.seg_count[e, self._first] = first
         self.seg_count[e, self._batches] = n_batches * self.B
         self.seg_count[e, self._rest] = remainder
         self.seg_count[e, self._bonus] = self.B
-        others = np.argsort(np.arange(K)[None, :] == best[:, None], axis=1, kind="stable")[:, :K - 1]
-        self.seg_provider[e, self._bonus + 1:2 * K + 3] = others
-        self.seg_count[e, self._bonus + 1:2 * K + 3] = self.B
+        others = np.argsort(np.arange(K)[None, :] == best[:, None], axis=1, kind="stable")[:, : K - 1]
+        self.seg_provider[e, self._bonus + 1 : 2 * K + 3] = others
+        self.seg_count[e, self._bonus + 1 : 2 * K + 3] = self.B
         self.deltas[e] = utility_deltas(self.d1[e], self.vbar[e], self.taubar[e], L)
-        self.seg_provider[e, 2 * K + 3:] = np.arange(K)
-        self.seg_count[e, 2 * K + 3:] = utility_counts(self.deltas[e], self.B, self._uniforms[e])
+        self.seg_provider[e, 2 * K + 3 :] = np.arange(K)
+        self.seg_count[e, 2 * K + 3 :] = utility_counts(self.deltas[e], self.B, self._uniforms[e])
         self._state[e, 5] = u2 / self.scale
         self._state[e, 6:] = self.u_hat[e] / self.scale
 
     # ------------------------------------------------------------------------------------------- interface
 
-    def allocate(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
-                 ) -> tuple[IntArray, FloatArray]:
+    def allocate(
+        self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
+    ) -> tuple[IntArray, FloatArray]:
         S = self.seg_count.shape[1]
         active = self.cur < S
         winner = np.where(active, pick(self.seg_provider, np.minimum(self.cur, S - 1)), NO_WINNER)
@@ -211,7 +219,8 @@ class SecondBest(Mechanism):
         self.t[e] += 1
         explore = phase == EXPLORATION
         self._sums[e[explore], w[explore]] += np.stack(
-            (user[explore], reward[explore], outcome.reported_tokens[e][explore]), axis=1)
+            (user[explore], reward[explore], outcome.reported_tokens[e][explore]), axis=1
+        )
         exploit = phase == EXPLOITATION
         self._exploit_sum[e[exploit]] += user[exploit]
         self._exploit_n[e[exploit]] += 1
@@ -242,25 +251,45 @@ class SecondBest(Mechanism):
     def diagnostics(self) -> dict[str, FloatArray]:
         phases = self.delegations.sum(axis=1).astype(float)  # [E, 4] queries delegated in each phase
         return {
-            "phase": self.phase.astype(float), "early_stopped": self.early_stopped.astype(float),
-            "stop_time": self.stop_time.astype(float), "best": self.best.astype(float), "u_second": self.u_second,
-            "R": self.R.astype(float), "threshold": self.threshold, "delegated": self.t.astype(float),
+            "phase": self.phase.astype(float),
+            "early_stopped": self.early_stopped.astype(float),
+            "stop_time": self.stop_time.astype(float),
+            "best": self.best.astype(float),
+            "u_second": self.u_second,
+            "R": self.R.astype(float),
+            "threshold": self.threshold,
+            "delegated": self.t.astype(float),
             **{f"delegated_{name}": phases[:, k] for k, name in enumerate(PHASES[:N_PLAY_PHASES])},
         }
 
     @classmethod
     def degenerate(cls, diagnostics: dict[str, float]) -> str | None:
         if diagnostics.get("R", 1.0) <= 0.0:
-            return ("second_best's schedule is degenerate: exploitation length R = 0 (exploration and the fixed "
-                    "phases fill the horizon), so its trust-but-verify rule never runs")
+            return (
+                "second_best's schedule is degenerate: exploitation length R = 0 (exploration and the fixed "
+                "phases fill the horizon), so its trust-but-verify rule never runs"
+            )
         return None
 
     def schedule(self, market: int = 0) -> dict[str, float | FloatArray]:
         """One market's schedule constants and counts so far (for tests and reports)."""
         m = market
-        return {"T": self.horizon, "B": self.B, "M": self.M, "delta_1": float(self.d1[m]), "delta_2": self.d2,
-                "delta_3": float(self.d3[m]), "R": int(self.R[m]), "threshold": float(self.threshold[m]),
-                "best": int(self.best[m]), "u_second": float(self.u_second[m]), "u_hat": self.u_hat[m].copy(),
-                "vbar": self.vbar[m].copy(), "taubar": self.taubar[m].copy(), "deltas": self.deltas[m].copy(),
-                "delegations": self.delegations[m].copy(), "early_stopped": bool(self.early_stopped[m]),
-                "stop_time": int(self.stop_time[m])}
+        return {
+            "T": self.horizon,
+            "B": self.B,
+            "M": self.M,
+            "delta_1": float(self.d1[m]),
+            "delta_2": self.d2,
+            "delta_3": float(self.d3[m]),
+            "R": int(self.R[m]),
+            "threshold": float(self.threshold[m]),
+            "best": int(self.best[m]),
+            "u_second": float(self.u_second[m]),
+            "u_hat": self.u_hat[m].copy(),
+            "vbar": self.vbar[m].copy(),
+            "taubar": self.taubar[m].copy(),
+            "deltas": self.deltas[m].copy(),
+            "delegations": self.delegations[m].copy(),
+            "early_stopped": bool(self.early_stopped[m]),
+            "stop_time": int(self.stop_time[m]),
+        }

@@ -17,12 +17,21 @@ class Sampler(Protocol):
     """Per-query outcomes of a provider's model: ``draw(provider, model, n, rng) -> (score, input_tokens,
     output_tokens)``, arrays of length n (``model`` indexes the provider's ranked :class:`Menu`)."""
 
-    def draw(self, provider: int, model: int, n: int, rng: np.random.Generator
-             ) -> tuple[FloatArray, FloatArray, FloatArray]: ...
+    def draw(
+        self, provider: int, model: int, n: int, rng: np.random.Generator
+    ) -> tuple[FloatArray, FloatArray, FloatArray]: ...
 
 
-def toy_draw(rng: np.random.Generator, score_mu: float, tokens_mu: float, n: int, L: int,
-             score_sd: float = 0.05, tokens_sd: float = 50.0, min_tokens: int = 50) -> tuple[FloatArray, FloatArray]:
+def toy_draw(
+    rng: np.random.Generator,
+    score_mu: float,
+    tokens_mu: float,
+    n: int,
+    L: int,
+    score_sd: float = 0.05,
+    tokens_sd: float = 50.0,
+    min_tokens: int = 50,
+) -> tuple[FloatArray, FloatArray]:
     """The toy game's per-model draws: score ~ clip(|N(mu, sd)|, 0, 1), output tokens ~ clip(round(|N(mu_tok,
     sd_tok)|), 50, L)."""
     score = np.clip(np.abs(rng.normal(score_mu, score_sd, n)), 0.0, 1.0)
@@ -53,11 +62,20 @@ class GaussianSampler:
     def for_menus(menus: Sequence[Menu], L: int, **kw: Any) -> GaussianSampler:
         return GaussianSampler([m.score for m in menus], [m.tokens for m in menus], L, **kw)
 
-    def draw(self, provider: int, model: int, n: int, rng: np.random.Generator
-             ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def draw(
+        self, provider: int, model: int, n: int, rng: np.random.Generator
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
         tin = toy_input_draw(rng, n, self.input_mu, self.input_sd)
-        score, tout = toy_draw(rng, self.score_mu[provider][model], self.tokens_mu[provider][model], n, self.L,
-                               self.score_sd, self.tokens_sd, self.min_tokens)
+        score, tout = toy_draw(
+            rng,
+            self.score_mu[provider][model],
+            self.tokens_mu[provider][model],
+            n,
+            self.L,
+            self.score_sd,
+            self.tokens_sd,
+            self.min_tokens,
+        )
         return score, tin, tout
 
 
@@ -71,9 +89,13 @@ class CacheSampler:
     output_tokens: FloatArray
     columns: Sequence[Sequence[int]]
 
-    def draw(self, provider: int, model: int, n: int, rng: np.random.Generator
-             ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def draw(
+        self, provider: int, model: int, n: int, rng: np.random.Generator
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
         q = rng.integers(0, self.score.shape[0], n)
         c = self.columns[provider][model]
-        return (self.score[q, c].astype(np.float64), self.input_tokens[q, c].astype(np.float64),
-                self.output_tokens[q, c].astype(np.float64))
+        return (
+            self.score[q, c].astype(np.float64),
+            self.input_tokens[q, c].astype(np.float64),
+            self.output_tokens[q, c].astype(np.float64),
+        )

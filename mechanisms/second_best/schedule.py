@@ -56,8 +56,9 @@ def delta_1(min_value: FloatOrArray, max_tokens: FloatOrArray, L: float) -> Floa
     ``min_value`` is the smallest b * mean score and ``max_tokens`` the largest mean output tokens over *all* models of
     all providers (the published constant; the authors' earlier real-record code used -ln min(reward/tokens) instead).
     """
-    d1: FloatOrArray = (-np.log(np.maximum(min_value, _LOG_FLOOR)) + np.log(np.maximum(max_tokens, _LOG_FLOOR))
-                        + max_tokens / L + 1.0)
+    d1: FloatOrArray = (
+        -np.log(np.maximum(min_value, _LOG_FLOOR)) + np.log(np.maximum(max_tokens, _LOG_FLOOR)) + max_tokens / L + 1.0
+    )
     return d1
 
 
@@ -82,18 +83,19 @@ def delta_3(vbar: FloatArray, taubar: FloatArray, L: float, best: IntArray | int
     return total
 
 
-def exploitation_length(T: int, B: int, K: int, d1: FloatArray | float, d2: float,
-                        d3: FloatArray | float) -> IntArray:
+def exploitation_length(T: int, B: int, K: int, d1: FloatArray | float, d2: float, d3: FloatArray | float) -> IntArray:
     """R = max(0, int(T - ((delta_1 + 3) K + delta_2 + delta_3) B)) exploitation queries (int truncates to zero; an
     infinite term gives 0 or T)."""
     x = T - ((np.asarray(d1) + 3.0) * K + d2 + np.asarray(d3)) * B
     with np.errstate(invalid="ignore"):
         return np.where(np.isfinite(x), np.maximum(np.trunc(np.nan_to_num(x)), 0), np.where(x < 0, 0, T)).astype(
-            np.int64)
+            np.int64
+        )
 
 
-def early_stop_threshold(u_second: FloatOrArray, M: float, b: float, L: float, p_max: FloatOrArray,
-                         gamma: float) -> FloatOrArray:
+def early_stop_threshold(
+    u_second: FloatOrArray, M: float, b: float, L: float, p_max: FloatOrArray, gamma: float
+) -> FloatOrArray:
     """threshold = u' - M (b + L p_max(i*)) / gamma: exploitation stops when its mean user utility falls below."""
     return u_second - M * (b + L * p_max) / gamma
 

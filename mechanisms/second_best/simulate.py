@@ -121,8 +121,15 @@ def _parse_strategy(s: str | Sequence[str]) -> tuple[str, str, str, str]:
     return s  # type: ignore[return-value]
 
 
-def simulate(game: Game, strategies: Sequence[str | Sequence[str]], T: int, epsilon: float = 0.3,
-             gamma: float = 2.0, seed: int | np.random.SeedSequence | None = 0, d1: float | None = None) -> SimResult:
+def simulate(
+    game: Game,
+    strategies: Sequence[str | Sequence[str]],
+    T: int,
+    epsilon: float = 0.3,
+    gamma: float = 2.0,
+    seed: int | np.random.SeedSequence | None = 0,
+    d1: float | None = None,
+) -> SimResult:
     """Run the second-best delegation mechanism once with every provider playing a fixed strategy.
 
     Queries are independent given the phase and behaviour, so each phase segment is drawn as one array; exploitation
@@ -180,9 +187,23 @@ def simulate(game: Game, strategies: Sequence[str | Sequence[str]], T: int, epsi
     d3 = delta_3(vbar, taubar, L, best)
     R = exploitation_length(T, B, K, d1, d2, d3)
     thr = early_stop_threshold(u2, M, b, L, game.menus[best].p_max, gamma)
-    result: dict[str, Any] = dict(T=T, B=B, M=M, delta_1=d1, delta_2=d2, delta_3=d3, R=R, threshold=thr, best=best,
-                                  second=second, u_second=u2, u_hat=u_hat, vbar=vbar, taubar=taubar,
-                                  behaviours=behaviours)
+    result: dict[str, Any] = dict(
+        T=T,
+        B=B,
+        M=M,
+        delta_1=d1,
+        delta_2=d2,
+        delta_3=d3,
+        R=R,
+        threshold=thr,
+        best=best,
+        second=second,
+        u_second=u2,
+        u_hat=u_hat,
+        vbar=vbar,
+        taubar=taubar,
+        behaviours=behaviours,
+    )
 
     # Phase 2: exploitation with the batch early-stop check, then the remainder and the bonus if never stopped.
     first, n_batches, remainder = (int(v) for v in exploitation_plan(R, T - t, B))
@@ -220,5 +241,15 @@ def simulate(game: Game, strategies: Sequence[str | Sequence[str]], T: int, epsi
         if n:
             record(i, UTILITY, _play(game, i, behaviours[i][UTILITY], n, u2, rng))
 
-    return SimResult(**result, deltas=deltas, delegations=dele, user_utility=user, provider_utility=prov, reward=rew,
-                     reported_tokens=rep, early_stopped=early, stop_time=stop_time, exploitation_length=exploited)
+    return SimResult(
+        **result,
+        deltas=deltas,
+        delegations=dele,
+        user_utility=user,
+        provider_utility=prov,
+        reward=rew,
+        reported_tokens=rep,
+        early_stopped=early,
+        stop_time=stop_time,
+        exploitation_length=exploited,
+    )

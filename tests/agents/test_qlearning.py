@@ -70,15 +70,15 @@ def test_policy_reads_its_profit_off_the_observation():
     market-fed learner would."""
     market = make_batched("uniform", "first_price", 6, seeds=list(range(6)), n_providers=2)  # random costs
     lay = market.layout
-    policies = [QLearningPolicy(lay, seed=10 * i, grid=tuple(np.round(np.linspace(0.05, 0.95, 19), 2)))
-                for i in range(2)]
+    policies = [
+        QLearningPolicy(lay, seed=10 * i, grid=tuple(np.round(np.linspace(0.05, 0.95, 19), 2))) for i in range(2)
+    ]
     obs = market.reset()
     prev_cost, prev_reward = None, None
     for _ in range(40):
         if prev_cost is not None:
             for i, p in enumerate(policies):
-                np.testing.assert_allclose(p.observed_profit(obs[:, i], prev_cost[:, i]), prev_reward[:, i],
-                                           atol=1e-6)
+                np.testing.assert_allclose(p.observed_profit(obs[:, i], prev_cost[:, i]), prev_reward[:, i], atol=1e-6)
         prev_cost = np.stack([lay.honest_bid(obs[:, i]) for i in range(2)], axis=1)
         actions = np.stack([p.act(obs[:, i]) for i, p in enumerate(policies)], axis=1)
         obs, prev_reward, _ = market.step(actions)

@@ -136,8 +136,7 @@ def test_substitute_serves_the_cheaper_model_billed_as_the_declared_one() -> Non
 @pytest.mark.parametrize("max_inflation", [1.0, 0.5])
 def test_inflate_reports_padded_tokens(max_inflation: float) -> None:
     env = parallel_env("capitals", mechanism="second_price", seed=0, max_inflation=max_inflation)
-    policies = {"provider_0": make_strategy("inflate", env.layout),
-                "provider_1": make_strategy("truthful", env.layout)}
+    policies = {"provider_0": make_strategy("inflate", env.layout), "provider_1": make_strategy("truthful", env.layout)}
     L = env.market.max_output_tokens
     wins = 0
     for infos in play(env, policies, 200):

@@ -22,7 +22,8 @@ from envs import ConfigError, parallel_env
 # The market's observations are unbounded by design and it renders text: Gymnasium's checker warns about both (and
 # about envs checked without a spec, or wrapped, which this file does on purpose).
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:.*(infinity|render fps|different from the unwrapped|alternative render modes).*:UserWarning")
+    "ignore:.*(infinity|render fps|different from the unwrapped|alternative render modes).*:UserWarning"
+)
 
 
 @pytest.fixture
@@ -61,8 +62,9 @@ def test_gymnasium_id_follows_the_pettingzoo_version():
 
 def test_the_learner_plays_against_the_opponents_in_the_pettingzoo_market():
     """Each step is one round of the PettingZoo market with the opponents' policies on their own observations."""
-    single = SingleAgentMarket("uniform", "first_price", learner=1, opponents="markup", n_providers=3, seed=2,
-                               horizon=30)
+    single = SingleAgentMarket(
+        "uniform", "first_price", learner=1, opponents="markup", n_providers=3, seed=2, horizon=30
+    )
     market = parallel_env("uniform", "first_price", n_providers=3, seed=2, horizon=30)
     markup = make_strategy("markup", market.layout)
     obs, _ = single.reset(seed=9)
@@ -90,8 +92,10 @@ def test_opponent_specs(tmp_path):
     assert by_pairs.opponents["provider_1"].name == "bne" and by_pairs.opponents["provider_2"].name == "random"
     assert SingleAgentMarket(**kw, opponents="provider_0=markup,provider_1=bne,provider_2=bne").learner == "provider_0"
     policy = make_strategy("truthful", by_pairs.layout)
-    assert SingleAgentMarket(**kw, opponents={"provider_1": policy, "provider_2": "markup"}).opponents[
-        "provider_1"] is policy
+    assert (
+        SingleAgentMarket(**kw, opponents={"provider_1": policy, "provider_2": "markup"}).opponents["provider_1"]
+        is policy
+    )
 
     # A train.py run dir: the opponents act with its saved policy (weights only, checked against the market).
     run = tmp_path / "run"
@@ -99,8 +103,14 @@ def test_opponent_specs(tmp_path):
     market = parallel_env(kw["scenario"], kw["mechanism"], n_providers=3, horizon=5)
     model = PPO("MlpPolicy", SingleAgentMarket(**kw), policy_kwargs={"net_arch": [8]}, device="cpu", seed=0)
     model.save(run / "policies" / "provider_2.zip")
-    manifest = make_manifest(market, kw["mechanism"], "ppo", "best-response", {"provider_2": "provider_2.zip"},
-                             {"policy_kwargs": {"net_arch": [8]}})
+    manifest = make_manifest(
+        market,
+        kw["mechanism"],
+        "ppo",
+        "best-response",
+        {"provider_2": "provider_2.zip"},
+        {"policy_kwargs": {"net_arch": [8]}},
+    )
     (run / "manifest.json").write_text(json.dumps(manifest))
     env = SingleAgentMarket(**kw, opponents=f"provider_1=truthful,provider_2={run}")
     env.reset(seed=0)
@@ -147,8 +157,18 @@ def test_ppo_learns_to_bid_above_cost_against_truthful_rivals(one_thread):
     ask (1 + c) / 2 > c. A few thousand PPO steps move the learner's bid measurably above its cost and earn it a
     profit where honest play earns none."""
     env = gymnasium.make(ENV_ID, scenario="uniform", mechanism="first_price", opponents="truthful", n_providers=2)
-    model = PPO("MlpPolicy", env, n_steps=512, batch_size=128, n_epochs=4, learning_rate=1e-3, gamma=0.0,
-                policy_kwargs={"log_std_init": -1.0}, seed=0, device="cpu").learn(3072)
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=512,
+        batch_size=128,
+        n_epochs=4,
+        learning_rate=1e-3,
+        gamma=0.0,
+        policy_kwargs={"log_std_init": -1.0},
+        seed=0,
+        device="cpu",
+    ).learn(3072)
 
     def evaluate(act) -> tuple[float, float]:
         obs, _ = env.reset(seed=1234)
@@ -173,7 +193,9 @@ def test_opponent_spec_parsing():
     known = ["provider_0", *agents]
     assert parse_spec("bne", agents) == {"provider_1": "bne", "provider_2": "bne"}
     assert parse_spec(" provider_2 = runs/x , provider_1=markup,provider_0=bne", agents, known) == {
-        "provider_1": "markup", "provider_2": "runs/x"}
+        "provider_1": "markup",
+        "provider_2": "runs/x",
+    }
     with pytest.raises(ConfigError, match="'provider_9' is not an agent=spec pair"):
         parse_spec("provider_1=bne,provider_9", agents, known)
     with pytest.raises(ConfigError, match=r"unknown agent\(s\) \['provider_9'\]"):

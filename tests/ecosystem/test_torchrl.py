@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torchrl = pytest.importorskip("torchrl", reason="TorchRL is not installed (the optional extra: "
-                              "pip install torch==2.13.0 -e '.[torchrl]')")
+torchrl = pytest.importorskip(
+    "torchrl", reason="TorchRL is not installed (the optional extra: pip install torch==2.13.0 -e '.[torchrl]')"
+)
 
 import torch  # noqa: E402
 from torchrl.envs.libs.pettingzoo import PettingZooWrapper  # noqa: E402

@@ -66,10 +66,15 @@ class ScriptedBackend:
         country = messages[-1]["content"].split(": ", 1)[1]
         truth = _truth()[country]
         wrong = zlib.crc32(f"{self.model_id}/{country}".encode()) % 4 == 0
-        text = json.dumps({"Capital City": "Atlantis" if wrong else truth.capital, "Continent": truth.continent,
-                           "Latitude": f"{abs(truth.latitude):.2f}{'N' if truth.latitude >= 0 else 'S'}",
-                           "Longitude": f"{abs(truth.longitude):.2f}{'E' if truth.longitude >= 0 else 'W'}"},
-                          ensure_ascii=False)
+        text = json.dumps(
+            {
+                "Capital City": "Atlantis" if wrong else truth.capital,
+                "Continent": truth.continent,
+                "Latitude": f"{abs(truth.latitude):.2f}{'N' if truth.latitude >= 0 else 'S'}",
+                "Longitude": f"{abs(truth.longitude):.2f}{'E' if truth.longitude >= 0 else 'W'}",
+            },
+            ensure_ascii=False,
+        )
         return text, 90 + len(country), 20 + len(country) % 7, 100.0 + len(country)
 
     def generate(self, batch: Sequence[Messages]) -> Iterator[Completion]:

@@ -40,10 +40,28 @@ def test_batched_markets_play_the_rounds_of_separate_envs(mechanism_name, scenar
                 out = env.step({a: joint[e, i] for i, a in enumerate(env.possible_agents)})
                 single_obs[e] = out[0]
                 s = env.last_round
-                for field in ("query", "bids", "asks", "honest_bids", "rewards", "served", "substituted",
-                              "inflation", "winner", "score", "value", "payment", "cost", "input_tokens",
-                              "true_tokens", "reported_tokens", "user_utility", "welfare", "best_welfare",
-                              "unserved"):
+                for field in (
+                    "query",
+                    "bids",
+                    "asks",
+                    "honest_bids",
+                    "rewards",
+                    "served",
+                    "substituted",
+                    "inflation",
+                    "winner",
+                    "score",
+                    "value",
+                    "payment",
+                    "cost",
+                    "input_tokens",
+                    "true_tokens",
+                    "reported_tokens",
+                    "user_utility",
+                    "welfare",
+                    "best_welfare",
+                    "unserved",
+                ):
                     np.testing.assert_array_equal(getattr(r, field)[e], getattr(s, field)[0], err_msg=field)
                 assert [out[1][a] for a in env.possible_agents] == rewards[e].tolist()
                 assert all(out[3].values()) == bool(done[e])

@@ -37,9 +37,15 @@ class FakeOpenAI:
     overrides the text and ``usage[country]`` the (prompt, completion) token counts. "drip-*" sends the response one
     byte every ``drip_s`` seconds from its first byte or from the body on."""
 
-    def __init__(self, script: dict[str, list[str]] | None = None, always: dict[str, str] | None = None,
-                 replies: dict[str, str] | None = None, usage: dict[str, tuple] | None = None,
-                 slow_s: float = 0.6, drip_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        script: dict[str, list[str]] | None = None,
+        always: dict[str, str] | None = None,
+        replies: dict[str, str] | None = None,
+        usage: dict[str, tuple] | None = None,
+        slow_s: float = 0.6,
+        drip_s: float = 0.05,
+    ) -> None:
         self.script = {k: list(v) for k, v in (script or {}).items()}
         self.always = dict(always or {})
         self.replies = dict(replies or {})
@@ -67,13 +73,15 @@ class FakeOpenAI:
                     pass
 
             def _drip(self, body: bytes, from_body: bool) -> None:
-                data = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                        "Connection: close\r\n\r\n").encode() + body
+                data = (
+                    f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                    "Connection: close\r\n\r\n"
+                ).encode() + body
                 start = len(data) - len(body) if from_body else 0
                 try:
                     self.wfile.write(data[:start])
                     for k in range(start, len(data)):
-                        self.wfile.write(data[k:k + 1])
+                        self.wfile.write(data[k : k + 1])
                         time.sleep(outer.drip_s)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up: what this test wants
@@ -101,16 +109,23 @@ class FakeOpenAI:
                     return self._send(200, b'{"choices": [{"message": {"content": "trunc')
                 if action == "slow":
                     time.sleep(outer.slow_s)
-                text = outer.replies.get(country) or json.dumps({
-                    "Capital City": TRUTH[country].capital, "Continent": TRUTH[country].continent,
-                    "Latitude": mc.format_coordinate(TRUTH[country].latitude, "N", "S"),
-                    "Longitude": mc.format_coordinate(TRUTH[country].longitude, "E", "W"),
-                }, ensure_ascii=False)
+                text = outer.replies.get(country) or json.dumps(
+                    {
+                        "Capital City": TRUTH[country].capital,
+                        "Continent": TRUTH[country].continent,
+                        "Latitude": mc.format_coordinate(TRUTH[country].latitude, "N", "S"),
+                        "Longitude": mc.format_coordinate(TRUTH[country].longitude, "E", "W"),
+                    },
+                    ensure_ascii=False,
+                )
                 prompt_tokens, completion_tokens = outer.usage.get(country, (90 + len(country), 30))
                 body = {
-                    "id": "chatcmpl-test", "object": "chat.completion", "model": request["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}],
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion",
+                    "model": request["model"],
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
                     "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
                 }
                 if action.startswith("drip-"):
@@ -162,17 +177,22 @@ def name_of(code: str) -> str:
 
 
 def test_a_build_retries_through_server_errors(serve, tmp_path: Path) -> None:
-    server = serve(script={"Argentina": ["500"], "France": ["429"], "Germany": ["slow"], "Japan": ["malformed"]},
-                   replies={"Brazil": 'Here you go: {"Capital City": "Brasilia", "Continent": "Americas", '
-                                      '"Latitude": "-15.79", "Longitude": "-47.88"} Enjoy!',
-                            "Australia": "I am not sure, sorry."})
+    server = serve(
+        script={"Argentina": ["500"], "France": ["429"], "Germany": ["slow"], "Japan": ["malformed"]},
+        replies={
+            "Brazil": 'Here you go: {"Capital City": "Brasilia", "Continent": "Americas", '
+            '"Latitude": "-15.79", "Longitude": "-47.88"} Enjoy!',
+            "Australia": "I am not sure, sorry.",
+        },
+    )
     report = run(server, tmp_path / "cache")
     assert report.ok and report.written, report.summary()
     stats = report.backend_stats["llama-3.2-3b-instruct"]
     assert stats["retry: HTTP 500"] == 1 and stats["retry: HTTP 429"] == 1
     assert stats["retry: timeout"] == 1 and stats["retry: malformed body"] == 1
-    assert server.requests == Counter({"Argentina": 2, "France": 2, "Germany": 2, "Japan": 2, "Brazil": 1,
-                                       "Australia": 1})
+    assert server.requests == Counter(
+        {"Argentina": 2, "France": 2, "Germany": 2, "Japan": 2, "Brazil": 1, "Australia": 1}
+    )
     assert server.models == Counter({MODEL_ID: 10})
 
     cache = load_cache(tmp_path / "cache", required_models=["llama-3.2-3b-instruct"])
@@ -190,13 +210,24 @@ def test_a_build_retries_through_server_errors(serve, tmp_path: Path) -> None:
     assert cache.extra["parse_ok"][q, 0] == "0" and cache.extra["correct_capital"][q, 0] == "0"
     assert cache.input_tokens[cache.query_ids.index("ARG"), 0] == 90 + len("Argentina")
     assert (cache.output_tokens == 30).all() and (cache.latency_ms > 0).all()
-    assert set(cache.extra) >= {"answer", "parse_ok", "correct_capital", "correct_continent", "correct_latitude",
-                                "correct_longitude"}
+    assert set(cache.extra) >= {
+        "answer",
+        "parse_ok",
+        "correct_capital",
+        "correct_continent",
+        "correct_latitude",
+        "correct_longitude",
+    }
 
     # A rerun asks nothing and rewrites the same cache; a new tolerance re-grades without new requests.
     before = server.total()
-    again = build_cache(CapitalsTask(tolerance_deg=0.0), [ModelRun("llama-3.2-3b-instruct", backend(server))],
-                        tmp_path / "cache", query_ids=SUBSET, progress=False)
+    again = build_cache(
+        CapitalsTask(tolerance_deg=0.0),
+        [ModelRun("llama-3.2-3b-instruct", backend(server))],
+        tmp_path / "cache",
+        query_ids=SUBSET,
+        progress=False,
+    )
     assert again.ok and server.total() == before and again.resumed == {"llama-3.2-3b-instruct": 6}
     assert load_cache(tmp_path / "cache").meta["grader"]["tolerance_deg"] == 0.0
 
@@ -205,9 +236,28 @@ def test_permanent_failures_are_reported_and_a_rerun_resumes(serve, tmp_path: Pa
     out = tmp_path / "cache"
     broken = serve(always={"Japan": "500", "France": "400"})
     monkeypatch.setenv("OPENAI_BASE_URL", broken.url)
-    args = ["build", "--backend", "openai", "--model", MODEL_ID, "--model", "meta-llama/Llama-3.2-1B-Instruct",
-            "--out", str(out), "--queries", ",".join(SUBSET), "--no-progress", "--timeout", "0.5",
-            "--max-retries", "2", "--backoff", "0.01", "--price", "llama-3.2-1b-instruct=0.05,0.08"]
+    args = [
+        "build",
+        "--backend",
+        "openai",
+        "--model",
+        MODEL_ID,
+        "--model",
+        "meta-llama/Llama-3.2-1B-Instruct",
+        "--out",
+        str(out),
+        "--queries",
+        ",".join(SUBSET),
+        "--no-progress",
+        "--timeout",
+        "0.5",
+        "--max-retries",
+        "2",
+        "--backoff",
+        "0.01",
+        "--price",
+        "llama-3.2-1b-instruct=0.05,0.08",
+    ]
     with pytest.raises(SystemExit) as exit_info:
         cli(args)
     assert exit_info.value.code == 1
@@ -227,8 +277,10 @@ def test_permanent_failures_are_reported_and_a_rerun_resumes(serve, tmp_path: Pa
     assert healthy.requests == Counter({"France": 2, "Japan": 2})  # only the failed ones, per model
     cache = load_cache(out, required_models=["llama-3.2-3b-instruct", "llama-3.2-1b-instruct"])
     assert (cache.score == 1.0).all()
-    assert cache.meta["models"] == {"llama-3.2-3b-instruct": {"price_in": 0.1, "price_out": 0.1},
-                                    "llama-3.2-1b-instruct": {"price_in": 0.05, "price_out": 0.08}}
+    assert cache.meta["models"] == {
+        "llama-3.2-3b-instruct": {"price_in": 0.1, "price_out": 0.1},
+        "llama-3.2-1b-instruct": {"price_in": 0.05, "price_out": 0.08},
+    }
     assert "wrote" in capsys.readouterr().out
 
 
@@ -306,10 +358,15 @@ def test_the_capitals_scenario_runs_on_a_generated_cache(serve, tmp_path: Path) 
     """Ollama-style ids named after the scenario's models; the env takes the cache by path."""
     from envs import parallel_env
 
-    server = serve(replies={"France": '{"Capital City": "Lyon", "Continent": "Europe", "Latitude": "45.76N", '
-                                      '"Longitude": "4.84E"}'})
-    runs = [ModelRun("llama-3.2-3b-instruct", backend(server, "llama3.2:3b")),
-            ModelRun("llama-3.2-1b-instruct", backend(server, "llama3.2:1b"))]
+    server = serve(
+        replies={
+            "France": '{"Capital City": "Lyon", "Continent": "Europe", "Latitude": "45.76N", "Longitude": "4.84E"}'
+        }
+    )
+    runs = [
+        ModelRun("llama-3.2-3b-instruct", backend(server, "llama3.2:3b")),
+        ModelRun("llama-3.2-1b-instruct", backend(server, "llama3.2:1b")),
+    ]
     out = tmp_path / "cache"
     assert build_cache(CapitalsTask(), runs, out, query_ids=SUBSET, progress=False).written
     assert server.models == Counter({"llama3.2:3b": 6, "llama3.2:1b": 6})
@@ -317,8 +374,9 @@ def test_the_capitals_scenario_runs_on_a_generated_cache(serve, tmp_path: Path) 
     assert market.market.provenance == "generated" and market.market.n_queries == len(SUBSET)
     market.reset(seed=0)
     while market.agents:
-        _, rewards, _, _, _ = market.step({a: np.zeros(market.action_space(a).shape, np.float32)
-                                           for a in market.agents})
+        _, rewards, _, _, _ = market.step(
+            {a: np.zeros(market.action_space(a).shape, np.float32) for a in market.agents}
+        )
     assert set(rewards) == {"provider_0", "provider_1"}
 
 
@@ -327,9 +385,11 @@ def test_usage_errors_and_a_locked_journal(tmp_path: Path, capsys) -> None:
 
     out = tmp_path / "cache"
     base = ["build", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--out", str(out), "--no-progress"]
-    for extra, message in ((["--model", MODEL_ID, "--queries", "XXX"], "unknown query id"),
-                           (["--model", MODEL_ID, "--price", "other=1"], "--price names unknown model"),
-                           (["--model", "a/m", "--model", "b/m"], "model names must be distinct")):
+    for extra, message in (
+        (["--model", MODEL_ID, "--queries", "XXX"], "unknown query id"),
+        (["--model", MODEL_ID, "--price", "other=1"], "--price names unknown model"),
+        (["--model", "a/m", "--model", "b/m"], "model names must be distinct"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             cli(base + extra)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
@@ -391,8 +451,20 @@ def test_impossible_replies_never_replace_a_valid_cache(serve, tmp_path: Path, m
     out = tmp_path / "cache"
     good = serve()
     monkeypatch.setenv("OPENAI_BASE_URL", good.url)
-    base = ["build", "--backend", "openai", "--out", str(out), "--queries", ",".join(SUBSET), "--no-progress",
-            "--timeout", "2", "--max-retries", "0"]
+    base = [
+        "build",
+        "--backend",
+        "openai",
+        "--out",
+        str(out),
+        "--queries",
+        ",".join(SUBSET),
+        "--no-progress",
+        "--timeout",
+        "2",
+        "--max-retries",
+        "0",
+    ]
     assert cli(base + ["--model", MODEL_ID]) == 0
     previous = {f: (out / f).read_bytes() for f in CACHE_FILES}
     capsys.readouterr()
@@ -410,7 +482,8 @@ def test_impossible_replies_never_replace_a_valid_cache(serve, tmp_path: Path, m
     assert {f: (out / f).read_bytes() for f in CACHE_FILES} == previous
     journal = [json.loads(line) for line in (out / JOURNAL_NAME).read_text().splitlines()]
     assert {(r["model"], r["query_id"]) for r in journal if r["model"] == "llama-3.2-1b-instruct"} == {
-        ("llama-3.2-1b-instruct", q) for q in ("DEU", "BRA", "AUS")}
+        ("llama-3.2-1b-instruct", q) for q in ("DEU", "BRA", "AUS")
+    }
     assert bad.requests["Japan"] == 1  # the 3B's replies came from the journal
 
     fixed = serve()
@@ -428,8 +501,12 @@ def test_invalid_replies_in_an_old_journal_are_asked_again(serve, tmp_path: Path
     out = tmp_path / "cache"
     assert run(server, out).written
     records = [json.loads(line) for line in (out / JOURNAL_NAME).read_text().splitlines()]
-    poison = {"ARG": {"input_tokens": -5}, "FRA": {"output_tokens": 10**30}, "JPN": {"text": "x" * 300_000},
-              "DEU": {"latency_ms": float("nan")}}
+    poison = {
+        "ARG": {"input_tokens": -5},
+        "FRA": {"output_tokens": 10**30},
+        "JPN": {"text": "x" * 300_000},
+        "DEU": {"latency_ms": float("nan")},
+    }
     with open(out / JOURNAL_NAME, "w", encoding="utf-8") as fh:
         for record in records:
             fh.write(json.dumps({**record, **poison.get(record["query_id"], {})}) + "\n")

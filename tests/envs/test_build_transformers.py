@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-transformers = pytest.importorskip("transformers", reason="the transformers backend is an optional extra "
-                                                           "(pip install 'llm-market-arena[transformers]')")
+transformers = pytest.importorskip(
+    "transformers",
+    reason="the transformers backend is an optional extra (pip install 'llm-market-arena[transformers]')",
+)
 torch = pytest.importorskip("torch")
 
 from envs.data import make_capitals as mc  # noqa: E402
@@ -36,18 +38,28 @@ def tiny(one_thread) -> tuple:
     try:
         path = importlib.metadata.distribution(mc.TOKENIZER_DIST).locate_file(mc.TOKENIZER_FILE)
     except importlib.metadata.PackageNotFoundError:
-        pytest.skip(f"the Llama-3.2 tokenizer file needs {mc.TOKENIZER_DIST} "
-                    f"(pip install --no-deps {mc.TOKENIZER_DIST}==0.5.0)")
+        pytest.skip(
+            f"the Llama-3.2 tokenizer file needs {mc.TOKENIZER_DIST} (pip install --no-deps {mc.TOKENIZER_DIST}==0.5.0)"
+        )
     tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_file=str(path), bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>",
+        tokenizer_file=str(path),
+        bos_token="<|begin_of_text|>",
+        eos_token="<|end_of_text|>",
         pad_token="<|finetune_right_pad_id|>",
     )
     tokenizer.chat_template = LLAMA3_CHAT_TEMPLATE
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     model = transformers.LlamaForCausalLM(config).eval()
     return model, tokenizer
@@ -58,17 +70,16 @@ def test_the_chat_template_renders_the_seeds_prompt(tiny) -> None:
     backend = TransformersBackend(model, tokenizer, model_id="tiny-llama", device="cpu")
     task = CapitalsTask()
     query = next(q for q in task.queries() if q["query_id"] == "ARG")
-    assert backend.render(task.messages(query)) == mc.CHAT_TEMPLATE.format(system=mc.SYSTEM_PROMPT,
-                                                                           user=query["text"])
+    assert backend.render(task.messages(query)) == mc.CHAT_TEMPLATE.format(system=mc.SYSTEM_PROMPT, user=query["text"])
 
 
 def test_a_tiny_random_llama_builds_a_valid_cache_of_zeros(tiny, tmp_path: Path) -> None:
     model, tokenizer = tiny
-    backend = TransformersBackend(model, tokenizer, model_id="tiny-random-llama", batch_size=2,
-                                  max_new_tokens=MAX_NEW_TOKENS, device="cpu")
+    backend = TransformersBackend(
+        model, tokenizer, model_id="tiny-random-llama", batch_size=2, max_new_tokens=MAX_NEW_TOKENS, device="cpu"
+    )
     out = tmp_path / "cache"
-    report = build_cache(CapitalsTask(), [ModelRun("tiny-llama", backend)], out, query_ids=COUNTRIES,
-                         progress=False)
+    report = build_cache(CapitalsTask(), [ModelRun("tiny-llama", backend)], out, query_ids=COUNTRIES, progress=False)
     assert report.ok and report.written and report.generated == {"tiny-llama": 3}
 
     cache = load_cache(out, required_models=["tiny-llama"])
@@ -99,8 +110,9 @@ def test_batched_and_single_generation_agree(tiny) -> None:
     batch = [task.messages(q) for q in queries]
 
     def replies(batch_size: int) -> dict[int, tuple[str, int, int]]:
-        b = TransformersBackend(model, tokenizer, model_id="t", batch_size=batch_size,
-                                max_new_tokens=MAX_NEW_TOKENS, device="cpu")
+        b = TransformersBackend(
+            model, tokenizer, model_id="t", batch_size=batch_size, max_new_tokens=MAX_NEW_TOKENS, device="cpu"
+        )
         return {c.index: (c.text, c.input_tokens, c.output_tokens) for c in b.generate(batch)}
 
     assert replies(3) == replies(1)

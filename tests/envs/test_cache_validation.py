@@ -30,8 +30,13 @@ MODELS = ("small", "large")
 
 
 def _meta(models=MODELS, provenance: str = "generated") -> dict:
-    return {"name": "tiny", "provenance": provenance, "source": "test fixture", "description": "two toy questions",
-            "models": {m: {"price_in": 0.1 * (k + 1), "price_out": 0.2 * (k + 1)} for k, m in enumerate(models)}}
+    return {
+        "name": "tiny",
+        "provenance": provenance,
+        "source": "test fixture",
+        "description": "two toy questions",
+        "models": {m: {"price_in": 0.1 * (k + 1), "price_out": 0.2 * (k + 1)} for k, m in enumerate(models)},
+    }
 
 
 QUERIES = [
@@ -40,8 +45,12 @@ QUERIES = [
 ]
 RESPONSES = [
     {"query_id": q, "model": m, "score": s, "input_tokens": 10, "output_tokens": 3, "latency_ms": 12.5, "answer": a}
-    for q, m, s, a in [("q1", "small", 1.0, "Paris"), ("q1", "large", 1.0, "Paris"),
-                       ("q2", "small", 0.0, "Quito"), ("q2", "large", 0.75, "Lima")]
+    for q, m, s, a in [
+        ("q1", "small", 1.0, "Paris"),
+        ("q1", "large", 1.0, "Paris"),
+        ("q2", "small", 0.0, "Quito"),
+        ("q2", "large", 0.75, "Lima"),
+    ]
 ]
 
 
@@ -62,6 +71,7 @@ def _edit_csv(path: Path, edit: Callable[[list[list[str]]], None]) -> None:
 def _set_cell(column: str, row: int, value: str) -> Callable[[list[list[str]]], None]:
     def edit(rows: list[list[str]]) -> None:
         rows[row][rows[0].index(column)] = value
+
     return edit
 
 
@@ -70,6 +80,7 @@ def _drop_column(column: str) -> Callable[[list[list[str]]], None]:
         k = rows[0].index(column)
         for row in rows:
             del row[k]
+
     return edit
 
 
@@ -89,8 +100,11 @@ CSV_CASES = {
     "score infinite": ("responses.csv", _set_cell("score", 1, "inf"), r"row 1, field 'score'"),
     "negative tokens": ("responses.csv", _set_cell("input_tokens", 4, "-3"), r"row 4, field 'input_tokens'"),
     "non-integer tokens": ("responses.csv", _set_cell("output_tokens", 2, "2.5"), r"row 2, field 'output_tokens'"),
-    "duplicate result": ("responses.csv", lambda rows: rows.append(list(rows[1])),
-                         r"row 5: duplicate result for \(query 'q1', model 'small'\)"),
+    "duplicate result": (
+        "responses.csv",
+        lambda rows: rows.append(list(rows[1])),
+        r"row 5: duplicate result for \(query 'q1', model 'small'\)",
+    ),
     "unknown model": ("responses.csv", _set_cell("model", 3, "gpt-x"), r"row 3, field 'model': unknown model 'gpt-x'"),
     "unknown query": ("responses.csv", _set_cell("query_id", 2, "q9"), r"row 2, field 'query_id': 'q9'"),
     "duplicate query": ("queries.csv", _set_cell("query_id", 2, "q1"), r"row 2, field 'query_id': duplicate"),
@@ -127,12 +141,18 @@ META_CASES = {
     "bad provenance": (json.dumps(_meta(provenance="invented")), r"meta\.json: field 'provenance'"),
     "non-JSON meta": ("{name: tiny", r"meta\.json: not valid JSON"),
     "meta not an object": ("[1, 2]", r"meta\.json: expected a JSON object"),
-    "missing field": (json.dumps({k: v for k, v in _meta().items() if k != "source"}),
-                      r"meta\.json: missing field 'source'"),
-    "negative price": (json.dumps({**_meta(), "models": {"small": {"price_in": -1, "price_out": 1}}}),
-                       r"meta\.json: field 'models\.small\.price_in'"),
-    "unknown context field": (json.dumps({**_meta(), "context_field": "planet"}),
-                              r"meta\.json: field 'context_field' names 'planet'"),
+    "missing field": (
+        json.dumps({k: v for k, v in _meta().items() if k != "source"}),
+        r"meta\.json: missing field 'source'",
+    ),
+    "negative price": (
+        json.dumps({**_meta(), "models": {"small": {"price_in": -1, "price_out": 1}}}),
+        r"meta\.json: field 'models\.small\.price_in'",
+    ),
+    "unknown context field": (
+        json.dumps({**_meta(), "context_field": "planet"}),
+        r"meta\.json: field 'context_field' names 'planet'",
+    ),
 }
 
 
@@ -184,9 +204,16 @@ def test_write_load_round_trip_is_exact(data: st.DataObject, n_queries: int, com
     score, tin, tout, latency = draw(_scores), draw(_tokens), draw(_tokens), draw(_latencies)
     queries = [{"query_id": f"q{q}", "text": f"question {q}", "domain": "d"} for q in range(n_queries)]
     responses = [
-        {"query_id": f"q{q}", "model": m, "score": float(score[q, k]), "input_tokens": int(tin[q, k]),
-         "output_tokens": int(tout[q, k]), "latency_ms": float(latency[q, k])}
-        for q in range(n_queries) for k, m in enumerate(MODELS)
+        {
+            "query_id": f"q{q}",
+            "model": m,
+            "score": float(score[q, k]),
+            "input_tokens": int(tin[q, k]),
+            "output_tokens": int(tout[q, k]),
+            "latency_ms": float(latency[q, k]),
+        }
+        for q in range(n_queries)
+        for k, m in enumerate(MODELS)
     ]
     with tempfile.TemporaryDirectory() as tmp:
         write_cache(tmp, _meta(), queries, responses, compress=compress)
@@ -224,8 +251,11 @@ IMPOSSIBLE = {
 def test_an_invalid_cache_never_replaces_the_previous_one(cache_dir: Path, case: str) -> None:
     responses, pattern = IMPOSSIBLE[case]
     before = _files(cache_dir)
-    with pytest.raises(CacheError, match=r"tiny: refusing to write an invalid cache \(the previous one is kept\): "
-                                         r"responses\.csv\.gz: " + pattern):
+    with pytest.raises(
+        CacheError,
+        match=r"tiny: refusing to write an invalid cache \(the previous one is kept\): "
+        r"responses\.csv\.gz: " + pattern,
+    ):
         write_cache(cache_dir, _meta(), QUERIES, responses)
     assert _files(cache_dir) == before
     assert sorted(p.name for p in cache_dir.parent.iterdir()) == ["tiny"]  # no staging directory left behind

@@ -72,8 +72,10 @@ def test_answers_grade_as_their_correctness_under_the_seed_rules(cache: Response
     for q in range(cache.n_queries):
         lat, lon = float(cache.context["latitude"][q]), float(cache.context["longitude"][q])
         truth = {
-            "capital": cache.context["capital"][q], "continent": cache.context["continent"][q],
-            "latitude": mc.format_coordinate(lat, "N", "S"), "longitude": mc.format_coordinate(lon, "E", "W"),
+            "capital": cache.context["capital"][q],
+            "continent": cache.context["continent"][q],
+            "latitude": mc.format_coordinate(lat, "N", "S"),
+            "longitude": mc.format_coordinate(lon, "E", "W"),
         }
         for m in range(len(cache.models)):
             answer = cache.extra["answer"][q, m]

@@ -65,18 +65,58 @@ def test_flags_keep_their_names_and_types():
     from envs.config import flags_to_dict
     from training import TrainConfig
 
-    args = train_cli.parse_args(["--mechanism", "second_price", "--n-envs", "4", "--learners", "provider_0,provider_1",
-                                 "--net-arch", "32,32", "--set", "n_providers=3", "--set", "quality=prior",
-                                 "--learning-rate", "1e-3"])
+    args = train_cli.parse_args(
+        [
+            "--mechanism",
+            "second_price",
+            "--n-envs",
+            "4",
+            "--learners",
+            "provider_0,provider_1",
+            "--net-arch",
+            "32,32",
+            "--set",
+            "n_providers=3",
+            "--set",
+            "quality=prior",
+            "--learning-rate",
+            "1e-3",
+        ]
+    )
     data = flags_to_dict(args, TrainConfig)
-    assert data == {"mechanism": "second_price", "n_envs": 4, "learners": ["provider_0", "provider_1"],
-                    "net_arch": [32, 32], "overrides": {"n_providers": 3, "quality": "prior"},
-                    "learning_rate": 1e-3}
+    assert data == {
+        "mechanism": "second_price",
+        "n_envs": 4,
+        "learners": ["provider_0", "provider_1"],
+        "net_arch": [32, 32],
+        "overrides": {"n_providers": 3, "quality": "prior"},
+        "learning_rate": 1e-3,
+    }
     assert load_train_config(**data).net_arch == [32, 32]
-    args = evaluate_cli.parse_args(["--mechanism", "first_price", "--mechanism", "myerson,rosa", "--run-dir", "a",
-                                    "--run-dir", "b", "--train", "--train-timesteps", "10", "--tolerance", "0.01"])
+    args = evaluate_cli.parse_args(
+        [
+            "--mechanism",
+            "first_price",
+            "--mechanism",
+            "myerson,rosa",
+            "--run-dir",
+            "a",
+            "--run-dir",
+            "b",
+            "--train",
+            "--train-timesteps",
+            "10",
+            "--tolerance",
+            "0.01",
+        ]
+    )
     data = flags_to_dict(args, EvalConfig)
-    assert data == {"mechanisms": ["first_price", "myerson", "rosa"], "run_dirs": ["a", "b"], "train": True,
-                    "train_timesteps": 10, "tolerance": 0.01}
+    assert data == {
+        "mechanisms": ["first_price", "myerson", "rosa"],
+        "run_dirs": ["a", "b"],
+        "train": True,
+        "train_timesteps": 10,
+        "tolerance": 0.01,
+    }
     with pytest.raises(ConfigError, match="--net-arch 32,x: expected comma-separated int"):
         flags_to_dict(train_cli.parse_args(["--net-arch", "32,x"]), TrainConfig)

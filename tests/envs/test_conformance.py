@@ -32,9 +32,12 @@ def test_every_mechanism_in_every_scenario(mechanism_name, scenario_name, scenar
     render_test(build_aec)  # "human" returns None (before the first round too), "ansi" a string
     state_test(build_aec(), build(), num_cycles=HORIZON + 10)
     # PettingZoo's own check of the max_cycles keyword (4 rounds; each AEC agent also takes its dead step).
-    max_cycles_test(SimpleNamespace(
-        parallel_env=functools.partial(parallel_env, scenario_name, mechanism_name, **scenario_overrides),
-        env=functools.partial(env, scenario_name, mechanism_name, **scenario_overrides)))
+    max_cycles_test(
+        SimpleNamespace(
+            parallel_env=functools.partial(parallel_env, scenario_name, mechanism_name, **scenario_overrides),
+            env=functools.partial(env, scenario_name, mechanism_name, **scenario_overrides),
+        )
+    )
 
     market = build()
     lay, slay = market.layout, market.state_layout
@@ -61,8 +64,10 @@ def test_every_mechanism_in_every_scenario(mechanism_name, scenario_name, scenar
         assert np.isfinite([m["payment"], m["user_utility"], m["welfare"], *rewards.values()]).all()
         assert all(np.isfinite(o).all() for o in obs.values())
         if market.agents:
-            np.testing.assert_array_equal(market.state()[slay.last_winner], np.eye(len(agents) + 1)[m["winner"]][:-1]
-                                          if m["winner"] >= 0 else np.zeros(len(agents)))
+            np.testing.assert_array_equal(
+                market.state()[slay.last_winner],
+                np.eye(len(agents) + 1)[m["winner"]][:-1] if m["winner"] >= 0 else np.zeros(len(agents)),
+            )
     assert rounds == HORIZON
 
     # The flat infos (TorchRL's PettingZooWrapper builds its specs from the reset infos): numbers only, the same keys

@@ -57,8 +57,9 @@ def command(out: Path, queries: list[str]) -> list[str]:
 
 def entry(args: list[str]) -> subprocess.CompletedProcess:
     """One uninterrupted scripted build through the CLI, in a subprocess."""
-    done = subprocess.run([sys.executable, "-m", "tests.envs.build_entry", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.envs.build_entry", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return done
 
@@ -76,17 +77,26 @@ def result_keys(out: Path) -> list[str]:
             record = json.loads(line)
         except ValueError:
             continue
-        if (isinstance(record, dict) and record.get("type") == "result" and isinstance(record.get("key"), str)
-                and build_module.reply_problem(record.get("text"), record.get("input_tokens"),
-                                               record.get("output_tokens"), record.get("latency_ms")) is None):
+        if (
+            isinstance(record, dict)
+            and record.get("type") == "result"
+            and isinstance(record.get("key"), str)
+            and build_module.reply_problem(
+                record.get("text"), record.get("input_tokens"), record.get("output_tokens"), record.get("latency_ms")
+            )
+            is None
+        ):
             keys.append(record["key"])
     return list(dict.fromkeys(keys))
 
 
 def generated(stdout: str) -> int:
     """Replies a build asked for, from its summary lines ("alpha: 3 generated, 7 resumed ...")."""
-    return sum(int(line.split(": ", 1)[1].split(" generated")[0]) for line in stdout.splitlines()
-               if line.split(":")[0] in NAMES and " generated" in line)
+    return sum(
+        int(line.split(": ", 1)[1].split(" generated")[0])
+        for line in stdout.splitlines()
+        if line.split(":")[0] in NAMES and " generated" in line
+    )
 
 
 @dataclass
@@ -114,8 +124,9 @@ def states(tmp_path_factory: pytest.TempPathFactory) -> States:
     assert json.loads((reference / "meta.json").read_text())["build"]["date"] == FROZEN_NOW
     counts = {k: int(v) for k, v in events.items()}
     assert counts == {"reply": 12, "fsync": 17, "exchange": 1, "swapped": 1}  # what kill_plan draws from
-    return States(previous=previous, previous_files=cache_files(previous), final_files=cache_files(reference),
-                  events=counts)
+    return States(
+        previous=previous, previous_files=cache_files(previous), final_files=cache_files(reference), events=counts
+    )
 
 
 def kill_plan() -> list[tuple[str, int]]:
@@ -150,8 +161,13 @@ def swapped_before(event: str, k: int) -> bool:
 def run_until(args: list[str]) -> tuple[subprocess.Popen, str]:
     """Start the build and wait until it says it stopped at its kill point (a watchdog kills it after
     ``STOP_TIMEOUT_S`` if it never does)."""
-    process = subprocess.Popen([sys.executable, "-m", "tests.envs.build_entry", *args], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.envs.build_entry", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     watchdog = threading.Timer(STOP_TIMEOUT_S, process.kill)
     watchdog.start()
     lines = []
@@ -217,10 +233,12 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def cut_journal_mid_line(line: int) -> Callable[[Path], None]:
     """Truncate the journal in the middle of its ``line``-th line (1-based), as a crash mid-append leaves it."""
+
     def tear(out: Path) -> None:
         data = (out / JOURNAL_NAME).read_bytes()
         starts = [0] + [i + 1 for i, b in enumerate(data) if b == ord("\n")]
         (out / JOURNAL_NAME).write_bytes(data[: starts[line - 1] + (starts[line] - starts[line - 1]) // 2])
+
     return tear
 
 
@@ -228,6 +246,7 @@ def truncate(name: str) -> Callable[[Path], None]:
     def tear(out: Path) -> None:
         data = (out / name).read_bytes()
         (out / name).write_bytes(data[: len(data) // 2])
+
     return tear
 
 
@@ -263,6 +282,7 @@ def both(*tears: Callable[[Path], None]) -> Callable[[Path], None]:
     def tear(out: Path) -> None:
         for t in tears:
             t(out)
+
     return tear
 
 
@@ -273,12 +293,16 @@ TORN: dict[str, tuple[Callable[[Path], None], str | None]] = {
     "journal with garbage and an impossible record": (garbage_in_journal, None),
     "half-written staging directory": (half_staging, None),
     "old writer's temporaries": (old_writer_temporaries, None),
-    "responses.csv.gz truncated": (truncate("responses.csv.gz"),
-                                   r"responses\.csv\.gz: cannot read as a gzip file \(truncated or corrupt\?\)"),
+    "responses.csv.gz truncated": (
+        truncate("responses.csv.gz"),
+        r"responses\.csv\.gz: cannot read as a gzip file \(truncated or corrupt\?\)",
+    ),
     "meta.json truncated": (truncate("meta.json"), r"meta\.json: not valid JSON"),
     "stale plain responses.csv": (stale_plain_table, r"holds both responses\.csv and responses\.csv\.gz"),
-    "journal and cache torn together": (both(cut_journal_mid_line(3), truncate("queries.csv.gz"), half_staging),
-                                        r"queries\.csv\.gz: cannot read as a gzip file"),
+    "journal and cache torn together": (
+        both(cut_journal_mid_line(3), truncate("queries.csv.gz"), half_staging),
+        r"queries\.csv\.gz: cannot read as a gzip file",
+    ),
 }
 
 

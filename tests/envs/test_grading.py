@@ -26,55 +26,63 @@ BUENOS_AIRES = dict(capital="Buenos Aires", continent="South America", latitude=
 
 
 def reply(capital="Buenos Aires", continent="South America", latitude="34.61S", longitude="58.38W") -> str:
-    return json.dumps({"Capital City": capital, "Continent": continent, "Latitude": latitude,
-                       "Longitude": longitude}, ensure_ascii=False)
+    return json.dumps(
+        {"Capital City": capital, "Continent": continent, "Latitude": latitude, "Longitude": longitude},
+        ensure_ascii=False,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- hemispheres
 
 
-@pytest.mark.parametrize("text, axis, value", [
-    ("34.61S", "latitude", -34.61),
-    ("-34.61", "latitude", -34.61),
-    ("34.61 S", "latitude", -34.61),
-    ("S 34.61", "latitude", -34.61),
-    ("34.61 South", "latitude", -34.61),
-    ("58.38W", "longitude", -58.38),
-    ("-58.38", "longitude", -58.38),
-    ("58.38 west", "longitude", -58.38),
-    ("24.28 N", "latitude", 24.28),
-    ("24.28N", "latitude", 24.28),
-    ("24.28", "latitude", 24.28),
-    ("+24.28", "latitude", 24.28),
-    ("54.37E", "longitude", 54.37),
-    ("−34.61", "latitude", -34.61),  # Unicode minus
-    ("-58.38W", "longitude", -58.38),  # sign and letter agree
-    ("58.38° W", "longitude", -58.38),
-    ("24.28°N", "latitude", 24.28),
-    ("24.28 ° N", "latitude", 24.28),
-    ("24.28 degrees N", "latitude", 24.28),
-    ("24°17'N", "latitude", 24 + 17 / 60),
-    ("24° 17′ 30″ N", "latitude", 24 + 17 / 60 + 30 / 3600),
-    ("34°36'S", "latitude", -(34 + 36 / 60)),
-    ("24 17 30 N", "latitude", 24 + 17 / 60 + 30 / 3600),
-    ("-0°13'", "latitude", -13 / 60),  # Quito: a negative zero degree keeps its sign
-    ("24,28 N", "latitude", 24.28),
-])
+@pytest.mark.parametrize(
+    "text, axis, value",
+    [
+        ("34.61S", "latitude", -34.61),
+        ("-34.61", "latitude", -34.61),
+        ("34.61 S", "latitude", -34.61),
+        ("S 34.61", "latitude", -34.61),
+        ("34.61 South", "latitude", -34.61),
+        ("58.38W", "longitude", -58.38),
+        ("-58.38", "longitude", -58.38),
+        ("58.38 west", "longitude", -58.38),
+        ("24.28 N", "latitude", 24.28),
+        ("24.28N", "latitude", 24.28),
+        ("24.28", "latitude", 24.28),
+        ("+24.28", "latitude", 24.28),
+        ("54.37E", "longitude", 54.37),
+        ("−34.61", "latitude", -34.61),  # Unicode minus
+        ("-58.38W", "longitude", -58.38),  # sign and letter agree
+        ("58.38° W", "longitude", -58.38),
+        ("24.28°N", "latitude", 24.28),
+        ("24.28 ° N", "latitude", 24.28),
+        ("24.28 degrees N", "latitude", 24.28),
+        ("24°17'N", "latitude", 24 + 17 / 60),
+        ("24° 17′ 30″ N", "latitude", 24 + 17 / 60 + 30 / 3600),
+        ("34°36'S", "latitude", -(34 + 36 / 60)),
+        ("24 17 30 N", "latitude", 24 + 17 / 60 + 30 / 3600),
+        ("-0°13'", "latitude", -13 / 60),  # Quito: a negative zero degree keeps its sign
+        ("24,28 N", "latitude", 24.28),
+    ],
+)
 def test_coordinates_parse_with_their_hemisphere(text: str, axis: str, value: float) -> None:
     assert parse_coordinate(text, axis) == pytest.approx(value)
 
 
-@pytest.mark.parametrize("text, axis", [
-    ("24.28E", "latitude"),  # the other axis's hemisphere
-    ("54.37N", "longitude"),
-    ("95N", "latitude"),  # out of range
-    ("181W", "longitude"),
-    ("24.28 N 54.37 E", "latitude"),  # two hemispheres
-    ("north", "latitude"),
-    ("", "latitude"),
-    ("unknown", "longitude"),
-    ("24°75'N", "latitude"),  # 75 minutes
-])
+@pytest.mark.parametrize(
+    "text, axis",
+    [
+        ("24.28E", "latitude"),  # the other axis's hemisphere
+        ("54.37N", "longitude"),
+        ("95N", "latitude"),  # out of range
+        ("181W", "longitude"),
+        ("24.28 N 54.37 E", "latitude"),  # two hemispheres
+        ("north", "latitude"),
+        ("", "latitude"),
+        ("unknown", "longitude"),
+        ("24°75'N", "latitude"),  # 75 minutes
+    ],
+)
 def test_impossible_coordinates_do_not_parse(text: str, axis: str) -> None:
     assert parse_coordinate(text, axis) is None
 
@@ -124,44 +132,50 @@ def test_any_latitude_round_trips(value: float, style: str) -> None:
 # ---------------------------------------------------------------------------------------------- capital, continent
 
 
-@pytest.mark.parametrize("answer, truth", [
-    ("Bogota", "Bogotá"),
-    ("BOGOTÁ", "Bogotá"),
-    ("bogota", "Bogotá"),
-    ("Brasilia", "Brasília"),
-    ("Yaounde", "Yaoundé"),
-    ("Chisinau", "Chișinău"),
-    ("Sao Tome", "São Tomé"),
-    ("Reykjavík", "Reykjavik"),
-    ("Kiev", "Kyiv"),
-    ("Washington, D.C.", "Washington D.C."),
-    ("Washington DC", "Washington D.C."),
-    ("Washington", "Washington D.C."),
-    ("St. John's", "Saint John's"),
-    ("Saint George's", "St. George's"),
-    ("Ndjamena", "N'Djamena"),
-    ("Port au Prince", "Port-au-Prince"),
-    ("Port-of-Spain", "Port of Spain"),
-    ("Kuwait", "Kuwait City"),
-    ("San Marino", "City of San Marino"),
-    ("Vatican", "Vatican City"),
-    ("Ulan Bator", "Ulaanbaatar"),
-    ("Nay Pyi Taw", "Naypyidaw"),
-    ("Mbabane", "Lobamba"),
-    ("Sanaa", "Sana'a"),
-    ("  paris  ", "Paris"),
-])
+@pytest.mark.parametrize(
+    "answer, truth",
+    [
+        ("Bogota", "Bogotá"),
+        ("BOGOTÁ", "Bogotá"),
+        ("bogota", "Bogotá"),
+        ("Brasilia", "Brasília"),
+        ("Yaounde", "Yaoundé"),
+        ("Chisinau", "Chișinău"),
+        ("Sao Tome", "São Tomé"),
+        ("Reykjavík", "Reykjavik"),
+        ("Kiev", "Kyiv"),
+        ("Washington, D.C.", "Washington D.C."),
+        ("Washington DC", "Washington D.C."),
+        ("Washington", "Washington D.C."),
+        ("St. John's", "Saint John's"),
+        ("Saint George's", "St. George's"),
+        ("Ndjamena", "N'Djamena"),
+        ("Port au Prince", "Port-au-Prince"),
+        ("Port-of-Spain", "Port of Spain"),
+        ("Kuwait", "Kuwait City"),
+        ("San Marino", "City of San Marino"),
+        ("Vatican", "Vatican City"),
+        ("Ulan Bator", "Ulaanbaatar"),
+        ("Nay Pyi Taw", "Naypyidaw"),
+        ("Mbabane", "Lobamba"),
+        ("Sanaa", "Sana'a"),
+        ("  paris  ", "Paris"),
+    ],
+)
 def test_capital_names_are_normalised(answer: str, truth: str) -> None:
     assert capital_correct(answer, truth)
 
 
-@pytest.mark.parametrize("answer, truth", [
-    ("Sydney", "Canberra"),
-    ("Nur-Sultan", "Astana"),  # a former name
-    ("La Paz", "Sucre"),  # a seat of government, not the capital
-    ("", "Paris"),
-    ("Kyiv Oblast", "Kyiv"),
-])
+@pytest.mark.parametrize(
+    "answer, truth",
+    [
+        ("Sydney", "Canberra"),
+        ("Nur-Sultan", "Astana"),  # a former name
+        ("La Paz", "Sucre"),  # a seat of government, not the capital
+        ("", "Paris"),
+        ("Kyiv Oblast", "Kyiv"),
+    ],
+)
 def test_wrong_capitals_stay_wrong(answer: str, truth: str) -> None:
     assert not capital_correct(answer, truth)
 
@@ -171,34 +185,40 @@ def test_alternative_table_keys_are_ground_truth_capitals() -> None:
     assert {normalize_name(k) for k in CAPITAL_ALTERNATIVES} <= capitals
 
 
-@pytest.mark.parametrize("answer, truth", [
-    ("Americas", "South America"),
-    ("Americas", "North America"),
-    ("The Americas", "South America"),
-    ("America", "North America"),
-    ("Latin America", "South America"),
-    ("Central America", "North America"),
-    ("Caribbean", "North America"),
-    ("north america", "North America"),
-    ("SOUTH AMERICA", "South America"),
-    ("Australia", "Oceania"),
-    ("Australia/Oceania", "Oceania"),
-    ("Western Europe", "Europe"),
-    ("Southeast Asia", "Asia"),
-    ("Sub-Saharan Africa", "Africa"),
-    ("Asia (Middle East)", "Asia"),
-])
+@pytest.mark.parametrize(
+    "answer, truth",
+    [
+        ("Americas", "South America"),
+        ("Americas", "North America"),
+        ("The Americas", "South America"),
+        ("America", "North America"),
+        ("Latin America", "South America"),
+        ("Central America", "North America"),
+        ("Caribbean", "North America"),
+        ("north america", "North America"),
+        ("SOUTH AMERICA", "South America"),
+        ("Australia", "Oceania"),
+        ("Australia/Oceania", "Oceania"),
+        ("Western Europe", "Europe"),
+        ("Southeast Asia", "Asia"),
+        ("Sub-Saharan Africa", "Africa"),
+        ("Asia (Middle East)", "Asia"),
+    ],
+)
 def test_continent_naming_schemes_map(answer: str, truth: str) -> None:
     assert continent_correct(answer, truth)
 
 
-@pytest.mark.parametrize("answer, truth", [
-    ("North America", "South America"),
-    ("South America", "North America"),
-    ("Europe", "Asia"),
-    ("Middle East", "Asia"),
-    ("Antarctica", "Oceania"),
-])
+@pytest.mark.parametrize(
+    "answer, truth",
+    [
+        ("North America", "South America"),
+        ("South America", "North America"),
+        ("Europe", "Asia"),
+        ("Middle East", "Asia"),
+        ("Antarctica", "Oceania"),
+    ],
+)
 def test_wrong_continents_stay_wrong(answer: str, truth: str) -> None:
     assert not continent_correct(answer, truth)
     assert continents_of("Americas") == ("North America", "South America")
@@ -215,17 +235,26 @@ def test_json_wrapped_in_text_and_fences_is_found() -> None:
 
 
 def test_lenient_json_forms() -> None:
-    trailing = ('{"Capital City": "Buenos Aires", "Continent": "South America", "Latitude": "34.61S", '
-                '"Longitude": "58.38W",}')
+    trailing = (
+        '{"Capital City": "Buenos Aires", "Continent": "South America", "Latitude": "34.61S", "Longitude": "58.38W",}'
+    )
     python = "{'capital': 'Buenos Aires', 'continent': 'South America', 'lat': '34.61 S', 'lon': '58.38 W'}"
     for text in (trailing, python):
         assert grade_capitals(text, **BUENOS_AIRES).score == 1.0
     assert extract_json("{'Capital City': \"N'Djamena\"}") == {"Capital City": "N'Djamena"}
 
 
-@pytest.mark.parametrize("text", [
-    "", "I cannot help with that.", "{not json at all", "Capital: Buenos Aires", "[1, 2, 3]", "ÿ" * 50 + "{" * 30,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "I cannot help with that.",
+        "{not json at all",
+        "Capital: Buenos Aires",
+        "[1, 2, 3]",
+        "ÿ" * 50 + "{" * 30,
+    ],
+)
 def test_unparseable_replies_score_zero(text: str) -> None:
     g = grade_capitals(text, **BUENOS_AIRES)
     assert not g.parse_ok and g.score == 0.0
@@ -249,8 +278,13 @@ def test_the_calibrated_caches_right_answers_grade_right() -> None:
     for q in range(cache.n_queries):
         truth = {k: cache.context[k][q] for k in ("capital", "continent", "latitude", "longitude")}
         for m in range(len(cache.models)):
-            g = grade_capitals(cache.extra["answer"][q, m], truth["capital"], truth["continent"],
-                               float(truth["latitude"]), float(truth["longitude"]))
+            g = grade_capitals(
+                cache.extra["answer"][q, m],
+                truth["capital"],
+                truth["continent"],
+                float(truth["latitude"]),
+                float(truth["longitude"]),
+            )
             assert g.parse_ok
             for f in mc.FIELDS:
                 if cache.extra[f"correct_{f}"][q, m] == "1":

@@ -98,8 +98,18 @@ def test_convert_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str], 
     direct = load_llama_cascades(llama_dir, benchmarks=["mmlu"], splits=("train", "test"))
     loaded = load_cache(out, required_models=MODELS)
     assert loaded.meta == direct.meta
-    for attr in ("name", "provenance", "source", "description", "models", "query_ids", "texts", "domains",
-                 "context", "context_field"):
+    for attr in (
+        "name",
+        "provenance",
+        "source",
+        "description",
+        "models",
+        "query_ids",
+        "texts",
+        "domains",
+        "context",
+        "context_field",
+    ):
         assert getattr(loaded, attr) == getattr(direct, attr), attr
     for attr in ("price_in", "price_out", "score", "input_tokens", "output_tokens", "latency_ms"):
         np.testing.assert_array_equal(getattr(loaded, attr), getattr(direct, attr), err_msg=attr)
@@ -166,8 +176,11 @@ def test_numpy_scalars_dtypes_and_chain_responses_load(tmp_path: Path, monkeypat
     monkeypatch.setitem(sys.modules, "hcma", types.ModuleType("hcma"))
     monkeypatch.setitem(sys.modules, "hcma.chain", hcma_chain)
     path = tmp_path / "ok.pkl"
-    path.write_bytes(pickle.dumps({"x": np.float64(1.5), "k": np.int32(7), "d": np.dtype("f8"),
-                                   "chain": [ChainResponse(), ChainResponse()]}))
+    path.write_bytes(
+        pickle.dumps(
+            {"x": np.float64(1.5), "k": np.int32(7), "d": np.dtype("f8"), "chain": [ChainResponse(), ChainResponse()]}
+        )
+    )
     monkeypatch.delitem(sys.modules, "hcma.chain")
     obj = safe_load(path)
     assert obj["x"] == 1.5 and isinstance(obj["x"], np.float64) and obj["k"] == 7 and obj["d"] == np.dtype("f8")
@@ -215,12 +228,15 @@ def _published_like(bench: str, split: str) -> dict:
 
 
 def _questions(n: int) -> list[dict]:
-    return [{"question": f"q{i}?", "subject": "algebra" if i % 2 else "anatomy", "choices": list("wxyz"),
-             "answer": 0} for i in range(n)]
+    return [
+        {"question": f"q{i}?", "subject": "algebra" if i % 2 else "anatomy", "choices": list("wxyz"), "answer": 0}
+        for i in range(n)
+    ]
 
 
-def _write_folder(folder: Path, results: dict, questions: list[dict] | None, bench: str = "toybench",
-                  split: str = "test") -> Path:
+def _write_folder(
+    folder: Path, results: dict, questions: list[dict] | None, bench: str = "toybench", split: str = "test"
+) -> Path:
     (folder / f"{bench}_llama_{split}.pkl").write_bytes(pickle.dumps(results))
     if questions is not None:
         (folder / f"{bench}_questions_{split}.pkl").write_bytes(pickle.dumps(questions))
@@ -241,8 +257,9 @@ def test_synthetic_folder_loads(tmp_path: Path) -> None:
 def test_unknown_benchmarks_of_the_layout_load(tmp_path: Path) -> None:
     """gsm8k and xsum are not in the published table: any benchmark in the layout loads, with or without questions,
     next to known ones, and converts to a canonical cache that loads back the same."""
-    _write_folder(tmp_path, _results(3), [{"question": f"Problem {i}", "answer": "#### 4"} for i in range(3)],
-                  bench="gsm8k")
+    _write_folder(
+        tmp_path, _results(3), [{"question": f"Problem {i}", "answer": "#### 4"} for i in range(3)], bench="gsm8k"
+    )
     results = _results(2)
     results["user_prompts"][1] = "Summarize the given source document: ..."
     _write_folder(tmp_path, results, None, bench="xsum")
@@ -271,12 +288,18 @@ def test_known_benchmarks_take_subjects_and_are_checked_against_the_published_ta
     wrong = _published_like("mmlu", "train")
     wrong["model_correctness"]["llama3.1-70b"][-1] = True  # one more right answer: 225/285 = .789, published .786
     _write_folder(tmp_path, wrong, _questions(285), bench="mmlu", split="train")
-    with pytest.raises(CacheError, match=r"mmlu_llama_train\.pkl: field 'model_correctness', model 'llama3\.1-70b': "
-                                         r"accuracy 0\.7895, the published table says 0\.786.*mmlu-rerun_llama_train"):
+    with pytest.raises(
+        CacheError,
+        match=r"mmlu_llama_train\.pkl: field 'model_correctness', model 'llama3\.1-70b': "
+        r"accuracy 0\.7895, the published table says 0\.786.*mmlu-rerun_llama_train",
+    ):
         load_llama_cascades(tmp_path, splits="train")
     _write_folder(tmp_path, _results(4), _questions(4), bench="mmlu", split="train")
-    with pytest.raises(CacheError, match=r"mmlu_llama_train\.pkl: has 4 questions, the published mmlu train split "
-                                         r"has 285"):
+    with pytest.raises(
+        CacheError,
+        match=r"mmlu_llama_train\.pkl: has 4 questions, the published mmlu train split "
+        r"has 285",
+    ):
         load_llama_cascades(tmp_path, splits="train")
     # The same file under another name is another benchmark, loaded with the structural checks only.
     (tmp_path / "mmlu_llama_train.pkl").rename(tmp_path / "mmlu-rerun_llama_train.pkl")
@@ -299,26 +322,46 @@ def _set(field: str, model: str, index: int, value):
 
 
 BAD_RESULTS = {
-    "score out of range": (_set("model_correctness", "llama3.1-8b", 2, 1.5),
-                           r"field 'model_correctness', model 'llama3.1-8b', index 2"),
-    "score not a bool": (_set("model_correctness", "llama3.1-8b", 1, "yes"),
-                         r"field 'model_correctness', model 'llama3.1-8b', index 1"),
-    "negative tokens": (_set("model_tokens", "llama3.2-1b", 3, {"in": -1, "out": 1}),
-                        r"field 'model_tokens', model 'llama3.2-1b', index 3, key 'in'"),
-    "fractional tokens": (_set("model_tokens", "llama3.2-3b", 0, {"in": 5, "out": 1.5}),
-                          r"field 'model_tokens', model 'llama3.2-3b', index 0, key 'out'"),
-    "token key missing": (_set("model_tokens", "llama3.2-3b", 0, {"in": 5}),
-                          r"field 'model_tokens', model 'llama3.2-3b', index 0: missing key 'out'"),
-    "bad latency": (_set("model_latencies", "llama3.1-70b", 1, float("nan")),
-                    r"field 'model_latencies', model 'llama3.1-70b', index 1"),
-    "answer not a string": (_set("model_answers", "llama3.1-405b", 0, None),
-                            r"field 'model_answers', model 'llama3.1-405b', index 0"),
-    "misaligned list": (lambda r: r["model_latencies"]["llama3.1-8b"].pop(),
-                        r"field 'model_latencies', model 'llama3.1-8b': has 3 entries, expected 4"),
-    "model missing": (lambda r: r["model_answers"].pop("llama3.1-405b"),
-                      r"field 'model_answers': no results for model\(s\) \['llama3.1-405b'\]"),
-    "unknown model": (lambda r: r["model_tokens"].update({"gpt-x": []}),
-                      r"field 'model_tokens': unknown model\(s\) \['gpt-x'\]"),
+    "score out of range": (
+        _set("model_correctness", "llama3.1-8b", 2, 1.5),
+        r"field 'model_correctness', model 'llama3.1-8b', index 2",
+    ),
+    "score not a bool": (
+        _set("model_correctness", "llama3.1-8b", 1, "yes"),
+        r"field 'model_correctness', model 'llama3.1-8b', index 1",
+    ),
+    "negative tokens": (
+        _set("model_tokens", "llama3.2-1b", 3, {"in": -1, "out": 1}),
+        r"field 'model_tokens', model 'llama3.2-1b', index 3, key 'in'",
+    ),
+    "fractional tokens": (
+        _set("model_tokens", "llama3.2-3b", 0, {"in": 5, "out": 1.5}),
+        r"field 'model_tokens', model 'llama3.2-3b', index 0, key 'out'",
+    ),
+    "token key missing": (
+        _set("model_tokens", "llama3.2-3b", 0, {"in": 5}),
+        r"field 'model_tokens', model 'llama3.2-3b', index 0: missing key 'out'",
+    ),
+    "bad latency": (
+        _set("model_latencies", "llama3.1-70b", 1, float("nan")),
+        r"field 'model_latencies', model 'llama3.1-70b', index 1",
+    ),
+    "answer not a string": (
+        _set("model_answers", "llama3.1-405b", 0, None),
+        r"field 'model_answers', model 'llama3.1-405b', index 0",
+    ),
+    "misaligned list": (
+        lambda r: r["model_latencies"]["llama3.1-8b"].pop(),
+        r"field 'model_latencies', model 'llama3.1-8b': has 3 entries, expected 4",
+    ),
+    "model missing": (
+        lambda r: r["model_answers"].pop("llama3.1-405b"),
+        r"field 'model_answers': no results for model\(s\) \['llama3.1-405b'\]",
+    ),
+    "unknown model": (
+        lambda r: r["model_tokens"].update({"gpt-x": []}),
+        r"field 'model_tokens': unknown model\(s\) \['gpt-x'\]",
+    ),
     "field missing": (lambda r: r.pop("model_correctness"), r"missing field 'model_correctness'"),
     "prompt not a string": (lambda r: r["user_prompts"].__setitem__(2, 3), r"field 'user_prompts', index 2"),
 }
@@ -337,8 +380,11 @@ def test_malformed_results_name_file_field_and_index(tmp_path: Path, case: str) 
 
 def test_questions_file_must_match_the_results(tmp_path: Path) -> None:
     _write_folder(tmp_path, _results(4), _questions(3))
-    with pytest.raises(CacheError, match=r"toybench_questions_test\.pkl: has 3 questions, but "
-                                         r"toybench_llama_test\.pkl has 4"):
+    with pytest.raises(
+        CacheError,
+        match=r"toybench_questions_test\.pkl: has 3 questions, but "
+        r"toybench_llama_test\.pkl has 4",
+    ):
         load_llama_cascades(tmp_path, splits=("test",))
     results = _published_like("mmlu", "train")
     questions = _questions(285)

@@ -141,8 +141,10 @@ def test_per_token_billing_asks_a_price_per_output_token(mechanism):
 
 def test_substitution_serves_the_cheaper_model_at_its_cost():
     market = parallel_env("capitals", "first_price", seed=2)
-    policies = {"provider_0": make_strategy("substitute", market.layout),
-                "provider_1": make_strategy("truthful", market.layout)}
+    policies = {
+        "provider_0": make_strategy("substitute", market.layout),
+        "provider_1": make_strategy("truthful", market.layout),
+    }
     obs, _ = market.reset()
     mk = market.market
     served = set()
@@ -157,12 +159,15 @@ def test_substitution_serves_the_cheaper_model_at_its_cost():
     assert served == {True, False}
 
 
-@pytest.mark.parametrize("bad, message", [
-    ([np.nan, 0, 0], "NaN or inf"),
-    ([np.inf, 0, 0], "NaN or inf"),
-    ([0, 0], r"shape \(3,\)"),
-    ([[0, 0, 0]], r"shape \(3,\)"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ([np.nan, 0, 0], "NaN or inf"),
+        ([np.inf, 0, 0], "NaN or inf"),
+        ([0, 0], r"shape \(3,\)"),
+        ([[0, 0, 0]], r"shape \(3,\)"),
+    ],
+)
 def test_malformed_actions_are_rejected(bad, message):
     market = parallel_env("capitals", seed=0)
     market.reset()

@@ -27,8 +27,10 @@ def test_collusion_index_formula():
 
 @pytest.fixture(scope="module")
 def games():
-    return {m: stage_game("uniform", m, GRID, periods=400, n_seeds=2, overrides=DUOPOLY)
-            for m in ("first_price", "second_price")}
+    return {
+        m: stage_game("uniform", m, GRID, periods=400, n_seeds=2, overrides=DUOPOLY)
+        for m in ("first_price", "second_price")
+    }
 
 
 def test_stage_game_benchmarks(games):
@@ -49,8 +51,7 @@ def _session_run(job):
     from training.tabular import run_sessions
 
     mechanism, sessions, periods = job
-    return run_sessions("uniform", mechanism, sessions, periods, QConfig(), seed=0, overrides=DUOPOLY,
-                        progress=False)
+    return run_sessions("uniform", mechanism, sessions, periods, QConfig(), seed=0, overrides=DUOPOLY, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +94,16 @@ def test_policy_collusion_of_truthful_play_is_zero_and_reaches_the_report(tmp_pa
     c = policy_collusion("capitals", "first_price", truthful, seeds=[1, 2, 3], overrides=over)
     assert c.delta == pytest.approx(0.0, abs=1e-12)  # truthful play is the competitive benchmark itself
     assert c.monopoly_profit > c.competitive_profit and max(c.monopoly_margins) > 0
-    cfg = EvalConfig(scenario="capitals", mechanisms=["first_price"], strategies=["markup"], seeds=2, horizons=[40],
-                     billings=["per_query"], out=str(tmp_path), workers=1)
+    cfg = EvalConfig(
+        scenario="capitals",
+        mechanisms=["first_price"],
+        strategies=["markup"],
+        seeds=2,
+        horizons=[40],
+        billings=["per_query"],
+        out=str(tmp_path),
+        workers=1,
+    )
     header, results, summaries, analytic = evaluate_all(cfg, {}, progress=False)
     table = write_report(tmp_path, header, results, summaries, analytic, collusion={"first_price": c})
     assert "collusion Delta (simultaneous PPO)" in table and "+0.00" in table

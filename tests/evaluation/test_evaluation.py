@@ -18,10 +18,15 @@ from evaluation.statistics import mean_ci
 from training import TrainConfig, train
 
 
-def judged(mechanism, strategies=("markup",), seeds=6, scenario="uniform", horizon=200, billing="per_query",
-           **over):
-    spec = EvalSpec(scenario=scenario, mechanisms=[mechanism], strategies=list(strategies), seeds=seeds,
-                    horizons=[horizon], overrides=over)
+def judged(mechanism, strategies=("markup",), seeds=6, scenario="uniform", horizon=200, billing="per_query", **over):
+    spec = EvalSpec(
+        scenario=scenario,
+        mechanisms=[mechanism],
+        strategies=list(strategies),
+        seeds=seeds,
+        horizons=[horizon],
+        overrides=over,
+    )
     return judge([evaluate_setting(spec, Setting(mechanism, billing, horizon))], tolerance=0.0)
 
 
@@ -58,17 +63,25 @@ def test_confidence_intervals_use_student_t():
 def test_capitals_levers_substitution_pays_and_inflation_only_per_token():
     """Per query the user pays for the query, so padding tokens cannot pay (gain exactly 0); per token it does, and
     the lever decomposition names inflation. Substitution pays under first price (served 1B, billed as the 3B)."""
-    per_query = judged("first_price", strategies=("substitute", "inflate", "all_levers"), seeds=24,
-                       scenario="capitals", horizon=256)
-    per_token = judged("first_price", strategies=("inflate", "all_levers"), seeds=24, scenario="capitals",
-                       horizon=256, billing="per_token")
+    per_query = judged(
+        "first_price", strategies=("substitute", "inflate", "all_levers"), seeds=24, scenario="capitals", horizon=256
+    )
+    per_token = judged(
+        "first_price",
+        strategies=("inflate", "all_levers"),
+        seeds=24,
+        scenario="capitals",
+        horizon=256,
+        billing="per_token",
+    )
     assert record(per_query, "inflate@provider_0").gain == 0.0
     assert record(per_query, "substitute@provider_0").gain_lower > 0.0
     assert per_query.paying_lever == "substitution"
     inflate = record(per_token, "inflate@provider_0")
     assert inflate.gain_lower > 0.0 and inflate.mean_inflation > 0.9
-    levers = {r.lever: r for r in per_token.records if r.deviation == "all_levers@provider_0"
-              and r.provider == "provider_0"}
+    levers = {
+        r.lever: r for r in per_token.records if r.deviation == "all_levers@provider_0" and r.provider == "provider_0"
+    }
     assert set(levers) == {"all", "bid", "substitution", "inflation"}
     assert levers["inflation"].gain == pytest.approx(inflate.gain)  # the lever alone is the one-lever deviation
     assert per_token.paying_lever == "inflation"
@@ -80,24 +93,40 @@ def synthetic(horizon, gains, noise, seeds=20, note=None, seed=0):
     agents = ["provider_0", "provider_1"]
 
     def runs(shift, sd):
-        return [{"provider_0/profit": 1.0 + shift + sd * z, "provider_1/profit": 1.0,
-                 **{f"{a}/{k}": 0.0 for a in agents for k in ("win_rate", "bid_markup", "substitution_rate",
-                                                                "mean_inflation", "payment")},
-                 **{f"market/{k}": 1.0 for k in MARKET_METRICS}} for z in rng.normal(size=seeds)]
+        return [
+            {
+                "provider_0/profit": 1.0 + shift + sd * z,
+                "provider_1/profit": 1.0,
+                **{
+                    f"{a}/{k}": 0.0
+                    for a in agents
+                    for k in ("win_rate", "bid_markup", "substitution_rate", "mean_inflation", "payment")
+                },
+                **{f"market/{k}": 1.0 for k in MARKET_METRICS},
+            }
+            for z in rng.normal(size=seeds)
+        ]
 
     honest = runs(0.0, 0.0)
     profiles = {"honest": ProfileRuns("honest", "all", "scripted", [], (), honest, {}, honest)}
     for name, gain in gains.items():
-        profiles[name] = ProfileRuns(name, "all", "scripted", ["provider_0"], (), runs(gain, noise[name]), {},
-                                     honest)
+        profiles[name] = ProfileRuns(name, "all", "scripted", ["provider_0"], (), runs(gain, noise[name]), {}, honest)
     return SettingResult("first_price", "per_query", horizon, "synthetic", agents, 1.0, profiles, note)
 
 
 def test_any_deviation_with_a_significant_lower_bound_exploits():
     """The defect: only the largest point estimate was tested, so a tight smaller gain was missed. A noisy large
     gain and a tight small one: the verdict is exploited, by the tight one."""
-    v = judge([synthetic(256, {"noisy@provider_0": 0.5, "tight@provider_0": 0.05},
-                         {"noisy@provider_0": 5.0, "tight@provider_0": 0.01})], tolerance=0.0)
+    v = judge(
+        [
+            synthetic(
+                256,
+                {"noisy@provider_0": 0.5, "tight@provider_0": 0.05},
+                {"noisy@provider_0": 5.0, "tight@provider_0": 0.01},
+            )
+        ],
+        tolerance=0.0,
+    )
     assert v.exploited and v.exploits[0].deviation == "tight@provider_0"
     assert record(v, "noisy@provider_0").gain_lower < 0.0 < record(v, "tight@provider_0").gain_lower
     assert v.ic_regret.profile == "tight@provider_0"
@@ -124,15 +153,24 @@ def test_power_the_detectable_gain_shrinks_with_seeds():
 
 
 def test_seeds_are_added_until_the_gains_are_precise():
-    spec = EvalSpec(scenario="uniform", mechanisms=["first_price"], strategies=["markup"], seeds=4, max_seeds=16,
-                    target_half_width=1e-6, horizons=[40])
+    spec = EvalSpec(
+        scenario="uniform",
+        mechanisms=["first_price"],
+        strategies=["markup"],
+        seeds=4,
+        max_seeds=16,
+        target_half_width=1e-6,
+        horizons=[40],
+    )
     assert evaluate_setting(spec, Setting("first_price", "per_query", 40)).n_seeds == 16
     spec.target_half_width = 10.0
     assert evaluate_setting(spec, Setting("first_price", "per_query", 40)).n_seeds == 4
 
 
-@pytest.mark.parametrize("field, value", [("tolerance", math.nan), ("tolerance", math.inf),
-                                          ("target_half_width", math.nan), ("tolerance", -1.0)])
+@pytest.mark.parametrize(
+    "field, value",
+    [("tolerance", math.nan), ("tolerance", math.inf), ("target_half_width", math.nan), ("tolerance", -1.0)],
+)
 def test_non_finite_or_negative_tolerances_are_errors(field, value):
     with pytest.raises(ConfigError, match=field):
         EvalConfig(**{field: value})
@@ -140,23 +178,68 @@ def test_non_finite_or_negative_tolerances_are_errors(field, value):
 
 def test_report_carries_every_metric(tmp_path):
     out = tmp_path / "report"
-    code = evaluate_cli.main(["--scenario", "capitals", "--mechanism", "first_price,second_price", "--seeds", "2",
-                              "--max-seeds", "2", "--horizons", "40", "--strategies", "substitute,markup_inflate",
-                              "--out", str(out), "--workers", "1", "--no-progress"])
+    code = evaluate_cli.main(
+        [
+            "--scenario",
+            "capitals",
+            "--mechanism",
+            "first_price,second_price",
+            "--seeds",
+            "2",
+            "--max-seeds",
+            "2",
+            "--horizons",
+            "40",
+            "--strategies",
+            "substitute,markup_inflate",
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     report = json.loads((out / "report.json").read_text())
-    record_keys = {"mechanism", "billing", "horizon", "profile", "deviation", "lever", "provider", "profit", "gain",
-                   "gain_ci_low", "gain_ci_high", "gain_lower", "detectable", "bid_markup", "substitution_rate",
-                   "mean_inflation", "win_rate", "user_utility", "user_utility_ratio", "full_info_ratio",
-                   "allocative_efficiency", "unserved_share", "market_payment"}
+    record_keys = {
+        "mechanism",
+        "billing",
+        "horizon",
+        "profile",
+        "deviation",
+        "lever",
+        "provider",
+        "profit",
+        "gain",
+        "gain_ci_low",
+        "gain_ci_high",
+        "gain_lower",
+        "detectable",
+        "bid_markup",
+        "substitution_rate",
+        "mean_inflation",
+        "win_rate",
+        "user_utility",
+        "user_utility_ratio",
+        "full_info_ratio",
+        "allocative_efficiency",
+        "unserved_share",
+        "market_payment",
+    }
     assert record_keys <= set(report["records"][0])
     assert all(set(MARKET_METRICS) <= set(row) for row in report["market"])
     assert {(v["mechanism"], v["billing"]) for v in report["verdicts"]} == {
-        (m, b) for m in ("first_price", "second_price") for b in ("per_query", "per_token")}
+        (m, b) for m in ("first_price", "second_price") for b in ("per_query", "per_token")
+    }
     assert {r["lever"] for r in report["records"]} == {"all", "bid", "inflation"}
     assert "unserved_rate" in report["market"][0]["mechanism_events"]
-    for name in ("report.md", "metrics.csv", "plots/levers_first_price_per_token.png",
-                 "plots/bids_first_price_per_query_T40.png", "plots/user_utility_second_price_per_token_T40.png"):
+    for name in (
+        "report.md",
+        "metrics.csv",
+        "plots/levers_first_price_per_token.png",
+        "plots/bids_first_price_per_query_T40.png",
+        "plots/user_utility_second_price_per_token_T40.png",
+    ):
         assert (out / name).is_file(), name
     assert list((out / "tb").glob("events.out.tfevents*"))
     md = (out / "report.md").read_text()
@@ -165,31 +248,92 @@ def test_report_carries_every_metric(tmp_path):
 
 def test_learned_run_is_evaluated_and_mismatches_are_clear_errors(tmp_path, capsys):
     run = tmp_path / "run"
-    train(TrainConfig(scenario="capitals", mechanism="first_price", timesteps=512, n_envs=8, n_steps=32,
-                      batch_size=64, n_epochs=1, eval_every=0, checkpoint_every=0, eval_episodes=1,
-                      run_dir=str(run)), progress=False)
+    train(
+        TrainConfig(
+            scenario="capitals",
+            mechanism="first_price",
+            timesteps=512,
+            n_envs=8,
+            n_steps=32,
+            batch_size=64,
+            n_epochs=1,
+            eval_every=0,
+            checkpoint_every=0,
+            eval_episodes=1,
+            run_dir=str(run),
+        ),
+        progress=False,
+    )
     out = tmp_path / "out"
-    assert evaluate_cli.main(["--mechanism", "first_price", "--billings", "per_query", "--run-dir", str(run),
-                              "--seeds", "2", "--max-seeds", "2", "--horizons", "30", "--strategies", "markup",
-                              "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    assert (
+        evaluate_cli.main(
+            [
+                "--mechanism",
+                "first_price",
+                "--billings",
+                "per_query",
+                "--run-dir",
+                str(run),
+                "--seeds",
+                "2",
+                "--max-seeds",
+                "2",
+                "--horizons",
+                "30",
+                "--strategies",
+                "markup",
+                "--out",
+                str(out),
+                "--workers",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     records = json.loads((out / "report.json").read_text())["records"]
     assert {r["profile"] for r in records} >= {"learned@provider_0:run", "learned@provider_0:run[substitution]"}
     capsys.readouterr()
-    assert evaluate_cli.main(["--scenario", "uniform", "--set", "n_providers=3", "--mechanism", "first_price",
-                              "--billings", "per_query", "--run-dir", str(run), "--out", str(out),
-                              "--no-progress"]) == 2
+    assert (
+        evaluate_cli.main(
+            [
+                "--scenario",
+                "uniform",
+                "--set",
+                "n_providers=3",
+                "--mechanism",
+                "first_price",
+                "--billings",
+                "per_query",
+                "--run-dir",
+                str(run),
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "does not match this market" in capsys.readouterr().err
     assert evaluate_cli.main(["--run-dir", str(tmp_path / "missing"), "--out", str(out), "--no-progress"]) == 2
     assert "missing" in capsys.readouterr().err
-    assert evaluate_cli.main(["--mechanism", "second_price", "--run-dir", str(run), "--out", str(out),
-                              "--no-progress"]) == 2
+    assert (
+        evaluate_cli.main(["--mechanism", "second_price", "--run-dir", str(run), "--out", str(out), "--no-progress"])
+        == 2
+    )
     assert "not evaluated" in capsys.readouterr().err
 
 
 def test_uniform_revenue_equivalence_in_the_analytic_checks():
     from evaluation import analytic_checks
-    spec = EvalSpec(scenario="uniform", mechanisms=["first_price", "second_price"], seeds=8, horizons=[250],
-                    overrides={"n_providers": 3})
+
+    spec = EvalSpec(
+        scenario="uniform",
+        mechanisms=["first_price", "second_price"],
+        seeds=8,
+        horizons=[250],
+        overrides={"n_providers": 3},
+    )
     check = analytic_checks(spec)["revenue_equivalence"]
     assert abs(check["difference"]) < max(2.5 * check["difference_ci"], 0.02)
     assert check["first_price_bne_payment"] == pytest.approx(2 / 4, abs=0.03)
@@ -198,6 +342,12 @@ def test_uniform_revenue_equivalence_in_the_analytic_checks():
 
 def test_analytic_checks_need_first_price_and_leave_other_mechanisms_parameters_alone():
     from evaluation import analytic_checks
-    spec = EvalSpec(scenario="uniform", mechanisms=["rosa"], seeds=2, horizons=[20],
-                    overrides={"n_providers": 3, "allocation": "greedy"})  # a rosa parameter first_price lacks
+
+    spec = EvalSpec(
+        scenario="uniform",
+        mechanisms=["rosa"],
+        seeds=2,
+        horizons=[20],
+        overrides={"n_providers": 3, "allocation": "greedy"},
+    )  # a rosa parameter first_price lacks
     assert analytic_checks(spec) == {}

@@ -23,10 +23,37 @@ from evaluation import EvalConfig
 from training.grid import train_learners
 
 ROOT = Path(__file__).resolve().parents[2]
-FLAGS = ["--train", "--scenario", "capitals", "--mechanism", "first_price", "--billings", "per_query", "--horizons",
-         "32", "--seeds", "2", "--max-seeds", "2", "--strategies", "markup", "--no-levers", "--train-timesteps", "2048",
-         "--train-seeds", "1", "--train-learners", "provider_0", "--train-chunk", "512", "--selection-episodes", "2",
-         "--workers", "1", "--no-progress"]
+FLAGS = [
+    "--train",
+    "--scenario",
+    "capitals",
+    "--mechanism",
+    "first_price",
+    "--billings",
+    "per_query",
+    "--horizons",
+    "32",
+    "--seeds",
+    "2",
+    "--max-seeds",
+    "2",
+    "--strategies",
+    "markup",
+    "--no-levers",
+    "--train-timesteps",
+    "2048",
+    "--train-seeds",
+    "1",
+    "--train-learners",
+    "provider_0",
+    "--train-chunk",
+    "512",
+    "--selection-episodes",
+    "2",
+    "--workers",
+    "1",
+    "--no-progress",
+]
 
 
 def normalized(out: Path, name: str) -> object:
@@ -50,8 +77,9 @@ def test_kill9_of_the_whole_job_then_rerun_gives_the_uninterrupted_report(refere
     kills, resumed, start = 0, 0, time.monotonic()
     while kills < 3 and time.monotonic() - start < 200:
         # A new session: the kill takes the parent and its pool workers at once, as a preempted job loses them.
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         while proc.poll() is None and not (out / "runs").exists():  # imports first: draw the moment from here
             time.sleep(0.05)
         time.sleep(float(rng.uniform(0.0, 8.0)))
@@ -76,8 +104,9 @@ def test_a_learner_trained_with_other_settings_is_refused_not_reused(reference, 
     target = out / "runs" / "first_price-per_query" / "provider_0-s0"
     target.parent.mkdir(parents=True)
     os.symlink(run, target)  # a finished learner, reused as is ...
-    cfg = load_config(EvalConfig, None, **flags_to_dict(evaluate_cli.parse_args([*FLAGS, "--out", str(out)]),
-                                                         EvalConfig))
+    cfg = load_config(
+        EvalConfig, None, **flags_to_dict(evaluate_cli.parse_args([*FLAGS, "--out", str(out)]), EvalConfig)
+    )
     chosen, _ = train_learners(cfg, progress=False)
     assert chosen == {("first_price", "per_query"): [str(target)]}
     before = sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*"))

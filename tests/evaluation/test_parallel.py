@@ -53,9 +53,12 @@ def test_pool_workers_exit_when_the_parent_is_killed(tmp_path):
     script.write_text(PARENT)
     pids_dir = tmp_path / "pids"
     pids_dir.mkdir()
-    parent = subprocess.Popen([sys.executable, str(script), str(pids_dir)],
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(pids_dir)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     pids: list[int] = []
     try:
         deadline = time.monotonic() + 90  # two fresh interpreters import torch on a busy 2-core machine
@@ -88,7 +91,7 @@ def test_process_backend_runs_one_worker_or_one_job_inline():
 def test_backend_fields_are_checked():
     with pytest.raises(ConfigError, match="field 'backend'"):
         EvalConfig(backend="dask")
-    with pytest.raises(ConfigError, match="field 'address'.*--backend ray"):
+    with pytest.raises(ConfigError, match=r"field 'address'.*--backend ray"):
         EvalConfig(address="auto")
     with pytest.raises(ConfigError, match="field 'address'"):
         EvalConfig(backend="ray", address=" ")
@@ -104,7 +107,30 @@ def test_address_without_ray_and_an_unknown_backend_are_usage_errors(capsys):
 
 def test_ray_backend_without_ray_says_how_to_install_it(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails as if it were not installed
-    assert evaluate_cli.main(["--scenario", "uniform", "--mechanism", "first_price", "--billings", "per_query",
-                              "--horizons", "8", "--seeds", "2", "--max-seeds", "2", "--strategies", "markup",
-                              "--backend", "ray", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert (
+        evaluate_cli.main(
+            [
+                "--scenario",
+                "uniform",
+                "--mechanism",
+                "first_price",
+                "--billings",
+                "per_query",
+                "--horizons",
+                "8",
+                "--seeds",
+                "2",
+                "--max-seeds",
+                "2",
+                "--strategies",
+                "markup",
+                "--backend",
+                "ray",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "pip install -e '.[ray]'" in capsys.readouterr().err

@@ -14,10 +14,34 @@ import evaluate as evaluate_cli
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install -e '.[ray]')")
 
-GRID = ["--scenario", "uniform", "--mechanism", "first_price,second_price", "--billings", "per_query",
-        "--horizons", "32", "--seeds", "2", "--max-seeds", "2", "--strategies", "markup",
-        "--train", "--train-timesteps", "512", "--train-seeds", "1", "--train-learners", "provider_0",
-        "--selection-episodes", "2", "--workers", "2", "--no-progress"]
+GRID = [
+    "--scenario",
+    "uniform",
+    "--mechanism",
+    "first_price,second_price",
+    "--billings",
+    "per_query",
+    "--horizons",
+    "32",
+    "--seeds",
+    "2",
+    "--max-seeds",
+    "2",
+    "--strategies",
+    "markup",
+    "--train",
+    "--train-timesteps",
+    "512",
+    "--train-seeds",
+    "1",
+    "--train-learners",
+    "provider_0",
+    "--selection-episodes",
+    "2",
+    "--workers",
+    "2",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +69,34 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 def test_an_address_without_a_cluster_is_a_usage_error(tmp_path, capsys):
     if ray.is_initialized() or os.environ.get("RAY_ADDRESS") or Path("/tmp/ray/ray_current_cluster").exists():
         pytest.skip("a Ray is running here: --address auto would find it")
-    assert evaluate_cli.main(["--scenario", "uniform", "--mechanism", "first_price", "--billings", "per_query",
-                              "--horizons", "8", "--seeds", "2", "--max-seeds", "2", "--strategies", "markup",
-                              "--backend", "ray", "--address", "auto", "--out", str(tmp_path),
-                              "--no-progress"]) == 2
+    assert (
+        evaluate_cli.main(
+            [
+                "--scenario",
+                "uniform",
+                "--mechanism",
+                "first_price",
+                "--billings",
+                "per_query",
+                "--horizons",
+                "8",
+                "--seeds",
+                "2",
+                "--max-seeds",
+                "2",
+                "--strategies",
+                "markup",
+                "--backend",
+                "ray",
+                "--address",
+                "auto",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "--address auto: no Ray cluster there" in capsys.readouterr().err
 
 

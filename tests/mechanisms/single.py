@@ -42,11 +42,27 @@ class One:
         w, p = self.mech.allocate(np.asarray(bids, dtype=float)[None], self._ctx(context), np.array([group]), noise)
         return int(w[0]), float(p[0])
 
-    def update(self, winner: int, score: float, input_tokens: int, reported: int, payment: float, context=ONE_CONTEXT,
-               group: int = 0) -> None:
-        self.mech.update(Outcome(np.array([winner]), np.array([float(score)]), np.array([input_tokens]),
-                                 np.array([reported]), np.array([float(payment)]), self._ctx(context),
-                                 np.array([group])))
+    def update(
+        self,
+        winner: int,
+        score: float,
+        input_tokens: int,
+        reported: int,
+        payment: float,
+        context=ONE_CONTEXT,
+        group: int = 0,
+    ) -> None:
+        self.mech.update(
+            Outcome(
+                np.array([winner]),
+                np.array([float(score)]),
+                np.array([input_tokens]),
+                np.array([reported]),
+                np.array([float(payment)]),
+                self._ctx(context),
+                np.array([group]),
+            )
+        )
 
     def public_state(self, context=ONE_CONTEXT, group: int = 0) -> np.ndarray:
         return self.mech.public_state(self._ctx(context), np.array([group]))[0]

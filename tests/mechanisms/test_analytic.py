@@ -52,8 +52,9 @@ class Run:
     bid: np.ndarray  # [T, N]
 
 
-def run(mechanism: str, n: int, policy: Callable[[ObservationLayout, str], Policy], seed: int = 0,
-        rounds: int = ROUNDS) -> Run:
+def run(
+    mechanism: str, n: int, policy: Callable[[ObservationLayout, str], Policy], seed: int = 0, rounds: int = ROUNDS
+) -> Run:
     """One episode of ``rounds`` queries on ``uniform`` with n providers, ``policy(layout, agent)`` for each."""
     env = parallel_env("uniform", mechanism=mechanism, seed=seed, n_providers=n, horizon=rounds)
     policies = {a: policy(env.layout, a) for a in env.possible_agents}
@@ -136,8 +137,9 @@ def test_first_price_best_response_check_detects_a_non_equilibrium() -> None:
 def test_second_price_markup_earns_no_more_than_truthful(factor: float) -> None:
     n = 3
     honest = run("second_price", n, everyone("truthful"))
-    marked = run("second_price", n, one_deviates(lambda layout: make_strategy("markup", layout, markup=factor),
-                                                   "truthful"))
+    marked = run(
+        "second_price", n, one_deviates(lambda layout: make_strategy("markup", layout, markup=factor), "truthful")
+    )
     np.testing.assert_array_equal(honest.cost, marked.cost)
     np.testing.assert_allclose(marked.bid[:, 0], factor * marked.cost[:, 0], rtol=1e-5, atol=1e-7)
     diff = marked.profit[:, 0] - honest.profit[:, 0]

@@ -22,8 +22,12 @@ from mechanisms.base import NO_WINNER, MarketInfo, Mechanism
 from mechanisms.ucb_myerson import UCBMyerson
 from tests.mechanisms.single import One
 
-SETTINGS = settings(max_examples=200, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+SETTINGS = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 TOL = 1e-9
 CONTEXT = np.ones(1)
 
@@ -36,9 +40,17 @@ def make_info(prior: np.ndarray, value_scale: float = 1.0) -> MarketInfo:
     prior = np.atleast_2d(np.asarray(prior, dtype=float))
     n, g = prior.shape
     return MarketInfo(
-        n_providers=n, context_dim=1, n_groups=g, value_scale=float(value_scale), bid_scale=float(value_scale),
-        prior_quality=prior, cost_range=np.tile([0.0, value_scale], (n, 1)), price_in=np.zeros(n),
-        price_out=np.zeros(n), max_output_tokens=100, horizon=1000,
+        n_providers=n,
+        context_dim=1,
+        n_groups=g,
+        value_scale=float(value_scale),
+        bid_scale=float(value_scale),
+        prior_quality=prior,
+        cost_range=np.tile([0.0, value_scale], (n, 1)),
+        price_in=np.zeros(n),
+        price_out=np.zeros(n),
+        max_output_tokens=100,
+        horizon=1000,
     )
 
 
@@ -140,8 +152,9 @@ def second_price_profit(info: MarketInfo, history, bids: np.ndarray, i: int, bid
 @given(markets(), st.data())
 def test_second_price_truthful_bidding_is_individually_rational(market, data) -> None:
     info, bids, history = market
-    costs = np.array(data.draw(st.lists(st.floats(0.0, 1.5 * info.value_scale), min_size=len(bids),
-                                        max_size=len(bids))))
+    costs = np.array(
+        data.draw(st.lists(st.floats(0.0, 1.5 * info.value_scale), min_size=len(bids), max_size=len(bids)))
+    )
     mech = fresh("second_price", info)
     play(mech, history)
     w, p = mech.allocate(costs, CONTEXT, 0)
@@ -201,8 +214,10 @@ def assert_monotone_allocation(mech: Mechanism, bids: np.ndarray, i: int, extra)
         won[k] = copy.deepcopy(mech).allocate(trial, CONTEXT, 0)[0] == i
     if won.any():
         last = np.flatnonzero(won).max()
-        assert won[: last + 1].all(), (f"provider {i} wins at {grid[last]:.6g} but loses at the lower bid "
-                                       f"{grid[np.flatnonzero(~won[:last])[0]]:.6g}")
+        assert won[: last + 1].all(), (
+            f"provider {i} wins at {grid[last]:.6g} but loses at the lower bid "
+            f"{grid[np.flatnonzero(~won[:last])[0]]:.6g}"
+        )
 
 
 own_bids = st.lists(st.floats(0.0, 15.0), max_size=3)
@@ -393,8 +408,9 @@ def test_ucb_myerson_learns_the_net_value_by_default(value, expected) -> None:
 
 
 @SETTINGS
-@given(ucb_markets(max_history=30), st.one_of(st.none(), st.floats(0.05, 5.0)), st.integers(2, 30),
-       st.floats(0.1, 10.0))
+@given(
+    ucb_markets(max_history=30), st.one_of(st.none(), st.floats(0.05, 5.0)), st.integers(2, 30), st.floats(0.1, 10.0)
+)
 def test_ucb_myerson_virtual_cost_is_at_least_the_bid(market, reserve, bins, prior_weight) -> None:
     info, bids, history = market
     mech = fresh("ucb_myerson", info, reserve=reserve, bins=bins, prior_weight=prior_weight)
@@ -405,8 +421,14 @@ def test_ucb_myerson_virtual_cost_is_at_least_the_bid(market, reserve, bins, pri
 
 
 @SETTINGS
-@given(st.integers(1, 4), value_scales, st.one_of(st.none(), st.floats(0.05, 5.0)), st.integers(2, 30),
-       st.floats(0.1, 10.0), st.data())
+@given(
+    st.integers(1, 4),
+    value_scales,
+    st.one_of(st.none(), st.floats(0.05, 5.0)),
+    st.integers(2, 30),
+    st.floats(0.1, 10.0),
+    st.data(),
+)
 def test_ucb_myerson_virtual_cost_without_history_is_twice_the_bid(n, v, reserve, bins, prior_weight, data) -> None:
     """No bids yet: F and f are the uniform prior on [0, r], so phi(b) = b + b = 2b (MECHANISMS.md §4)."""
     prior = np.array(data.draw(st.lists(st.floats(0.1, 1.0), min_size=n, max_size=n)))[:, None]
@@ -449,8 +471,14 @@ def test_ucb_myerson_tries_untried_providers_first_cheapest_first() -> None:
 
 
 @SETTINGS
-@given(st.sampled_from(["first_price", "second_price"]), st.floats(0.3, 1.0), st.floats(0.0, 0.9),
-       st.integers(5, 40), value_scales, st.floats(0.0, 0.25))
+@given(
+    st.sampled_from(["first_price", "second_price"]),
+    st.floats(0.3, 1.0),
+    st.floats(0.0, 0.9),
+    st.integers(5, 40),
+    value_scales,
+    st.floats(0.0, 0.25),
+)
 def test_learned_quality_falls_with_low_scores_and_costs_allocations(name, prior, gap, rounds, v, bid) -> None:
     """A provider whose observed scores are below its advertised quality loses qhat, and so loses the rounds it tied
     for at equal bids to an equally advertised rival (MECHANISMS.md §2, quality learning)."""
@@ -459,8 +487,9 @@ def test_learned_quality_falls_with_low_scores_and_costs_allocations(name, prior
     info = make_info(np.array([[prior, 0.0], [prior, 0.0]]), v)  # two groups: learning is per group
     mech = fresh(name, info, quality="learned")
     bids = np.full(2, bid * v * prior)
-    assert {copy.deepcopy(mech).allocate(bids, CONTEXT, 0)[0] for mech.rng in map(np.random.default_rng, range(30))} \
-        == {0, 1}  # equal scores: the tie is broken at random
+    assert {
+        copy.deepcopy(mech).allocate(bids, CONTEXT, 0)[0] for mech.rng in map(np.random.default_rng, range(30))
+    } == {0, 1}  # equal scores: the tie is broken at random
     before = mech.quality.qhat(0).copy()
     for _ in range(rounds):
         mech.update(0, observed, 1, 1, 0.0, CONTEXT, 0)
@@ -504,11 +533,14 @@ def test_make_rejects_unknown_names_listing_the_registry() -> None:
         assert name in str(err.value)
 
 
-@pytest.mark.parametrize("name, accepted", [
-    ("first_price", ["quality", "prior_weight"]),
-    ("second_price", ["quality", "prior_weight"]),
-    ("ucb_myerson", ["reserve", "exploration", "bins", "prior_weight"]),
-])
+@pytest.mark.parametrize(
+    "name, accepted",
+    [
+        ("first_price", ["quality", "prior_weight"]),
+        ("second_price", ["quality", "prior_weight"]),
+        ("ucb_myerson", ["reserve", "exploration", "bins", "prior_weight"]),
+    ],
+)
 def test_make_rejects_unknown_parameters_listing_the_accepted_ones(name, accepted) -> None:
     with pytest.raises(ValueError, match="reserv_price") as err:
         mechanisms.make(name, reserv_price=1.0)

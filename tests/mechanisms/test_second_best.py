@@ -45,8 +45,9 @@ def test_schedule_constants_of_the_toy_game(game):
     d3 = sb.delta_3(vbar, taubar, 5000, best=0)
     assert d3 == pytest.approx(-11.864135, abs=1e-6)
     assert sb.exploitation_length(T6, 3981, 3, 7.414608, 1.609438, d3) == 916442
-    assert sb.early_stop_threshold(2.75, sb.margin(T6, 0.3, 3), 5.0, 5000, 0.0005, 2.0) == pytest.approx(1.863601,
-                                                                                                        abs=1e-6)
+    assert sb.early_stop_threshold(2.75, sb.margin(T6, 0.3, 3), 5.0, 5000, 0.0005, 2.0) == pytest.approx(
+        1.863601, abs=1e-6
+    )
     deltas = sb.utility_deltas(7.414608, vbar, taubar, 5000)
     assert deltas[0] == pytest.approx(1.810930, abs=1e-5)
     assert sb.utility_counts(deltas[:1], 3981, np.array([0.99]))[0] == 7209
@@ -57,7 +58,7 @@ def test_batch_size_and_margin_small_horizons():
     assert sb.batch_size(10_000, 0.3) == 251  # 10^2.4 = 251.19
     assert sb.batch_size(20_000, 0.3) == 380  # 380.7
     assert sb.batch_size(10_000, 0.25) == 100  # exact power stays exact
-    assert sb.margin(10_000, 0.3, 3) == pytest.approx(10_000 ** -0.3 * math.log(30_000))
+    assert sb.margin(10_000, 0.3, 3) == pytest.approx(10_000**-0.3 * math.log(30_000))
     with pytest.raises(ValueError, match=r"epsilon must be in \(0, 1/2\)"):
         sb.batch_size(100, 0.5)
 
@@ -162,8 +163,13 @@ def test_user_utility_per_query_approaches_u_prime(game):
 
 
 def play_env(profile, T=20_000, gamma=TOY.gamma, seed=0, horizon=None, **params):
-    env = parallel_env("second_best_toy", "second_best", seed=seed, horizon=horizon or T,
-                       mechanism_params=dict(T=T, gamma=gamma, delta_1=sb.toy_game().delta_1(), **params))
+    env = parallel_env(
+        "second_best_toy",
+        "second_best",
+        seed=seed,
+        horizon=horizon or T,
+        mechanism_params=dict(T=T, gamma=gamma, delta_1=sb.toy_game().delta_1(), **params),
+    )
     policies = {a: make_strategy(s, env.layout, market=env.market) for a, s in zip(env.possible_agents, profile)}
     obs, _ = env.reset()
     trace = []
@@ -223,7 +229,7 @@ def test_public_state_and_diagnostics_in_observations_and_infos():
     B = sb.batch_size(T, 0.3)
     assert env.layout.mechanism.stop - env.layout.mechanism.start == 6 + K
     phases = [int(np.argmax(state[:5])) for state, _, _ in trace]
-    assert phases[:K * B] == [sb.EXPLORATION] * (K * B)
+    assert phases[: K * B] == [sb.EXPLORATION] * (K * B)
     assert np.all(trace[0][0][5:] == 0.0)  # u' and uhat unknown before exploration ends
     state = trace[K * B][0]
     m = env.mechanism
@@ -236,7 +242,7 @@ def test_public_state_and_diagnostics_in_observations_and_infos():
     diag = trace[-1][1]["mechanism"]
     assert set(diag) >= {"phase", "early_stopped", "stop_time"}
     assert diag["phase"] == sb.DONE and diag["early_stopped"] == 0.0 and diag["stop_time"] == -1.0
-    assert [mk["winner"] for _, mk, _ in trace[:K * B:B]] == list(range(K))  # exploration in blocks
+    assert [mk["winner"] for _, mk, _ in trace[: K * B : B]] == list(range(K))  # exploration in blocks
 
 
 def test_pettingzoo_api_with_the_toy_scenario():

@@ -39,9 +39,19 @@ def make_info(prior, d: int = D, value_scale: float = 1.0, cost_range=None) -> M
     prior = np.asarray(prior, dtype=float).reshape(len(prior), -1)
     n = prior.shape[0]
     cr = np.tile([0.0, value_scale], (n, 1)) if cost_range is None else np.asarray(cost_range, dtype=float)
-    return MarketInfo(n_providers=n, context_dim=d, n_groups=prior.shape[1], value_scale=value_scale,
-                      bid_scale=value_scale, prior_quality=prior, cost_range=cr, price_in=np.zeros(n),
-                      price_out=np.zeros(n), max_output_tokens=100, horizon=10_000)
+    return MarketInfo(
+        n_providers=n,
+        context_dim=d,
+        n_groups=prior.shape[1],
+        value_scale=value_scale,
+        bid_scale=value_scale,
+        prior_quality=prior,
+        cost_range=cr,
+        price_in=np.zeros(n),
+        price_out=np.zeros(n),
+        max_output_tokens=100,
+        horizon=10_000,
+    )
 
 
 PRIOR = [0.8, 0.9, 0.7]
@@ -107,8 +117,16 @@ def gains(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------- truthfulness (§4, §5, §7)
 
 
-@pytest.mark.parametrize("name, n_draws", [("myerson", 3000), ("soft_rochet", 3000), ("rosa_linucb", 12_000),
-                                           ("rosa_greedy", 12_000), ("rosa_linucb_opt", 12_000)])
+@pytest.mark.parametrize(
+    "name, n_draws",
+    [
+        ("myerson", 3000),
+        ("soft_rochet", 3000),
+        ("rosa_linucb", 12_000),
+        ("rosa_greedy", 12_000),
+        ("rosa_linucb_opt", 12_000),
+    ],
+)
 def test_truthful_bidding_maximizes_expected_profit(name, n_draws) -> None:
     mech = build(name)
     gain, se = gains(profits(mech, DELTAS, n_draws, seed=11))
@@ -194,13 +212,13 @@ def test_rosa_expected_payment_is_the_myerson_integral(allocation, mu) -> None:
     integral_se = h * math.sqrt(cell_vars.sum() / per_cell)
     abar_b = won_b.mean()
     rhs = b * abar_b + integral
-    rhs_se = math.sqrt((b * won_b.std(ddof=1)) ** 2 / n_at_b + integral_se ** 2)
+    rhs_se = math.sqrt((b * won_b.std(ddof=1)) ** 2 / n_at_b + integral_se**2)
     se = math.hypot(lhs_se, rhs_se)
     assert abs(lhs - rhs) <= Z * se, f"E[P] = {lhs:.4f} vs Myerson {rhs:.4f} (se {se:.4f})"
     # Power: the information rent is far outside the interval, so pay-as-bid would fail the check.
     assert integral > 8 * se and 0.05 < abar_b < 0.95
     # Abar is non-increasing: the first cells win more often than the last ones.
-    assert cell_means[: K // 10].mean() > cell_means[-K // 10:].mean()
+    assert cell_means[: K // 10].mean() > cell_means[-K // 10 :].mean()
 
 
 # ------------------------------------------------------------------------------------------ soft_rochet (§7)
@@ -219,8 +237,9 @@ def test_soft_rochet_probabilities_payments_and_rent_match_the_formulas() -> Non
     x = weights * np.exp(s / t) / z
     np.testing.assert_allclose(mech.allocation_probabilities(bids, 0), x, rtol=1e-12)
     logits = np.concatenate(([math.log(w0)], np.log(weights) + s / t))
-    rent = np.array([t * (np.logaddexp.reduce(logits) - np.logaddexp.reduce(np.delete(logits, i + 1)))
-                     for i in range(3)])
+    rent = np.array(
+        [t * (np.logaddexp.reduce(logits) - np.logaddexp.reduce(np.delete(logits, i + 1))) for i in range(3)]
+    )
     P = mech.expected_payments(bids, 0)
     np.testing.assert_allclose(P, bids * x + rent, rtol=1e-10)
     assert (rent > 0).all()  # truthful expected profit P_i - b_i x_i = t [LSE(all) - LSE(all but i)] > 0
@@ -457,8 +476,17 @@ def choose(rule, bids, context, group: int = 0, ties=None) -> int:
 
 
 def learn(rule, winner: int, score: float, x, group: int = 0) -> None:
-    rule.update(Outcome(np.array([winner]), np.array([score]), np.array([0]), np.array([0]), np.array([0.0]),
-                        np.atleast_2d(x), np.array([group])))
+    rule.update(
+        Outcome(
+            np.array([winner]),
+            np.array([score]),
+            np.array([0]),
+            np.array([0]),
+            np.array([0.0]),
+            np.atleast_2d(x),
+            np.array([group]),
+        )
+    )
 
 
 def test_myerson_allocation_monotone_in_own_bid() -> None:
@@ -576,8 +604,9 @@ def test_parameters_are_validated() -> None:
 
 
 @pytest.mark.parametrize("scenario", ["capitals", "uniform"])
-@pytest.mark.parametrize("mechanism, params", [("myerson", {}), ("rosa", {}), ("rosa", {"allocation": "greedy"}),
-                                               ("soft_rochet", {})])
+@pytest.mark.parametrize(
+    "mechanism, params", [("myerson", {}), ("rosa", {}), ("rosa", {"allocation": "greedy"}), ("soft_rochet", {})]
+)
 def test_env_runs_the_mechanism(scenario, mechanism, params) -> None:
     market = parallel_env(scenario, mechanism, seed=0, horizon=100, **params)
     served = 0

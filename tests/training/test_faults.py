@@ -24,15 +24,31 @@ from training.checkpoint import checkpoints
 from training.trainer import make_market, policy_kwargs
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = dict(scenario="capitals", mechanism="ucb_myerson", timesteps=4096, n_envs=16, n_steps=16, batch_size=128,
-              n_epochs=2, eval_every=768, eval_episodes=2, checkpoint_every=256, target=None)
+CONFIG = dict(
+    scenario="capitals",
+    mechanism="ucb_myerson",
+    timesteps=4096,
+    n_envs=16,
+    n_steps=16,
+    batch_size=128,
+    n_epochs=2,
+    eval_every=768,
+    eval_episodes=2,
+    checkpoint_every=256,
+    target=None,
+)
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
     cfg = TrainConfig(**{**CONFIG, "run_dir": str(run)})
     market = make_market(cfg)
-    model = load_weights(run / "policies" / "provider_0.zip", "ppo", market.observation_space("provider_0"),
-                         market.action_space("provider_0"), policy_kwargs(cfg))
+    model = load_weights(
+        run / "policies" / "provider_0.zip",
+        "ppo",
+        market.observation_space("provider_0"),
+        market.action_space("provider_0"),
+        policy_kwargs(cfg),
+    )
     return model.policy.state_dict()
 
 

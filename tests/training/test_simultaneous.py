@@ -17,8 +17,16 @@ from training.trainer import TrainConfig, make_market, train
 
 
 def test_ppo_learners_step_the_same_markets_in_lockstep():
-    cfg = TrainConfig(scenario="capitals", mechanism="first_price", overrides={"horizon": 1000}, timesteps=2 * 16 * 8,
-                      n_envs=8, n_steps=16, batch_size=64, n_epochs=1)
+    cfg = TrainConfig(
+        scenario="capitals",
+        mechanism="first_price",
+        overrides={"horizon": 1000},
+        timesteps=2 * 16 * 8,
+        n_envs=8,
+        n_steps=16,
+        batch_size=64,
+        n_epochs=1,
+    )
     models = simultaneous_ppo(cfg, progress=False)
     assert sorted(models) == ["provider_0", "provider_1"]
     r0 = models["provider_0"].rollout_buffer.rewards  # [n_steps, n_envs]: the last rollout of each learner
@@ -32,9 +40,19 @@ def test_ppo_learners_step_the_same_markets_in_lockstep():
 
 
 def test_simultaneous_ppo_run_dir_loads_back(tmp_path):
-    cfg = TrainConfig(scenario="capitals", mechanism="second_price", mode="simultaneous", learners=["all"],
-                      timesteps=512, n_envs=16, n_steps=16, batch_size=128, n_epochs=1, eval_episodes=2,
-                      run_dir=str(tmp_path / "sim"))
+    cfg = TrainConfig(
+        scenario="capitals",
+        mechanism="second_price",
+        mode="simultaneous",
+        learners=["all"],
+        timesteps=512,
+        n_envs=16,
+        n_steps=16,
+        batch_size=128,
+        n_epochs=1,
+        eval_episodes=2,
+        run_dir=str(tmp_path / "sim"),
+    )
     result = train(cfg, progress=False)
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     assert manifest["mode"] == "simultaneous" and manifest["algo"] == "ppo"
@@ -54,10 +72,33 @@ def test_simultaneous_ppo_run_dir_loads_back(tmp_path):
 
 def test_qlearning_through_the_cli(tmp_path, capsys):
     run = tmp_path / "q"
-    code = train_cli.main(["--mode", "simultaneous", "--algo", "qlearning", "--learners", "all", "--scenario",
-                           "uniform", "--mechanism", "first_price", "--set", "cost_low=0", "--set", "cost_high=0",
-                           "--timesteps", "3000", "--n-envs", "4", "--eval-episodes", "2", "--run-dir", str(run),
-                           "--no-progress"])
+    code = train_cli.main(
+        [
+            "--mode",
+            "simultaneous",
+            "--algo",
+            "qlearning",
+            "--learners",
+            "all",
+            "--scenario",
+            "uniform",
+            "--mechanism",
+            "first_price",
+            "--set",
+            "cost_low=0",
+            "--set",
+            "cost_high=0",
+            "--timesteps",
+            "3000",
+            "--n-envs",
+            "4",
+            "--eval-episodes",
+            "2",
+            "--run-dir",
+            str(run),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["algo"] == "qlearning" and manifest["qlearning"]["alpha"] == 0.05

@@ -18,12 +18,23 @@ from training.checkpoint import checkpoints
 from training.trainer import TrainConfig, make_market, train
 from training.vec_env import MarketVecEnv
 
-SMALL = dict(scenario="capitals", mechanism="first_price", timesteps=1024, n_envs=16, n_steps=16, batch_size=128,
-             n_epochs=2, eval_every=512, eval_episodes=2, checkpoint_every=512)
+SMALL = dict(
+    scenario="capitals",
+    mechanism="first_price",
+    timesteps=1024,
+    n_envs=16,
+    n_steps=16,
+    batch_size=128,
+    n_epochs=2,
+    eval_every=512,
+    eval_episodes=2,
+    checkpoint_every=512,
+)
 
 
-@pytest.mark.parametrize("mode, learners", [("best-response", ["provider_0"]), ("independent", ["all"]),
-                                            ("shared", ["all"])])
+@pytest.mark.parametrize(
+    "mode, learners", [("best-response", ["provider_0"]), ("independent", ["all"]), ("shared", ["all"])]
+)
 def test_each_mode_trains_and_policies_load_back(tmp_path, mode, learners):
     cfg = TrainConfig(**SMALL, mode=mode, learners=learners, rounds=2, run_dir=str(tmp_path / mode))
     result = train(cfg, progress=False)
@@ -55,8 +66,11 @@ def test_best_response_learners_train_and_are_baselined_against_the_configured_o
         original(self, market, learners, fixed, seed, **kwargs)
 
     monkeypatch.setattr(training.MarketVecEnv, "__init__", record)
-    cfg = TrainConfig(**{**SMALL, "mechanism": "myerson", "timesteps": 256, "eval_every": 0}, learners=["all"],
-                      run_dir=str(tmp_path / "br"))
+    cfg = TrainConfig(
+        **{**SMALL, "mechanism": "myerson", "timesteps": 256, "eval_every": 0},
+        learners=["all"],
+        run_dir=str(tmp_path / "br"),
+    )
     result = train(cfg, progress=False)
     assert seen == [(["provider_0"], {"provider_1": "truthful"}), (["provider_1"], {"provider_0": "truthful"})]
     market = make_market(cfg)
@@ -80,12 +94,22 @@ def test_tensorboard_has_market_and_provider_metrics(tmp_path):
     cfg = TrainConfig(**{**SMALL, "timesteps": 2048, "overrides": {"horizon": 64}}, run_dir=str(tmp_path / "tb"))
     train(cfg, progress=False)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     acc = EventAccumulator(str(tmp_path / "tb" / "tb" / "provider_0"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    for tag in ("provider_0/profit", "provider_0/bid_markup", "provider_0/substitution_rate",
-                "provider_1/win_rate", "market/user_utility", "market/allocative_efficiency",
-                "market/unserved_share", "eval/manipulation_gain", "time/sps", "mechanism/unserved_rate"):
+    for tag in (
+        "provider_0/profit",
+        "provider_0/bid_markup",
+        "provider_0/substitution_rate",
+        "provider_1/win_rate",
+        "market/user_utility",
+        "market/allocative_efficiency",
+        "market/unserved_share",
+        "eval/manipulation_gain",
+        "time/sps",
+        "mechanism/unserved_rate",
+    ):
         assert tag in tags, f"{tag} missing from TensorBoard ({sorted(tags)[:20]}...)"
 
 
@@ -121,8 +145,23 @@ def test_resume_continues_the_step_count(tmp_path, monkeypatch):
 
 def test_fresh_run_refuses_to_overwrite_and_cli_reports(tmp_path, capsys):
     run = tmp_path / "cli"
-    argv = ["--scenario", "uniform", "--mechanism", "second_price", "--timesteps", "256", "--n-envs", "2",
-            "--batch-size", "32", "--run-dir", str(run), "--set", "n_providers=3", "--no-progress"]
+    argv = [
+        "--scenario",
+        "uniform",
+        "--mechanism",
+        "second_price",
+        "--timesteps",
+        "256",
+        "--n-envs",
+        "2",
+        "--batch-size",
+        "32",
+        "--run-dir",
+        str(run),
+        "--set",
+        "n_providers=3",
+        "--no-progress",
+    ]
     assert train_cli.main(argv) == 0
     assert "provider_0" in capsys.readouterr().out
     assert json.loads((run / "manifest.json").read_text())["agents"] == ["provider_0", "provider_1", "provider_2"]
@@ -150,9 +189,18 @@ def test_best_response_learns_the_first_price_equilibrium(tmp_path):
     profit regret is the sharp criterion and the distance a loose one.
     """
     n = 3
-    cfg = TrainConfig(scenario="uniform", mechanism="first_price", overrides={"n_providers": n}, opponents="bne",
-                      timesteps=1_000_000, gamma=0.0, eval_every=0, checkpoint_every=0, eval_episodes=2,
-                      run_dir=str(tmp_path / "eq"))
+    cfg = TrainConfig(
+        scenario="uniform",
+        mechanism="first_price",
+        overrides={"n_providers": n},
+        opponents="bne",
+        timesteps=1_000_000,
+        gamma=0.0,
+        eval_every=0,
+        checkpoint_every=0,
+        eval_episodes=2,
+        run_dir=str(tmp_path / "eq"),
+    )
     policy = train(cfg, progress=False).policies["provider_0"]
     grid = np.linspace(0.05, 0.95, 19)
     learned = bid_function(policy, parallel_env(cfg.scenario, cfg.mechanism, **cfg.overrides), "provider_0", grid)
@@ -173,6 +221,7 @@ class _Pwn:
 
     def __reduce__(self):
         import os
+
         return os.system, (f"touch {self.target}",)
 
 
@@ -204,13 +253,25 @@ def test_loading_a_policy_never_unpickles_the_file(tmp_path):
 def test_a_learner_stops_once_it_matches_its_target(tmp_path):
     """``target``: the gain on the selection seeds is measured every ``eval_every`` steps and training stops once it
     reaches the target; ``best_scripted`` is the best scripted deviation of the learner's levers on the same seeds."""
-    cfg = TrainConfig(scenario="uniform", mechanism="first_price", timesteps=20_000, n_envs=16, n_steps=16,
-                      batch_size=128, n_epochs=1, eval_every=512, eval_episodes=4, checkpoint_every=0,
-                      target=-1e9, run_dir=str(tmp_path / "given"))
+    cfg = TrainConfig(
+        scenario="uniform",
+        mechanism="first_price",
+        timesteps=20_000,
+        n_envs=16,
+        n_steps=16,
+        batch_size=128,
+        n_epochs=1,
+        eval_every=512,
+        eval_episodes=4,
+        checkpoint_every=0,
+        target=-1e9,
+        run_dir=str(tmp_path / "given"),
+    )
     summary = train(cfg, progress=False).summary["provider_0"]
     assert summary["steps"] < 2048 and summary["matched"] and summary["target"] == "given"
-    cfg = TrainConfig(**{**cfg.__dict__, "target": "best_scripted", "timesteps": 512,
-                         "run_dir": str(tmp_path / "scripted")})
+    cfg = TrainConfig(
+        **{**cfg.__dict__, "target": "best_scripted", "timesteps": 512, "run_dir": str(tmp_path / "scripted")}
+    )
     summary = train(cfg, progress=False).summary["provider_0"]
     assert summary["target"] == "markup" and summary["target_gain"] > 0.0  # only the bid lever pays on uniform
     assert summary["matched"] == (summary["manipulation_gain"] >= summary["target_gain"])
@@ -232,9 +293,18 @@ def test_the_grid_trains_seeds_and_evaluates_the_strongest_on_selection_seeds(tm
     from evaluation import EvalConfig
     from training import train_learners
 
-    cfg = EvalConfig(scenario="uniform", mechanisms=["first_price"], billings=["per_query"], horizons=[64],
-                     train_timesteps=2048, train_seeds=2, train_learners=["provider_0"], selection_episodes=4,
-                     out=str(tmp_path / "out"), workers=1)
+    cfg = EvalConfig(
+        scenario="uniform",
+        mechanisms=["first_price"],
+        billings=["per_query"],
+        horizons=[64],
+        train_timesteps=2048,
+        train_seeds=2,
+        train_learners=["provider_0"],
+        selection_episodes=4,
+        out=str(tmp_path / "out"),
+        workers=1,
+    )
     chosen, records = train_learners(cfg, progress=False)
     assert len(records) == 2 and sum(r["chosen"] for r in records) == 1
     best = max(records, key=lambda r: r["manipulation_gain"])
