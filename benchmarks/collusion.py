@@ -22,6 +22,18 @@ line per mechanism.
     python benchmarks/collusion.py --quick --mechanism all --workers 2
     python benchmarks/collusion.py --sessions 200 --periods 500000 --mechanism first_price,rosa
 
+``ucb_myerson`` (seed 001 as published) ends every session with one incumbent asking 0.05 that wins every period and
+is paid its rival's ask: with two providers the payment min(r, second-lowest bid) is the *higher* of the two asks.
+0.05 is absorbing: it cannot be undercut (a rival at 0.05 has the same virtual cost, about 0.05 at that bin edge, and
+loses on the UCB mean of V - P, which is stale for a provider that stopped winning: it won at higher prices, and its
+bonus c sqrt(ln t / n_i) grows only like sqrt(ln t)), and by then exploration has died out (eps_t < 1e-6 after 50k
+periods), so the incumbent never tries a higher ask again. The rival earns 0 at every ask, so its Q-values fall
+together and its greedy ask changes every period, cycling through the whole grid. Hence price = the rival's ask, mean
+payment = the grid mean 0.50 in every session (0.05 in the periods when both ask 0.05), profit ~0.5 for the incumbent
+and 0 for the rival, and no session "converges" (a final greedy pair (0.05, 0.05) is a snapshot of the rival's cycle).
+This is the published rule at work, not a measurement artefact (pinned in tests/mechanisms/test_auctions.py and
+tests/agents/test_qlearning.py).
+
 ``myerson`` needs a cost prior with room in it: with costs identically 0 its default prior (the range of costs) is a
 point, so here the platform's prior is U[0, 1] (the textbook prior of MECHANISMS.md §8; reserve 1/2).
 """

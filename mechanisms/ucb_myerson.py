@@ -48,6 +48,7 @@ from mechanisms.registry import register
 
 PaymentRule = Literal["second_lowest", "next_higher"]
 ValueSignal = Literal["net", "gross"]
+EDGE_TOL = 1e-9  # bin widths: a bid this close below a histogram edge is binned as on it (float rounding)
 
 
 @register
@@ -123,9 +124,11 @@ class UCBMyerson(Mechanism):
         return self.info.n_providers
 
     def _bin(self, bids: FloatArray) -> tuple[FloatArray, IntArray]:
-        """Bids clipped to [0, r] and their histogram bin."""
+        """Bids clipped to [0, r] and their histogram bin [k w, (k + 1) w). A bid on an edge starts the bin above it
+        whatever the rounding of x / w (0.15 / 0.05 = 2.9999999999999996): bids within EDGE_TOL bin widths below an
+        edge count as on it."""
         x = np.minimum(np.maximum(bids, 0.0), self.reserve)
-        k = np.minimum((x / self.width).astype(np.int64), self.bins - 1)
+        k = np.minimum(np.floor(x / self.width + EDGE_TOL).astype(np.int64), self.bins - 1)
         return x, k
 
     def virtual_cost(self, bids: FloatArray) -> FloatArray:
@@ -138,7 +141,7 @@ class UCBMyerson(Mechanism):
         below = cum.reshape(-1).take(cell) - own
         # F/f: the common normalisation (n_bids + prior_weight) cancels; (x / width - k) is the share of the bid's
         # own bin lying below it.
-        cdf = self._prior_density * x + below + (x / self.width - k) * own
+        cdf = self._prior_density * x + below + np.maximum(x / self.width - k, 0.0) * own
         pdf = self._prior_density + own / self.width
         phi = bids + cdf / pdf
         if self.ironed:

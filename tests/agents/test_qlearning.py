@@ -49,6 +49,25 @@ def test_exploration_schedule_and_optimistic_start():
         QConfig(gamma=1.0)
 
 
+@pytest.mark.parametrize("level", [0.01, 23.5])
+def test_a_learner_that_never_earns_cycles_through_its_whole_grid(level):
+    """A learner whose every ask earns 0 (a provider that never wins) lowers the ask it played below the others,
+    Q[a] <- Q[a] (1 - alpha (1 - gamma)), so its greedy ask changes every period and it asks each grid ask once per
+    cycle: the rival of benchmarks/collusion.py's ucb_myerson incumbent, whose uniform asks make the mean payment
+    0.50 and keep every session from converging."""
+    cfg = QConfig(eps0=0.0)
+    q = TabularQ(1, 1, cfg, seeds=[0])
+    q.Q[:] = level * (1.0 + 1e-6 * np.random.default_rng(0).random(q.Q.shape))  # stale values, nearly equal
+    played = []
+    for _ in range(3 * cfg.n_asks):
+        idx = q.choose()
+        played.append(int(idx[0, 0]))
+        q.update(idx, np.zeros((1, 1)))
+    for k in range(3):
+        assert sorted(played[k * cfg.n_asks : (k + 1) * cfg.n_asks]) == list(range(cfg.n_asks))
+    assert np.mean(np.asarray(cfg.grid)[played]) == pytest.approx(0.5)
+
+
 def test_sessions_are_independent_and_seeded():
     kw = dict(config=QConfig(), window=50, overrides=DUOPOLY, progress=False)
     a = run_sessions("uniform", "first_price", 3, 600, seed=5, **kw)

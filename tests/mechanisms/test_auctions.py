@@ -407,6 +407,54 @@ def test_ucb_myerson_learns_the_net_value_by_default(value, expected) -> None:
     assert mech.ucb()[0] == pytest.approx(expected)
 
 
+def test_ucb_myerson_duopoly_incumbent_at_the_lowest_ask_is_paid_the_rivals_ask() -> None:
+    """The mechanics behind benchmarks/collusion.py's ucb_myerson result (mean payment 0.50 in every session): with
+    two providers P_w = min(r, second-lowest bid) is the *higher* of the two asks, so an incumbent that always asks
+    the lowest grid ask 0.05 is paid its rival's ask. Provider 1's stale history (it won at price r = 1, net value 0)
+    keeps its UCB index below the incumbent's, so while it asks each grid ask in turn (a Q-learner that never wins
+    cycles through its grid) provider 0 wins every round, the price is the rival's ask - 0.05 when both ask 0.05 - and
+    the mean payment of a cycle is the grid mean 0.50. With this history (the incumbent asked 0.05, and above r in the
+    stale phase: bids clipped to r, in the top bin) any other own ask up to 0.90 loses: all its bids at 0.05 lie below
+    it, so F/f is about n_bids / prior density."""
+    grid = np.round(0.05 * np.arange(1, 20), 2)
+    mech = fresh("ucb_myerson", make_info(np.array([[1.0], [1.0]]), 1.0))  # reserve 1, 20 bins, c = 0.5
+    play(mech, [(np.array([1.5, 0.95]), 1.0)] * 50)  # provider 0 above the reserve: provider 1 wins, paid r = 1
+    assert mech.wins.tolist() == [0.0, 50.0] and mech.value_sum[1] == 0.0
+    paid = []
+    for _ in range(20):
+        for ask in grid:
+            w, p = mech.allocate(np.array([0.05, ask]), CONTEXT, 0)
+            mech.update(w, 1.0, 10, 20, p, CONTEXT, 0)
+            assert w == 0 and p == pytest.approx(ask)
+            paid.append(p)
+    assert np.mean(paid) == pytest.approx(0.5)
+    u = mech.ucb()
+    assert u[0] > u[1]  # incumbent: net value 0.5 per win; rival: 0 + c sqrt(ln t / 50)
+    for ask in grid[1:-1]:  # the incumbent deviating upwards loses even to the rival's highest ask
+        trial = copy.deepcopy(mech)
+        assert trial.virtual_cost(np.array([ask, 0.95]))[0] > 100.0
+        assert trial.allocate(np.array([ask, 0.95]), CONTEXT, 0)[0] == 1
+
+
+def test_ucb_myerson_bins_an_ask_on_a_bin_edge_by_its_value_not_by_rounding() -> None:
+    """Asks that are multiples of the bin width r / bins sit on a left bin edge. In floating point 0.15 / 0.05 is
+    2.9999999999999996, so truncating the quotient put 0.15, 0.30, 0.35, 0.60, 0.70 and 0.95 - six of the 19 asks of
+    Banchio and Skrzypacz's grid - at the top of the bin below while 0.05, 0.10, 0.20, ... start their own bin: the
+    own atom then counted as lying below the bid (F/f ~ one bin width) for those asks only."""
+    grid = np.round(0.05 * np.arange(1, 20), 2)
+    mech = fresh("ucb_myerson", make_info(np.array([[1.0]]), 1.0), reserve=1.0, bins=20, prior_weight=2.0)
+    _, k = mech.mech._bin(grid[None])
+    assert k[0].tolist() == list(range(1, 20))
+    for ask in grid:
+        m = fresh("ucb_myerson", make_info(np.array([[1.0], [1.0]]), 1.0), reserve=1.0, bins=20, prior_weight=2.0)
+        play(m, [(np.array([ask, 0.5]), 1.0)] * 100)
+        k = round(ask / 0.05)
+        assert m.hist[0, k] == 100.0
+        # The bids are an atom at the bin's left edge: F(ask) holds only the prior's mass, f the atom spread on the bin.
+        expected = ask + (2.0 * ask) / (2.0 + 100.0 / 0.05)
+        assert m.virtual_cost(np.array([ask, 0.5]))[0] == pytest.approx(expected, rel=1e-9), ask
+
+
 @SETTINGS
 @given(
     ucb_markets(max_history=30), st.one_of(st.none(), st.floats(0.05, 5.0)), st.integers(2, 30), st.floats(0.1, 10.0)
@@ -448,7 +496,7 @@ def test_ucb_myerson_virtual_cost_increases_within_a_histogram_bin(market, i, bi
     play(mech, history)
     grid = np.linspace(0.0, 1.0, 6 * bins + 1)
     phi = np.array([mech.virtual_cost(np.where(np.arange(info.n_providers) == i, b, 0.0))[i] for b in grid])
-    k = np.minimum((grid / mech.width).astype(np.int64), bins - 1)  # the mechanism's own binning
+    k = mech.mech._bin(grid[None])[1][0]  # the mechanism's own binning
     same_bin = k[:-1] == k[1:]
     np.testing.assert_allclose(np.diff(phi)[same_bin], 2.0 * (grid[1] - grid[0]), rtol=1e-6)
 
