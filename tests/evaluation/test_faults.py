@@ -23,37 +23,11 @@ from evaluation import EvalConfig
 from training.grid import train_learners
 
 ROOT = Path(__file__).resolve().parents[2]
-FLAGS = [
-    "--train",
-    "--scenario",
-    "capitals",
-    "--mechanism",
-    "first_price",
-    "--billings",
-    "per_query",
-    "--horizons",
-    "32",
-    "--seeds",
-    "2",
-    "--max-seeds",
-    "2",
-    "--strategies",
-    "markup",
-    "--no-levers",
-    "--train-timesteps",
-    "2048",
-    "--train-seeds",
-    "1",
-    "--train-learners",
-    "provider_0",
-    "--train-chunk",
-    "512",
-    "--selection-episodes",
-    "2",
-    "--workers",
-    "1",
-    "--no-progress",
-]
+FLAGS = (
+    "--train --scenario capitals --mechanism first_price --billings per_query --horizons 32 --seeds 2 "
+    "--max-seeds 2 --strategies markup --no-levers --train-timesteps 2048 --train-seeds 1 "
+    "--train-learners provider_0 --train-chunk 512 --selection-episodes 2 --workers 1 --no-progress"
+).split()
 
 
 def normalized(out: Path, name: str) -> object:

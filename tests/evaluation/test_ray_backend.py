@@ -14,34 +14,11 @@ import evaluate as evaluate_cli
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install -e '.[ray]')")
 
-GRID = [
-    "--scenario",
-    "uniform",
-    "--mechanism",
-    "first_price,second_price",
-    "--billings",
-    "per_query",
-    "--horizons",
-    "32",
-    "--seeds",
-    "2",
-    "--max-seeds",
-    "2",
-    "--strategies",
-    "markup",
-    "--train",
-    "--train-timesteps",
-    "512",
-    "--train-seeds",
-    "1",
-    "--train-learners",
-    "provider_0",
-    "--selection-episodes",
-    "2",
-    "--workers",
-    "2",
-    "--no-progress",
-]
+GRID = (
+    "--scenario uniform --mechanism first_price,second_price --billings per_query --horizons 32 --seeds 2 "
+    "--max-seeds 2 --strategies markup --train --train-timesteps 512 --train-seeds 1 --train-learners "
+    "provider_0 --selection-episodes 2 --workers 2 --no-progress"
+).split()
 
 
 @pytest.fixture(scope="module")
