@@ -21,12 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from envs.config import ConfigError, add_config_flags, flags_to_dict, load_config, override_layers
 from envs.market import check_overrides
 from evaluation import EvalConfig, evaluate_all, run_dirs_by_market, write_report
-from evaluation.parallel import make_backend
+from evaluation.parallel import make_backend, single_thread
 from training import train_learners
 
 ALIASES = {"mechanisms": ["--mechanism"], "run_dirs": ["--run-dir"], "overrides": ["--set"]}
@@ -48,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     progress = not args.no_progress
-    torch.set_num_threads(1)  # as in every worker: the few policy evaluations made here match theirs bit for bit
+    single_thread()  # as in every worker: the few policy evaluations made here match theirs bit for bit
     try:
         flags = flags_to_dict(args, EvalConfig, ALIASES)
         cfg = load_config(EvalConfig, args.config, ALIASES, **flags)

@@ -61,11 +61,11 @@ class LeverMask(Policy):
             raise ValueError(f"unknown lever(s) {unknown}; levers are {list(LEVERS)}")
         self.policy = policy
         self.levers = tuple(levers)
-        self._keep = np.array([lever in levers for lever in LEVERS], dtype=np.float32)
+        self.keep = np.array([lever in levers for lever in LEVERS], dtype=np.float32)  # 1: the dimension is played
         self.name = f"{policy.name}[{'+'.join(levers)}]"
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        return (self.policy.act(obs) * self._keep).astype(np.float32)
+        return (self.policy.act(obs) * self.keep).astype(np.float32)
 
     def reset(self, seed: int | None = None) -> None:
         self.policy.reset(seed)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.policy import Policy
+from agents.policy import LeverMask, Policy
 from envs.batched import BatchedMarket
 from envs.metrics import EpisodeStats
 
@@ -60,6 +60,44 @@ def play(
             return stats.rows(market.mechanism.diagnostics())
 
 
+@dataclass
+class _ActGroup:
+    """Markets whose provider plays one policy up to its lever mask (:class:`agents.policy.LeverMask`): the policy
+    acts once on all of them, and each lever variant keeps its own action dimensions."""
+
+    policy: Policy
+    rows: np.ndarray  # the group's markets
+    masks: list[tuple[slice, np.ndarray, np.ndarray | None]]  # (positions in rows, their markets, kept dimensions)
+
+    def act(self, obs: np.ndarray, out: np.ndarray) -> None:
+        action = self.policy.act(obs[self.rows])
+        for positions, markets, keep in self.masks:
+            out[markets] = action[positions] if keep is None else action[positions] * keep
+
+
+def _act_groups(policies: Sequence[Policy], S: int) -> list[_ActGroup]:
+    """One provider's policy in each profile (profile p in markets p * S .. (p + 1) * S - 1), grouped by the policy
+    under any lever mask: policies with equal :meth:`agents.policy.Policy.key` act identically, so one call serves
+    them all."""
+    by_key: dict[object, tuple[Policy, dict[object, tuple[np.ndarray | None, list[int]]]]] = {}
+    for p, policy in enumerate(policies):
+        keep = policy.keep if isinstance(policy, LeverMask) else None
+        if isinstance(policy, LeverMask):
+            policy = policy.policy
+        variants = by_key.setdefault(policy.key(), (policy, {}))[1]
+        mask_key = None if keep is None else tuple(keep.tolist())
+        variants.setdefault(mask_key, (keep, []))[1].extend(range(p * S, (p + 1) * S))
+    groups = []
+    for policy, variants in by_key.values():
+        rows = np.array([r for _, rs in variants.values() for r in rs])
+        masks, start = [], 0
+        for keep, rs in variants.values():
+            masks.append((slice(start, start + len(rs)), np.array(rs), keep))
+            start += len(rs)
+        groups.append(_ActGroup(policy, rows, masks))
+    return groups
+
+
 def play_profiles(
     market: BatchedMarket, profiles: Sequence[Mapping[str, Policy]], seeds: Sequence[int], traces: bool = False
 ) -> tuple[list[list[dict[str, float]]], list[Trace]]:
@@ -71,13 +109,7 @@ def play_profiles(
     if market.n_markets != P * S:
         raise ValueError(f"{P} profiles x {S} seeds need {P * S} markets, the market has {market.n_markets}")
     agents = market.possible_agents
-    groups: list[list[tuple[Policy, np.ndarray]]] = []  # per agent: (policy, its markets)
-    for a in agents:
-        by_key: dict[object, tuple[Policy, list[int]]] = {}
-        for p, policies in enumerate(profiles):
-            policy = policies[a]
-            by_key.setdefault(policy.key(), (policy, []))[1].extend(range(p * S, (p + 1) * S))
-        groups.append([(policy, np.array(rows)) for policy, rows in by_key.values()])
+    groups = [_act_groups([policies[a] for policies in profiles], S) for a in agents]
     for k, policies in enumerate(profiles):
         for j, policy in enumerate(policies.values()):
             policy.reset(seed=int(seeds[0]) * 1009 + 31 * k + j)
@@ -87,8 +119,8 @@ def play_profiles(
     joint = np.zeros((P * S, len(agents), 3), dtype=np.float32)
     while True:
         for i, agent_groups in enumerate(groups):
-            for policy, rows in agent_groups:
-                joint[rows, i] = policy.act(obs[rows, i])
+            for group in agent_groups:
+                group.act(obs[:, i], joint[:, i])
         obs, _, done = market.step(joint)
         r = market.played()
         stats.add(r)

@@ -143,7 +143,7 @@ def run_evaluation(spec: EvalSpec, backend: Backend | None = None, progress: boo
         (spec, s, sum(len(p.deviators) for p in setting_profiles(spec, s) if p.alias_of is None) * horizons)
         for s in settings
     ]
-    return backend.map(_evaluate_one, jobs, desc="evaluate", progress=progress)
+    return backend.map_longest_first(_evaluate_one, jobs, lambda job: job[1].horizon, "evaluate", progress)
 
 
 def verdicts(results: list[SettingResult], tolerance: float) -> list[MechanismVerdict]:

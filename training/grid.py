@@ -75,9 +75,12 @@ def learner_runs(cfg: EvalConfig) -> list[tuple[tuple[str, str], dict[str, Any]]
         agents = spec.market(Setting(mechanism, billing, horizon), 1).possible_agents
         learners = agents if cfg.train_learners in (["all"], []) else cfg.train_learners
         overrides = {**cfg.overrides, "horizon": horizon, **({} if billing == LIST_PRICE else {"billing": billing})}
-        # At least four episodes of every market within the step cap: fewer markets at long horizons.
+        # At least four episodes of every market within the step cap: fewer markets at long horizons, each rollout
+        # then longer, so that an update still averages at least a batch of TrainConfig.batch_size transitions.
         n_envs = max(8, min(TrainConfig.n_envs, cfg.train_timesteps // (4 * horizon)))
-        batch = min(TrainConfig.batch_size, n_envs * TrainConfig.n_steps)
+        n_steps = max(TrainConfig.n_steps, -(-TrainConfig.batch_size // n_envs))
+        rollout = n_envs * n_steps
+        batch = TrainConfig.batch_size if rollout % TrainConfig.batch_size == 0 else rollout  # whole minibatches
         for provider in learners:
             for k in range(cfg.train_seeds):
                 run_dir = Path(cfg.out) / "runs" / f"{mechanism}-{billing}" / f"{provider}-s{k}"
@@ -97,6 +100,7 @@ def learner_runs(cfg: EvalConfig) -> list[tuple[tuple[str, str], dict[str, Any]]
                             "seed": 100 * cfg.seed + k,
                             "selection_seed": 500_000 + 10_000_000 * cfg.seed,
                             "n_envs": n_envs,
+                            "n_steps": n_steps,
                             "batch_size": batch,
                             "checkpoint_every": cfg.train_chunk,
                             "run_dir": str(run_dir),
@@ -122,7 +126,10 @@ def train_learners(
         if not (run_dir / "summary.json").is_file():
             jobs.append((fields, started, per_job))
         by_market.setdefault(key, []).append(run_dir)
-    make_backend(cfg, inline=False).map(_train_job, jobs, desc="train", progress=progress and not per_job)
+    # Long-horizon learners (fewer markets, so more updates per step) take longest: they start first.
+    make_backend(cfg, inline=False).map_longest_first(
+        _train_job, jobs, lambda job: job[0]["overrides"]["horizon"], "train", progress and not per_job
+    )
     records: list[dict[str, Any]] = []
     chosen: dict[tuple[str, str], list[str]] = {}
     runs = Path(cfg.out) / "runs"

@@ -25,8 +25,8 @@ from training.grid import train_learners
 ROOT = Path(__file__).resolve().parents[2]
 FLAGS = (
     "--train --scenario capitals --mechanism first_price --billings per_query --horizons 32 --seeds 2 "
-    "--max-seeds 2 --strategies markup --no-levers --train-timesteps 2048 --train-seeds 1 "
-    "--train-learners provider_0 --train-chunk 512 --selection-episodes 2 --workers 1 --no-progress"
+    "--max-seeds 2 --strategies markup --no-levers --train-timesteps 16384 --train-seeds 1 "
+    "--train-learners provider_0 --train-chunk 4096 --selection-episodes 2 --workers 1 --no-progress"
 ).split()
 
 
@@ -49,21 +49,23 @@ def test_kill9_of_the_whole_job_then_rerun_gives_the_uninterrupted_report(refere
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     rng = np.random.default_rng(20261202)
     kills, resumed, start = 0, 0, time.monotonic()
+    run = out / "runs" / "first_price-per_query" / "provider_0-s0"
     while kills < 3 and time.monotonic() - start < 200:
         # A new session: the kill takes the parent and its pool workers at once, as a preempted job loses them.
         proc = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
         )
-        while proc.poll() is None and not (out / "runs").exists():  # imports first: draw the moment from here
+        # The first kill lands within a second of the learner's start, so mid-training; the later ones anywhere.
+        started = run / "config.yaml" if kills == 0 else out / "runs"
+        while proc.poll() is None and not started.exists():  # imports first: draw the moment from here
             time.sleep(0.05)
-        time.sleep(float(rng.uniform(0.0, 8.0)))
+        time.sleep(float(rng.uniform(0.0, 1.0 if kills == 0 else 8.0)))
         if proc.poll() is not None:
             assert proc.returncode == 0, proc.stderr.read().decode()
             break
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1
-        run = out / "runs" / "first_price-per_query" / "provider_0-s0"
         resumed += (run / "config.yaml").is_file() and not (run / "summary.json").is_file()
     assert kills >= 1 and resumed >= 1, (kills, resumed)  # at least one learner was killed mid-training
     final = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -84,7 +86,7 @@ def test_a_learner_trained_with_other_settings_is_refused_not_reused(reference, 
     chosen, _ = train_learners(cfg, progress=False)
     assert chosen == {("first_price", "per_query"): [str(target)]}
     before = sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*"))
-    refused = r"config.yaml: this learner was trained with other settings \(.*timesteps: 2048, now 4096"
+    refused = r"config.yaml: this learner was trained with other settings \(.*timesteps: 16384, now 4096"
     with pytest.raises(ConfigError, match=refused):
         train_learners(dataclasses.replace(cfg, train_timesteps=4096), progress=False)  # ... unless it differs
     assert sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*")) == before
