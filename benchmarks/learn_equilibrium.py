@@ -6,7 +6,7 @@ b(c) = c + (1 - c) / n, a PPO learner under first_price should learn that same b
 learned bid function from the analytic one over a cost grid (read off a PettingZoo env of the same market with
 ``agents.analytic.bid_function``), the distance of honest play for scale, and the wall time.
 
-Training uses the TrainConfig defaults (256 markets, n_steps 16, batch 1024, 10 epochs, lr 1e-3, net [64, 64]) except
+Training uses the TrainConfig defaults (256 markets, n_steps 16, batch 1024, 5 epochs, lr 1e-3, net [64, 64]) except
 gamma, 0 by default: a round is a one-shot auction against stateless opponents, whose equilibrium is the myopic best
 response (``--gamma 0.9`` gives the default's discounting). torch runs one thread (``--threads``), as the main job's
 workers do.

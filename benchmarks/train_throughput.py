@@ -11,7 +11,7 @@ Measured (``--scenario capitals``, ``--mechanism first_price``, provider_0 learn
    periodic gain evaluation, checkpoints - and the final summary) for the same number of steps, once.
 
 Both PPOs are built by ``training.trainer.new_model`` from one ``TrainConfig`` (default: the TrainConfig defaults,
-n_envs=256, n_steps=16, batch_size=1024, n_epochs=10, lr=1e-3, net [64, 64], device cpu), so every setting is
+n_envs=256, n_steps=16, batch_size=1024, n_epochs=5, lr=1e-3, net [64, 64], device cpu), so every setting is
 identical. The time spent inside the VecEnv (``step_wait`` and ``reset``) is added up by a wrapper around each.
 
 Targets of issue 10: market >= 0.5x zero-cost learner steps/s, with the env under 15% of the wall time.

@@ -54,7 +54,8 @@ class DeviationRecord:
     """One provider in one profile at one horizon: means with 95% CI half-widths over seeds, its paired gain over
     honest play (Student-t 95% CI; ``gain_se`` the standard error), the family-wise lower bound the verdict tests
     (``gain_lower``) and the smallest gain the test detects with 80% power (``detectable``); the market figures of
-    the profile ride along."""
+    the profile ride along. A one-lever variant of a deviation also carries its paired ``shortfall``: how much more
+    the whole deviation earns on the same seeds (NaN for whole deviations)."""
 
     mechanism: str
     billing: str
@@ -90,6 +91,8 @@ class DeviationRecord:
     allocative_efficiency: float
     unserved_share: float
     market_payment: float
+    shortfall: float = float("nan")  # a one-lever variant: the paired gain its whole deviation earns beyond it
+    shortfall_se: float = float("nan")
 
 
 @dataclass

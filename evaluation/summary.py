@@ -7,9 +7,11 @@ baseline, over independent seeds; its family-wise lower bound is gain - t_family
 Student-t quantile of the family (95%). The mechanism is *exploited* when any deviation's lower bound exceeds the
 tolerance, and otherwise *holds*; its IC regret is the largest lower bound (with that deviation's point estimate).
 An exploit is *persistent* when it is still significant at the longest judged horizon, *transient* otherwise; the
-*paying lever* of a multi-lever deviation is its single-lever variant with the largest lower bound (or the
-combination, when no lever alone clears the tolerance). The smallest gain the test detects with 80% power is reported
-per deviation and, as the mechanism's power, its largest value at the longest judged horizon.
+*paying lever* of a multi-lever deviation is the single-lever variant that earns the exploit alone (its lower bound
+clears the tolerance and the whole deviation earns no significantly more, by the paired shortfall), the one with the
+largest lower bound if several do, else the combination of the deviation's levers. The smallest gain the test
+detects with 80% power is reported per deviation and, as the mechanism's power, its largest value at the longest
+judged horizon.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ def _column(rows: Runs, key: str) -> np.ndarray:
     return np.array([r[key] for r in rows])
 
 
+def _se(diff: np.ndarray) -> float:
+    return float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+
+
 def setting_records(result: SettingResult) -> tuple[list[DeviationRecord], list[MarketRecord]]:
     """Means and paired gains (95% CIs) of every profile and provider in one setting; the family-wise fields
     (``gain_lower``, ``detectable``) are filled in by :func:`judge`."""
@@ -44,6 +50,7 @@ def setting_records(result: SettingResult) -> tuple[list[DeviationRecord], list[
     records: list[DeviationRecord] = []
     market_rows: list[MarketRecord] = []
     where: dict[str, Any] = dict(mechanism=result.mechanism, billing=result.billing, horizon=result.horizon)
+    whole = {rec.deviation: rec.runs for rec in result.profiles.values() if rec.lever == "all"}
     for name, rec in result.profiles.items():
         runs, base = rec.runs, rec.baseline
         user = _column(runs, "market/user_utility")
@@ -71,7 +78,11 @@ def setting_records(result: SettingResult) -> tuple[list[DeviationRecord], list[
                 per[key], per[f"{key}_ci"] = mean_ci(_column(runs, f"{a}/{key}"))
             diff = _column(runs, f"{a}/profit") - _column(base, f"{a}/profit")
             gain, half = mean_ci(diff)
-            se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+            se = _se(diff)
+            shortfall = shortfall_se = float("nan")
+            if rec.lever != "all" and rec.deviation in whole:
+                beyond = _column(whole[rec.deviation], f"{a}/profit") - _column(runs, f"{a}/profit")
+                shortfall, shortfall_se = float(beyond.mean()), _se(beyond)
             records.append(
                 DeviationRecord(
                     **where,
@@ -95,6 +106,8 @@ def setting_records(result: SettingResult) -> tuple[list[DeviationRecord], list[
                     allocative_efficiency=mrow.allocative_efficiency,
                     unserved_share=mrow.unserved_share,
                     market_payment=mrow.payment,
+                    shortfall=shortfall,
+                    shortfall_se=shortfall_se,
                 )
             )
     return records, market_rows
@@ -106,9 +119,13 @@ def family_size(results: list[SettingResult]) -> int:
     return sum(len(p.deviators) for r in results if r.note is None for p in r.profiles.values() if p.alias_of is None)
 
 
-def _paying_lever(top: DeviationRecord, records: list[DeviationRecord], tolerance: float) -> str:
-    """The lever of a significant deviation that pays: its own single lever, else the single-lever variant of the
-    same deviation with the largest lower bound if that clears the tolerance, else the combination of its levers."""
+def _paying_lever(top: DeviationRecord, records: list[DeviationRecord], tolerance: float, t_family: float) -> str:
+    """The lever of a significant deviation that pays: its own single lever; else the single-lever variant of the same
+    deviation that earns the exploit alone - its gain clears the tolerance family-wise and the whole deviation earns
+    no significantly more (paired shortfall) - with the largest lower bound; else the combination of its levers.
+
+    A lever that alone earns a small fraction of the exploit does not "pay" it: naming it would turn on whether that
+    fraction happens to clear the bound in a given run."""
     if top.lever != "all":
         return top.lever
     siblings = [
@@ -118,8 +135,14 @@ def _paying_lever(top: DeviationRecord, records: list[DeviationRecord], toleranc
     ]
     if not siblings:  # a one-lever deviation: its lever is the one it moves
         return "all"
-    best = max(siblings, key=lambda r: r.gain_lower)
-    return best.lever if best.gain_lower > tolerance else "+".join(sorted(r.lever for r in siblings))
+    alone = [
+        r
+        for r in siblings
+        if r.gain_lower > tolerance and not r.shortfall - t_family * r.shortfall_se > tolerance  # NaN: not alone
+    ]
+    if alone:
+        return max(alone, key=lambda r: r.gain_lower).lever
+    return "+".join(sorted(r.lever for r in siblings))
 
 
 def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, str] | None = None) -> MechanismVerdict:
@@ -153,7 +176,7 @@ def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, s
     significant = [r for r in candidates if r.gain_lower > tolerance]
 
     def exploit(r: DeviationRecord) -> Exploit:
-        lever = _paying_lever(r, records, tolerance)
+        lever = _paying_lever(r, records, tolerance, t_family)
         if lever == "all" and levers_of:
             lever = levers_of.get(r.deviation.split("@")[0], lever)
         return Exploit(

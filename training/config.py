@@ -75,7 +75,8 @@ class TrainConfig:
         learning_rate: the optimizer's step size.
         n_steps: PPO rollout length per environment slot.
         batch_size: minibatch size (PPO and SAC).
-        n_epochs: PPO epochs per rollout.
+        n_epochs: PPO epochs per rollout. 5 learns the n = 3 first-price equilibrium closer (bid distance 0.009-0.014
+            over seeds 0-2 at 1M steps) and twice as fast as SB3's 10 (0.048 on seed 0), which overfits each rollout.
         gamma: discount factor.
         ent_coef: PPO entropy bonus.
         net_arch: hidden layer sizes of the policy and value networks.
@@ -106,7 +107,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     n_steps: int = 16
     batch_size: int = 1024
-    n_epochs: int = 10
+    n_epochs: int = 5
     gamma: float = 0.9
     ent_coef: float = 0.0
     net_arch: list[int] = field(default_factory=lambda: [64, 64])

@@ -4,6 +4,7 @@ markup (bid lever), truthful second price holds; capitals pays substitution, and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -132,6 +133,27 @@ def test_any_deviation_with_a_significant_lower_bound_exploits():
     assert v.ic_regret.profile == "tight@provider_0"
     v = judge([synthetic(256, {"tight@provider_0": 0.05}, {"tight@provider_0": 0.01})], tolerance=0.1)
     assert not v.exploited  # the tolerance is the bar the lower bound must clear
+
+
+@pytest.mark.parametrize(
+    "substitution_alone, paying", [(0.03, "bid+substitution"), (0.12, "substitution"), (0.125, "substitution")]
+)
+def test_the_paying_lever_is_one_that_earns_the_exploit_alone(substitution_alone, paying):
+    """A deviation gaining 0.12 whose bid lever alone loses: its substitution lever pays when it alone earns the
+    exploit (0.12, or more: 0.125), not when it earns a significant but small share (0.03):
+    then both levers together pay it."""
+    gains = {"sc@provider_0": 0.12, "sc@provider_0[bid]": -0.1, "sc@provider_0[substitution]": substitution_alone}
+    result = synthetic(256, gains, dict.fromkeys(gains, 0.02), seeds=40)
+    for lever in ("bid", "substitution"):
+        variant = result.profiles[f"sc@provider_0[{lever}]"]
+        result.profiles[f"sc@provider_0[{lever}]"] = dataclasses.replace(
+            variant, deviation="sc@provider_0", lever=lever
+        )
+    v = judge([result], tolerance=0.0)
+    alone = record(v, "sc@provider_0[substitution]")
+    assert alone.gain_lower > 0.0  # significant alone in every case
+    assert alone.shortfall == pytest.approx(0.12 - substitution_alone, abs=0.02)
+    assert v.exploits[0].profile == "sc@provider_0" and v.paying_lever == paying
 
 
 def test_exploits_are_transient_or_persistent_and_degenerate_horizons_are_not_judged():

@@ -207,10 +207,10 @@ def test_best_response_learns_the_first_price_equilibrium(tmp_path):
     best = first_price_profit(bne_bid(grid, n), grid, n).mean()
     regret = 1.0 - first_price_profit(learned, grid, n).mean() / best
     assert first_price_profit(grid, grid, n).mean() == 0.0  # what an untrained (honest) policy earns
-    assert regret < 0.05, (regret, learned.round(3))
+    assert regret < 0.02, (regret, learned.round(3))
     truthful_distance = np.abs(grid - bne_bid(grid, n)).mean()
     distance = np.abs(learned - bne_bid(grid, n)).mean()
-    assert distance < 0.06 < truthful_distance, (distance, learned.round(3))
+    assert distance < 0.03 < truthful_distance, (distance, learned.round(3))  # issue 10's bar
 
 
 class _Pwn:
