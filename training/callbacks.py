@@ -85,13 +85,32 @@ class MarketLogger(BaseCallback):
         self.bar.close()
 
 
-class GainEvaluator(BaseCallback):
-    """Every ``every`` steps: the learner's mean profit per round and its gain over honest play on the same seeds;
-    training stops once the gain reaches ``stop_at`` (when given)."""
+PINNED_MEASUREMENTS = 3  # equal gains in a row that stop a learner whose play no longer changes
 
-    def __init__(self, every: int, evaluate: Callable[[BaseAlgorithm], dict[str, float]], stop_at: float | None = None):
+
+class GainEvaluator(BaseCallback):
+    """Every ``every`` steps: the learner's mean profit per round and its gain over honest play on the same seeds.
+
+    With a target ``stop_at``, training stops once the gain reaches it, or once the last
+    :data:`PINNED_MEASUREMENTS` measurements are exactly equal while the learner wins rounds (non-zero profit): its
+    deterministic play on the selection seeds has not changed in that many measurements, which happens when every
+    action is pinned at a bound (a continuous bid that wins moves the profit with any change); PPO's exploration
+    around such a mean rarely reaches back inside, so further steps buy nothing (e.g. second_price learners,
+    unchanged from 50k to 300k steps). A learner priced out of every round also measures equal gains, but its
+    exploration still finds wins: it trains on. ``history``: the (gain, profit) measured before a resume, so a
+    resumed run stops where an uninterrupted one does.
+    """
+
+    def __init__(
+        self,
+        every: int,
+        evaluate: Callable[[BaseAlgorithm], dict[str, float]],
+        stop_at: float | None = None,
+        history: list[tuple[float, float]] | None = None,
+    ):
         super().__init__()
         self.every, self.evaluate, self.next_at, self.stop_at = every, evaluate, every, stop_at
+        self.history = list(history or [])
 
     def _on_training_start(self) -> None:  # a resumed run measures at the same steps as an uninterrupted one
         self.next_at = (self.model.num_timesteps // self.every + 1) * self.every if self.every else 0
@@ -102,10 +121,27 @@ class GainEvaluator(BaseCallback):
             result = self.evaluate(self.model)
             for key, value in result.items():
                 self.logger.record(f"eval/{key}", value)
+            self.history.append((result["manipulation_gain"], result["profit"]))
             if self.stop_at is not None:
                 self.logger.record("eval/target_gain", self.stop_at)
-                return result["manipulation_gain"] < self.stop_at
+                recent = self.history[-PINNED_MEASUREMENTS:]
+                pinned = len(recent) == PINNED_MEASUREMENTS and len(set(recent)) == 1 and recent[0][1] != 0.0
+                return result["manipulation_gain"] < self.stop_at and not pinned
         return True
+
+
+def measured_gains(folder: Path) -> list[tuple[float, float]]:
+    """The (gain, profit) measurements a run logged to ``folder/progress.csv`` so far, in order (the history of a
+    resumed run)."""
+    path = folder / "progress.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [
+            (float(r["eval/manipulation_gain"]), float(r["eval/profit"]))
+            for r in csv.DictReader(fh)
+            if r.get("eval/manipulation_gain")
+        ]
 
 
 class Checkpointer(BaseCallback):

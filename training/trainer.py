@@ -42,7 +42,7 @@ from envs.files import atomic_write
 from envs.market import check_overrides, make_batched
 from evaluation.rollout import play
 from evaluation.statistics import mean_ci
-from training.callbacks import Checkpointer, GainEvaluator, MarketLogger, run_logger
+from training.callbacks import Checkpointer, GainEvaluator, MarketLogger, measured_gains, run_logger
 from training.checkpoint import checkpoints, restore_pending_log, resume_from_newest, save_checkpoint
 from training.config import TrainConfig
 from training.vec_env import MarketVecEnv
@@ -400,7 +400,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         callbacks = CallbackList(
             [
                 MarketLogger(stage.steps, hparams, stage.name, progress),
-                GainEvaluator(cfg.eval_every, evaluate, stop_at),
+                GainEvaluator(cfg.eval_every, evaluate, stop_at, measured_gains(run_dir / "tb" / owner)),
                 Checkpointer(
                     cfg.checkpoint_every,
                     checkpoint_dir,

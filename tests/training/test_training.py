@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from agents.analytic import bid_function, bne_bid, first_price_profit
 from agents.learned import RunDirError, load_policies
 from envs import parallel_env
 from envs.config import ConfigError
-from training.callbacks import MarketLogger
+from training.callbacks import GainEvaluator, MarketLogger, measured_gains
 from training.checkpoint import checkpoints
 from training.trainer import TrainConfig, make_market, train
 from training.vec_env import MarketVecEnv
@@ -275,6 +276,41 @@ def test_a_learner_stops_once_it_matches_its_target(tmp_path):
     summary = train(cfg, progress=False).summary["provider_0"]
     assert summary["target"] == "markup" and summary["target_gain"] > 0.0  # only the bid lever pays on uniform
     assert summary["matched"] == (summary["manipulation_gain"] >= summary["target_gain"])
+
+
+def _measure(evaluator: GainEvaluator, measurements: list[tuple[float, float]]) -> list[bool]:
+    """Feed (gain, profit) ``measurements`` to ``evaluator`` in turn; whether training continues after each."""
+    model = SimpleNamespace(num_timesteps=0, logger=SimpleNamespace(record=lambda *args, **kwargs: None))
+    evaluator.init_callback(model)  # type: ignore[arg-type]
+    measured = iter(measurements)
+    evaluator.evaluate = lambda _model: dict(zip(("manipulation_gain", "profit"), next(measured)))
+    out = []
+    for k in range(1, len(measurements) + 1):
+        model.num_timesteps = k * evaluator.every
+        out.append(evaluator._on_step())
+    return out
+
+
+def test_a_learner_whose_play_no_longer_changes_stops_and_a_resume_stops_alike(tmp_path):
+    """Three equal measurements in a row of a learner that wins (its deterministic play pinned at the action bounds)
+    stop it below its target; one priced out of every round (profit 0) trains on; a resumed run carries the
+    measurements made before the kill, read back from progress.csv."""
+
+    def evaluator(stop_at=1.0, history=None):
+        return GainEvaluator(10, lambda m: {}, stop_at=stop_at, history=history)
+
+    pinned = [(0.1, 0.3), (0.2, 0.4), (0.2, 0.4), (0.2, 0.4), (0.3, 0.5)]
+    assert _measure(evaluator(), pinned) == [True, True, True, False, True]
+    assert _measure(evaluator(stop_at=None), pinned) == [True] * 5  # no target: never stops
+    assert _measure(evaluator(), [(-0.2, 0.0)] * 4) == [True] * 4  # priced out: exploration still finds wins
+    assert _measure(evaluator(), [(0.1, 0.3), (0.2, 0.4), (0.25, 0.4), (0.2, 0.4)]) == [True] * 4
+    assert _measure(evaluator(history=[(0.1, 0.3), (0.2, 0.4)]), [(0.2, 0.4), (0.2, 0.4)]) == [True, False]
+    assert _measure(evaluator(history=[(0.2, 0.4), (0.2, 0.4)]), [(0.2, 0.4)]) == [False]
+    cfg = TrainConfig(**{**SMALL, "timesteps": 2048, "eval_every": 512}, target=1e9, run_dir=str(tmp_path / "run"))
+    train(cfg, progress=False)
+    rows = (tmp_path / "run" / "tb" / "provider_0" / "progress.csv").read_text(encoding="utf-8")
+    logged = measured_gains(tmp_path / "run" / "tb" / "provider_0")
+    assert len(logged) >= 3 and all(repr(g) in rows and repr(p) in rows for g, p in logged)  # exact, for a resume
 
 
 def test_levers_restrict_what_a_learner_controls(tmp_path):
