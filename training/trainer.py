@@ -40,7 +40,7 @@ from envs.batched import BatchedMarket
 from envs.config import ConfigError, Layer, dump_yaml, from_dict, load_yaml, to_dict
 from envs.files import atomic_write
 from envs.market import check_overrides, make_batched
-from evaluation.rollout import play
+from evaluation.rollout import play_profiles
 from evaluation.statistics import mean_ci
 from training.callbacks import Checkpointer, GainEvaluator, MarketLogger, measured_gains, run_logger
 from training.checkpoint import checkpoints, restore_pending_log, resume_from_newest, save_checkpoint
@@ -151,40 +151,50 @@ def selection_seeds(cfg: TrainConfig, episodes: int) -> list[int]:
     return [cfg.selection_seed + e for e in range(episodes)]
 
 
+def _gains(
+    cfg: TrainConfig, learner: str, policies: list[Policy], others: dict[str, Policy], episodes: int
+) -> list[dict[str, float]]:
+    """:func:`gain_against_honest` of each of ``policies``, all played at once with the honest baseline in one batched
+    market (one market per policy and selection seed; common random numbers, so the gains are paired)."""
+    seeds = selection_seeds(cfg, episodes)
+    market = make_market(cfg, (len(policies) + 1) * episodes)
+    honest = make_strategy("truthful", market.layout)
+    rows, _ = play_profiles(market, [{**others, learner: p} for p in [honest, *policies]], seeds)
+    key = f"{learner}/profit"
+    baseline = [e[key] for e in rows[0]]
+    out = []
+    for played in rows[1:]:
+        gain, half = mean_ci(np.array([e[key] for e in played]) - np.array(baseline))
+        out.append(
+            {
+                "profit": float(np.mean([e[key] for e in played])),
+                "honest_profit": float(np.mean(baseline)),
+                "manipulation_gain": gain,
+                "gain_ci_low": gain - half,
+                "gain_ci_high": gain + half,
+            }
+        )
+    return out
+
+
 def gain_against_honest(
     cfg: TrainConfig, learner: str, policy: Policy, others: dict[str, Policy], episodes: int
 ) -> dict[str, float]:
     """Mean profit per round of ``learner`` playing ``policy`` and playing truthful, paired on the selection seeds
-    (one market per episode, all played at once)."""
-    seeds = selection_seeds(cfg, episodes)
-    market = make_market(cfg, episodes)
-    honest = make_strategy("truthful", market.layout)
-    learned = play(market, {**others, learner: policy}, seeds)
-    baseline = play(market, {**others, learner: honest}, seeds)
-    key = f"{learner}/profit"
-    gains = np.array([a[key] - b[key] for a, b in zip(learned, baseline)])
-    gain, half = mean_ci(gains)
-    return {
-        "profit": float(np.mean([e[key] for e in learned])),
-        "honest_profit": float(np.mean([e[key] for e in baseline])),
-        "manipulation_gain": gain,
-        "gain_ci_low": gain - half,
-        "gain_ci_high": gain + half,
-    }
+    (one market per episode and policy, all played at once)."""
+    return _gains(cfg, learner, [policy], others, episodes)[0]
 
 
 def best_scripted_gain(cfg: TrainConfig, learner: str, others: dict[str, Policy]) -> tuple[str, float]:
     """The scripted deviation of the learner's lever family with the largest gain on the selection seeds, and that
-    gain (``("truthful", 0.0)`` when none gains)."""
+    gain (``("truthful", 0.0)`` when none gains); every deviation plays at once, against one honest baseline."""
     market = make_market(cfg)
+    names = [name for name in DEVIATIONS if set(scripted_levers(name)) <= set(cfg.levers)]
+    strategies = [make_strategy(name, market.layout) for name in names]
     best = ("truthful", 0.0)
-    for name in DEVIATIONS:
-        if set(scripted_levers(name)) <= set(cfg.levers):
-            gain = gain_against_honest(cfg, learner, make_strategy(name, market.layout), others, cfg.eval_episodes)[
-                "manipulation_gain"
-            ]
-            if gain > best[1]:
-                best = (name, gain)
+    for name, result in zip(names, _gains(cfg, learner, strategies, others, cfg.eval_episodes)):
+        if result["manipulation_gain"] > best[1]:
+            best = (name, result["manipulation_gain"])
     return best
 
 
