@@ -223,6 +223,7 @@ class BatchedMarket:
         self.obs = np.zeros((E, N, lay.size), dtype=np.float32)  # replaced by every observation
         self.t = 0
         self._streams: list[tuple[np.random.Generator, ...]] | None = None
+        self._draws: FloatArray = np.empty((0, 0))  # a block's raw uniforms, market-major (scratch, reused)
         self.last_round: Round | None = None
 
     metadata: ClassVar[dict[str, Any]] = {"name": ENV_NAME}
@@ -352,7 +353,10 @@ class BatchedMarket:
         E, N, U = self.n_markets, self.n_providers, self._noise_dim
         k = min(BLOCK, cfg.horizon - self.t)
         per_query = cfg.cost_resample == "query"
-        draws = np.empty((E, k * (1 + N * per_query + U)))
+        shape = (E, k * (1 + N * per_query + U))
+        if self._draws.shape != shape:  # kept between blocks: fresh pages for every block cost as much as the copies
+            self._draws = np.empty(shape)
+        draws = self._draws
         assert self._streams is not None, "reset() first"
         for row, (queries, types, noise) in zip(draws, self._streams):
             queries.random(out=row[:k])
@@ -360,13 +364,13 @@ class BatchedMarket:
                 types.random(out=row[k : k + k * N])
             if U:
                 noise.random(out=row[k + k * N * per_query :])
-        rounds = np.ascontiguousarray(draws.T)  # [k * (1 + N + U), E]
-        self._queries = np.floor(rounds[:k] * mk.n_queries).astype(np.int64)  # [k, E]
+        # Each part goes round-major in one copy (a transpose of the whole block first would copy it twice).
+        self._queries = np.floor(draws[:, :k].T * mk.n_queries).astype(np.int64, order="C")  # [k, E]
         if per_query:  # low + (high - low) u, as Generator.uniform computes it
-            u = rounds[k : k + k * N].reshape(k, N, E).transpose(0, 2, 1)
+            u = draws[:, k : k + k * N].reshape(E, k, N).transpose(1, 0, 2)
             self._types = np.ascontiguousarray(cfg.cost_low + (cfg.cost_high - cfg.cost_low) * u)  # [k, E, N]
         if U:
-            self._noise = np.ascontiguousarray(rounds[k + k * N * per_query :].reshape(k, U, E).transpose(0, 2, 1))
+            self._noise = draws[:, k + k * N * per_query :].reshape(E, k, U).transpose(1, 0, 2).copy()  # never a view
         self._pos = 0
         if E == 1:
             self._prepare_single_block()
