@@ -187,7 +187,8 @@ def plot_bids(result: SettingResult, path: Path, equilibrium_n: int | None) -> p
 
 
 def plot_user_utility(result: SettingResult, path: Path) -> plt.Figure:
-    """Running mean of the user's utility over the first evaluation episode, per profile (all levers)."""
+    """Running mean of the user's utility over the first evaluation episode (its first 4,096 rounds), per
+    profile (all levers)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, rec in result.profiles.items():
         u = rec.trace["user_utility"]

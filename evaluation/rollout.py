@@ -14,18 +14,27 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agents.policy import LeverMask, Policy
-from envs.batched import BatchedMarket
+from envs.batched import BatchedMarket, Round
 from envs.metrics import EpisodeStats
+
+TRACE_ROUNDS = 4096  # rounds a trace keeps: its memory stays flat however long the episode
 
 
 @dataclass
 class Trace:
-    """Per-round record of one market's episode for plots: each provider's honest bid (its cost) and bid, and the
-    user's utility."""
+    """Per-round record of one market's episode for plots, its first :data:`TRACE_ROUNDS` rounds: each provider's
+    honest bid (its cost) and bid, and the user's utility."""
 
     cost: list[np.ndarray] = field(default_factory=list)
     bid: list[np.ndarray] = field(default_factory=list)
     user_utility: list[float] = field(default_factory=list)
+
+    def add(self, r: Round, market: int) -> None:
+        """Record ``market``'s round ``r`` (nothing once the trace is full)."""
+        if len(self.user_utility) < TRACE_ROUNDS:
+            self.cost.append(r.honest_bids[market].copy())
+            self.bid.append(r.bids[market].copy())
+            self.user_utility.append(float(r.user_utility[market]))
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"cost": np.array(self.cost), "bid": np.array(self.bid), "user_utility": np.array(self.user_utility)}
@@ -53,9 +62,7 @@ def play(
         r = market.played()
         stats.add(r)
         if trace is not None:
-            trace.cost.append(r.honest_bids[0].copy())
-            trace.bid.append(r.bids[0].copy())
-            trace.user_utility.append(float(r.user_utility[0]))
+            trace.add(r, 0)
         if done.all():
             return stats.rows(market.mechanism.diagnostics())
 
@@ -125,9 +132,7 @@ def play_profiles(
         r = market.played()
         stats.add(r)
         for p, trace in enumerate(trace_list):
-            trace.cost.append(r.honest_bids[p * S].copy())
-            trace.bid.append(r.bids[p * S].copy())
-            trace.user_utility.append(float(r.user_utility[p * S]))
+            trace.add(r, p * S)
         if done.all():
             episodes = stats.rows(market.mechanism.diagnostics())
             return [episodes[p * S : (p + 1) * S] for p in range(P)], trace_list

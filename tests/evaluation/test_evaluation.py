@@ -373,3 +373,20 @@ def test_analytic_checks_need_first_price_and_leave_other_mechanisms_parameters_
         overrides={"n_providers": 3, "allocation": "greedy"},
     )  # a rosa parameter first_price lacks
     assert analytic_checks(spec) == {}
+
+
+def test_a_trace_keeps_its_first_rounds_only(monkeypatch):
+    """Traces (for plots) stop at TRACE_ROUNDS rounds, so evaluation memory does not grow with the horizon."""
+    from agents import make_strategy
+    from envs import make_batched
+    from evaluation import rollout
+
+    monkeypatch.setattr(rollout, "TRACE_ROUNDS", 5)
+    market = make_batched("uniform", "first_price", 2, horizon=12)
+    honest = {a: make_strategy("truthful", market.layout) for a in market.possible_agents}
+    _, traces = rollout.play_profiles(market, [honest], [1, 2], traces=True)
+    arrays = traces[0].arrays()
+    assert arrays["cost"].shape == (5, 2) and arrays["bid"].shape == (5, 2) and arrays["user_utility"].shape == (5,)
+    full = rollout.Trace()
+    rollout.play(make_batched("uniform", "first_price", 1, horizon=12), honest, [1], full)
+    assert len(full.user_utility) == 5
