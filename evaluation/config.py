@@ -18,6 +18,7 @@ from envs.market import make_batched, parallel_env, raw_env
 Billing = Literal["per_query", "per_token"]
 BackendName = Literal["process", "ray"]
 LIST_PRICE = "list_price"  # the billing of mechanisms that name no price (second_best bills list prices)
+MAX_DECISION_SEEDS = 499  # seeds 0..498 stay below the learners' selection seeds (EvalSpec.seed_list)
 
 
 @dataclass
@@ -40,6 +41,9 @@ class EvalConfig:
         max_seeds: seeds are added (doubling) up to this many until every gain's family-wise CI half-width is at
             most ``target_half_width``.
         target_half_width: the family-wise CI half-width of a gain (money per round) that stops adding seeds.
+        decision_seeds: a deviation a decision of the verdict turns on (exploited, the levers that pay, persistence)
+            while its family-wise interval straddles the tolerance plays on more seeds (doubling), up to this many
+            (:func:`evaluation.runner.resolve_undecided`; at most 499, below the learners' selection seeds).
         episodes: episodes per seed.
         out: output directory of the report.
         train: first train best-response learners for every mechanism and billing (in ``out/runs/``).
@@ -79,6 +83,7 @@ class EvalConfig:
     seeds: int = 20
     max_seeds: int = 80
     target_half_width: float = 0.01
+    decision_seeds: int = 320
     episodes: int = 1
     out: str = "reports/latest"
     train: bool = False
@@ -137,6 +142,12 @@ class EvalConfig:
         if self.max_seeds < self.seeds:
             raise ConfigError(
                 f"evaluate config: field 'max_seeds' ({self.max_seeds}) must be >= 'seeds' ({self.seeds})"
+            )
+        if not self.max_seeds <= self.decision_seeds <= MAX_DECISION_SEEDS:
+            raise ConfigError(
+                f"evaluate config: field 'decision_seeds' ({self.decision_seeds}) must be between 'max_seeds' "
+                f"({self.max_seeds}) and {MAX_DECISION_SEEDS} (seed k's markets are seeded base + 1000 k; the "
+                f"learners' selection seeds start 499,000 above the base)"
             )
         if not self.horizons or min(self.horizons) < 1:
             raise ConfigError(f"evaluate config: field 'horizons' must list positive integers, got {self.horizons}")
@@ -200,6 +211,7 @@ class EvalSpec:
     seeds: int = 10
     max_seeds: int | None = None
     target_half_width: float = 0.0
+    decision_seeds: int | None = None
     episodes: int = 1
     base_seed: int = 1_000
 

@@ -32,11 +32,11 @@ def _ci(r: DeviationRecord) -> str:
 
 
 def verdict_table(judged: list[MechanismVerdict], collusion: dict[str, Any] | None = None) -> str:
-    """Markdown table: per mechanism and billing the verdict, the paying lever, the IC regret and the test's power
+    """Markdown table: per mechanism and billing the verdict, the levers that pay, the IC regret and the test's power
     (and, when given, the collusion index of simultaneous learners per mechanism, :mod:`evaluation.collusion`)."""
     lines = [
         (
-            "| mechanism | billing | verdict | paying lever | IC regret: lower bound (gain [95% CI], who, how, T) | "
+            "| mechanism | billing | verdict | levers that pay | IC regret: lower bound (gain [95% CI], who, how, T) | "
             "detectable gain | user utility (honest) |"
         ),
         "|---|---|---|---|---|---|---|",
@@ -260,11 +260,20 @@ def write_report(
                 writer.add_scalar(f"{prefix}/T{row.horizon}/{row.profile}/user_utility", row.user_utility)
     writer.close()
 
-    seeds = f"{header.seeds} seeds" + (
-        f" (up to {header.max_seeds} while a gain's family-wise 95% CI half-width "
-        f"exceeded {header.target_half_width:g})"
-        if header.max_seeds > header.seeds
-        else ""
+    seeds = (
+        f"{header.seeds} seeds"
+        + (
+            f" (up to {header.max_seeds} while a gain's family-wise 95% CI half-width "
+            f"exceeded {header.target_half_width:g})"
+            if header.max_seeds > header.seeds
+            else ""
+        )
+        + (
+            f"; a deviation a decision turns on plays up to {header.decision_seeds} seeds while its family-wise "
+            f"interval straddles the tolerance"
+            if header.decision_seeds > header.max_seeds
+            else ""
+        )
     )
     md = [
         f"# Robustness report: {header.scenario}",
@@ -276,8 +285,9 @@ def write_report(
             f"over seeds. Every deviation is also played with one lever at a time. A mechanism is **exploited** when "
             f"any deviation's family-wise lower bound (Bonferroni over every deviation, lever and horizon tested for "
             f"that mechanism and billing) exceeds {header.tolerance:g}; an exploit is *persistent* when still "
-            f"significant at the longest horizon judged, *transient* otherwise. 'Detectable gain' is the smallest gain "
-            f"the test finds with 80% power at that horizon."
+            f"significant at the longest horizon judged, *transient* otherwise. The levers that pay are every single "
+            f"lever that earns an exploit on its own, else every smallest combination of levers that does. "
+            f"'Detectable gain' is the smallest gain the test finds with 80% power at that horizon."
         ),
         "",
         table,

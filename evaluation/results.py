@@ -151,8 +151,11 @@ class MechanismVerdict:
     ``ic_regret``: the deviation with the largest family-wise lower bound (a lower bound on exploitability), whether
     or not it clears the tolerance. ``persistence``: ``persistent`` when some exploit survives at the longest judged
     horizon, ``transient`` when every exploit vanishes there. ``detectable``: the largest gain the test could miss
-    with 80% power at the longest judged horizon (its power). ``notes``: horizons not judged and why, learners that
-    stayed weaker than the best scripted deviation.
+    with 80% power at the longest judged horizon (its power). ``paying_lever``: the levers that pay (every single
+    lever that earns an exploit on its own, else every smallest combination that does; comma-separated).
+    ``notes``: horizons not judged and why, learners that stayed weaker than the best scripted deviation, deviations
+    left undecided. ``undecided``: (horizon, profile) of the deviations whose interval still straddles the tolerance
+    where a decision turns on them (:func:`evaluation.summary.judge`).
     """
 
     mechanism: str
@@ -170,6 +173,7 @@ class MechanismVerdict:
     t_family: float
     detectable: float
     notes: list[str] = field(default_factory=list)
+    undecided: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -183,6 +187,7 @@ class ReportHeader:
     seeds: int
     max_seeds: int
     target_half_width: float
+    decision_seeds: int
     episodes: int
     n_providers: int
     strategies: list[str]

@@ -146,6 +146,68 @@ def run_evaluation(spec: EvalSpec, backend: Backend | None = None, progress: boo
     return backend.map_longest_first(_evaluate_one, jobs, lambda job: job[1].horizon, "evaluate", progress)
 
 
+Extension = tuple[EvalSpec, Setting, list[str], int, int]  # spec, setting, profile names, first seed, stop seed
+
+
+def _extend_one(args: Extension) -> tuple[dict[str, Runs], dict[tuple[str, ...], Runs]]:
+    """Seeds ``first .. stop - 1`` of the named profiles of a setting (sources, not aliases) and of their baselines."""
+    spec, setting, names, first, stop = args
+    profiles = [p for p in setting_profiles(spec, setting) if p.name == "honest" or p.name in names]
+    runs, base, _ = _play_seeds(spec, setting, profiles, first, stop, traces=False)
+    return runs, base
+
+
+def resolve_undecided(
+    spec: EvalSpec,
+    results: list[SettingResult],
+    tolerance: float,
+    backend: Backend | None = None,
+    progress: bool = True,
+) -> list[MechanismVerdict]:
+    """The verdicts, once every decision is settled or its deviations reach ``spec.decision_seeds`` seeds.
+
+    While a decision (exploited or not, the levers that pay, persistence) turns on a deviation whose family-wise
+    interval straddles the tolerance (:attr:`MechanismVerdict.undecided`), that deviation - with all its lever
+    variants, so paired shortfalls stay paired - plays twice the seeds, continuing the same seed sequence, and the
+    mechanism is judged again. Only the undecided deviations and their baselines play, so a gain at the detection
+    limit of a long horizon costs a few profiles' seeds, not the setting's. ``results`` are extended in place.
+
+    Adding seeds only where a decision is open is a sequential design: each look is a Bonferroni test of the whole
+    family, and the few looks (doublings) cost the family-wise level little."""
+    backend = backend or ProcessBackend()
+    by_setting = {(r.mechanism, r.billing, r.horizon): r for r in results}
+    cap = spec.decision_seeds or 0
+    while True:
+        judged = verdicts(results, tolerance)
+        jobs: list[Extension] = []
+        for v in judged:
+            for horizon in sorted({h for h, _ in v.undecided}):
+                result = by_setting[v.mechanism, v.billing, horizon]
+                profiles = result.profiles
+                sources = {profiles[p].alias_of or p for h, p in v.undecided if h == horizon}
+                deviations = {profiles[p].deviation for p in sources}
+                by_seeds: dict[int, list[str]] = {}
+                for name, pr in profiles.items():
+                    if pr.alias_of is None and pr.deviation in deviations:
+                        by_seeds.setdefault(len(pr.runs), []).append(name)
+                setting = Setting(v.mechanism, v.billing, horizon)
+                jobs += [(spec, setting, names, n, min(2 * n, cap)) for n, names in by_seeds.items() if n < cap]
+        if not jobs:
+            return judged
+        extras = backend.map_longest_first(
+            _extend_one, jobs, lambda job: job[1].horizon * (job[4] - job[3]), "resolve", progress
+        )
+        for (_, setting, names, _, _), (runs, base) in zip(jobs, extras):
+            profiles = by_setting[setting.mechanism, setting.billing, setting.horizon].profiles
+            for name in names:  # new lists: profiles share their baseline's
+                pr = profiles[name]
+                pr.runs = pr.runs + runs[name]
+                pr.baseline = pr.baseline + (base[pr.others] if pr.others else runs["honest"])
+            for pr in profiles.values():
+                if pr.alias_of in names:
+                    pr.runs, pr.baseline = profiles[pr.alias_of].runs, profiles[pr.alias_of].baseline
+
+
 def verdicts(results: list[SettingResult], tolerance: float) -> list[MechanismVerdict]:
     """One verdict per (mechanism, billing), over its horizons."""
     by_market: dict[tuple[str, str], list[SettingResult]] = {}
@@ -243,12 +305,14 @@ def evaluate_all(
         seeds=cfg.seeds,
         max_seeds=cfg.max_seeds,
         target_half_width=cfg.target_half_width,
+        decision_seeds=cfg.decision_seeds,
         episodes=cfg.episodes,
         base_seed=EvalSpec.base_seed_of(cfg.seed),
     )
     check_run_dirs(spec)
-    results = run_evaluation(spec, make_backend(cfg), progress)
-    judged = verdicts(results, cfg.tolerance)
+    backend = make_backend(cfg)
+    results = run_evaluation(spec, backend, progress)
+    judged = resolve_undecided(spec, results, cfg.tolerance, backend, progress)
     market = spec.market(spec.settings()[0], 1)
     header = ReportHeader(
         scenario=market.config.name,
@@ -258,6 +322,7 @@ def evaluate_all(
         seeds=cfg.seeds,
         max_seeds=cfg.max_seeds,
         target_half_width=cfg.target_half_width,
+        decision_seeds=cfg.decision_seeds,
         episodes=cfg.episodes,
         n_providers=len(market.possible_agents),
         strategies=cfg.strategies,

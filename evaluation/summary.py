@@ -6,12 +6,19 @@ judged horizon) tested. A deviation's gain is its profit minus the same provider
 baseline, over independent seeds; its family-wise lower bound is gain - t_family * se with t_family the Bonferroni
 Student-t quantile of the family (95%). The mechanism is *exploited* when any deviation's lower bound exceeds the
 tolerance, and otherwise *holds*; its IC regret is the largest lower bound (with that deviation's point estimate).
-An exploit is *persistent* when it is still significant at the longest judged horizon, *transient* otherwise; the
-*paying lever* of a multi-lever deviation is the single-lever variant that earns the exploit alone (its lower bound
-clears the tolerance and the whole deviation earns no significantly more, by the paired shortfall), the one with the
-largest lower bound if several do, else the combination of the deviation's levers. The smallest gain the test
-detects with 80% power is reported per deviation and, as the mechanism's power, its largest value at the longest
-judged horizon.
+An exploit is *persistent* when it is still significant at the longest judged horizon, *transient* otherwise. The
+*paying lever* of one exploit: its own lever if it moves one; for a multi-lever deviation, the single-lever variant
+that earns the exploit alone (its lower bound clears the tolerance and the whole deviation earns no significantly
+more, by the paired shortfall), the one with the largest lower bound if several do, else the combination of the
+deviation's levers. The *levers that pay* a mechanism are the simplest of its exploits' paying levers: every single
+lever that earns an exploit on its own, else every smallest combination that does. They do not hang on which
+deviation happens to top the ranking (learned policies of different seeds mix the levers differently).
+
+Each of these decisions turns on some deviations' confidence intervals; a deviation whose interval still straddles the
+tolerance where a decision turns on it is *undecided* (:attr:`MechanismVerdict.undecided`), and the runner plays it on
+more seeds (:func:`evaluation.runner.resolve_undecided`) so that a gain at the test's detection limit does not flip a
+decision from one run to the next. The smallest gain the test detects with 80% power is reported per deviation and,
+as the mechanism's power, its largest value at the longest judged horizon.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.policy import LEVERS
 from agents.scripted import PRESETS, scripted_levers
 from evaluation.results import (
     MARKET_KEYS,
@@ -81,7 +89,9 @@ def setting_records(result: SettingResult) -> tuple[list[DeviationRecord], list[
             se = _se(diff)
             shortfall = shortfall_se = float("nan")
             if rec.lever != "all" and rec.deviation in whole:
-                beyond = _column(whole[rec.deviation], f"{a}/profit") - _column(runs, f"{a}/profit")
+                # over the seeds both played: an undecided one may have been played on more (resolve_undecided)
+                n = min(len(whole[rec.deviation]), len(runs))
+                beyond = _column(whole[rec.deviation][:n], f"{a}/profit") - _column(runs[:n], f"{a}/profit")
                 shortfall, shortfall_se = float(beyond.mean()), _se(beyond)
             records.append(
                 DeviationRecord(
@@ -145,6 +155,22 @@ def _paying_lever(top: DeviationRecord, records: list[DeviationRecord], toleranc
     return "+".join(sorted(r.lever for r in siblings))
 
 
+def _lever_count(lever: str) -> int:
+    return len(LEVERS) if lever == "all" else len(lever.split("+"))
+
+
+def paying_levers(exploits: list[Exploit]) -> str | None:
+    """The levers that pay a mechanism's exploits, the simplest first: every single lever that earns an exploit on its
+    own (in the order of :data:`agents.policy.LEVERS`), else every smallest combination that does, comma-separated;
+    None without an exploit."""
+    if not exploits:
+        return None
+    size = min(_lever_count(e.paying_lever) for e in exploits)
+    simplest = {e.paying_lever for e in exploits if _lever_count(e.paying_lever) == size}
+    order: dict[str, int] = {lever: i for i, lever in enumerate(LEVERS)}
+    return ", ".join(sorted(simplest, key=lambda lever: (order.get(lever, len(order)), lever)))
+
+
 def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, str] | None = None) -> MechanismVerdict:
     """The verdict on one mechanism under one billing from its settings (one per horizon).
 
@@ -200,8 +226,15 @@ def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, s
         persistence = "persistent" if any(e.horizon == longest for e in exploits) else "transient"
     at_longest = [r.detectable for r in candidates if r.horizon == longest and r.lever == "all"]
     detectable = max(at_longest, default=float("nan"))
+    paying = paying_levers(exploits)
+    undecided = _undecided(candidates, exploits, paying, longest, tolerance, t_family, levers_of)
     notes = [f"T={r.horizon}: not judged ({r.note})" for r in results if r.note is not None]
     notes += _weaker_learners(records, judged_horizons)
+    if undecided:
+        notes.append(
+            f"undecided (family-wise interval still straddles {tolerance:g}): "
+            + ", ".join(f"{profile} at T={horizon}" for horizon, profile in undecided)
+        )
     if exploits:
         e = exploits[0]
         verdict = (
@@ -228,12 +261,44 @@ def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, s
         ic_regret=regret,
         exploits=exploits,
         persistence=persistence,
-        paying_lever=exploits[0].paying_lever if exploits else None,
+        paying_lever=paying,
         deviations_tested=tested,
         t_family=t_family,
         detectable=detectable,
         notes=notes,
+        undecided=undecided,
     )
+
+
+def _undecided(
+    candidates: list[DeviationRecord],
+    exploits: list[Exploit],
+    paying: str | None,
+    longest: int | None,
+    tolerance: float,
+    t_family: float,
+    levers_of: dict[str, str],
+) -> list[tuple[int, str]]:
+    """(horizon, profile) of the deviations whose family-wise interval straddles the tolerance where a decision turns
+    on them: every deviation while the mechanism holds (one of them may yet exploit it); once exploited, the
+    one-lever deviations and variants of a lever not yet among the levers that pay (it may yet pay alone), and, while
+    no exploit is significant at the longest horizon, the deviations there (persistence)."""
+
+    def straddles(r: DeviationRecord) -> bool:
+        return r.gain_lower <= tolerance < r.gain + t_family * r.gain_se
+
+    if not exploits:
+        relevant = candidates
+    else:
+        open_levers = set(LEVERS) - set((paying or "").split(", "))
+        relevant = [
+            r
+            for r in candidates
+            if (r.lever if r.lever != "all" else levers_of.get(r.deviation.split("@")[0], "all")) in open_levers
+        ]
+        if not any(e.horizon == longest for e in exploits):
+            relevant += [r for r in candidates if r.horizon == longest]
+    return sorted({(r.horizon, r.profile) for r in relevant if straddles(r)})
 
 
 def _weaker_learners(records: list[DeviationRecord], horizons: list[int]) -> list[str]:

@@ -15,7 +15,10 @@ import evaluate as evaluate_cli
 from envs.config import ConfigError
 from envs.metrics import MARKET_METRICS
 from evaluation import EvalConfig, EvalSpec, ProfileRuns, Setting, SettingResult, evaluate_setting, judge
+from evaluation.results import Exploit
+from evaluation.runner import resolve_undecided
 from evaluation.statistics import mean_ci
+from evaluation.summary import paying_levers
 from training import TrainConfig, train
 
 
@@ -85,7 +88,8 @@ def test_capitals_levers_substitution_pays_and_inflation_only_per_token():
     }
     assert set(levers) == {"all", "bid", "substitution", "inflation"}
     assert levers["inflation"].gain == pytest.approx(inflate.gain)  # the lever alone is the one-lever deviation
-    assert per_token.paying_lever == "inflation"
+    assert per_token.exploits[0].profile == "inflate@provider_0" and per_token.exploits[0].paying_lever == "inflation"
+    assert "inflation" in per_token.paying_lever.split(", ")
 
 
 def synthetic(horizon, gains, noise, seeds=20, note=None, seed=0):
@@ -153,7 +157,42 @@ def test_the_paying_lever_is_one_that_earns_the_exploit_alone(substitution_alone
     alone = record(v, "sc@provider_0[substitution]")
     assert alone.gain_lower > 0.0  # significant alone in every case
     assert alone.shortfall == pytest.approx(0.12 - substitution_alone, abs=0.02)
-    assert v.exploits[0].profile == "sc@provider_0" and v.paying_lever == paying
+    assert v.exploits[0].profile == "sc@provider_0" and v.exploits[0].paying_lever == paying
+    assert v.paying_lever == "substitution"  # the mechanism: substitution earns an exploit on its own in every case
+
+
+def test_the_levers_that_pay_do_not_hang_on_which_deviation_tops_the_ranking():
+    """Two runs whose learners mix the levers differently: in one the top exploit needs bid and substitution
+    together, in the other it pays by the bid alone. Every lever that earns an exploit on its own is named in both,
+    so both name the same levers; with no single lever paying, the smallest combination is named."""
+
+    def verdict(top_needs_both):
+        gains = {
+            "learned@provider_0": 0.3,
+            "learned@provider_0[bid]": 0.1 if top_needs_both else 0.3,
+            "learned@provider_0[substitution]": 0.1,
+            "markup@provider_0": 0.08,
+            "substitute@provider_0": 0.15,
+        }
+        result = synthetic(256, gains, dict.fromkeys(gains, 0.02), seeds=40)
+        for lever in ("bid", "substitution"):
+            name = f"learned@provider_0[{lever}]"
+            result.profiles[name] = dataclasses.replace(
+                result.profiles[name], deviation="learned@provider_0", lever=lever
+            )
+        return judge([result], tolerance=0.0, levers_of={"markup": "bid", "substitute": "substitution"})
+
+    both, bid = verdict(True), verdict(False)
+    assert both.exploits[0].paying_lever == "bid+substitution" and bid.exploits[0].paying_lever == "bid"
+    assert both.paying_lever == bid.paying_lever == "bid, substitution"
+
+    combos = [
+        Exploit("provider_0", name, name, "all", 256, 0.1, 0.05, 0.15, 0.05, lever)
+        for name, lever in [("a", "bid+inflation+substitution"), ("b", "bid+substitution"), ("c", "all")]
+    ]
+    assert paying_levers(combos) == "bid+substitution"
+    assert paying_levers(combos + [dataclasses.replace(combos[0], paying_lever="inflation")]) == "inflation"
+    assert paying_levers([]) is None
 
 
 def test_exploits_are_transient_or_persistent_and_degenerate_horizons_are_not_judged():
@@ -390,3 +429,30 @@ def test_a_trace_keeps_its_first_rounds_only(monkeypatch):
     full = rollout.Trace()
     rollout.play(make_batched("uniform", "first_price", 1, horizon=12), honest, [1], full)
     assert len(full.user_utility) == 5
+
+
+def test_undecided_deviations_play_more_seeds_until_the_decision_is_settled():
+    """At 3 seeds a markup's gain under first price (about +0.012 per round) straddles a tolerance of 0.005, so the
+    verdict is open. resolve_undecided plays those deviations - and not inflation, whose gain is exactly 0 - on more
+    seeds, continuing the seed sequence (the same runs as a 24-seed evaluation), until the verdict is settled."""
+    spec = EvalSpec(
+        scenario="uniform",
+        mechanisms=["first_price"],
+        strategies=["markup", "inflate"],
+        seeds=3,
+        decision_seeds=24,
+        horizons=[64],
+        overrides={"n_providers": 3},
+    )
+    setting = Setting("first_price", "per_query", 64)
+    result = evaluate_setting(spec, setting)
+    before = judge([result], tolerance=0.005)
+    assert not before.exploited and {p for _, p in before.undecided} == {f"markup@provider_{i}" for i in range(3)}
+    [after] = resolve_undecided(spec, [result], tolerance=0.005, progress=False)
+    assert after.exploited and after.paying_lever == "bid" and after.undecided == []
+    markup, inflate = result.profiles["markup@provider_0"], result.profiles["inflate@provider_0"]
+    assert len(markup.runs) == len(markup.baseline) == 24 and len(inflate.runs) == 3
+    assert len(result.profiles["honest"].runs) == 3  # the honest profile's own runs are not replayed
+    direct = evaluate_setting(dataclasses.replace(spec, seeds=24), setting)
+    assert markup.runs == direct.profiles["markup@provider_0"].runs
+    assert markup.baseline == direct.profiles["honest"].runs
