@@ -8,7 +8,7 @@ win, fall. With ``mode="prior"`` the platform trusts advertised quality forever 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -19,6 +19,8 @@ QualityMode = Literal["learned", "prior"]
 
 class QualityEstimator:
     """Running mean of S per (market, group, provider), shrunk toward the advertised quality."""
+
+    CACHES: ClassVar[tuple[str, ...]] = ("_qhat_one",)  # the E = 1 path's qhat lists, rebuilt from the means
 
     def __init__(self, mode: QualityMode = "learned", prior_weight: float = 5.0):
         if mode not in ("learned", "prior"):
@@ -35,6 +37,7 @@ class QualityEstimator:
         self.counts = np.full_like(self.sums, self.prior_weight)
         self.means = self.sums / self.counts
         self._means_one = self.means[0].tolist() if n_markets == 1 else None  # [G][N] floats: the E = 1 path's copy
+        self._qhat_one: list[list[float]] | None = None
 
     def mean_score(self, group: IntArray) -> FloatArray:
         """[E, N] estimated mean score of every provider on each market's query group."""
@@ -60,19 +63,24 @@ class QualityEstimator:
         self.means.reshape(-1).put(cell, new_sums / new_counts)
         if self._means_one is not None:
             self._means_one = self.means[0].tolist()
+            self._qhat_one = None
 
     def qhat_one(self, group: int) -> list[float]:
-        """:meth:`qhat` of a single market (E = 1), as a list."""
-        vs, means = self.value_scale, self._means_one
-        assert means is not None, "qhat_one needs a single market (E = 1)"
-        return [m * vs for m in means[group]]
+        """:meth:`qhat` of a single market (E = 1), as a list (the estimator's own: read only)."""
+        if self._qhat_one is None:
+            vs, means = self.value_scale, self._means_one
+            assert means is not None, "qhat_one needs a single market (E = 1)"
+            self._qhat_one = [[m * vs for m in row] for row in means]
+        return self._qhat_one[group]
 
     def observe_one(self, winner: int, group: int, score: float) -> None:
         """:meth:`observe` of a single market (E = 1); ``winner`` >= 0."""
         if self.mode == "learned":
-            total = float(self.sums[0, group, winner]) + score
-            count = float(self.counts[0, group, winner]) + 1.0
+            total = self.sums.item(0, group, winner) + score
+            count = self.counts.item(0, group, winner) + 1.0
             self.sums[0, group, winner], self.counts[0, group, winner] = total, count
             means = self._means_one
             assert means is not None, "observe_one needs a single market (E = 1)"
-            self.means[0, group, winner] = means[group][winner] = total / count
+            self.means[0, group, winner] = means[group][winner] = mean = total / count
+            if self._qhat_one is not None:
+                self._qhat_one[group][winner] = mean * self.value_scale
