@@ -405,7 +405,7 @@ class BatchedMarket:
         self._base_list = mk.base_cost.tolist()
         self._price_lists = mk.price_in.tolist(), mk.price_out.tolist()
         self._substitutes = [list(s) for s in lay.substitutes]
-        self._dynamic = slice(lay.last_price, lay.time_left + 1)  # the history, the mechanism, the time left
+        self._dynamic = slice(lay.last_price, lay.time_left)  # the history and the mechanism's state
 
     def _observe_one(self) -> None:
         """:meth:`_observe` of a single market after a round, reading the precomputed block (``self.obs``, a fresh
@@ -414,10 +414,9 @@ class BatchedMarket:
         obs = block.obs[pos : pos + 1].copy()
         vs = self.config.value_scale
         last_price = self._last_price_one / vs
-        shared = self.mechanism.public_state_one(block.context[pos], block.groups[pos]).tolist()
-        shared.append(1.0 - t / self.config.horizon)  # the time left
+        public = self.mechanism.public_state_one(block.context[pos], block.groups[pos])
         rows = [
-            [last_price, bid / vs, 0.0, wins / t, *shared] for bid, wins in zip(self._last_bids_one, self._wins_one)
+            [last_price, bid / vs, 0.0, wins / t, *public] for bid, wins in zip(self._last_bids_one, self._wins_one)
         ]
         if self._last_winner_one != NO_WINNER:
             rows[self._last_winner_one][2] = 1.0  # last_won
@@ -649,7 +648,7 @@ class _SingleBlock:
     :meth:`BatchedMarket._observe` and :meth:`BatchedMarket.step`, so both paths agree to the bit): per-round numbers
     as flat Python lists, round r's entries at [r * N, (r + 1) * N) of a per-provider list and [r * M, (r + 1) * M)
     of a per-model one (a nested list costs a list object per round to build, and wakes the garbage collector), and
-    each round's observations but for the history, the mechanism's state and the time left."""
+    each round's observations but for the history and the mechanism's state."""
 
     def __init__(self, market: BatchedMarket):
         m, mk, cfg = market, market.market, market.config
@@ -669,6 +668,8 @@ class _SingleBlock:
         self.types = types.ravel().tolist()
         self.obs = m._template.take(q, axis=0)  # [k, N, D]
         scale_expected_costs(self.obs, m.layout.expected_cost, types)
+        rounds = m.t - m._pos + np.arange(q.shape[0])  # the rounds played before each of the block's
+        self.obs[:, :, m.layout.time_left] = (1.0 - rounds / cfg.horizon)[:, None]
         self.honest = (m._honest_unit.take(q, axis=0) * types).ravel().tolist()
         self.expected_output = np.maximum(m._declared_exp_out.take(q, axis=0), 1.0).ravel().tolist()
         declared_cost = m._declared_cost_unit.take(q, axis=0) * types

@@ -36,7 +36,7 @@ class QualityEstimator:
         self.sums = np.broadcast_to(prior * self.prior_weight, (n_markets, *prior.shape)).copy()  # [E, G, N]
         self.counts = np.full_like(self.sums, self.prior_weight)
         self.means = self.sums / self.counts
-        self._means_one = self.means[0].tolist() if n_markets == 1 else None  # [G][N] floats: the E = 1 path's copy
+        self._means_one: list[list[float]] | None = self.means[0].tolist() if n_markets == 1 else None  # [G][N]: E = 1
         self._qhat_one: list[list[float]] | None = None
 
     def mean_score(self, group: IntArray) -> FloatArray:
@@ -64,6 +64,11 @@ class QualityEstimator:
         if self._means_one is not None:
             self._means_one = self.means[0].tolist()
             self._qhat_one = None
+
+    def mean_score_one(self, group: int) -> list[float]:
+        """:meth:`mean_score` of a single market (E = 1), as a list (the estimator's own: read only)."""
+        assert self._means_one is not None, "mean_score_one needs a single market (E = 1)"
+        return self._means_one[group]
 
     def qhat_one(self, group: int) -> list[float]:
         """:meth:`qhat` of a single market (E = 1), as a list (the estimator's own: read only)."""

@@ -96,9 +96,8 @@ class ScoringAuction(Mechanism):
     def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         return self.quality.mean_score(group)
 
-    def public_state_one(self, context: FloatArray, group: int) -> FloatArray:
-        means: FloatArray = self.quality.means[0, group]
-        return means
+    def public_state_one(self, context: FloatArray, group: int) -> list[float]:
+        return self.quality.mean_score_one(group)
 
     def diagnostics(self) -> dict[str, FloatArray]:
         return {"unserved_rate": self.n_unserved / max(1, self.n_rounds)}
