@@ -15,7 +15,6 @@ costs and mechanism coins: common random numbers). Markets run in lockstep: all 
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -34,6 +33,7 @@ ObsArray = NDArray[np.float32]
 
 ENV_NAME = "llm_market_v1"  # bumped whenever the market's behaviour changes
 BLOCK = 256  # rounds of queries, costs and noise drawn at once per market (speed only: draws are chunk-invariant)
+TRANSPOSE_SLAB = 16  # markets per slab of a block's transpose (speed only)
 
 
 @dataclass
@@ -365,11 +365,16 @@ class BatchedMarket:
                 types.random(out=row[k : k + k * N])
             if U:
                 noise.random(out=row[k + k * N * per_query :])
-        # Each part goes round-major in one copy (a transpose of the whole block first would copy it twice).
-        self._queries = np.floor(draws[:, :k].T * mk.n_queries).astype(np.int64, order="C")  # [k, E]
-        if per_query:  # low + (high - low) u, as Generator.uniform computes it
+        # Each part goes round-major in one pass (a transpose of the whole block first would copy it twice); the
+        # queries' over slabs of markets whose rows stay in cache (one strided pass over the block is 2.5x slower).
+        scaled = np.empty((k, E))
+        for e in range(0, E, TRANSPOSE_SLAB):
+            np.multiply(draws[e : e + TRANSPOSE_SLAB, :k].T, mk.n_queries, out=scaled[:, e : e + TRANSPOSE_SLAB])
+        self._queries = np.floor(scaled, out=scaled).astype(np.int64)  # [k, E]
+        if per_query:  # low + (high - low) u, as Generator.uniform computes it, written round-major
             u = draws[:, k : k + k * N].reshape(E, k, N).transpose(1, 0, 2)
-            self._types = np.ascontiguousarray(cfg.cost_low + (cfg.cost_high - cfg.cost_low) * u)  # [k, E, N]
+            self._types = np.multiply(u, cfg.cost_high - cfg.cost_low, order="C")  # [k, E, N]
+            self._types += cfg.cost_low
         if U:
             self._noise = draws[:, k + k * N * per_query :].reshape(E, k, U).transpose(1, 0, 2).copy()  # never a view
         self._pos = 0
@@ -445,6 +450,7 @@ class BatchedMarket:
         per_token = cfg.billing == "per_token"
         exp_out = block.expected_output[row : row + N]
         bids, asks, served, inflation = [0.0] * N, [0.0] * N, list(declared), [0.0] * N
+        substituted = [False] * N
         # Clipped to [-1, 1] and decoded as in ObservationLayout, with max and min written out: a call of either
         # builtin costs more than the arithmetic.
         for i, (a_bid, a_sub, a_infl) in enumerate(actions):
@@ -460,7 +466,8 @@ class BatchedMarket:
                 subs = self._substitutes[i]
                 k = math.ceil((1.0 if a_sub > 1.0 else a_sub) * len(subs))
                 if k > 0 and subs:
-                    served[i] = subs[k - 1]
+                    served[i] = model = subs[k - 1]
+                    substituted[i] = model != declared[i]
             inflation[i] = (0.0 if a_infl < 0.0 else 1.0 if a_infl > 1.0 else a_infl) * max_infl
         context, group = block.context[pos], block.groups[pos]
         U = self._noise_dim
@@ -490,7 +497,6 @@ class BatchedMarket:
         mech.update_one(w, score, tau_in, reported, payment, context, group)
         self._last_bids_one, self._last_winner_one = bids, w
         self.t += 1
-        substituted = list(map(operator.ne, served, declared))
         # Positional, in field order: keywords cost three times as much.
         self.last_single = SingleRound(
             self.t, block.queries[pos], bids, asks, honest, rewards, served, substituted, inflation,

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from mechanisms.base import FloatArray, IntArray, MarketInfo, Outcome, pick
+from mechanisms.base import FloatArray, IntArray, MarketInfo, Outcome, pick, row_offsets
 
 QualityMode = Literal["learned", "prior"]
 
@@ -51,13 +51,18 @@ class QualityEstimator:
         """Add each served market's observed score to its winner's estimate on the query's group."""
         if self.mode != "learned":
             return
-        e = np.flatnonzero(outcome.served)
-        if e.size == 0:
-            return
-        _, G, N = self.sums.shape
-        cell = (e * G + outcome.group[e]) * N + outcome.winner[e]  # flat index of (market, group, winner)
+        E, G, N = self.sums.shape
+        served = outcome.served
+        if served.all():  # the common case: no gathers
+            starts, group, winner, score = row_offsets(E, G), outcome.group, outcome.winner, outcome.score
+        else:
+            e = np.flatnonzero(served)
+            if e.size == 0:
+                return
+            starts, group, winner, score = e * G, outcome.group[e], outcome.winner[e], outcome.score[e]
+        cell = (starts + group) * N + winner  # flat index of (market, group, winner)
         sums, counts = self.sums.reshape(-1), self.counts.reshape(-1)
-        new_sums, new_counts = sums.take(cell) + outcome.score[e], counts.take(cell) + 1.0
+        new_sums, new_counts = sums.take(cell) + score, counts.take(cell) + 1.0
         sums.put(cell, new_sums)
         counts.put(cell, new_counts)
         self.means.reshape(-1).put(cell, new_sums / new_counts)
