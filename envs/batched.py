@@ -365,18 +365,15 @@ class BatchedMarket:
                 types.random(out=row[k : k + k * N])
             if U:
                 noise.random(out=row[k + k * N * per_query :])
-        # Each part goes round-major in one pass (a transpose of the whole block first would copy it twice); the
-        # queries' over slabs of markets whose rows stay in cache (one strided pass over the block is 2.5x slower).
-        scaled = np.empty((k, E))
-        for e in range(0, E, TRANSPOSE_SLAB):
-            np.multiply(draws[e : e + TRANSPOSE_SLAB, :k].T, mk.n_queries, out=scaled[:, e : e + TRANSPOSE_SLAB])
+        scaled = round_major(draws[:, :k], 1)[:, :, 0]
+        scaled *= mk.n_queries
         self._queries = np.floor(scaled, out=scaled).astype(np.int64)  # [k, E]
-        if per_query:  # low + (high - low) u, as Generator.uniform computes it, written round-major
-            u = draws[:, k : k + k * N].reshape(E, k, N).transpose(1, 0, 2)
-            self._types = np.multiply(u, cfg.cost_high - cfg.cost_low, order="C")  # [k, E, N]
+        if per_query:  # low + (high - low) u, as Generator.uniform computes it
+            self._types = round_major(draws[:, k : k + k * N], N)  # [k, E, N]
+            self._types *= cfg.cost_high - cfg.cost_low
             self._types += cfg.cost_low
         if U:
-            self._noise = draws[:, k + k * N * per_query :].reshape(E, k, U).transpose(1, 0, 2).copy()  # never a view
+            self._noise = round_major(draws[:, k + k * N * per_query :], U)  # [k, E, U]
         self._pos = 0
         if E == 1:
             self._prepare_single_block()
@@ -681,6 +678,19 @@ class _SingleBlock:
         declared_cost = m._declared_cost_unit.take(q, axis=0) * types
         self.best_welfare = np.maximum(0.0, (m._declared_value.take(q, axis=0) - declared_cost).max(axis=1)).tolist()
         self.noise = m._noise[:, 0].ravel().tolist() if m._noise_dim else []  # noise_dim per round
+
+
+def round_major(draws: FloatArray, width: int) -> FloatArray:
+    """[k, E, width] (a new array) of E markets' k rounds of ``width`` numbers each, stored market-major in ``draws``
+    [E, k * width]. One pass over slabs of markets whose rows stay in cache, a round's numbers moved as one item (a
+    strided copy of the whole block is two to three times slower)."""
+    E, k = draws.shape[0], draws.shape[1] // width
+    items = draws.view(np.dtype((np.void, draws.itemsize * width)))  # [E, k]
+    out = np.empty((k, E), dtype=items.dtype)
+    for e in range(0, E, TRANSPOSE_SLAB):
+        out[:, e : e + TRANSPOSE_SLAB] = items[e : e + TRANSPOSE_SLAB].T
+    rounds: FloatArray = out.view(draws.dtype).reshape(k, E, width)
+    return rounds
 
 
 def scale_expected_costs(obs: ObsArray, columns: slice, types: FloatArray) -> None:
