@@ -33,6 +33,7 @@ ObsArray = NDArray[np.float32]
 
 ENV_NAME = "llm_market_v1"  # bumped whenever the market's behaviour changes
 BLOCK = 256  # rounds of queries, costs and noise drawn at once per market (speed only: draws are chunk-invariant)
+TRANSPOSE_SLAB = 16  # markets per slab of a block's transpose (speed only)
 
 
 @dataclass
@@ -364,13 +365,15 @@ class BatchedMarket:
                 types.random(out=row[k : k + k * N])
             if U:
                 noise.random(out=row[k + k * N * per_query :])
-        # Each part goes round-major in one copy (a transpose of the whole block first would copy it twice).
-        self._queries = np.floor(draws[:, :k].T * mk.n_queries).astype(np.int64, order="C")  # [k, E]
+        scaled = round_major(draws[:, :k], 1)[:, :, 0]
+        scaled *= mk.n_queries
+        self._queries = np.floor(scaled, out=scaled).astype(np.int64)  # [k, E]
         if per_query:  # low + (high - low) u, as Generator.uniform computes it
-            u = draws[:, k : k + k * N].reshape(E, k, N).transpose(1, 0, 2)
-            self._types = np.ascontiguousarray(cfg.cost_low + (cfg.cost_high - cfg.cost_low) * u)  # [k, E, N]
+            self._types = round_major(draws[:, k : k + k * N], N)  # [k, E, N]
+            self._types *= cfg.cost_high - cfg.cost_low
+            self._types += cfg.cost_low
         if U:
-            self._noise = draws[:, k + k * N * per_query :].reshape(E, k, U).transpose(1, 0, 2).copy()  # never a view
+            self._noise = round_major(draws[:, k + k * N * per_query :], U)  # [k, E, U]
         self._pos = 0
         if E == 1:
             self._prepare_single_block()
@@ -402,22 +405,25 @@ class BatchedMarket:
         self._block = _SingleBlock(self)
         self._declared_list = mk.declared.tolist()
         self._base_list = mk.base_cost.tolist()
+        self._price_lists = mk.price_in.tolist(), mk.price_out.tolist()
         self._substitutes = [list(s) for s in lay.substitutes]
-        self._dynamic = slice(lay.last_price, lay.time_left + 1)  # the history, the mechanism, the time left
+        self._dynamic = slice(lay.last_price, lay.time_left)  # the history and the mechanism's state
 
     def _observe_one(self) -> None:
-        """:meth:`_observe` of a single market, reading the precomputed block."""
-        block, pos, obs = self._block, self._pos, self.obs[0]
-        obs[:, : block.static.shape[2]] = block.static[pos]
-        public = self.mechanism.public_state_one(block.context[pos], block.groups[pos]).tolist()
+        """:meth:`_observe` of a single market after a round, reading the precomputed block (``self.obs``, a fresh
+        array)."""
+        block, pos, t = self._block, self._pos, self.t  # t >= 1: the win rate's max(1, t) is t
+        obs = block.obs[pos : pos + 1].copy()
         vs = self.config.value_scale
         last_price = self._last_price_one / vs
-        time_left = 1.0 - self.t / self.config.horizon
-        t = max(1, self.t)
-        obs[:, self._dynamic] = [
-            [last_price, bid / vs, float(i == self._last_winner_one), wins / t, *public, time_left]
-            for i, (bid, wins) in enumerate(zip(self._last_bids_one, self._wins_one))
+        public = self.mechanism.public_state_one(block.context[pos], block.groups[pos])
+        rows = [
+            [last_price, bid / vs, 0.0, wins / t, *public] for bid, wins in zip(self._last_bids_one, self._wins_one)
         ]
+        if self._last_winner_one != NO_WINNER:
+            rows[self._last_winner_one][2] = 1.0  # last_won
+        obs[0, :, self._dynamic] = rows
+        self.obs = obs
 
     def step_one(self, actions: list[list[float]]) -> tuple[ObsArray, list[float], bool]:
         """:meth:`step` of a single market (E = 1) with Python arithmetic: the PettingZoo env's per-step path.
@@ -426,46 +432,56 @@ class BatchedMarket:
             actions: N joint actions of 3 floats, already validated (finite; out-of-range values are clipped).
 
         Returns:
-            ``(observations [N, D] (the market's buffer), rewards, done)``; ``self.last_single`` holds the round.
+            ``(observations [N, D], rewards, done)``; the observations are the market's own buffer, as in :meth:`step`
+            (a fresh array every round but the last, which returns the previous round's); ``self.last_single`` holds
+            the round.
         """
         if self._streams is None or self.t >= self.config.horizon:
             raise RuntimeError("step() called on a finished episode; call reset()")
         mk, cfg, lay, mech = self.market, self.config, self.layout, self.mechanism
         block, pos, N = self._block, self._pos, self.n_providers
-        q, group = block.queries[pos], block.groups[pos]
-        honest, types = block.honest[pos], block.types[pos]
+        row = pos * N  # round pos's entries of the block's per-provider lists
+        honest, types = block.honest[row : row + N], block.types[row : row + N]
         declared = self._declared_list
-        scale, max_infl = lay.ask_scale, lay.max_inflation
+        scale, max_infl, L = lay.ask_scale, lay.max_inflation, mk.max_output_tokens
         per_token = cfg.billing == "per_token"
-        exp_out = block.expected_output[pos]
+        exp_out = block.expected_output[row : row + N]
         bids, asks, served, inflation = [0.0] * N, [0.0] * N, list(declared), [0.0] * N
+        substituted = [False] * N
+        # Clipped to [-1, 1] and decoded as in ObservationLayout, with max and min written out: a call of either
+        # builtin costs more than the arithmetic.
         for i, (a_bid, a_sub, a_infl) in enumerate(actions):
             a_bid = -1.0 if a_bid < -1.0 else 1.0 if a_bid > 1.0 else a_bid
-            a_sub = 1.0 if a_sub > 1.0 else a_sub
-            a_infl = 1.0 if a_infl > 1.0 else a_infl
             if per_token:
-                asks[i] = max(honest[i] / exp_out[i] + a_bid * scale, 0.0)
-                bids[i] = asks[i] * exp_out[i]
+                ask = honest[i] / exp_out[i] + a_bid * scale
+                asks[i] = ask = 0.0 if ask < 0.0 else ask
+                bids[i] = ask * exp_out[i]
             else:
-                asks[i] = bids[i] = max(honest[i] + a_bid * scale, 0.0)
+                ask = honest[i] + a_bid * scale
+                asks[i] = bids[i] = 0.0 if ask < 0.0 else ask
             if a_sub > 0.0:
                 subs = self._substitutes[i]
-                k = math.ceil(a_sub * len(subs))
+                k = math.ceil((1.0 if a_sub > 1.0 else a_sub) * len(subs))
                 if k > 0 and subs:
-                    served[i] = subs[k - 1]
-            inflation[i] = max(a_infl, 0.0) * max_infl
-        context = block.context[pos]
-        w, payment = mech.allocate_one(bids, context, group, block.noise[pos])
+                    served[i] = model = subs[k - 1]
+                    substituted[i] = model != declared[i]
+            inflation[i] = (0.0 if a_infl < 0.0 else 1.0 if a_infl > 1.0 else a_infl) * max_infl
+        context, group = block.context[pos], block.groups[pos]
+        U = self._noise_dim
+        w, payment = mech.allocate_one(bids, context, group, block.noise[pos * U : pos * U + U])
         rewards = [0.0] * N
         score = value = cost_w = 0.0
         tau_in = tau_out = reported = 0
         if w != NO_WINNER:
             s = served[w]
-            score = block.score[pos][s]
-            tau_in, tau_out = block.input_tokens[pos][s], block.output_tokens[pos][s]
-            reported = min(math.ceil(tau_out * (1.0 + inflation[w])), mk.max_output_tokens)
+            cell = pos * block.n_models + s  # round pos's entry of model s in the block's per-model lists
+            score = block.score[cell]
+            tau_in, tau_out = block.input_tokens[cell], block.output_tokens[cell]
+            reported = math.ceil(tau_out * (1.0 + inflation[w]))
+            reported = L if reported > L else reported
             if mech.billing == "list_price":
-                payment = float(mk.price_in[w] * tau_in + mk.price_out[w] * reported)
+                price_in, price_out = self._price_lists
+                payment = price_in[w] * tau_in + price_out[w] * reported
             elif per_token:
                 payment = payment / exp_out[w] * reported
             value = cfg.value_scale * score
@@ -478,26 +494,11 @@ class BatchedMarket:
         mech.update_one(w, score, tau_in, reported, payment, context, group)
         self._last_bids_one, self._last_winner_one = bids, w
         self.t += 1
+        # Positional, in field order: keywords cost three times as much.
         self.last_single = SingleRound(
-            t=self.t,
-            query=q,
-            bids=bids,
-            asks=asks,
-            honest_bids=honest,
-            rewards=rewards,
-            served=served,
-            substituted=[served[i] != declared[i] for i in range(N)],
-            inflation=inflation,
-            winner=w,
-            score=score,
-            value=value,
-            payment=payment,
-            cost=cost_w,
-            input_tokens=tau_in,
-            true_tokens=tau_out,
-            reported_tokens=reported,
-            best_welfare=block.best_welfare[pos],
-        )
+            self.t, block.queries[pos], bids, asks, honest, rewards, served, substituted, inflation,
+            w, score, value, payment, cost_w, tau_in, tau_out, reported, block.best_welfare[pos],
+        )  # fmt: skip
         self.last_round = None
         done = self.t >= cfg.horizon
         if not done:
@@ -646,8 +647,11 @@ class BatchedMarket:
 
 
 class _SingleBlock:
-    """A block of one market's rounds precomputed as Python lists and small arrays, for :meth:`step_one` (the same
-    formulas as :meth:`BatchedMarket._observe` and :meth:`BatchedMarket.step`, so both paths agree to the bit)."""
+    """A block of one market's rounds precomputed for :meth:`step_one` (the same formulas as
+    :meth:`BatchedMarket._observe` and :meth:`BatchedMarket.step`, so both paths agree to the bit): per-round numbers
+    as flat Python lists, round r's entries at [r * N, (r + 1) * N) of a per-provider list and [r * M, (r + 1) * M)
+    of a per-model one (a nested list costs a list object per round to build, and wakes the garbage collector), and
+    each round's observations but for the history and the mechanism's state."""
 
     def __init__(self, market: BatchedMarket):
         m, mk, cfg = market, market.market, market.config
@@ -658,20 +662,35 @@ class _SingleBlock:
             else np.broadcast_to(m._episode_types[0], (q.shape[0], m.n_providers))
         )
         self.queries = q.tolist()
+        self.n_models = mk.n_models
         self.groups = mk.group.take(q).tolist()
         self.context = mk.context.take(q, axis=0)
-        self.score = mk.score.take(q, axis=0).astype(np.float64).tolist()  # [k][M]: every model's answer
-        self.input_tokens = mk.input_tokens.take(q, axis=0).tolist()
-        self.output_tokens = mk.output_tokens.take(q, axis=0).tolist()
-        self.types = types.tolist()
-        static = m._template.take(q, axis=0)  # [k, N, D]
-        scale_expected_costs(static, m.layout.expected_cost, types)
-        self.static = static[:, :, : m.layout.menu.start]  # the per-query columns: context, tokens, expected costs
-        self.honest = (m._honest_unit.take(q, axis=0) * types).tolist()
-        self.expected_output = np.maximum(m._declared_exp_out.take(q, axis=0), 1.0).tolist()
+        self.score = mk.score.take(q, axis=0).ravel().tolist()  # every model's answer
+        self.input_tokens = mk.input_tokens.take(q, axis=0).ravel().tolist()
+        self.output_tokens = mk.output_tokens.take(q, axis=0).ravel().tolist()
+        self.types = types.ravel().tolist()
+        self.obs = m._template.take(q, axis=0)  # [k, N, D]
+        scale_expected_costs(self.obs, m.layout.expected_cost, types)
+        rounds = m.t - m._pos + np.arange(q.shape[0])  # the rounds played before each of the block's
+        self.obs[:, :, m.layout.time_left] = (1.0 - rounds / cfg.horizon)[:, None]
+        self.honest = (m._honest_unit.take(q, axis=0) * types).ravel().tolist()
+        self.expected_output = np.maximum(m._declared_exp_out.take(q, axis=0), 1.0).ravel().tolist()
         declared_cost = m._declared_cost_unit.take(q, axis=0) * types
         self.best_welfare = np.maximum(0.0, (m._declared_value.take(q, axis=0) - declared_cost).max(axis=1)).tolist()
-        self.noise = m._noise[:, 0].tolist() if m._noise_dim else [[]] * q.shape[0]
+        self.noise = m._noise[:, 0].ravel().tolist() if m._noise_dim else []  # noise_dim per round
+
+
+def round_major(draws: FloatArray, width: int) -> FloatArray:
+    """[k, E, width] (a new array) of E markets' k rounds of ``width`` numbers each, stored market-major in ``draws``
+    [E, k * width]. One pass over slabs of markets whose rows stay in cache, a round's numbers moved as one item (a
+    strided copy of the whole block is two to three times slower)."""
+    E, k = draws.shape[0], draws.shape[1] // width
+    items = draws.view(np.dtype((np.void, draws.itemsize * width)))  # [E, k]
+    out = np.empty((k, E), dtype=items.dtype)
+    for e in range(0, E, TRANSPOSE_SLAB):
+        out[:, e : e + TRANSPOSE_SLAB] = items[e : e + TRANSPOSE_SLAB].T
+    rounds: FloatArray = out.view(draws.dtype).reshape(k, E, width)
+    return rounds
 
 
 def scale_expected_costs(obs: ObsArray, columns: slice, types: FloatArray) -> None:

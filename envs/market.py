@@ -292,13 +292,15 @@ class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type in
         if len(actions) != len(self.agents):
             self._explain_bad_actions(actions)
         joint = []
+        isfinite = math.isfinite
         try:
             for a in self.agents:
                 act = actions[a]
-                values = act.tolist() if isinstance(act, np.ndarray) else list(act)
-                if len(values) != ACTION_DIM or not all(map(math.isfinite, values)):  # TypeError for non-numbers
+                # ValueError for a wrong length, TypeError for non-numbers (isfinite takes numbers only)
+                bid, substitution, inflation = act.tolist() if isinstance(act, np.ndarray) else act
+                if not (isfinite(bid) and isfinite(substitution) and isfinite(inflation)):
                     raise ValueError
-                joint.append([float(v) for v in values])
+                joint.append([float(bid), float(substitution), float(inflation)])
         except (KeyError, ValueError, TypeError):
             self._explain_bad_actions(actions)
         if self.config.action_mode == "strict":
@@ -344,7 +346,8 @@ class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type in
         reward_dict = dict(zip(agents, rewards))
         terminations = dict.fromkeys(agents, False)
         truncations = dict.fromkeys(agents, done)
-        obs_dict = dict(zip(agents, obs.copy()))  # one copy: callers may keep what they were given
+        # Callers may keep what they were given: the core's observations are fresh but for the last round's.
+        obs_dict = dict(zip(agents, obs.copy() if done else obs))
         if done:
             self.agents = []
         if self.render_mode == "human":
@@ -376,19 +379,30 @@ class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type in
             "mechanism": self.mechanism.diagnostics_one(),
         }
         infos = {}
-        for i, a in enumerate(self.possible_agents):
+        for i, (a, bid, honest, profit, declared, served, substituted, inflation) in enumerate(
+            zip(
+                self.possible_agents,
+                r.bids,
+                r.honest_bids,
+                r.rewards,
+                self._declared,
+                r.served,
+                r.substituted,
+                r.inflation,
+            )
+        ):
             won = i == winner
             infos[a] = {
                 "won": won,
-                "bid": r.bids[i],
-                "honest_bid": r.honest_bids[i],
+                "bid": bid,
+                "honest_bid": honest,
                 "payment": r.payment if won else 0.0,
                 "cost": r.cost if won else 0.0,
-                "profit": r.rewards[i],
-                "declared": self._declared[i],
-                "served": r.served[i],
-                "substituted": r.substituted[i],
-                "inflation": r.inflation[i],
+                "profit": profit,
+                "declared": declared,
+                "served": served,
+                "substituted": substituted,
+                "inflation": inflation,
                 "true_tokens": r.true_tokens if won else 0,
                 "reported_tokens": r.reported_tokens if won else 0,
                 "market": market,

@@ -148,9 +148,10 @@ class Mechanism(ABC):
         w, p = self.allocate(np.array([bids]), context[None], np.array([group]), np.array([noise]))
         return int(w[0]), float(p[0])
 
-    def public_state_one(self, context: FloatArray, group: int) -> FloatArray:
-        """:meth:`public_state` of a single market (E = 1): [public_state_dim]."""
-        state: FloatArray = self.public_state(context[None], np.array([group]))[0]
+    def public_state_one(self, context: FloatArray, group: int) -> list[float]:
+        """:meth:`public_state` of a single market (E = 1): public_state_dim floats (read only: it may be the
+        mechanism's own list)."""
+        state: list[float] = self.public_state(context[None], np.array([group]))[0].tolist()
         return state
 
     def update_one(

@@ -8,17 +8,19 @@ win, fall. With ``mode="prior"`` the platform trusts advertised quality forever 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
-from mechanisms.base import FloatArray, IntArray, MarketInfo, Outcome, pick
+from mechanisms.base import FloatArray, IntArray, MarketInfo, Outcome, pick, row_offsets
 
 QualityMode = Literal["learned", "prior"]
 
 
 class QualityEstimator:
     """Running mean of S per (market, group, provider), shrunk toward the advertised quality."""
+
+    CACHES: ClassVar[tuple[str, ...]] = ("_qhat_one",)  # the E = 1 path's qhat lists, rebuilt from the means
 
     def __init__(self, mode: QualityMode = "learned", prior_weight: float = 5.0):
         if mode not in ("learned", "prior"):
@@ -34,7 +36,8 @@ class QualityEstimator:
         self.sums = np.broadcast_to(prior * self.prior_weight, (n_markets, *prior.shape)).copy()  # [E, G, N]
         self.counts = np.full_like(self.sums, self.prior_weight)
         self.means = self.sums / self.counts
-        self._means_one = self.means[0].tolist() if n_markets == 1 else None  # [G][N] floats: the E = 1 path's copy
+        self._means_one: list[list[float]] | None = self.means[0].tolist() if n_markets == 1 else None  # [G][N]: E = 1
+        self._qhat_one: list[list[float]] | None = None
 
     def mean_score(self, group: IntArray) -> FloatArray:
         """[E, N] estimated mean score of every provider on each market's query group."""
@@ -48,31 +51,46 @@ class QualityEstimator:
         """Add each served market's observed score to its winner's estimate on the query's group."""
         if self.mode != "learned":
             return
-        e = np.flatnonzero(outcome.served)
-        if e.size == 0:
-            return
-        _, G, N = self.sums.shape
-        cell = (e * G + outcome.group[e]) * N + outcome.winner[e]  # flat index of (market, group, winner)
+        E, G, N = self.sums.shape
+        served = outcome.served
+        if served.all():  # the common case: no gathers
+            starts, group, winner, score = row_offsets(E, G), outcome.group, outcome.winner, outcome.score
+        else:
+            e = np.flatnonzero(served)
+            if e.size == 0:
+                return
+            starts, group, winner, score = e * G, outcome.group[e], outcome.winner[e], outcome.score[e]
+        cell = (starts + group) * N + winner  # flat index of (market, group, winner)
         sums, counts = self.sums.reshape(-1), self.counts.reshape(-1)
-        new_sums, new_counts = sums.take(cell) + outcome.score[e], counts.take(cell) + 1.0
+        new_sums, new_counts = sums.take(cell) + score, counts.take(cell) + 1.0
         sums.put(cell, new_sums)
         counts.put(cell, new_counts)
         self.means.reshape(-1).put(cell, new_sums / new_counts)
         if self._means_one is not None:
             self._means_one = self.means[0].tolist()
+            self._qhat_one = None
+
+    def mean_score_one(self, group: int) -> list[float]:
+        """:meth:`mean_score` of a single market (E = 1), as a list (the estimator's own: read only)."""
+        assert self._means_one is not None, "mean_score_one needs a single market (E = 1)"
+        return self._means_one[group]
 
     def qhat_one(self, group: int) -> list[float]:
-        """:meth:`qhat` of a single market (E = 1), as a list."""
-        vs, means = self.value_scale, self._means_one
-        assert means is not None, "qhat_one needs a single market (E = 1)"
-        return [m * vs for m in means[group]]
+        """:meth:`qhat` of a single market (E = 1), as a list (the estimator's own: read only)."""
+        if self._qhat_one is None:
+            vs, means = self.value_scale, self._means_one
+            assert means is not None, "qhat_one needs a single market (E = 1)"
+            self._qhat_one = [[m * vs for m in row] for row in means]
+        return self._qhat_one[group]
 
     def observe_one(self, winner: int, group: int, score: float) -> None:
         """:meth:`observe` of a single market (E = 1); ``winner`` >= 0."""
         if self.mode == "learned":
-            total = float(self.sums[0, group, winner]) + score
-            count = float(self.counts[0, group, winner]) + 1.0
+            total = self.sums.item(0, group, winner) + score
+            count = self.counts.item(0, group, winner) + 1.0
             self.sums[0, group, winner], self.counts[0, group, winner] = total, count
             means = self._means_one
             assert means is not None, "observe_one needs a single market (E = 1)"
-            self.means[0, group, winner] = means[group][winner] = total / count
+            self.means[0, group, winner] = means[group][winner] = mean = total / count
+            if self._qhat_one is not None:
+                self._qhat_one[group][winner] = mean * self.value_scale

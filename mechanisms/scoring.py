@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from mechanisms.base import (
@@ -66,7 +68,7 @@ class ScoringAuction(Mechanism):
         self.quality.observe(outcome)
 
     def allocate_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]) -> tuple[int, float]:
-        s = [q - b for q, b in zip(self.quality.qhat_one(group), bids)]
+        s = list(map(operator.sub, self.quality.qhat_one(group), bids))
         w = argmax_random_ties_one(s, noise)
         self.n_rounds += 1
         if s[w] < 0.0:
@@ -94,12 +96,11 @@ class ScoringAuction(Mechanism):
     def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         return self.quality.mean_score(group)
 
-    def public_state_one(self, context: FloatArray, group: int) -> FloatArray:
-        means: FloatArray = self.quality.means[0, group]
-        return means
+    def public_state_one(self, context: FloatArray, group: int) -> list[float]:
+        return self.quality.mean_score_one(group)
 
     def diagnostics(self) -> dict[str, FloatArray]:
         return {"unserved_rate": self.n_unserved / max(1, self.n_rounds)}
 
     def diagnostics_one(self) -> dict[str, float]:
-        return {"unserved_rate": float(self.n_unserved[0]) / max(1, self.n_rounds)}
+        return {"unserved_rate": self.n_unserved.item(0) / (self.n_rounds or 1)}  # max(1, n_rounds), n_rounds >= 0
