@@ -4,6 +4,7 @@ flags of ``evaluate.py``), the :class:`Setting` grid it spans (mechanism x billi
 
 from __future__ import annotations
 
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -219,6 +220,14 @@ class EvalSpec:
     def base_seed_of(seed: int) -> int:
         """The first market seed of a run with ``EvalConfig.seed``: runs with different seeds share no market."""
         return 1_000 + 10_000_000 * seed
+
+    @property
+    def looks(self) -> int:
+        """How many times a verdict may look at the runs: once, plus every doubling from ``seeds`` up to
+        ``decision_seeds`` (:func:`evaluation.runner.resolve_undecided`); the family-wise test counts each look."""
+        if not self.decision_seeds or self.decision_seeds <= self.seeds:
+            return 1
+        return 1 + math.ceil(math.log2(self.decision_seeds / self.seeds))
 
     def settings(self) -> list[Setting]:
         """Every (mechanism, billing, horizon) to judge, mechanisms that bill list prices once per horizon."""

@@ -155,7 +155,8 @@ class MechanismVerdict:
     lever that earns an exploit on its own, else every smallest combination that does; comma-separated).
     ``notes``: horizons not judged and why, learners that stayed weaker than the best scripted deviation, deviations
     left undecided. ``undecided``: (horizon, profile) of the deviations whose interval still straddles the tolerance
-    where a decision turns on them (:func:`evaluation.summary.judge`).
+    where a decision turns on them (:func:`evaluation.summary.judge`). ``t_family``: the family's Student-t quantile
+    at the first seeds (a deviation played on more seeds has its own, smaller one).
     """
 
     mechanism: str

@@ -172,13 +172,14 @@ def resolve_undecided(
     mechanism is judged again. Only the undecided deviations and their baselines play, so a gain at the detection
     limit of a long horizon costs a few profiles' seeds, not the setting's. ``results`` are extended in place.
 
-    Adding seeds only where a decision is open is a sequential design: each look is a Bonferroni test of the whole
-    family, and the few looks (doublings) cost the family-wise level little."""
+    Adding seeds only where a decision is open is a sequential design: whether a deviation plays more seeds depends on
+    its gain so far, so every look is a test, and each look is a Bonferroni test of the whole family over
+    ``spec.looks`` looks (every verdict of the run, the first look's included)."""
     backend = backend or ProcessBackend()
     by_setting = {(r.mechanism, r.billing, r.horizon): r for r in results}
     cap = spec.decision_seeds or 0
     while True:
-        judged = verdicts(results, tolerance)
+        judged = verdicts(results, tolerance, spec.looks)
         jobs: list[Extension] = []
         for v in judged:
             for horizon in sorted({h for h, _ in v.undecided}):
@@ -208,12 +209,12 @@ def resolve_undecided(
                     pr.runs, pr.baseline = profiles[pr.alias_of].runs, profiles[pr.alias_of].baseline
 
 
-def verdicts(results: list[SettingResult], tolerance: float) -> list[MechanismVerdict]:
-    """One verdict per (mechanism, billing), over its horizons."""
+def verdicts(results: list[SettingResult], tolerance: float, looks: int = 1) -> list[MechanismVerdict]:
+    """One verdict per (mechanism, billing), over its horizons (``looks``: see :func:`evaluation.summary.judge`)."""
     by_market: dict[tuple[str, str], list[SettingResult]] = {}
     for r in results:
         by_market.setdefault((r.mechanism, r.billing), []).append(r)
-    return [judge(sorted(rs, key=lambda r: r.horizon), tolerance) for rs in by_market.values()]
+    return [judge(sorted(rs, key=lambda r: r.horizon), tolerance, looks=looks) for rs in by_market.values()]
 
 
 def run_dirs_by_market(paths: list[str]) -> dict[tuple[str, str], list[str]]:

@@ -3,8 +3,8 @@ every deviation, lever and horizon, the lever that pays, transient and persisten
 
 The rule. For one mechanism under one billing, the *family* is every (deviating provider, profile, lever variant,
 judged horizon) tested. A deviation's gain is its profit minus the same provider's profit in the paired honest
-baseline, over independent seeds; its family-wise lower bound is gain - t_family * se with t_family the Bonferroni
-Student-t quantile of the family (95%). The mechanism is *exploited* when any deviation's lower bound exceeds the
+baseline, over independent seeds; its family-wise lower bound is gain - t * se with t the Bonferroni Student-t
+quantile of the family (95%) at that gain's degrees of freedom. The mechanism is *exploited* when any deviation's lower bound exceeds the
 tolerance, and otherwise *holds*; its IC regret is the largest lower bound (with that deviation's point estimate).
 An exploit is *persistent* when it is still significant at the longest judged horizon, *transient* otherwise. The
 *paying lever* of one exploit: its own lever if it moves one; for a multi-lever deviation, the single-lever variant
@@ -17,12 +17,16 @@ deviation happens to top the ranking (learned policies of different seeds mix th
 Each of these decisions turns on some deviations' confidence intervals; a deviation whose interval still straddles the
 tolerance where a decision turns on it is *undecided* (:attr:`MechanismVerdict.undecided`), and the runner plays it on
 more seeds (:func:`evaluation.runner.resolve_undecided`) so that a gain at the test's detection limit does not flip a
-decision from one run to the next. The smallest gain the test detects with 80% power is reported per deviation and,
-as the mechanism's power, its largest value at the longest judged horizon.
+decision from one run to the next. As whether seeds are added then depends on the gains seen, every look at the runs
+is a test: the Bonferroni family counts each test at each look (``looks``), which keeps the family-wise level. The
+smallest gain the test detects with 80% power is reported per deviation and, as the mechanism's power, its largest
+value at the longest judged horizon.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -129,7 +133,9 @@ def family_size(results: list[SettingResult]) -> int:
     return sum(len(p.deviators) for r in results if r.note is None for p in r.profiles.values() if p.alias_of is None)
 
 
-def _paying_lever(top: DeviationRecord, records: list[DeviationRecord], tolerance: float, t_family: float) -> str:
+def _paying_lever(
+    top: DeviationRecord, records: list[DeviationRecord], tolerance: float, t_of: Callable[[int], float]
+) -> str:
     """The lever of a significant deviation that pays: its own single lever; else the single-lever variant of the same
     deviation that earns the exploit alone - its gain clears the tolerance family-wise and the whole deviation earns
     no significantly more (paired shortfall) - with the largest lower bound; else the combination of its levers.
@@ -148,7 +154,8 @@ def _paying_lever(top: DeviationRecord, records: list[DeviationRecord], toleranc
     alone = [
         r
         for r in siblings
-        if r.gain_lower > tolerance and not r.shortfall - t_family * r.shortfall_se > tolerance  # NaN: not alone
+        if r.gain_lower > tolerance
+        and not r.shortfall - t_of(min(r.n_seeds, top.n_seeds)) * r.shortfall_se > tolerance  # NaN: not alone
     ]
     if alone:
         return max(alone, key=lambda r: r.gain_lower).lever
@@ -171,7 +178,9 @@ def paying_levers(exploits: list[Exploit]) -> str | None:
     return ", ".join(sorted(simplest, key=lambda lever: (order.get(lever, len(order)), lever)))
 
 
-def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, str] | None = None) -> MechanismVerdict:
+def judge(
+    results: list[SettingResult], tolerance: float, levers_of: dict[str, str] | None = None, looks: int = 1
+) -> MechanismVerdict:
     """The verdict on one mechanism under one billing from its settings (one per horizon).
 
     Args:
@@ -179,6 +188,8 @@ def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, s
         tolerance: the gain per round a family-wise lower bound must exceed.
         levers_of: the single lever a one-lever deviation moves (deviation name -> lever), to name it as the paying
             lever (default: the scripted presets').
+        looks: how many times the runs may be judged as seeds are added where a decision is open
+            (:attr:`evaluation.config.EvalSpec.looks`): the Bonferroni family counts every test at every look.
     """
     if levers_of is None:
         levers_of = {name: scripted_levers(name)[0] for name in PRESETS if len(scripted_levers(name)) == 1}
@@ -191,18 +202,23 @@ def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, s
         records += recs
         market_rows += mrows
     tested = family_size(results)
-    df = min((r.n_seeds for r in judged), default=2) - 1
-    t_family = family_quantile(tested, df)
+
+    @cache
+    def t_of(n_seeds: int) -> float:  # the family's quantile for a gain over n_seeds seeds
+        return family_quantile(tested * looks, n_seeds - 1)
+
+    t_family = t_of(min((r.n_seeds for r in judged), default=2))
     for rec in records:
-        rec.gain_lower = rec.gain - t_family * rec.gain_se
-        rec.detectable = tolerance + detectable_gain(rec.gain_se, t_family, rec.n_seeds - 1)
+        t = t_of(rec.n_seeds)
+        rec.gain_lower = rec.gain - t * rec.gain_se
+        rec.detectable = tolerance + detectable_gain(rec.gain_se, t, rec.n_seeds - 1)
     judged_horizons = sorted(r.horizon for r in judged)
     longest = judged_horizons[-1] if judged_horizons else None
     candidates = [r for r in records if r.deviator and r.horizon in judged_horizons]
     significant = [r for r in candidates if r.gain_lower > tolerance]
 
     def exploit(r: DeviationRecord) -> Exploit:
-        lever = _paying_lever(r, records, tolerance, t_family)
+        lever = _paying_lever(r, records, tolerance, t_of)
         if lever == "all" and levers_of:
             lever = levers_of.get(r.deviation.split("@")[0], lever)
         return Exploit(
@@ -227,7 +243,7 @@ def judge(results: list[SettingResult], tolerance: float, levers_of: dict[str, s
     at_longest = [r.detectable for r in candidates if r.horizon == longest and r.lever == "all"]
     detectable = max(at_longest, default=float("nan"))
     paying = paying_levers(exploits)
-    undecided = _undecided(candidates, exploits, paying, longest, tolerance, t_family, levers_of)
+    undecided = _undecided(candidates, exploits, paying, longest, tolerance, levers_of)
     notes = [f"T={r.horizon}: not judged ({r.note})" for r in results if r.note is not None]
     notes += _weaker_learners(records, judged_horizons)
     if undecided:
@@ -276,7 +292,6 @@ def _undecided(
     paying: str | None,
     longest: int | None,
     tolerance: float,
-    t_family: float,
     levers_of: dict[str, str],
 ) -> list[tuple[int, str]]:
     """(horizon, profile) of the deviations whose family-wise interval straddles the tolerance where a decision turns
@@ -284,8 +299,8 @@ def _undecided(
     one-lever deviations and variants of a lever not yet among the levers that pay (it may yet pay alone), and, while
     no exploit is significant at the longest horizon, the deviations there (persistence)."""
 
-    def straddles(r: DeviationRecord) -> bool:
-        return r.gain_lower <= tolerance < r.gain + t_family * r.gain_se
+    def straddles(r: DeviationRecord) -> bool:  # the upper bound is as far above the gain as the lower one below
+        return r.gain_lower <= tolerance < 2 * r.gain - r.gain_lower
 
     if not exploits:
         relevant = candidates

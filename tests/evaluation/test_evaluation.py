@@ -17,7 +17,7 @@ from envs.metrics import MARKET_METRICS
 from evaluation import EvalConfig, EvalSpec, ProfileRuns, Setting, SettingResult, evaluate_setting, judge
 from evaluation.results import Exploit
 from evaluation.runner import resolve_undecided
-from evaluation.statistics import mean_ci
+from evaluation.statistics import family_quantile, mean_ci
 from evaluation.summary import paying_levers
 from training import TrainConfig, train
 
@@ -434,7 +434,8 @@ def test_a_trace_keeps_its_first_rounds_only(monkeypatch):
 def test_undecided_deviations_play_more_seeds_until_the_decision_is_settled():
     """At 3 seeds a markup's gain under first price (about +0.012 per round) straddles a tolerance of 0.005, so the
     verdict is open. resolve_undecided plays those deviations - and not inflation, whose gain is exactly 0 - on more
-    seeds, continuing the seed sequence (the same runs as a 24-seed evaluation), until the verdict is settled."""
+    seeds, continuing the seed sequence (the same runs as an evaluation on that many seeds), until the verdict is
+    settled."""
     spec = EvalSpec(
         scenario="uniform",
         mechanisms=["first_price"],
@@ -451,8 +452,15 @@ def test_undecided_deviations_play_more_seeds_until_the_decision_is_settled():
     [after] = resolve_undecided(spec, [result], tolerance=0.005, progress=False)
     assert after.exploited and after.paying_lever == "bid" and after.undecided == []
     markup, inflate = result.profiles["markup@provider_0"], result.profiles["inflate@provider_0"]
-    assert len(markup.runs) == len(markup.baseline) == 24 and len(inflate.runs) == 3
+    n = len(markup.runs)
+    assert n in (6, 12, 24) and len(markup.baseline) == n and len(inflate.runs) == 3
     assert len(result.profiles["honest"].runs) == 3  # the honest profile's own runs are not replayed
-    direct = evaluate_setting(dataclasses.replace(spec, seeds=24), setting)
+    direct = evaluate_setting(dataclasses.replace(spec, seeds=n), setting)
     assert markup.runs == direct.profiles["markup@provider_0"].runs
     assert markup.baseline == direct.profiles["honest"].runs
+    # seeds depended on the gains seen: the family counts every test at each of the 1 + log2(24 / 3) looks, and
+    # a deviation played on more seeds has their degrees of freedom
+    assert spec.looks == 4 and after.t_family == pytest.approx(family_quantile(after.deviations_tested * 4, 2))
+    gain = record(after, "markup@provider_0")
+    t = family_quantile(after.deviations_tested * 4, n - 1)
+    assert gain.n_seeds == n and gain.gain_lower == pytest.approx(gain.gain - t * gain.gain_se)
