@@ -287,7 +287,8 @@ def write_report(
             f"that mechanism and billing, and over every look at the runs as seeds are added) exceeds "
             f"{header.tolerance:g}; an exploit is *persistent* when still "
             f"significant at the longest horizon judged, *transient* otherwise. The levers that pay are every single "
-            f"lever that earns an exploit on its own, else every smallest combination of levers that does. "
+            f"lever that earns an exploit on its own at the longest horizon (any horizon if no exploit persists), "
+            f"else every smallest combination of levers that does. "
             f"'Detectable gain' is the smallest gain the test finds with 80% power at that horizon."
         ),
         "",

@@ -152,7 +152,8 @@ class MechanismVerdict:
     or not it clears the tolerance. ``persistence``: ``persistent`` when some exploit survives at the longest judged
     horizon, ``transient`` when every exploit vanishes there. ``detectable``: the largest gain the test could miss
     with 80% power at the longest judged horizon (its power). ``paying_lever``: the levers that pay (every single
-    lever that earns an exploit on its own, else every smallest combination that does; comma-separated).
+    lever that earns an exploit on its own at the longest judged horizon - any horizon when none persists - else
+    every smallest combination that does; comma-separated).
     ``notes``: horizons not judged and why, learners that stayed weaker than the best scripted deviation, deviations
     left undecided. ``undecided``: (horizon, profile) of the deviations whose interval still straddles the tolerance
     where a decision turns on them (:func:`evaluation.summary.judge`). ``t_family``: the family's Student-t quantile

@@ -4,15 +4,18 @@ every deviation, lever and horizon, the lever that pays, transient and persisten
 The rule. For one mechanism under one billing, the *family* is every (deviating provider, profile, lever variant,
 judged horizon) tested. A deviation's gain is its profit minus the same provider's profit in the paired honest
 baseline, over independent seeds; its family-wise lower bound is gain - t * se with t the Bonferroni Student-t
-quantile of the family (95%) at that gain's degrees of freedom. The mechanism is *exploited* when any deviation's lower bound exceeds the
-tolerance, and otherwise *holds*; its IC regret is the largest lower bound (with that deviation's point estimate).
+quantile of the family (95%) at that gain's degrees of freedom. The mechanism is *exploited* when any deviation's
+lower bound exceeds the tolerance, and otherwise *holds*; its IC regret is the largest lower bound (with that
+deviation's point estimate).
 An exploit is *persistent* when it is still significant at the longest judged horizon, *transient* otherwise. The
 *paying lever* of one exploit: its own lever if it moves one; for a multi-lever deviation, the single-lever variant
 that earns the exploit alone (its lower bound clears the tolerance and the whole deviation earns no significantly
 more, by the paired shortfall), the one with the largest lower bound if several do, else the combination of the
 deviation's levers. The *levers that pay* a mechanism are the simplest of its exploits' paying levers: every single
-lever that earns an exploit on its own, else every smallest combination that does. They do not hang on which
-deviation happens to top the ranking (learned policies of different seeds mix the levers differently).
+lever that earns an exploit on its own at the longest judged horizon (at any horizon when no exploit persists), else
+every smallest combination that does: what keeps paying as the mechanism learns. They do not hang on which deviation
+happens to top the ranking (learned policies of different seeds mix the levers differently) nor on a lever that pays
+only briefly, at the edge of significance.
 
 Each of these decisions turns on some deviations' confidence intervals; a deviation whose interval still straddles the
 tolerance where a decision turns on it is *undecided* (:attr:`MechanismVerdict.undecided`), and the runner plays it on
@@ -166,10 +169,12 @@ def _lever_count(lever: str) -> int:
     return len(LEVERS) if lever == "all" else len(lever.split("+"))
 
 
-def paying_levers(exploits: list[Exploit]) -> str | None:
-    """The levers that pay a mechanism's exploits, the simplest first: every single lever that earns an exploit on its
-    own (in the order of :data:`agents.policy.LEVERS`), else every smallest combination that does, comma-separated;
-    None without an exploit."""
+def paying_levers(exploits: list[Exploit], longest: int | None = None) -> str | None:
+    """The levers that pay a mechanism's exploits in the long run: of the exploits at the ``longest`` judged horizon
+    (every exploit when none persists there), every single lever that earns one on its own (in the order of
+    :data:`agents.policy.LEVERS`), else every smallest combination that does, comma-separated; None without an
+    exploit."""
+    exploits = [e for e in exploits if e.horizon == longest] or exploits
     if not exploits:
         return None
     size = min(_lever_count(e.paying_lever) for e in exploits)
@@ -242,7 +247,7 @@ def judge(
         persistence = "persistent" if any(e.horizon == longest for e in exploits) else "transient"
     at_longest = [r.detectable for r in candidates if r.horizon == longest and r.lever == "all"]
     detectable = max(at_longest, default=float("nan"))
-    paying = paying_levers(exploits)
+    paying = paying_levers(exploits, longest)
     undecided = _undecided(candidates, exploits, paying, longest, tolerance, levers_of)
     notes = [f"T={r.horizon}: not judged ({r.note})" for r in results if r.note is not None]
     notes += _weaker_learners(records, judged_horizons)
@@ -296,8 +301,9 @@ def _undecided(
 ) -> list[tuple[int, str]]:
     """(horizon, profile) of the deviations whose family-wise interval straddles the tolerance where a decision turns
     on them: every deviation while the mechanism holds (one of them may yet exploit it); once exploited, the
-    one-lever deviations and variants of a lever not yet among the levers that pay (it may yet pay alone), and, while
-    no exploit is significant at the longest horizon, the deviations there (persistence)."""
+    one-lever deviations and variants of a lever not yet among the levers that pay (it may yet pay alone) at the
+    horizons those are named at, and, while no exploit is significant at the longest horizon, the deviations there
+    (persistence)."""
 
     def straddles(r: DeviationRecord) -> bool:  # the upper bound is as far above the gain as the lower one below
         return r.gain_lower <= tolerance < 2 * r.gain - r.gain_lower
@@ -306,12 +312,14 @@ def _undecided(
         relevant = candidates
     else:
         open_levers = set(LEVERS) - set((paying or "").split(", "))
+        persists = any(e.horizon == longest for e in exploits)
         relevant = [
             r
             for r in candidates
             if (r.lever if r.lever != "all" else levers_of.get(r.deviation.split("@")[0], "all")) in open_levers
+            and (r.horizon == longest or not persists)
         ]
-        if not any(e.horizon == longest for e in exploits):
+        if not persists:
             relevant += [r for r in candidates if r.horizon == longest]
     return sorted({(r.horizon, r.profile) for r in relevant if straddles(r)})
 

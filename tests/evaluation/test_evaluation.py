@@ -186,6 +186,18 @@ def test_the_levers_that_pay_do_not_hang_on_which_deviation_tops_the_ranking():
     assert both.exploits[0].paying_lever == "bid+substitution" and bid.exploits[0].paying_lever == "bid"
     assert both.paying_lever == bid.paying_lever == "bid, substitution"
 
+    # the levers that keep paying: a substitution exploit that vanishes by the longest horizon is not named there
+    levers_of = {"markup": "bid", "substitute": "substitution"}
+    gains = {"markup@provider_0": 0.05, "substitute@provider_0": 0.1}
+    short = synthetic(256, gains, dict.fromkeys(gains, 0.01), seed=1)
+    gains_long = {"markup@provider_0": 0.05, "substitute@provider_0": -0.05}
+    long = synthetic(4096, gains_long, dict.fromkeys(gains, 0.01), seed=2)
+    v = judge([short, long], tolerance=0.0, levers_of=levers_of)
+    assert v.persistence == "persistent" and v.exploits[0].paying_lever == "substitution" and v.paying_lever == "bid"
+    long = synthetic(4096, dict.fromkeys(gains, -0.05), dict.fromkeys(gains, 0.01), seed=2)
+    v = judge([short, long], tolerance=0.0, levers_of=levers_of)  # no exploit persists: every horizon's levers
+    assert v.persistence == "transient" and v.paying_lever == "bid, substitution"
+
     combos = [
         Exploit("provider_0", name, name, "all", 256, 0.1, 0.05, 0.15, 0.05, lever)
         for name, lever in [("a", "bid+inflation+substitution"), ("b", "bid+substitution"), ("c", "all")]
