@@ -153,7 +153,8 @@ class MechanismVerdict:
     horizon, ``transient`` when every exploit vanishes there. ``detectable``: the largest gain the test could miss
     with 80% power at the longest judged horizon (its power). ``paying_lever``: the levers that pay (every single
     lever that earns an exploit on its own at the longest judged horizon - any horizon when none persists - else
-    every smallest combination that does; comma-separated).
+    every smallest combination that does; comma-separated; then ``; undecided:`` and the levers whose one-lever
+    deviations still straddle the tolerance at the seed cap, if any).
     ``notes``: horizons not judged and why, learners that stayed weaker than the best scripted deviation, deviations
     left undecided. ``undecided``: (horizon, profile) of the deviations whose interval still straddles the tolerance
     where a decision turns on them (:func:`evaluation.summary.judge`). ``t_family``: the family's Student-t quantile

@@ -249,6 +249,15 @@ def judge(
     detectable = max(at_longest, default=float("nan"))
     paying = paying_levers(exploits, longest)
     undecided = _undecided(candidates, exploits, paying, longest, tolerance, levers_of)
+    if paying is not None:  # a lever that may yet pay alone, its deviations at the seed cap: said, not dropped
+        persists = persistence == "persistent"
+        open_levers = {
+            _single_lever(r, levers_of)
+            for r in candidates
+            if (r.horizon, r.profile) in set(undecided) and (r.horizon == longest or not persists)
+        } - set(paying.split(", "))
+        if open_levers & set(LEVERS):
+            paying += "; undecided: " + ", ".join(lever for lever in LEVERS if lever in open_levers)
     notes = [f"T={r.horizon}: not judged ({r.note})" for r in results if r.note is not None]
     notes += _weaker_learners(records, judged_horizons)
     if undecided:
@@ -291,6 +300,11 @@ def judge(
     )
 
 
+def _single_lever(r: DeviationRecord, levers_of: dict[str, str]) -> str:
+    """The one lever a record's deviation moves: its lever variant's, or a one-lever deviation's; else "all"."""
+    return r.lever if r.lever != "all" else levers_of.get(r.deviation.split("@")[0], "all")
+
+
 def _undecided(
     candidates: list[DeviationRecord],
     exploits: list[Exploit],
@@ -316,8 +330,7 @@ def _undecided(
         relevant = [
             r
             for r in candidates
-            if (r.lever if r.lever != "all" else levers_of.get(r.deviation.split("@")[0], "all")) in open_levers
-            and (r.horizon == longest or not persists)
+            if _single_lever(r, levers_of) in open_levers and (r.horizon == longest or not persists)
         ]
         if not persists:
             relevant += [r for r in candidates if r.horizon == longest]

@@ -198,6 +198,15 @@ def test_the_levers_that_pay_do_not_hang_on_which_deviation_tops_the_ranking():
     v = judge([short, long], tolerance=0.0, levers_of=levers_of)  # no exploit persists: every horizon's levers
     assert v.persistence == "transient" and v.paying_lever == "bid, substitution"
 
+    # a lever whose one-lever deviation still straddles the bound (at the seed cap) is named as undecided, not dropped
+    gains = {"markup@provider_0": 0.05, "substitute@provider_0": 0.01}
+    v = judge(
+        [synthetic(256, gains, {"markup@provider_0": 0.01, "substitute@provider_0": 0.5}, seed=3)],
+        tolerance=0.0,
+        levers_of=levers_of,
+    )
+    assert v.undecided == [(256, "substitute@provider_0")] and v.paying_lever == "bid; undecided: substitution"
+
     combos = [
         Exploit("provider_0", name, name, "all", 256, 0.1, 0.05, 0.15, 0.05, lever)
         for name, lever in [("a", "bid+inflation+substitution"), ("b", "bid+substitution"), ("c", "all")]
