@@ -269,8 +269,8 @@ def write_report(
             else ""
         )
         + (
-            f"; a deviation a decision turns on plays up to {header.decision_seeds} seeds while its family-wise "
-            f"interval straddles the tolerance"
+            f"; a deviation a decision turns on plays up to {header.decision_seeds} seeds while its gain is "
+            f"estimated above the tolerance but its family-wise lower bound is not"
             if header.decision_seeds > header.max_seeds
             else ""
         )

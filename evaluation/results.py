@@ -154,11 +154,12 @@ class MechanismVerdict:
     with 80% power at the longest judged horizon (its power). ``paying_lever``: the levers that pay (every single
     lever that earns an exploit on its own at the longest judged horizon - any horizon when none persists - else
     every smallest combination that does; comma-separated; then ``; undecided:`` and the levers whose one-lever
-    deviations still straddle the tolerance at the seed cap, if any).
+    deviations are still undecided at the seed cap, if any).
     ``notes``: horizons not judged and why, learners that stayed weaker than the best scripted deviation, deviations
-    left undecided. ``undecided``: (horizon, profile) of the deviations whose interval still straddles the tolerance
-    where a decision turns on them (:func:`evaluation.summary.judge`). ``t_family``: the family's Student-t quantile
-    at the first seeds (a deviation played on more seeds has its own, smaller one).
+    left undecided. ``undecided``: (horizon, profile) of the deviations whose gain is estimated above the tolerance
+    but whose family-wise lower bound is not, where a decision turns on them (:func:`evaluation.summary.judge`).
+    ``t_family``: the family's Student-t quantile at the first seeds (a deviation played on more seeds has its own,
+    smaller one).
     """
 
     mechanism: str

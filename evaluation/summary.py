@@ -17,13 +17,14 @@ every smallest combination that does: what keeps paying as the mechanism learns.
 happens to top the ranking (learned policies of different seeds mix the levers differently) nor on a lever that pays
 only briefly, at the edge of significance.
 
-Each of these decisions turns on some deviations' confidence intervals; a deviation whose interval still straddles the
-tolerance where a decision turns on it is *undecided* (:attr:`MechanismVerdict.undecided`), and the runner plays it on
-more seeds (:func:`evaluation.runner.resolve_undecided`) so that a gain at the test's detection limit does not flip a
-decision from one run to the next. As whether seeds are added then depends on the gains seen, every look at the runs
-is a test: the Bonferroni family counts each test at each look (``looks``), which keeps the family-wise level. The
-smallest gain the test detects with 80% power is reported per deviation and, as the mechanism's power, its largest
-value at the longest judged horizon.
+Each of these decisions turns on some deviations' confidence intervals; a deviation whose gain is estimated above the
+tolerance but whose family-wise lower bound is not, where a decision turns on it, is *undecided*
+(:attr:`MechanismVerdict.undecided`), and the runner plays it on more seeds
+(:func:`evaluation.runner.resolve_undecided`) so that a gain at the test's detection limit does not flip a decision from
+one run to the next. As whether seeds are added then depends on the gains seen, every look at the runs is a test: the
+Bonferroni family counts each test at each look (``looks``), which keeps the family-wise level. The smallest gain the
+test detects with 80% power is reported per deviation and, as the mechanism's power, its largest value at the longest
+judged horizon.
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def judge(
     notes += _weaker_learners(records, judged_horizons)
     if undecided:
         notes.append(
-            f"undecided (family-wise interval still straddles {tolerance:g}): "
+            f"undecided (estimated above {tolerance:g}, family-wise lower bound not): "
             + ", ".join(f"{profile} at T={horizon}" for horizon, profile in undecided)
         )
     if exploits:
@@ -313,14 +314,14 @@ def _undecided(
     tolerance: float,
     levers_of: dict[str, str],
 ) -> list[tuple[int, str]]:
-    """(horizon, profile) of the deviations whose family-wise interval straddles the tolerance where a decision turns
-    on them: every deviation while the mechanism holds (one of them may yet exploit it); once exploited, the
-    one-lever deviations and variants of a lever not yet among the levers that pay (it may yet pay alone) at the
-    horizons those are named at, and, while no exploit is significant at the longest horizon, the deviations there
-    (persistence)."""
+    """(horizon, profile) of the deviations whose gain is estimated above the tolerance but whose family-wise lower
+    bound is not (a gain estimated below it is not pursued: it would have to cross), where a decision turns on them:
+    every deviation while the mechanism holds (one of them may yet exploit it); once exploited, the one-lever
+    deviations and variants of a lever not yet among the levers that pay (it may yet pay alone) at the horizons those
+    are named at, and, while no exploit is significant at the longest horizon, the deviations there (persistence)."""
 
-    def straddles(r: DeviationRecord) -> bool:  # the upper bound is as far above the gain as the lower one below
-        return r.gain_lower <= tolerance < 2 * r.gain - r.gain_lower
+    def unconfirmed(r: DeviationRecord) -> bool:
+        return r.gain_lower <= tolerance < r.gain
 
     if not exploits:
         relevant = candidates
@@ -334,7 +335,7 @@ def _undecided(
         ]
         if not persists:
             relevant += [r for r in candidates if r.horizon == longest]
-    return sorted({(r.horizon, r.profile) for r in relevant if straddles(r)})
+    return sorted({(r.horizon, r.profile) for r in relevant if unconfirmed(r)})
 
 
 def _weaker_learners(records: list[DeviationRecord], horizons: list[int]) -> list[str]:

@@ -198,7 +198,8 @@ def test_the_levers_that_pay_do_not_hang_on_which_deviation_tops_the_ranking():
     v = judge([short, long], tolerance=0.0, levers_of=levers_of)  # no exploit persists: every horizon's levers
     assert v.persistence == "transient" and v.paying_lever == "bid, substitution"
 
-    # a lever whose one-lever deviation still straddles the bound (at the seed cap) is named as undecided, not dropped
+    # a lever whose one-lever deviation is estimated above the bound but not significant (at the seed cap) is named
+    # as undecided, not dropped
     gains = {"markup@provider_0": 0.05, "substitute@provider_0": 0.01}
     v = judge(
         [synthetic(256, gains, {"markup@provider_0": 0.01, "substitute@provider_0": 0.5}, seed=3)],
@@ -453,10 +454,10 @@ def test_a_trace_keeps_its_first_rounds_only(monkeypatch):
 
 
 def test_undecided_deviations_play_more_seeds_until_the_decision_is_settled():
-    """At 3 seeds a markup's gain under first price (about +0.012 per round) straddles a tolerance of 0.005, so the
-    verdict is open. resolve_undecided plays those deviations - and not inflation, whose gain is exactly 0 - on more
-    seeds, continuing the seed sequence (the same runs as an evaluation on that many seeds), until the verdict is
-    settled."""
+    """At 3 seeds a markup's gain under first price (about +0.012 per round) is not significantly above a tolerance of
+    0.005, so the verdict is open. resolve_undecided plays those deviations - and not inflation, whose gain is exactly
+    0 - on more seeds, continuing the seed sequence (the same runs as an evaluation on that many seeds), until the
+    verdict is settled."""
     spec = EvalSpec(
         scenario="uniform",
         mechanisms=["first_price"],
