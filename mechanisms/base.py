@@ -141,7 +141,10 @@ class Mechanism(ABC):
 
     # One market with Python scalars: the PettingZoo env's per-step path. The defaults run the batched rule with
     # E = 1; a mechanism may override them with the same rule on scalars for speed (tests/envs/test_batched.py holds
-    # both paths to identical rounds).
+    # both paths to identical rounds). To stay identical to the bit, a scalar rule does the batched rule's arithmetic
+    # in the same order (a sum of floats term by term, as numpy's cumsum and column loops do), takes exp, log and
+    # power from numpy's ufuncs (elementwise, whereas Python's math may round differently), and leaves reductions that
+    # numpy or BLAS order their own way (matmul, einsum) to numpy on E = 1 arrays (rosa's LinUCB).
 
     def allocate_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]) -> tuple[int, float]:
         """:meth:`allocate` for a single market (E = 1): ``(winner, payment)`` as Python numbers."""

@@ -39,6 +39,7 @@ default.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -51,6 +52,7 @@ from mechanisms.base import (
     Mechanism,
     Outcome,
     argmax_random_ties,
+    argmax_random_ties_one,
     best_other,
     pick,
 )
@@ -87,6 +89,17 @@ class CostPrior:
             lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
         return 0.5 * (lo + hi)
 
+    # One cost at a time, for the single-market path: the array rules on a one-element array (elementwise, so the
+    # same numbers as in a batch); a prior with a closed form overrides them with Python arithmetic.
+
+    def virtual_cost_one(self, c: float) -> float:
+        """:meth:`virtual_cost` of one cost."""
+        return float(self.virtual_cost(np.array([c]))[0])
+
+    def inverse_virtual_cost_one(self, y: float) -> float:
+        """:meth:`inverse_virtual_cost` of one value."""
+        return float(self.inverse_virtual_cost(np.array([y]))[0])
+
 
 class UniformPrior(CostPrior):
     """U[lo, hi]: F(c) = (c - lo) / (hi - lo), phi(c) = 2 max(c, lo) - lo, phi^{-1}(y) = (max(y, lo) + lo) / 2.
@@ -112,6 +125,12 @@ class UniformPrior(CostPrior):
 
     def inverse_virtual_cost(self, y: FloatArray) -> FloatArray:
         return 0.5 * (np.maximum(y, self.lo) + self.lo)
+
+    def virtual_cost_one(self, c: float) -> float:
+        return 2.0 * max(c, self.lo) - self.lo
+
+    def inverse_virtual_cost_one(self, y: float) -> float:
+        return 0.5 * (max(y, self.lo) + self.lo)
 
     def __repr__(self) -> str:
         return f"UniformPrior({self.lo:g}, {self.hi:g})"
@@ -157,6 +176,7 @@ class Myerson(Mechanism):
             if len(self.priors) != N:
                 raise ValueError(f"myerson: {len(self.priors)} priors given for {N} providers")
         self.tops = np.array([pr.hi for pr in self.priors])
+        self._tops_one = self.tops.tolist()  # the single-market path's tops
         self.n_rounds = 0
         self.n_unserved = np.zeros(n_markets)
         self.payment_sum = np.zeros(n_markets)
@@ -203,8 +223,51 @@ class Myerson(Mechanism):
         self.payment_sum += payment
         return np.where(served, w, NO_WINNER), payment
 
+    # One market (E = 1) on Python numbers: the rules above, term for term (the PettingZoo env's per-step path).
+
+    def indices_one(self, bids: list[float], qhat: list[float]) -> list[float]:
+        """:meth:`indices` of a single market, given its values ``qhat`` on the query's group."""
+        idx = [v - pr.virtual_cost_one(b) for v, pr, b in zip(qhat, self.priors, bids)]
+        if self.support_cap:
+            idx = [-math.inf if b > top else i for i, b, top in zip(idx, bids, self._tops_one)]
+        return idx
+
+    def reserves_one(self, qhat: list[float]) -> list[float]:
+        """:meth:`reserves` of a single market, given its values ``qhat`` on the query's group."""
+        r = [pr.inverse_virtual_cost_one(v) for pr, v in zip(self.priors, qhat)]
+        return [min(ri, top) for ri, top in zip(r, self._tops_one)] if self.support_cap else r
+
+    def allocate_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]) -> tuple[int, float]:
+        self.n_rounds += 1
+        qhat = self.quality.qhat_one(group)
+        idx = self.indices_one(bids, qhat)
+        w = argmax_random_ties_one(idx, noise)
+        if not idx[w] > 0.0:
+            self.n_unserved[0] += 1.0
+            return NO_WINNER, 0.0
+        others = max((v for i, v in enumerate(idx) if i != w), default=-math.inf)
+        payment = self.priors[w].inverse_virtual_cost_one(qhat[w] - max(0.0, others))
+        if self.support_cap:
+            payment = min(payment, self._tops_one[w])
+        payment = max(payment, bids[w])
+        self.payment_sum[0] += payment
+        return w, payment
+
     def update(self, outcome: Outcome) -> None:
         self.quality.observe(outcome)
+
+    def update_one(
+        self,
+        winner: int,
+        score: float,
+        input_tokens: int,
+        reported_tokens: int,
+        payment: float,
+        context: FloatArray,
+        group: int,
+    ) -> None:
+        if winner != NO_WINNER:
+            self.quality.observe_one(winner, group, score)
 
     @property
     def public_state_dim(self) -> int:
@@ -215,9 +278,21 @@ class Myerson(Mechanism):
         vs = self.info.value_scale
         return np.concatenate((self.quality.qhat(group) / vs, self.reserves(group) / vs), axis=1)
 
+    def public_state_one(self, context: FloatArray, group: int) -> list[float]:
+        vs = self.info.value_scale
+        qhat = self.quality.qhat_one(group)
+        return [v / vs for v in qhat] + [r / vs for r in self.reserves_one(qhat)]
+
     def diagnostics(self) -> dict[str, FloatArray]:
         served = self.n_rounds - self.n_unserved
         return {
             "unserved_rate": self.n_unserved / max(1, self.n_rounds),
             "mean_payment": self.payment_sum / np.maximum(1, served),
+        }
+
+    def diagnostics_one(self) -> dict[str, float]:
+        unserved = self.n_unserved.item(0)
+        return {
+            "unserved_rate": unserved / max(1, self.n_rounds),
+            "mean_payment": self.payment_sum.item(0) / max(1.0, self.n_rounds - unserved),
         }

@@ -38,12 +38,23 @@ outcome the resampling changed, the mean payment.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import numpy as np
 
-from mechanisms.base import NO_WINNER, FloatArray, IntArray, MarketInfo, Mechanism, Outcome, argmax_random_ties, pick
+from mechanisms.base import (
+    NO_WINNER,
+    FloatArray,
+    IntArray,
+    MarketInfo,
+    Mechanism,
+    Outcome,
+    argmax_random_ties,
+    argmax_random_ties_one,
+    pick,
+)
 from mechanisms.quality import QualityEstimator, QualityMode
 from mechanisms.registry import register
 
@@ -58,7 +69,7 @@ class Allocation(ABC):
 
     name: str = ""  # a class default; a variant may rename its instance (linucb_opt)
     TRANSIENT: ClassVar[tuple[str, ...]] = ("info",)  # the public facts, rebuilt at reset
-    CACHES: ClassVar[tuple[str, ...]] = ("_cached",)  # LinUCB's index of the current query
+    CACHES: ClassVar[tuple[str, ...]] = ("_cached", "_cached_one")  # LinUCB's index of the current query
 
     def reset(self, info: MarketInfo, n_markets: int) -> None:
         self.info = info
@@ -75,6 +86,41 @@ class Allocation(ABC):
     def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         """[E, N] the rule's per-provider quality index on this query, in score units (a fraction of value_scale)."""
         return np.zeros((context.shape[0], self.info.n_providers))
+
+    # One market (E = 1) with Python numbers: the PettingZoo env's per-step path. The defaults run the batched rule
+    # with E = 1; a rule may override them with the same rule on scalars.
+
+    def choose_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]) -> int:
+        """:meth:`choose` of a single market."""
+        return int(self.choose(np.array([bids]), context[None], np.array([group]), np.array([noise]))[0])
+
+    def update_one(
+        self,
+        winner: int,
+        score: float,
+        input_tokens: int,
+        reported_tokens: int,
+        payment: float,
+        context: FloatArray,
+        group: int,
+    ) -> None:
+        """:meth:`update` of a single market (the arguments of :meth:`Mechanism.update_one`)."""
+        self.update(
+            Outcome(
+                np.array([winner]),
+                np.array([score]),
+                np.array([input_tokens]),
+                np.array([reported_tokens]),
+                np.array([payment]),
+                context[None],
+                np.array([group]),
+            )
+        )
+
+    def public_state_one(self, context: FloatArray, group: int) -> list[float]:
+        """:meth:`public_state` of a single market."""
+        state: list[float] = self.public_state(context[None], np.array([group]))[0].tolist()
+        return state
 
 
 class LinUCBAllocation(Allocation):
@@ -110,18 +156,38 @@ class LinUCBAllocation(Allocation):
         self.wins = np.zeros((E, N))
         self.offset = (info.prior_quality if self.prior_offset else np.zeros_like(info.prior_quality)).T  # [G, N]
         self.cost_lo = np.asarray(info.cost_range, dtype=float)[:, 0].copy()
+        self._cost_lo_one = self.cost_lo.tolist()
         self._cached: tuple[FloatArray, FloatArray, FloatArray] | None = None  # (context, group, ucb) of this round
+        self._cached_one: tuple[tuple[bytes, int], list[float]] | None = None  # E = 1: ((context, group), ucb)
+
+    def _ucb(self, context: FloatArray, group: IntArray) -> FloatArray:
+        """[E, N] upper confidence bound on E[S | x], computed."""
+        x = np.asarray(context, dtype=float)
+        vx = np.matmul(self.v_inv, x[:, None, :, None])[..., 0]  # [E, N, d]
+        width = np.sqrt(np.maximum(np.einsum("end,ed->en", vx, x), 0.0))
+        ucb: FloatArray = np.einsum("end,ed->en", self.theta, x) + self.alpha * width + self.offset.take(group, axis=0)
+        return ucb
 
     def ucb(self, context: FloatArray, group: IntArray) -> FloatArray:
         """[E, N] upper confidence bound on E[S | x] (cached until the next update or another query)."""
         c = self._cached
         if c is None or not (np.array_equal(c[0], context) and np.array_equal(c[1], group)):
-            x = np.asarray(context, dtype=float)
-            vx = np.matmul(self.v_inv, x[:, None, :, None])[..., 0]  # [E, N, d]
-            width = np.sqrt(np.maximum(np.einsum("end,ed->en", vx, x), 0.0))
-            ucb = np.einsum("end,ed->en", self.theta, x) + self.alpha * width + self.offset.take(group, axis=0)
+            ucb = self._ucb(context, group)
             self._cached = c = (np.array(context, copy=True), np.array(group, copy=True), ucb)
         return c[2]
+
+    def ucb_one(self, context: FloatArray, group: int) -> list[float]:
+        """:meth:`ucb` of a single market (the batched computation with E = 1, cached as a list)."""
+        key = (context.tobytes(), group)
+        if self._cached_one is None or self._cached_one[0] != key:
+            self._cached_one = (key, self._ucb(context[None], np.array([group]))[0].tolist())
+        return self._cached_one[1]
+
+    def costs_one(self, bids: list[float]) -> list[float]:
+        """cost_i(b_i) of a single market (the bids, or the uniform-prior virtual costs with ``virtual``)."""
+        if not self.virtual:
+            return bids
+        return [2.0 * max(b, lo) - lo for b, lo in zip(bids, self._cost_lo_one)]
 
     def choose(self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray) -> IntArray:
         cost = 2.0 * np.maximum(bids, self.cost_lo) - self.cost_lo if self.virtual else bids
@@ -129,26 +195,54 @@ class LinUCBAllocation(Allocation):
         w = argmax_random_ties(index, noise)
         return np.where(pick(index, w) > 0.0, w, NO_WINNER)
 
+    def choose_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]) -> int:
+        vs = self.info.value_scale
+        index = [vs * u - c for u, c in zip(self.ucb_one(context, group), self.costs_one(bids))]
+        w = argmax_random_ties_one(index, noise)
+        return w if index[w] > 0.0 else NO_WINNER
+
     def update(self, outcome: Outcome) -> None:
         e = np.flatnonzero(outcome.served)
         if e.size == 0:
             return
-        E, N, d = self.b.shape
+        N = self.b.shape[1]
         w = outcome.winner[e]
-        cell = e * N + w  # (market, winner) in the flattened [E * N] leading axes
-        x = np.asarray(outcome.context.take(e, axis=0), dtype=float)  # [S, d]
+        residual = outcome.score.take(e) - self.offset[outcome.group.take(e), w]
+        self._learn(e * N + w, outcome.context.take(e, axis=0), residual)
+
+    def update_one(
+        self,
+        winner: int,
+        score: float,
+        input_tokens: int,
+        reported_tokens: int,
+        payment: float,
+        context: FloatArray,
+        group: int,
+    ) -> None:
+        if winner != NO_WINNER:
+            self._learn(np.array([winner]), context[None], np.array([score - self.offset.item(group, winner)]))
+
+    def _learn(self, cell: IntArray, context: FloatArray, residual: FloatArray) -> None:
+        """Add the observed residuals S - m_i [S] on the contexts [S, d] to the regressions of the (market, winner)
+        ``cell`` [S] (indices into the flattened [E * N] leading axes)."""
+        E, N, d = self.b.shape
+        x = np.asarray(context, dtype=float)  # [S, d]
         v_inv = self.v_inv.reshape(E * N, d, d).take(cell, axis=0)  # [S, d, d]
         vx = np.matmul(v_inv, x[..., None])[..., 0]
         v_inv -= vx[:, :, None] * vx[:, None, :] / (1.0 + np.einsum("sd,sd->s", vx, x))[:, None, None]
         self.v_inv.reshape(E * N, d, d)[cell] = v_inv  # Sherman-Morrison: (V + x x')^-1
         b = self.b.reshape(E * N, d)
-        b[cell] += (outcome.score.take(e) - self.offset[outcome.group.take(e), w])[:, None] * x
+        b[cell] += residual[:, None] * x
         self.theta.reshape(E * N, d)[cell] = np.matmul(v_inv, b[cell][..., None])[..., 0]
         self.wins.reshape(-1)[cell] += 1.0
-        self._cached = None
+        self._cached = self._cached_one = None
 
     def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         return np.clip(self.ucb(context, group), -1.0, 2.0)
+
+    def public_state_one(self, context: FloatArray, group: int) -> list[float]:
+        return [min(max(u, -1.0), 2.0) for u in self.ucb_one(context, group)]
 
 
 class GreedyAllocation(Allocation):
@@ -169,11 +263,32 @@ class GreedyAllocation(Allocation):
         w = argmax_random_ties(s, noise)
         return np.where(pick(s, w) >= 0.0, w, NO_WINNER)
 
+    def choose_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]) -> int:
+        s = [q - b for q, b in zip(self.quality.qhat_one(group), bids)]
+        w = argmax_random_ties_one(s, noise)
+        return w if s[w] >= 0.0 else NO_WINNER
+
     def update(self, outcome: Outcome) -> None:
         self.quality.observe(outcome)
 
+    def update_one(
+        self,
+        winner: int,
+        score: float,
+        input_tokens: int,
+        reported_tokens: int,
+        payment: float,
+        context: FloatArray,
+        group: int,
+    ) -> None:
+        if winner != NO_WINNER:
+            self.quality.observe_one(winner, group, score)
+
     def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         return self.quality.mean_score(group)
+
+    def public_state_one(self, context: FloatArray, group: int) -> list[float]:
+        return self.quality.mean_score_one(group)
 
 
 ALLOCATIONS = ("linucb", "linucb_opt", "greedy")
@@ -275,6 +390,54 @@ class Rosa(Mechanism):
     def update(self, outcome: Outcome) -> None:
         self.allocation.update(outcome)
 
+    # One market (E = 1) on Python numbers: the rules above, term for term (the PettingZoo env's per-step path).
+
+    def resample_one(self, bids: list[float], noise: list[float]) -> list[float]:
+        """:meth:`resample` of a single market."""
+        N, cbar = len(bids), self.cbar
+        resampled = [coin < self.mu and b <= cbar for coin, b in zip(noise[:N], bids)]
+        x = [
+            (cbar - (cbar - b) * float(np.power(nu, self._exponent)) if r else b) if b <= cbar else math.inf
+            for b, r, nu in zip(bids, resampled, noise[N : 2 * N])
+        ]
+        self.resampled, self.last_asks = np.array([resampled]), np.array([x])
+        return x
+
+    def allocate_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]) -> tuple[int, float]:
+        self.n_rounds += 1
+        N, cbar = len(bids), self.cbar
+        x = self.resample_one(bids, noise)
+        ties = noise[2 * N :]
+        w = self.allocation.choose_one(x, context, group, ties)
+        # Diagnostic only: would the plain rule A(b) have picked someone else?
+        plain = self.allocation.choose_one([b if b <= cbar else math.inf for b in bids], context, group, ties)
+        if plain != w:
+            self.n_changed[0] += 1.0
+        if w == NO_WINNER:
+            self.n_unserved[0] += 1.0
+            return NO_WINNER, 0.0
+        b_w = bids[w]
+        rebate = self.resampled.item(0, w)
+        payment = b_w + ((cbar - b_w) / self.mu if rebate else 0.0)
+        self.n_rebates[0] += rebate
+        self.payment_sum[0] += payment
+        return w, payment
+
+    def update_one(
+        self,
+        winner: int,
+        score: float,
+        input_tokens: int,
+        reported_tokens: int,
+        payment: float,
+        context: FloatArray,
+        group: int,
+    ) -> None:
+        self.allocation.update_one(winner, score, input_tokens, reported_tokens, payment, context, group)
+
+    def public_state_one(self, context: FloatArray, group: int) -> list[float]:
+        return [*self.allocation.public_state_one(context, group), self.cbar / self.info.value_scale]
+
     @property
     def public_state_dim(self) -> int:
         return self.info.n_providers + 1
@@ -292,4 +455,14 @@ class Rosa(Mechanism):
             "rebate_rate": self.n_rebates / np.maximum(1, served),
             "resample_changed_rate": self.n_changed / max(1, self.n_rounds),
             "mean_payment": self.payment_sum / np.maximum(1, served),
+        }
+
+    def diagnostics_one(self) -> dict[str, float]:
+        rounds, unserved = max(1, self.n_rounds), self.n_unserved.item(0)
+        served = max(1.0, self.n_rounds - unserved)
+        return {
+            "unserved_rate": unserved / rounds,
+            "rebate_rate": self.n_rebates.item(0) / served,
+            "resample_changed_rate": self.n_changed.item(0) / rounds,
+            "mean_payment": self.payment_sum.item(0) / served,
         }

@@ -28,7 +28,9 @@ of served rounds won by a provider without the best weighted score ln w_i + s_i 
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,7 +40,6 @@ from mechanisms.base import (
     FloatArray,
     IntArray,
     MarketInfo,
-    Mechanism,
     argmax_random_ties,
     pick,
     row_max,
@@ -58,6 +59,28 @@ def payment_ratio(d: FloatArray) -> FloatArray:
     with np.errstate(divide="ignore", invalid="ignore"):
         low = np.where(e_neg > 0.0, np.log1p(e_neg) / e_neg, 1.0) * (1.0 + e_neg)  # the d < 0 form, u = e^d
     return np.where(d >= 0.0, high, low)
+
+
+# The single-market rules below take numpy's exp, log and log1p (elementwise, so the same numbers as in a batch) and do
+# the rest in Python arithmetic, in the order of the batched rules.
+
+
+def payment_ratio_one(d: float) -> float:
+    """:func:`payment_ratio` of one number."""
+    e_neg = float(np.exp(-abs(d)))
+    if d >= 0.0:
+        return (d + float(np.log1p(e_neg))) * (1.0 + e_neg)
+    return (float(np.log1p(e_neg)) / e_neg if e_neg > 0.0 else 1.0) * (1.0 + e_neg)
+
+
+def logsumexp_one(a: list[float]) -> float:
+    """:func:`logsumexp` of one row."""
+    m = max(a)
+    safe = m if math.isfinite(m) else 0.0
+    total = 0.0
+    for term in np.exp([x - safe for x in a]).tolist():
+        total += term
+    return float(np.log(total)) + safe
 
 
 def logsumexp(a: FloatArray) -> FloatArray:
@@ -121,9 +144,6 @@ class SoftRochet(ScoringAuction):
     def noise_dim(self) -> int:
         return 1
 
-    # The logit draw has no scalar twin here: one market runs the batched rule.
-    allocate_one = Mechanism.allocate_one
-
     def logits(self, bids: FloatArray, group: IntArray) -> FloatArray:
         """[E, N + 1] logits (ln w_0, ln w_i + s_i / t)."""
         out = np.empty((bids.shape[0], bids.shape[1] + 1))
@@ -172,10 +192,44 @@ class SoftRochet(ScoringAuction):
         self.n_soft += served & (ws != argmax_random_ties(lg[:, 1:], np.zeros((lg.shape[0], lg.shape[1] - 1))))
         return np.where(served, w, NO_WINNER), payment
 
+    def logits_one(self, bids: list[float], group: int) -> list[float]:
+        """:meth:`logits` of a single market."""
+        t = self.t
+        scores = map(operator.sub, self.quality.qhat_one(group), bids)
+        return [math.log(self.w0), *(s / t + lw for s, lw in zip(scores, self.log_w.tolist()))]
+
+    def allocate_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]) -> tuple[int, float]:
+        """:meth:`allocate` of a single market, step for step."""
+        self.n_rounds += 1
+        lg = self.logits_one(bids, group)
+        top = max(lg)
+        weights = np.exp([x - top for x in lg]).tolist()
+        cum = list(itertools.accumulate(weights))  # sequential sums, as numpy's cumsum
+        threshold = noise[0] * cum[-1]
+        k = sum(c <= threshold for c in cum[:-1])  # the first option whose cumulative weight exceeds the draw
+        if k == 0:
+            self.n_unserved[0] += 1.0
+            return NO_WINNER, 0.0
+        w = k - 1
+        others = [-math.inf if j == k else x for j, x in enumerate(lg)]
+        payment = bids[w] + self.t * payment_ratio_one(lg[k] - logsumexp_one(others))
+        self.payment_sum[0] += payment
+        if w != lg.index(max(lg[1:]), 1) - 1:
+            self.n_soft[0] += 1.0
+        return w, payment
+
     def diagnostics(self) -> dict[str, FloatArray]:
         served = self.n_rounds - self.n_unserved
         return {
             "unserved_rate": self.n_unserved / max(1, self.n_rounds),
             "mean_payment": self.payment_sum / np.maximum(1, served),
             "non_argmax_rate": self.n_soft / np.maximum(1, served),
+        }
+
+    def diagnostics_one(self) -> dict[str, float]:
+        served = max(1.0, self.n_rounds - self.n_unserved.item(0))
+        return {
+            **super().diagnostics_one(),
+            "mean_payment": self.payment_sum.item(0) / served,
+            "non_argmax_rate": self.n_soft.item(0) / served,
         }

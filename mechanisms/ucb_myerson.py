@@ -27,7 +27,8 @@ the provider's own bid whenever it is the second-lowest.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -39,6 +40,7 @@ from mechanisms.base import (
     Mechanism,
     Outcome,
     argmax_random_ties,
+    argmax_random_ties_one,
     best_other,
     pick,
     row_any,
@@ -55,6 +57,8 @@ EDGE_TOL = 1e-9  # bin widths: a bid this close below a histogram edge is binned
 class UCBMyerson(Mechanism):
     name = "ucb_myerson"
     reference = "MECHANISMS.md §3"
+    # The single-market path's copy of the histogram and its coming index, rebuilt from the arrays when None.
+    CACHES: ClassVar[tuple[str, ...]] = ("_hist_one", "_ucb_next_one")
 
     def __init__(
         self,
@@ -118,6 +122,8 @@ class UCBMyerson(Mechanism):
         self._cells = (np.arange(E * N) * self.bins).reshape(E, N)  # first bin of every (market, provider)
         self._prior_density = self.prior_weight / self.reserve  # the uniform prior's pseudo-bids per unit of bid
         self._ucb_next: FloatArray | None = None  # the index of round t + 1, computed for the public state
+        self._hist_one: list[list[float]] | None = None  # E = 1: hist[0] as lists
+        self._ucb_next_one: list[float] | None = None  # E = 1: _ucb_next[0] as a list
 
     @property
     def noise_dim(self) -> int:
@@ -173,6 +179,7 @@ class UCBMyerson(Mechanism):
         hist, cell = self.hist.reshape(-1), self._cells + k
         hist.put(cell, hist.take(cell) + 1.0)  # record the bids (each (market, provider) once)
         self.n_bids += 1.0
+        self._hist_one = None
         eligible = bids <= self.reserve
         served = row_any(eligible)
         self.n_skipped += ~served
@@ -195,13 +202,92 @@ class UCBMyerson(Mechanism):
         return np.where(served, w, NO_WINNER), np.where(served, payment, 0.0)
 
     def update(self, outcome: Outcome) -> None:
-        self._ucb_next = None
+        self._ucb_next = self._ucb_next_one = None
         e = np.flatnonzero(outcome.served)
         if e.size:
             cell = e * self.info.n_providers + outcome.winner[e]
             value = self.info.value_scale * outcome.score[e]
             self.wins.reshape(-1)[cell] += 1.0
             self.value_sum.reshape(-1)[cell] += value - outcome.payment[e] if self.value_signal == "net" else value
+
+    # One market (E = 1) on Python numbers: the rules above, term for term (the PettingZoo env's per-step path).
+
+    def ucb_one(self, t: int) -> list[float]:
+        """:meth:`ucb` of a single market at round ``t``."""
+        log_t = float(np.log(max(t, 1)))  # numpy's log, as in the batched rule
+        scale = self.exploration * self.info.value_scale
+        return [
+            math.inf if n == 0 else v / n + scale * math.sqrt(log_t / n)
+            for n, v in zip(self.wins[0].tolist(), self.value_sum[0].tolist())
+        ]
+
+    def virtual_cost_one(self, bid: float, row: list[float]) -> tuple[float, int]:
+        """phi_i(b_i) of :meth:`virtual_cost` for one bid on its provider's histogram ``row``, and the bid's bin."""
+        x = min(max(bid, 0.0), self.reserve)
+        k = min(math.floor(x / self.width + EDGE_TOL), self.bins - 1)
+        own, below = row[k], sum(row[:k])  # counts: every partial sum is exact
+        density = self._prior_density
+        cdf = density * x + below + max(x / self.width - k, 0.0) * own
+        phi = bid + cdf / (density + own / self.width)
+        if self.ironed and k > 0:
+            edges, cum, lifted = self.edges.tolist(), 0.0, -math.inf
+            for edge, count in zip(edges[:k], row):
+                cum += count
+                lifted = max(lifted, edge + (density * edge + cum) / (density + count / self.width))
+            phi = max(phi, lifted)
+        return phi, k
+
+    def allocate_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]) -> tuple[int, float]:
+        self.t += 1
+        ucb = self._ucb_next_one if self._ucb_next_one is not None else self.ucb_one(self.t)
+        self._ucb_next = self._ucb_next_one = None
+        if self._hist_one is None:
+            self._hist_one = self.hist[0].tolist()
+        index = []
+        for i, (bid, row) in enumerate(zip(bids, self._hist_one)):
+            phi, k = self.virtual_cost_one(bid, row)
+            index.append(ucb[i] - phi)
+            row[k] += 1.0  # record the bid
+            self.hist[0, i, k] = row[k]
+        self.n_bids[0] += 1.0
+        eligible = [bid <= self.reserve for bid in bids]
+        if not any(eligible):
+            self.n_skipped[0] += 1.0
+            return NO_WINNER, 0.0
+        untried = [ok and n == 0 for ok, n in zip(eligible, self.wins[0].tolist())]
+        if any(untried):  # untried providers first, cheapest ask first; otherwise the best index
+            w = argmax_random_ties_one([-b if u else -math.inf for b, u in zip(bids, untried)], noise)
+        else:
+            w = argmax_random_ties_one([v if ok else -math.inf for v, ok in zip(index, eligible)], noise)
+        if self.payment_rule == "second_lowest":
+            second = sorted(bids)[1] if len(bids) > 1 else bids[0]
+        else:
+            second = min((b for i, b in enumerate(bids) if i != w and b >= bids[w]), default=math.inf)
+        return w, min(self.reserve, second)
+
+    def update_one(
+        self,
+        winner: int,
+        score: float,
+        input_tokens: int,
+        reported_tokens: int,
+        payment: float,
+        context: FloatArray,
+        group: int,
+    ) -> None:
+        self._ucb_next = self._ucb_next_one = None
+        if winner != NO_WINNER:
+            value = self.info.value_scale * score
+            self.wins[0, winner] += 1.0
+            self.value_sum[0, winner] += value - payment if self.value_signal == "net" else value
+
+    def public_state_one(self, context: FloatArray, group: int) -> list[float]:
+        self._ucb_next_one = ucb = self.ucb_one(self.t + 1)
+        vs = self.info.value_scale
+        return [self.reserve / vs, *(min(u, 2.0 * vs) / vs for u in ucb)]
+
+    def diagnostics_one(self) -> dict[str, float]:
+        return {"skipped_rate": self.n_skipped.item(0) / max(1, self.t), "reserve": self.reserve}
 
     @property
     def public_state_dim(self) -> int:

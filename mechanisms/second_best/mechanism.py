@@ -197,6 +197,13 @@ class SecondBest(Mechanism):
 
     # ------------------------------------------------------------------------------------------- interface
 
+    def _round(self, market: int = 0) -> tuple[int, int, int]:
+        """Market ``market``'s current segment, its provider and its phase (NO_WINNER and DONE once done)."""
+        cur = self.cur.item(market)
+        if cur >= self.seg_count.shape[1]:
+            return cur, NO_WINNER, DONE
+        return cur, self.seg_provider.item(market, cur), self.seg_phase.item(market, cur)
+
     def allocate(
         self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
     ) -> tuple[IntArray, FloatArray]:
@@ -204,6 +211,9 @@ class SecondBest(Mechanism):
         active = self.cur < S
         winner = np.where(active, pick(self.seg_provider, np.minimum(self.cur, S - 1)), NO_WINNER)
         return winner, np.zeros(self.n_markets)
+
+    def allocate_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]) -> tuple[int, float]:
+        return self._round()[1], 0.0
 
     def update(self, outcome: Outcome) -> None:
         S = self.seg_count.shape[1]
@@ -241,12 +251,59 @@ class SecondBest(Mechanism):
                 self._end_exploration(explored)
             self._advance(ended)
 
+    def update_one(
+        self,
+        winner: int,
+        score: float,
+        input_tokens: int,
+        reported_tokens: int,
+        payment: float,
+        context: FloatArray,
+        group: int,
+    ) -> None:
+        """:meth:`update` of a single market (E = 1) on Python numbers; the rare ends of a segment run the batched
+        steps for it."""
+        seg, provider, phase = self._round()
+        if provider == NO_WINNER or winner != provider:
+            return
+        reward = self.scale * score
+        user = reward - payment
+        self.delegations[0, winner, phase] += 1
+        self.t[0] += 1
+        if phase == EXPLORATION:
+            self._sums[0, winner] += (user, reward, reported_tokens)
+        elif phase == EXPLOITATION:
+            self._exploit_sum[0] += user
+            self._exploit_n[0] += 1
+        self.remaining[0] -= 1
+        remaining = self.remaining.item(0)
+        # After every full batch of B checked queries: stop exploiting for good below the threshold.
+        if (
+            seg == self._batches
+            and remaining % self.B == 0
+            and self._exploit_sum.item(0) / self._exploit_n.item(0) < self.threshold.item(0)
+        ):
+            self.early_stopped[0] = True
+            self.stop_time[0] = self.t[0]
+            self.remaining[0] = remaining = 0
+            self.seg_count[0, self._rest] = 0
+            self.seg_count[0, self._bonus] = 0
+        if remaining == 0 or self.t.item(0) >= self.horizon:
+            e = np.zeros(1, dtype=np.intp)
+            if seg == self._first - 1:
+                self._end_exploration(e)
+            self._advance(e)
+
     @property
     def public_state_dim(self) -> int:
         return 6 + self.info.n_providers if self.info is not None else 0
 
     def public_state(self, context: FloatArray, group: IntArray) -> FloatArray:
         return self._state
+
+    def public_state_one(self, context: FloatArray, group: int) -> list[float]:
+        state: list[float] = self._state[0].tolist()
+        return state
 
     def diagnostics(self) -> dict[str, FloatArray]:
         phases = self.delegations.sum(axis=1).astype(float)  # [E, 4] queries delegated in each phase
@@ -260,6 +317,20 @@ class SecondBest(Mechanism):
             "threshold": self.threshold,
             "delegated": self.t.astype(float),
             **{f"delegated_{name}": phases[:, k] for k, name in enumerate(PHASES[:N_PLAY_PHASES])},
+        }
+
+    def diagnostics_one(self) -> dict[str, float]:
+        phases = [float(sum(counts)) for counts in zip(*self.delegations[0].tolist())]
+        return {
+            "phase": float(self._round()[2]),
+            "early_stopped": float(self.early_stopped.item(0)),
+            "stop_time": float(self.stop_time.item(0)),
+            "best": float(self.best.item(0)),
+            "u_second": self.u_second.item(0),
+            "R": float(self.R.item(0)),
+            "threshold": self.threshold.item(0),
+            "delegated": float(self.t.item(0)),
+            **{f"delegated_{name}": phases[k] for k, name in enumerate(PHASES[:N_PLAY_PHASES])},
         }
 
     @classmethod

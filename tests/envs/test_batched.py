@@ -22,8 +22,28 @@ def probe_policy(layout, seed: int = 0):
 
 
 def test_batched_markets_play_the_rounds_of_separate_envs(mechanism_name, scenario_name, scenario_overrides):
+    assert_batched_plays_separate_envs(scenario_name, mechanism_name, dict(horizon=70, **scenario_overrides))
+
+
+# Variants of the mechanisms whose single-market rules take other branches than the defaults.
+VARIANTS = [
+    ("ucb_myerson", {"ironed": True}),
+    ("ucb_myerson", {"payment": "next_higher", "value": "gross"}),
+    ("myerson", {"support_cap": False}),
+    ("myerson", {"quality": "prior"}),
+    ("rosa", {"allocation": "greedy", "quality": "learned"}),
+    ("rosa", {"allocation": "linucb_opt"}),
+    ("soft_rochet", {"temperature": 0.02, "weights": [1.0, 0.0]}),
+]
+
+
+@pytest.mark.parametrize(("mechanism", "params"), VARIANTS, ids=lambda v: str(v))
+def test_batched_markets_play_the_rounds_of_separate_envs_in_mechanism_variants(mechanism, params):
+    assert_batched_plays_separate_envs("capitals", mechanism, dict(horizon=70, **params))
+
+
+def assert_batched_plays_separate_envs(scenario_name: str, mechanism_name: str, over: dict) -> None:
     seeds = [11, 12, 13]
-    over = dict(horizon=70, **scenario_overrides)
     batched = make_batched(scenario_name, mechanism_name, len(seeds), **over)
     singles = [parallel_env(scenario_name, mechanism_name, **over) for _ in seeds]
     act = probe_policy(batched.layout)
@@ -65,6 +85,9 @@ def test_batched_markets_play_the_rounds_of_separate_envs(mechanism_name, scenar
                     np.testing.assert_array_equal(getattr(r, field)[e], getattr(s, field)[0], err_msg=field)
                 assert [out[1][a] for a in env.possible_agents] == rewards[e].tolist()
                 assert all(out[3].values()) == bool(done[e])
+                assert out[4][env.possible_agents[0]]["market"]["mechanism"] == {
+                    k: v[e] for k, v in batched.mechanism.diagnostics().items()
+                }
         for e, env in enumerate(singles):
             diag_b = {k: v[e] for k, v in batched.mechanism.diagnostics().items()}
             assert diag_b == {k: v[0] for k, v in env.mechanism.diagnostics().items()}
@@ -105,4 +128,32 @@ def test_a_market_continues_exactly_from_its_saved_state(mechanism_name, scenari
         np.testing.assert_array_equal(ra, rb)
         if da.all():
             a.reset()
+            b.reset()
+
+
+def test_a_single_market_continues_exactly_from_its_saved_state(mechanism_name):
+    """The PettingZoo env's per-step path after a snapshot: caches of the single-market rules are rebuilt from the
+    restored state, so a restored env plays the rounds of the original."""
+    import json
+
+    a = parallel_env("capitals", mechanism_name, seed=1, horizon=60)
+    b = parallel_env("capitals", mechanism_name, seed=5, horizon=60)
+    act = probe_policy(a.layout, seed=3)
+    obs, _ = a.reset()
+    b.reset()
+    for _ in range(25):
+        obs = a.step({k: act(o) for k, o in obs.items()})[0]
+    arrays, meta = a.core.state_dict()
+    b.core.load_state_dict(arrays, json.loads(json.dumps(meta)))
+    for _ in range(80):
+        joint = {k: act(o) for k, o in obs.items()}
+        oa, ra, _, ta, ia = a.step(joint)
+        ob, rb, _, _, ib = b.step(joint)
+        for k in oa:
+            np.testing.assert_array_equal(oa[k], ob[k])
+        assert ra == rb
+        assert ia == ib
+        obs = oa
+        if all(ta.values()):
+            obs, _ = a.reset()
             b.reset()
