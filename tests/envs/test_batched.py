@@ -37,7 +37,7 @@ VARIANTS = [
 ]
 
 
-@pytest.mark.parametrize(("mechanism", "params"), VARIANTS, ids=lambda v: str(v))
+@pytest.mark.parametrize("mechanism, params", VARIANTS, ids=lambda v: str(v))
 def test_batched_markets_play_the_rounds_of_separate_envs_in_mechanism_variants(mechanism, params):
     assert_batched_plays_separate_envs("capitals", mechanism, dict(horizon=70, **params))
 
