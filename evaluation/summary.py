@@ -251,11 +251,8 @@ def judge(
     paying = paying_levers(exploits, longest)
     undecided = _undecided(candidates, exploits, paying, longest, tolerance, levers_of)
     if paying is not None:  # a lever that may yet pay alone, its deviations at the seed cap: said, not dropped
-        persists = persistence == "persistent"
         open_levers = {
-            _single_lever(r, levers_of)
-            for r in candidates
-            if (r.horizon, r.profile) in set(undecided) and (r.horizon == longest or not persists)
+            _single_lever(r, levers_of) for r in candidates if (r.horizon, r.profile) in set(undecided)
         } - set(paying.split(", "))
         if open_levers & set(LEVERS):
             paying += "; undecided: " + ", ".join(lever for lever in LEVERS if lever in open_levers)
