@@ -25,12 +25,17 @@ from evaluation.config import LIST_PRICE, EvalConfig, EvalSpec, Setting
 from evaluation.parallel import make_backend
 from evaluation.rollout import play
 from training.config import TrainConfig
-from training.trainer import read_run_config, train
+from training.trainer import read_run_config, scripted_target, train
 
 
-def _train_job(job: tuple[dict, bool, bool]) -> str:
-    fields, resume, progress = job
-    return str(train(TrainConfig(**fields), resume=resume, progress=progress).run_dir)
+def _train_job(job: tuple[list[tuple[dict[str, Any], bool]], bool]) -> None:
+    """Train one learner's pending seeds (TrainConfig fields, resume) in turn against their common target, the best
+    scripted deviation, measured once."""
+    runs, progress = job
+    first = TrainConfig(**runs[0][0])
+    targets = {first.learners[0]: scripted_target(first, first.learners[0])}
+    for fields, resume in runs:
+        train(TrainConfig(**fields), resume=resume, progress=progress, scripted_targets=targets)
 
 
 def _started(run_dir: Path, fields: dict[str, Any]) -> bool:
@@ -118,18 +123,21 @@ def train_learners(
     plan = learner_runs(cfg)
     # Each job's own progress bar in a local pool; on Ray, which forwards a worker's output line by line, the grid's.
     per_job = progress and cfg.backend == "process"
-    jobs: list[tuple[dict[str, Any], bool, bool]] = []
+    pending: dict[tuple[str, str, str], list[tuple[dict[str, Any], bool]]] = {}  # seeds by learner
     by_market: dict[tuple[str, str], list[Path]] = {}
     for key, fields in plan:
         run_dir = Path(fields["run_dir"])
         started = _started(run_dir, fields)  # also checks that a finished run was trained with these settings
         if not (run_dir / "summary.json").is_file():
-            jobs.append((fields, started, per_job))
+            pending.setdefault((*key, fields["learners"][0]), []).append((fields, started))
         by_market.setdefault(key, []).append(run_dir)
-    # Long-horizon learners (fewer markets, so more updates per step) take longest: they start first.
-    make_backend(cfg, inline=False).map_longest_first(
-        _train_job, jobs, lambda job: job[0]["overrides"]["horizon"], "train", progress and not per_job
-    )
+    jobs = [(runs, per_job) for runs in pending.values()]
+
+    def cost(job: tuple[list[tuple[dict[str, Any], bool]], bool]) -> float:
+        # Long-horizon learners (fewer markets, so more updates per step) take longest: they start first.
+        return job[0][0][0]["overrides"]["horizon"] * len(job[0])
+
+    make_backend(cfg, inline=False).map_longest_first(_train_job, jobs, cost, "train", progress and not per_job)
     records: list[dict[str, Any]] = []
     chosen: dict[tuple[str, str], list[str]] = {}
     runs = Path(cfg.out) / "runs"

@@ -198,6 +198,15 @@ def best_scripted_gain(cfg: TrainConfig, learner: str, others: dict[str, Policy]
     return best
 
 
+def scripted_target(cfg: TrainConfig, learner: str) -> tuple[str, float]:
+    """:func:`best_scripted_gain` of a best-response learner against the configured opponents: the target of every
+    seed of that learner (it depends on the selection seeds and the opponents, not on the learner's seed when the
+    opponents are deterministic strategies, as the training grid's truthful ones are)."""
+    market = make_market(cfg)
+    configured = opponent_policies(cfg.opponents, market, market.possible_agents, cfg.seed)  # as train() makes them
+    return best_scripted_gain(cfg, learner, stage_opponents(cfg, [learner], market.possible_agents, configured, {}))
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -316,8 +325,17 @@ def _stages_still_done(stages: list[Stage], state: dict[str, Any]) -> int:
     return done
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    scripted_targets: dict[str, tuple[str, float]] | None = None,
+) -> TrainResult:
     """Run the training a config describes (or continue it with ``resume``) and write the run dir.
+
+    ``scripted_targets``: for ``target: best_scripted`` in best-response mode, each learner's best scripted deviation
+    and its gain when the caller has measured them already (:func:`scripted_target`; the training grid measures them
+    once for all seeds of a learner); a learner without one is measured here.
 
     Everything the run writes is atomic (a crash leaves the old file or the new one); a resumed run continues from
     the newest checkpoint that loads and ends bitwise identical to an uninterrupted one (:mod:`training.checkpoint`).
@@ -400,11 +418,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
 
         stop_at = None
         if cfg.target is not None and cfg.mode == "best-response":
-            name, stop_at = (
-                best_scripted_gain(cfg, stage.learners[0], fixed)
-                if cfg.target == "best_scripted"
-                else ("given", float(cfg.target))
-            )
+            if cfg.target != "best_scripted":
+                name, stop_at = "given", float(cfg.target)
+            elif scripted_targets and stage.learners[0] in scripted_targets:
+                name, stop_at = scripted_targets[stage.learners[0]]
+            else:
+                name, stop_at = best_scripted_gain(cfg, stage.learners[0], fixed)
             targets[stage.learners[0]] = {"target": name, "target_gain": stop_at}
         remaining = stage.steps - model.num_timesteps
         callbacks = CallbackList(

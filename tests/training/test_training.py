@@ -328,6 +328,7 @@ def test_levers_restrict_what_a_learner_controls(tmp_path):
 def test_the_grid_trains_seeds_and_evaluates_the_strongest_on_selection_seeds(tmp_path):
     from evaluation import EvalConfig
     from training import train_learners
+    from training.grid import learner_runs
 
     cfg = EvalConfig(
         scenario="uniform",
@@ -346,6 +347,11 @@ def test_the_grid_trains_seeds_and_evaluates_the_strongest_on_selection_seeds(tm
     best = max(records, key=lambda r: r["manipulation_gain"])
     assert best["chosen"] and chosen == {("first_price", "per_query"): [best["run_dir"]]}
     assert all(r["target"] == "markup" for r in records)
+    # The grid measures a learner's target once for all its seeds: a run left to measure it alone finds the same.
+    fields = {**learner_runs(cfg)[1][1], "run_dir": str(tmp_path / "alone")}
+    alone = train(TrainConfig(**fields), progress=False).summary["provider_0"]
+    assert (alone["target"], alone["target_gain"]) == (records[1]["target"], records[1]["target_gain"])
+    assert alone["manipulation_gain"] == records[1]["manipulation_gain"]
     assert json.loads((tmp_path / "out" / "runs" / "selection.json").read_text()) == records
     again, _ = train_learners(cfg, progress=False)  # finished runs are reused, not retrained
     assert again == chosen
