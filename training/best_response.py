@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from stable_baselines3.common.logger import Logger, configure
 
 from agents.learned import LearnedPolicy
 from agents.policy import Policy
 from envs.market import make_batched
 from training.config import TrainConfig
-from training.trainer import new_model
+from training.trainer import new_model, torch_setup
 from training.vec_env import MarketVecEnv
 
 if TYPE_CHECKING:  # evaluation.metagame is imported by who uses the oracle, not here
@@ -47,7 +46,7 @@ def ppo_best_response(
         seed=seed,
         **train_fields,
     )
-    torch.set_num_threads(getattr(cfg, "torch_threads", 1))  # one thread: fastest for small networks on 2 cores
+    torch_setup(cfg.torch_threads)
     market = make_batched(scenario, mechanism, cfg.n_envs, **cfg.overrides)
     env = MarketVecEnv(market, [learner], opponents, seed=seed)
     model = new_model(cfg, env)

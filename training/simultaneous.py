@@ -119,9 +119,9 @@ def simultaneous_ppo(
         The trained models by agent.
     """
     from envs.market import make_batched
-    from training.trainer import algo_kwargs, policy_kwargs
+    from training.trainer import algo_kwargs, model_policy_kwargs, torch_setup
 
-    torch.set_num_threads(getattr(cfg, "torch_threads", 1))  # one thread: fastest for small networks on 2 cores
+    torch_setup(cfg.torch_threads)
     fixed = dict(fixed or {})
     n_envs, seed, timesteps, n_steps = cfg.n_envs, cfg.seed, cfg.timesteps, cfg.n_steps
     mechanism = cfg.mechanism
@@ -142,7 +142,7 @@ def simultaneous_ppo(
         model = PPO(
             "MlpPolicy",
             _Slots(n_envs, obs_space, act_space),
-            policy_kwargs=policy_kwargs(cfg),
+            policy_kwargs=model_policy_kwargs(cfg),
             device="cpu",
             seed=seed + 1000 * k,
             **kwargs,

@@ -117,6 +117,22 @@ def policy_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     return out
 
 
+def model_policy_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """:func:`policy_kwargs` and the optimizer's settings, for a model that trains: Adam's ``foreach`` kernels (on
+    CPU torch defaults to a loop over the parameter tensors, a tenth of PPO's time here; the updates are bit for bit
+    the same). Giving optimizer kwargs replaces SB3's own, so PPO's ``eps`` of 1e-5 is restated."""
+    optimizer: dict[str, Any] = {"foreach": True, **({"eps": 1e-5} if cfg.algo == "ppo" else {})}
+    return {**policy_kwargs(cfg), "optimizer_kwargs": optimizer}
+
+
+def torch_setup(threads: int) -> None:
+    """This process's torch for training: ``threads`` CPU threads (one is fastest for these small networks on two
+    cores), and no argument checks in ``torch.distributions``: SB3 builds a Normal at every policy call and the check
+    costs more than the network itself, while it can only catch non-finite actions, which the market refuses."""
+    torch.set_num_threads(threads)
+    torch.distributions.Distribution.set_default_validate_args(False)
+
+
 def algo_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     common = {
         "learning_rate": cfg.learning_rate,
@@ -134,13 +150,15 @@ def algo_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def new_model(cfg: TrainConfig, env: MarketVecEnv) -> BaseAlgorithm:
-    return ALGORITHMS[cfg.algo]("MlpPolicy", env, policy_kwargs=policy_kwargs(cfg), device="cpu", **algo_kwargs(cfg))
+    return ALGORITHMS[cfg.algo](
+        "MlpPolicy", env, policy_kwargs=model_policy_kwargs(cfg), device="cpu", **algo_kwargs(cfg)
+    )
 
 
 def resume_model(cfg: TrainConfig, env: MarketVecEnv, file: Path, steps: int) -> BaseAlgorithm:
     """A model that continues from ``file`` (weights and optimizer state, read without unpickling) at ``steps``."""
     model = load_weights(
-        file, cfg.algo, env.observation_space, env.action_space, policy_kwargs(cfg), env=env, **algo_kwargs(cfg)
+        file, cfg.algo, env.observation_space, env.action_space, model_policy_kwargs(cfg), env=env, **algo_kwargs(cfg)
     )
     model.num_timesteps = steps
     return model
@@ -353,7 +371,7 @@ def train(
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)  # noqa: NPY002 - SB3 draws from numpy's global generator: seed it
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.torch_threads)
+    torch_setup(cfg.torch_threads)
 
     market = make_market(cfg)
     agents = market.possible_agents

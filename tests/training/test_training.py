@@ -355,3 +355,19 @@ def test_the_grid_trains_seeds_and_evaluates_the_strongest_on_selection_seeds(tm
     assert json.loads((tmp_path / "out" / "runs" / "selection.json").read_text()) == records
     again, _ = train_learners(cfg, progress=False)  # finished runs are reused, not retrained
     assert again == chosen
+
+
+@pytest.mark.parametrize(("algo", "eps"), [("ppo", 1e-5), ("sac", 1e-8)])
+def test_models_keep_sb3s_optimizer_settings_with_the_fast_adam(algo, eps):
+    # Giving SB3 optimizer kwargs replaces its own: PPO's Adam must keep eps = 1e-5 (a changed eps changes every
+    # learner), SAC's torch's default; both use the foreach kernels, which update the weights identically.
+    from training.trainer import new_model
+
+    cfg = TrainConfig(scenario="uniform", algo=algo, n_envs=4, timesteps=64)
+    market = make_market(cfg, cfg.n_envs)
+    model = new_model(
+        cfg, MarketVecEnv(market, ["provider_0"], {"provider_1": make_strategy("truthful", market.layout)})
+    )
+    optimizers = [model.policy.optimizer] if algo == "ppo" else [model.actor.optimizer, model.critic.optimizer]
+    for optimizer in optimizers:
+        assert optimizer.defaults["eps"] == eps and optimizer.defaults["foreach"] is True
