@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from agents.analytic import bne_bid
 from agents.policy import LEVERS
@@ -132,7 +133,7 @@ def learner_table(learners: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot_levers(v: MechanismVerdict, path: Path) -> plt.Figure:
+def plot_levers(v: MechanismVerdict) -> plt.Figure:
     """Gain per round (95% CI) of every deviation with all its levers and with each alone, one panel per horizon."""
     groups = _by_deviation(v.records)
     horizons = sorted({h for _, _, h in groups})
@@ -155,11 +156,10 @@ def plot_levers(v: MechanismVerdict, path: Path) -> plt.Figure:
         ax.set_xlabel("gain per round vs honest (95% CI)")
         ax.legend(fontsize=7, title="levers")
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     return fig
 
 
-def plot_bids(result: SettingResult, path: Path, equilibrium_n: int | None) -> plt.Figure:
+def plot_bids(result: SettingResult, equilibrium_n: int | None) -> plt.Figure:
     """Bid against own cost for each deviating profile (all levers), beside honest bids (and the equilibrium when
     known)."""
     agents = result.agents
@@ -182,11 +182,10 @@ def plot_bids(result: SettingResult, path: Path, equilibrium_n: int | None) -> p
         ax.set_ylabel("bid")
         ax.legend(fontsize=6)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     return fig
 
 
-def plot_user_utility(result: SettingResult, path: Path) -> plt.Figure:
+def plot_user_utility(result: SettingResult) -> plt.Figure:
     """Running mean of the user's utility over the first evaluation episode (its first 4,096 rounds), per
     profile (all levers)."""
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -200,7 +199,6 @@ def plot_user_utility(result: SettingResult, path: Path) -> plt.Figure:
     ax.set_xscale("log")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     return fig
 
 
@@ -232,20 +230,23 @@ def write_report(
     table = verdict_table(judged, collusion)
     writer = SummaryWriter(str(out / "tb"))
 
-    def figure(name: str, fig: plt.Figure) -> None:  # into TensorBoard, then closed (one open figure at a time)
-        writer.add_figure(f"plots/{name}", fig, close=True)
+    def figure(name: str, fig: plt.Figure) -> None:
+        """plots/<name>.png and TensorBoard's image, from one rendering; then closed (one open figure at a time)."""
+        fig.set_dpi(100)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        rgba = np.asarray(canvas.buffer_rgba())
+        atomic_write(out / "plots" / f"{name}.png", lambda tmp: plt.imsave(tmp, rgba, format="png"))
+        writer.add_image(f"plots/{name}", rgba[..., :3], dataformats="HWC")
+        plt.close(fig)
 
     eq_n = header.n_providers if header.scenario == "uniform" else None
     for v in judged:
-        name = f"levers_{v.mechanism}_{v.billing}"
-        figure(name, plot_levers(v, out / "plots" / f"{name}.png"))
+        figure(f"levers_{v.mechanism}_{v.billing}", plot_levers(v))
     for r in results:
         tag = f"{r.mechanism}_{r.billing}_T{r.horizon}"
-        figure(
-            f"bids_{tag}",
-            plot_bids(r, out / "plots" / f"bids_{tag}.png", eq_n if r.mechanism == "first_price" else None),
-        )
-        figure(f"user_utility_{tag}", plot_user_utility(r, out / "plots" / f"user_utility_{tag}.png"))
+        figure(f"bids_{tag}", plot_bids(r, eq_n if r.mechanism == "first_price" else None))
+        figure(f"user_utility_{tag}", plot_user_utility(r))
     for v in judged:
         prefix = f"eval/{v.mechanism}/{v.billing}"
         if v.ic_regret is not None:

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -324,7 +325,14 @@ def test_report_carries_every_metric(tmp_path):
         "plots/user_utility_second_price_per_token_T40.png",
     ):
         assert (out / name).is_file(), name
-    assert list((out / "tb").glob("events.out.tfevents*"))
+    # Each plot is rendered once, for its PNG and TensorBoard's image alike: the same pixels, not a blank page.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    png = plt.imread(out / "plots/levers_first_price_per_token.png")
+    assert png.shape[2] == 4 and (png[..., :3] < 0.5).any()
+    events = EventAccumulator(str(out / "tb"), size_guidance={"images": 0}).Reload()
+    image = events.Images("plots/levers_first_price_per_token")[0]
+    assert (image.height, image.width) == png.shape[:2]
     md = (out / "report.md").read_text()
     assert "| first_price | per_token |" in md and "Gain per lever" in md
 

@@ -357,7 +357,7 @@ def test_the_grid_trains_seeds_and_evaluates_the_strongest_on_selection_seeds(tm
     assert again == chosen
 
 
-@pytest.mark.parametrize(("algo", "eps"), [("ppo", 1e-5), ("sac", 1e-8)])
+@pytest.mark.parametrize("algo, eps", [("ppo", 1e-5), ("sac", 1e-8)])
 def test_models_keep_sb3s_optimizer_settings_with_the_fast_adam(algo, eps):
     # Giving SB3 optimizer kwargs replaces its own: PPO's Adam must keep eps = 1e-5 (a changed eps changes every
     # learner), SAC's torch's default; both use the foreach kernels, which update the weights identically.
