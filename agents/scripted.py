@@ -79,11 +79,12 @@ class ScriptedPolicy(Policy):
         self.inflation = float(inflation)
         self.name = name or bid
 
-    def base_ask(self, obs: np.ndarray) -> np.ndarray:
-        """The ask the bid rule starts from (the billing's unit): the honest ask, or the served model's cost."""
+    def base_ask(self, obs: np.ndarray, honest: np.ndarray | None = None) -> np.ndarray:
+        """The ask the bid rule starts from (the billing's unit): the honest ask (``honest`` when given), or the
+        served model's cost."""
         lay = self.layout
         if self.cost_of == "declared" or self.substitution <= 0:
-            return lay.honest_ask(obs)
+            return lay.honest_ask(obs) if honest is None else honest
         served = lay.served_model(obs, self.substitution)
         cost = np.take_along_axis(obs[..., lay.expected_cost], np.asarray(served)[..., None], -1)[..., 0]
         cost = cost.astype(np.float64) * lay.value_scale
@@ -91,9 +92,9 @@ class ScriptedPolicy(Policy):
             return cost / np.maximum(lay.expected_output_tokens_declared(obs), 1.0)
         return cost
 
-    def ask(self, obs: np.ndarray) -> np.ndarray:
-        """The ask for observation(s), in the billing's unit."""
-        base = self.base_ask(obs)
+    def ask(self, obs: np.ndarray, honest: np.ndarray | None = None) -> np.ndarray:
+        """The ask for observation(s), in the billing's unit (``honest``: their honest asks, when known)."""
+        base = self.base_ask(obs, honest)
         if self.bid_rule == "markup":
             return base * self.markup
         if self.bid_rule == "bne":
@@ -117,7 +118,8 @@ class ScriptedPolicy(Policy):
         obs = np.asarray(obs)
         action = np.zeros(obs.shape[:-1] + (3,), dtype=np.float32)
         if self.bid_rule != "cost" or self.cost_of == "served":  # truthful is exactly a[0] = 0, no round-off
-            action[..., BID] = np.clip(self.layout.bid_action(obs, self.ask(obs)), -1.0, 1.0)
+            honest = self.layout.honest_ask(obs)  # read once: the ask and its action both start from it
+            action[..., BID] = np.clip(self.layout.bid_action(obs, self.ask(obs, honest), honest), -1.0, 1.0)
         action[..., SUBSTITUTION] = self.substitution
         action[..., INFLATION] = self.inflation
         return action

@@ -136,10 +136,12 @@ class ObservationLayout:
         """Asks from a[0] and the honest asks (the ask's unit)."""
         return np.maximum(honest_ask + a_bid * self.ask_scale, 0.0)
 
-    def bid_action(self, obs: np.ndarray, ask: np.ndarray) -> np.ndarray:
-        """The a[0] that asks ``ask`` (in the billing's unit) given observations; the inverse of :meth:`decode_asks`
-        for asks >= 0 (unclipped: values outside [-1, 1] are not reachable)."""
-        return (np.asarray(ask, dtype=np.float64) - self.honest_ask(obs)) / self.ask_scale
+    def bid_action(self, obs: np.ndarray, ask: np.ndarray, honest: np.ndarray | None = None) -> np.ndarray:
+        """The a[0] that asks ``ask`` (in the billing's unit) given observations (and their :meth:`honest_ask`, when
+        the caller has it); the inverse of :meth:`decode_asks` for asks >= 0 (unclipped: values outside [-1, 1] are
+        not reachable)."""
+        honest = self.honest_ask(obs) if honest is None else honest
+        return (np.asarray(ask, dtype=np.float64) - honest) / self.ask_scale
 
     @functools.cached_property
     def _substitute_table(self) -> tuple[np.ndarray, np.ndarray]:
