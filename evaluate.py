@@ -17,6 +17,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 from envs.config import ConfigError, add_config_flags, flags_to_dict, load_config, override_layers
 from envs.market import check_overrides
 from evaluation import EvalConfig, evaluate_all, run_dirs_by_market, write_report
-from evaluation.parallel import make_backend, single_thread
+from evaluation.parallel import make_backend, shared_pool, single_thread
 from training import train_learners
 
 ALIASES = {"mechanisms": ["--mechanism"], "run_dirs": ["--run-dir"], "overrides": ["--set"]}
@@ -55,26 +56,28 @@ def main(argv: list[str] | None = None) -> int:
             check_overrides(cfg.scenario, mechanism, layers)
         if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
             raise ConfigError(f"--out {cfg.out}: is a file, not a directory")
-        run_dirs = run_dirs_by_market(cfg.run_dirs)
-        learners: list[dict] = []
-        if cfg.train:
-            chosen, learners = train_learners(cfg, progress)
-            for key, dirs in chosen.items():
-                run_dirs.setdefault(key, []).extend(d for d in dirs if d not in run_dirs.get(key, []))
-        header, results, judged, analytic = evaluate_all(cfg, run_dirs, progress, learners)
-        collusion = None
-        if cfg.collusion:  # simultaneous PPO learners per mechanism and their collusion index
-            from training.simultaneous import collusion_column
+        # One pool of workers for every phase (training, evaluation, more seeds, collusion).
+        with shared_pool(cfg.workers) if cfg.backend == "process" else contextlib.nullcontext():
+            run_dirs = run_dirs_by_market(cfg.run_dirs)
+            learners: list[dict] = []
+            if cfg.train:
+                chosen, learners = train_learners(cfg, progress)
+                for key, dirs in chosen.items():
+                    run_dirs.setdefault(key, []).extend(d for d in dirs if d not in run_dirs.get(key, []))
+            header, results, judged, analytic = evaluate_all(cfg, run_dirs, progress, learners)
+            collusion = None
+            if cfg.collusion:  # simultaneous PPO learners per mechanism and their collusion index
+                from training.simultaneous import collusion_column
 
-            collusion = collusion_column(
-                cfg.scenario,
-                cfg.mechanisms,
-                cfg.overrides,
-                cfg.collusion_timesteps or cfg.train_timesteps,
-                [1000 + 1000 * k for k in range(cfg.seeds)],
-                backend=make_backend(cfg),
-                progress=progress,
-            )
+                collusion = collusion_column(
+                    cfg.scenario,
+                    cfg.mechanisms,
+                    cfg.overrides,
+                    cfg.collusion_timesteps or cfg.train_timesteps,
+                    [1000 + 1000 * k for k in range(cfg.seeds)],
+                    backend=make_backend(cfg),
+                    progress=progress,
+                )
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

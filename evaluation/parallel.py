@@ -2,8 +2,8 @@
 every profile and seed of it) and each learner seed of its training grid is one job, and a :class:`Backend` maps a
 picklable function over the jobs, returning the results in the jobs' order.
 
-- :class:`ProcessBackend` (the default): a local pool of fresh interpreters (:func:`process_pool`), or this process
-  when one worker suffices.
+- :class:`ProcessBackend` (the default): a local pool of fresh interpreters (:func:`process_pool`; one for the whole
+  of ``evaluate.py`` within :func:`shared_pool`), or this process when one worker suffices.
 - :class:`RayBackend`: one Ray task per job, on a local Ray started here or on the cluster at ``address`` (core Ray,
   the optional ``ray`` extra).
 
@@ -13,13 +13,14 @@ both give the same results whatever the scheduling.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import socket
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
@@ -47,6 +48,31 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
         initializer=_init_worker,
         initargs=(os.getpid(),),
     )
+
+
+@dataclass
+class _SharedPool:
+    workers: int
+    pool: ProcessPoolExecutor | None = None  # started by the first map that needs it
+
+
+_SHARED: list[_SharedPool] = []  # the innermost shared_pool block's, if any
+
+
+@contextlib.contextmanager
+def shared_pool(workers: int) -> Iterator[None]:
+    """Within this block every :class:`ProcessBackend` of ``workers`` workers maps its jobs on one pool, started when
+    first needed: a main job's training, evaluation and decision phases start their workers (and import torch there)
+    once, not three times. Jobs must leave no state a later job depends on; ours do not (every draw is seeded per
+    job)."""
+    shared = _SharedPool(workers)
+    _SHARED.append(shared)
+    try:
+        yield
+    finally:
+        _SHARED.pop()
+        if shared.pool is not None:
+            shared.pool.shutdown(cancel_futures=True)  # after an error, the jobs not yet started do not run
 
 
 def _init_worker(parent: int) -> None:
@@ -112,6 +138,10 @@ class ProcessBackend(Backend):
             return []
         if self.inline and (self.workers == 1 or len(jobs) == 1):
             return [fn(job) for job in tqdm(jobs, desc=desc, disable=not progress)]
+        if _SHARED and _SHARED[-1].workers == self.workers:
+            shared = _SHARED[-1]
+            shared.pool = shared.pool or process_pool(self.workers)
+            return list(tqdm(shared.pool.map(fn, jobs), total=len(jobs), desc=desc, disable=not progress))
         with process_pool(min(self.workers, len(jobs))) as pool:
             return list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=desc, disable=not progress))
 

@@ -1,5 +1,6 @@
-"""The backends of :mod:`evaluation.parallel`: the process pool's workers die with a parent killed by SIGKILL, the
-backend flags are checked, and ``--backend ray`` without Ray says how to install it."""
+"""The backends of :mod:`evaluation.parallel`: the process pool's workers die with a parent killed by SIGKILL, one
+pool serves every phase within ``shared_pool``, the backend flags are checked, and ``--backend ray`` without Ray
+says how to install it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 import evaluate as evaluate_cli
 from envs.config import ConfigError
 from evaluation import EvalConfig
-from evaluation.parallel import ProcessBackend
+from evaluation.parallel import ProcessBackend, shared_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,6 +87,22 @@ def test_process_backend_runs_one_worker_or_one_job_inline():
     assert ProcessBackend(1).map(abs, [-3, 1, -2], desc="abs", progress=False) == [3, 1, 2]
     assert ProcessBackend(2).map(abs, [-1], desc="abs", progress=False) == [1]
     assert ProcessBackend(2, inline=False).map(abs, [], desc="abs", progress=False) == []
+
+
+def _worker_pid(_: int) -> int:
+    time.sleep(0.2)  # long enough that both workers take a job
+    return os.getpid()
+
+
+def test_the_phases_of_an_evaluation_share_one_pool():
+    backend = ProcessBackend(2, inline=False)
+    with shared_pool(2):
+        first = set(backend.map(_worker_pid, range(4), desc="pid", progress=False))
+        second = set(backend.map(_worker_pid, range(4), desc="pid", progress=False))
+        assert first == second and len(first) == 2 and os.getpid() not in first
+        assert set(ProcessBackend(2).map(_worker_pid, range(4), desc="pid", progress=False)) == first
+    alone = set(backend.map(_worker_pid, range(4), desc="pid", progress=False))  # outside the block: a fresh pool
+    assert not alone & first
 
 
 def test_backend_fields_are_checked():
