@@ -33,7 +33,7 @@ ObsArray = NDArray[np.float32]
 
 ENV_NAME = "llm_market_v1"  # bumped whenever the market's behaviour changes
 BLOCK = 256  # rounds of queries, costs and noise drawn at once per market (speed only: draws are chunk-invariant)
-TRANSPOSE_SLAB = 16  # markets per slab of a block's transpose (speed only)
+SLAB = 64  # markets whose block of draws is made and transposed together, in cache (speed only)
 
 
 @dataclass
@@ -224,7 +224,7 @@ class BatchedMarket:
         self.obs = np.zeros((E, N, lay.size), dtype=np.float32)  # replaced by every observation
         self.t = 0
         self._streams: list[tuple[np.random.Generator, ...]] | None = None
-        self._draws: FloatArray = np.empty((0, 0))  # a block's raw uniforms, market-major (scratch, reused)
+        self._scratch: list[FloatArray] = []  # a slab's draws of a block, per stream (see _slab_scratch)
         self.last_round: Round | None = None
 
     metadata: ClassVar[dict[str, Any]] = {"name": ENV_NAME}
@@ -348,35 +348,47 @@ class BatchedMarket:
 
     def _draw_block(self) -> None:
         """The next block of queries, cost types and mechanism noise of every market (never past the episode), stored
-        round-major ([k, E, ...]) so each round reads contiguous slices. Each market's generators fill their own row
-        (``Generator.random`` is chunk-invariant: the same draws whatever the block size)."""
+        round-major ([k, E, ...]) so each round reads contiguous slices. Each market's generators fill their own rows
+        (``Generator.random`` is chunk-invariant: the same draws whatever the block size), a slab of markets at a
+        time, and the slab is transposed into the round-major blocks while its draws are still in cache."""
         cfg, mk = self.config, self.market
-        E, N, U = self.n_markets, self.n_providers, self._noise_dim
+        E, N = self.n_markets, self.n_providers
         k = min(BLOCK, cfg.horizon - self.t)
         per_query = cfg.cost_resample == "query"
-        shape = (E, k * (1 + N * per_query + U))
-        if self._draws.shape != shape:  # kept between blocks: fresh pages for every block cost as much as the copies
-            self._draws = np.empty(shape)
-        draws = self._draws
+        # Numbers per round drawn from each of a market's streams (queries, cost types, mechanism noise); a stream
+        # that draws nothing per round is not called.
+        widths = (1, N if per_query else 0, self._noise_dim)
+        streams = [j for j, width in enumerate(widths) if width]
+        blocks = [np.empty((k, E, widths[j])) for j in streams]
+        scratch = self._slab_scratch(k, tuple(widths[j] for j in streams))
+        rows = [tuple(x[r] for x in scratch) for r in range(SLAB)]  # each slab row's view of every stream's scratch
         assert self._streams is not None, "reset() first"
-        for row, (queries, types, noise) in zip(draws, self._streams):
-            queries.random(out=row[:k])
-            if per_query:
-                types.random(out=row[k : k + k * N])
-            if U:
-                noise.random(out=row[k + k * N * per_query :])
-        scaled = round_major(draws[:, :k], 1)[:, :, 0]
-        scaled *= mk.n_queries
-        self._queries = np.floor(scaled, out=scaled).astype(np.int64)  # [k, E]
+        for e in range(0, E, SLAB):
+            n = min(SLAB, E - e)
+            for gens, views in zip(self._streams[e : e + n], rows):
+                for j, view in zip(streams, views):
+                    gens[j].random(out=view)
+            for x, block in zip(scratch, blocks):
+                transpose_slab(x[:n], block, e)
+        queries = blocks[0][:, :, 0]
+        queries *= mk.n_queries
+        self._queries = np.floor(queries, out=queries).astype(np.int64)  # [k, E]
         if per_query:  # low + (high - low) u, as Generator.uniform computes it
-            self._types = round_major(draws[:, k : k + k * N], N)  # [k, E, N]
+            self._types = blocks[1]  # [k, E, N]
             self._types *= cfg.cost_high - cfg.cost_low
             self._types += cfg.cost_low
-        if U:
-            self._noise = round_major(draws[:, k + k * N * per_query :], U)  # [k, E, U]
+        if self._noise_dim:
+            self._noise = blocks[-1]  # [k, E, U]
         self._pos = 0
         if E == 1:
             self._prepare_single_block()
+
+    def _slab_scratch(self, k: int, widths: tuple[int, ...]) -> list[FloatArray]:
+        """Per stream, the [SLAB, k * width] scratch a slab of markets draws a block into (kept between blocks: fresh
+        pages cost as much as the draws)."""
+        if [x.shape for x in self._scratch] != [(SLAB, k * w) for w in widths]:
+            self._scratch = [np.empty((SLAB, k * w)) for w in widths]
+        return self._scratch
 
     def _round_types(self) -> FloatArray:
         return self._types[self._pos] if self.config.cost_resample == "query" else self._episode_types
@@ -680,17 +692,13 @@ class _SingleBlock:
         self.noise = m._noise[:, 0].ravel().tolist() if m._noise_dim else []  # noise_dim per round
 
 
-def round_major(draws: FloatArray, width: int) -> FloatArray:
-    """[k, E, width] (a new array) of E markets' k rounds of ``width`` numbers each, stored market-major in ``draws``
-    [E, k * width]. One pass over slabs of markets whose rows stay in cache, a round's numbers moved as one item (a
-    strided copy of the whole block is two to three times slower)."""
-    E, k = draws.shape[0], draws.shape[1] // width
-    items = draws.view(np.dtype((np.void, draws.itemsize * width)))  # [E, k]
-    out = np.empty((k, E), dtype=items.dtype)
-    for e in range(0, E, TRANSPOSE_SLAB):
-        out[:, e : e + TRANSPOSE_SLAB] = items[e : e + TRANSPOSE_SLAB].T
-    rounds: FloatArray = out.view(draws.dtype).reshape(k, E, width)
-    return rounds
+def transpose_slab(draws: FloatArray, block: FloatArray, start: int) -> None:
+    """Write the draws of markets start, start + 1, ... [n, k * width] (each market's k rounds of ``width`` numbers,
+    market-major) into their columns of the round-major ``block`` [k, E, width] (C-contiguous): a round's numbers are
+    moved as one item (a strided copy of floats is two to three times slower)."""
+    k, E, width = block.shape
+    item = np.dtype((np.void, draws.itemsize * width))
+    block.reshape(k, E * width).view(item)[:, start : start + draws.shape[0]] = draws.view(item).T
 
 
 def scale_expected_costs(obs: ObsArray, columns: slice, types: FloatArray) -> None:
