@@ -385,8 +385,7 @@ class BatchedMarket:
             self._prepare_single_block()
 
     def _slab_scratch(self, k: int, widths: tuple[int, ...]) -> list[FloatArray]:
-        """Per stream, the [SLAB, k * width] scratch a slab of markets draws a block into (kept between blocks: fresh
-        pages cost as much as the draws)."""
+        """Per stream, the [SLAB, k * width] scratch a slab of markets draws a block into (kept between blocks)."""
         if [x.shape for x in self._scratch] != [(SLAB, k * w) for w in widths]:
             self._scratch = [np.empty((SLAB, k * w)) for w in widths]
         return self._scratch
