@@ -33,7 +33,7 @@ ObsArray = NDArray[np.float32]
 
 ENV_NAME = "llm_market_v1"  # bumped whenever the market's behaviour changes
 BLOCK = 256  # rounds of queries, costs and noise drawn at once per market (speed only: draws are chunk-invariant)
-TRANSPOSE_SLAB = 16  # markets per slab of a block's transpose (speed only)
+SLAB = 64  # markets whose block of draws is made and transposed together, in cache (speed only)
 
 
 @dataclass
@@ -224,7 +224,7 @@ class BatchedMarket:
         self.obs = np.zeros((E, N, lay.size), dtype=np.float32)  # replaced by every observation
         self.t = 0
         self._streams: list[tuple[np.random.Generator, ...]] | None = None
-        self._draws: FloatArray = np.empty((0, 0))  # a block's raw uniforms, market-major (scratch, reused)
+        self._scratch: list[FloatArray] = []  # a slab's draws of a block, per stream (see _slab_scratch)
         self.last_round: Round | None = None
 
     metadata: ClassVar[dict[str, Any]] = {"name": ENV_NAME}
@@ -310,6 +310,7 @@ class BatchedMarket:
             elif name in meta:
                 setattr(self, name, meta[name])
         restore(self.mechanism, arrays, meta, "mechanism.")
+        self._gather_query(self.q)
         if self.n_markets == 1:
             self._prepare_single_block()
         self.last_round = None
@@ -348,55 +349,79 @@ class BatchedMarket:
 
     def _draw_block(self) -> None:
         """The next block of queries, cost types and mechanism noise of every market (never past the episode), stored
-        round-major ([k, E, ...]) so each round reads contiguous slices. Each market's generators fill their own row
-        (``Generator.random`` is chunk-invariant: the same draws whatever the block size)."""
+        round-major ([k, E, ...]) so each round reads contiguous slices. Each market's generators fill their own rows
+        (``Generator.random`` is chunk-invariant: the same draws whatever the block size), a slab of markets at a
+        time, and the slab is transposed into the round-major blocks while its draws are still in cache."""
         cfg, mk = self.config, self.market
-        E, N, U = self.n_markets, self.n_providers, self._noise_dim
+        E, N = self.n_markets, self.n_providers
         k = min(BLOCK, cfg.horizon - self.t)
         per_query = cfg.cost_resample == "query"
-        shape = (E, k * (1 + N * per_query + U))
-        if self._draws.shape != shape:  # kept between blocks: fresh pages for every block cost as much as the copies
-            self._draws = np.empty(shape)
-        draws = self._draws
+        # Numbers per round drawn from each of a market's streams (queries, cost types, mechanism noise); a stream
+        # that draws nothing per round is not called.
+        widths = (1, N if per_query else 0, self._noise_dim)
+        streams = [j for j, width in enumerate(widths) if width]
+        blocks = [np.empty((k, E, widths[j])) for j in streams]
+        scratch = self._slab_scratch(k, tuple(widths[j] for j in streams))
+        rows = [tuple(x[r] for x in scratch) for r in range(SLAB)]  # each slab row's view of every stream's scratch
         assert self._streams is not None, "reset() first"
-        for row, (queries, types, noise) in zip(draws, self._streams):
-            queries.random(out=row[:k])
-            if per_query:
-                types.random(out=row[k : k + k * N])
-            if U:
-                noise.random(out=row[k + k * N * per_query :])
-        scaled = round_major(draws[:, :k], 1)[:, :, 0]
-        scaled *= mk.n_queries
-        self._queries = np.floor(scaled, out=scaled).astype(np.int64)  # [k, E]
+        for e in range(0, E, SLAB):
+            n = min(SLAB, E - e)
+            for gens, views in zip(self._streams[e : e + n], rows):
+                for j, view in zip(streams, views):
+                    gens[j].random(out=view)
+            for x, block in zip(scratch, blocks):
+                transpose_slab(x[:n], block, e)
+        queries = blocks[0][:, :, 0]
+        queries *= mk.n_queries
+        self._queries = np.floor(queries, out=queries).astype(np.int64)  # [k, E]
         if per_query:  # low + (high - low) u, as Generator.uniform computes it
-            self._types = round_major(draws[:, k : k + k * N], N)  # [k, E, N]
+            self._types = blocks[1]  # [k, E, N]
             self._types *= cfg.cost_high - cfg.cost_low
             self._types += cfg.cost_low
-        if U:
-            self._noise = round_major(draws[:, k + k * N * per_query :], U)  # [k, E, U]
+        if self._noise_dim:
+            self._noise = blocks[-1]  # [k, E, U]
         self._pos = 0
         if E == 1:
             self._prepare_single_block()
+
+    def _slab_scratch(self, k: int, widths: tuple[int, ...]) -> list[FloatArray]:
+        """Per stream, the [SLAB, k * width] scratch a slab of markets draws a block into (kept between blocks)."""
+        if [x.shape for x in self._scratch] != [(SLAB, k * w) for w in widths]:
+            self._scratch = [np.empty((SLAB, k * w)) for w in widths]
+        return self._scratch
 
     def _round_types(self) -> FloatArray:
         return self._types[self._pos] if self.config.cost_resample == "query" else self._episode_types
 
     def _observe(self) -> None:
-        """The coming query's honest bids and every provider's observation of it (``self.obs``, a fresh array)."""
-        mk, lay, cfg = self.market, self.layout, self.config
-        q = self._queries[self._pos]
-        self.q = q
+        """The coming query (``q``, its context and group) and its honest bids, and every provider's observation of it
+        (``self.obs``, a fresh array)."""
+        lay, cfg = self.layout, self.config
+        self._gather_query(self._queries[self._pos])
         types = self._round_types()  # [E, N]
-        self._honest = self._honest_unit.take(q, axis=0) * types  # [E, N] expected cost of the declared model
-        obs = self._template.take(q, axis=0)
+        self._honest = self._honest_unit.take(self.q, axis=0) * types  # [E, N] expected cost of the declared model
+        obs = self._template.take(self.q, axis=0)
         scale_expected_costs(obs, lay.expected_cost, types)
-        obs[:, :, lay.last_price] = (self.last_price / cfg.value_scale)[:, None]
-        obs[:, :, lay.last_bid] = self.last_bids / cfg.value_scale
-        obs[:, :, lay.last_won] = self.last_won
-        obs[:, :, lay.win_rate] = self.wins / max(1, self.t)
-        obs[:, :, lay.mechanism] = self.mechanism.public_state(mk.context.take(q, axis=0), mk.group.take(q))[:, None]
-        obs[:, :, lay.time_left] = 1.0 - self.t / cfg.horizon
+        # Column by column, each one strided pass over the rows of every (market, provider) (a write into the
+        # [E, N] columns of a [E, N, D] array runs an inner loop per market, several times slower).
+        rows = obs.reshape(-1, lay.size)
+        rows[:, lay.last_bid] = (self.last_bids / cfg.value_scale).reshape(-1)
+        rows[:, lay.last_won] = self.last_won.reshape(-1)
+        rows[:, lay.win_rate] = (self.wins / max(1, self.t)).reshape(-1)
+        rows[:, lay.time_left] = 1.0 - self.t / cfg.horizon
+        last_price = self.last_price / cfg.value_scale
+        public = self.mechanism.public_state(self._context, self._group)  # [E, public_state_dim]
+        for i in range(self.n_providers):  # the market's public numbers, in every provider's observation
+            own = obs[:, i]
+            own[:, lay.last_price] = last_price
+            for j, column in enumerate(range(lay.mechanism.start, lay.mechanism.stop)):
+                own[:, column] = public[:, j]
         self.obs = obs
+
+    def _gather_query(self, q: IntArray) -> None:
+        """Make ``q`` [E] the coming round's queries: their context and group (``_context``, ``_group``)."""
+        self.q = q
+        self._context, self._group = self.market.context.take(q, axis=0), self.market.group.take(q)
 
     # ------------------------------------------------------------------------------------- one market, per step
 
@@ -534,7 +559,7 @@ class BatchedMarket:
                 f"joint actions must have shape {(self.n_markets, self.n_providers, ACTION_DIM)} "
                 f"(markets x providers x (bid, substitution, inflation)), got {acts.shape}"
             )
-        if not np.abs(acts).max() <= 1.0:  # also true for NaN: one pass instead of per-element checks
+        if not (acts.max() <= 1.0 and acts.min() >= -1.0):  # also true for NaN: two reductions, no temporary
             bad = ~np.isfinite(acts).all(axis=2)
             if bad.any():
                 e, i = np.argwhere(bad)[0]
@@ -563,56 +588,68 @@ class BatchedMarket:
             raise RuntimeError("step() called on a finished episode; call reset()")
         acts = self.check_actions(actions)
         mk, cfg, lay, mech = self.market, self.config, self.layout, self.mechanism
-        q, E, N = self.q, self.n_markets, self.n_providers
+        q, E, N, M = self.q, self.n_markets, self.n_providers, mk.n_models
+        per_token = cfg.billing == "per_token"
 
         honest = self._honest
-        exp_out = np.maximum(self._declared_exp_out.take(q, axis=0), 1.0)  # [E, N] expected output tokens, >= 1
-        if cfg.billing == "per_token":
+        if per_token:
+            exp_out = np.maximum(self._declared_exp_out.take(q, axis=0), 1.0)  # [E, N] expected output tokens, >= 1
             asks = lay.decode_asks(acts[:, :, BID], honest / exp_out)
             bids = asks * exp_out  # the mechanism ranks expected payments per query
         else:
             asks = bids = lay.decode_asks(acts[:, :, BID], honest)
-        served = (
-            lay.decode_served(acts[:, :, SUBSTITUTION], mk.declared)
-            if (acts[:, :, SUBSTITUTION] > 0).any()
-            else self._declared_rows
-        )
+        substituting = bool((acts[:, :, SUBSTITUTION] > 0).any())
+        served = lay.decode_served(acts[:, :, SUBSTITUTION], mk.declared) if substituting else self._declared_rows
         inflation = lay.decode_inflation(acts[:, :, INFLATION])
 
-        context, group = mk.context.take(q, axis=0), mk.group.take(q)
+        context, group = self._context, self._group
         noise = self._noise[self._pos] if self._noise_dim else self._no_noise
         winner, payment = mech.allocate(bids, context, group, noise)
         won = winner != NO_WINNER
-        w = np.where(won, winner, 0)
+        # Every market served is the common case: the masks of unserved markets are skipped (same numbers).
+        all_won = bool(won.all())
+        w = winner if all_won else np.where(won, winner, 0)
         flat_w = self._offsets + w  # index of (market, winner) in a flattened [E, N] array
-        s = served.take(flat_w)
-        flat_qs = q * mk.n_models + s
-        score = np.where(won, self._score_flat.take(flat_qs), 0.0)
-        tau_in = np.where(won, self._input_flat.take(flat_qs), 0)
-        tau_out = np.where(won, self._output_flat.take(flat_qs), 0)
-        reported = np.minimum(np.ceil(tau_out * (1.0 + inflation.take(flat_w))), mk.max_output_tokens).astype(np.int64)
+        s = served.reshape(-1).take(flat_w) if substituting else mk.declared.take(w)  # the model the winner serves
+        flat_qs = q * M + s
+        score = self._score_flat.take(flat_qs)
+        tau_in = self._input_flat.take(flat_qs)
+        tau_out = self._output_flat.take(flat_qs)
+        if not all_won:
+            score, tau_in, tau_out = np.where(won, score, 0.0), np.where(won, tau_in, 0), np.where(won, tau_out, 0)
+        reported_f = inflation.reshape(-1).take(flat_w)  # min(ceil(tau_out (1 + iota)), L), in place
+        reported_f += 1.0
+        reported_f *= tau_out
+        np.ceil(reported_f, out=reported_f)
+        reported = np.minimum(reported_f, mk.max_output_tokens, out=reported_f).astype(np.int64)
         if mech.billing == "list_price":  # list prices of the declared model, on reported tokens
             payment = mk.price_in.take(w) * tau_in + mk.price_out.take(w) * reported
-        elif cfg.billing == "per_token":  # the mechanism's price per expected output token, on reported tokens
-            payment = payment / exp_out.take(flat_w) * reported
+        elif per_token:  # the mechanism's price per expected output token, on reported tokens
+            payment = payment / exp_out.reshape(-1).take(flat_w) * reported
         payment = np.where(won, payment, 0.0)
         value = cfg.value_scale * score
         types = self._round_types()
-        cost_per_token = self._base_flat.take(w * mk.n_models + s) * types.take(flat_w)
-        cost = np.where(won, cost_per_token * (tau_in + tau_out), 0.0)
+        cost = self._base_flat.take(w * M + s)  # the served model's cost per token, times the winner's type
+        cost *= types.reshape(-1).take(flat_w)
+        cost *= tau_in + tau_out
+        if not all_won:
+            cost = np.where(won, cost, 0.0)
+        gain = cfg.eta * payment - cost
+        winners = flat_w if all_won else flat_w[won]  # flat indices of the served markets' winners
         rewards = np.zeros((E, N))
-        rewards.put(flat_w[won], cfg.eta * payment[won] - cost[won])
-        wins = self.wins.reshape(-1)
-        wins.put(flat_w[won], wins.take(flat_w[won]) + 1.0)
+        rewards.reshape(-1)[winners] = gain if all_won else gain[won]
+        self.last_won = np.zeros((E, N))
+        self.last_won.reshape(-1)[winners] = 1.0
+        self.wins += self.last_won
         self.last_price = np.where(won, payment, self.last_price)
         self.last_bids = bids
-        self.last_won = np.zeros((E, N))
-        self.last_won.reshape(-1).put(flat_w[won], 1.0)
         mech.update(Outcome(winner, score, tau_in, reported, payment, context, group))
 
         # Best achievable welfare: the best provider serving its declared model at its true cost.
-        declared_cost = self._declared_cost_unit.take(q, axis=0) * types
-        best_welfare = np.maximum(0.0, row_max(self._declared_value.take(q, axis=0) - declared_cost))
+        welfare = self._declared_value.take(q, axis=0)
+        welfare -= self._declared_cost_unit.take(q, axis=0) * types
+        best_welfare = row_max(welfare)
+        np.maximum(0.0, best_welfare, out=best_welfare)
         self.t += 1
         self.last_round = Round(
             t=self.t,
@@ -622,7 +659,7 @@ class BatchedMarket:
             honest_bids=honest,
             rewards=rewards,
             served=served,
-            substituted=served != mk.declared,
+            substituted=served != mk.declared if substituting else np.zeros((E, N), dtype=bool),
             inflation=inflation,
             winner=winner,
             score=score,
@@ -680,25 +717,24 @@ class _SingleBlock:
         self.noise = m._noise[:, 0].ravel().tolist() if m._noise_dim else []  # noise_dim per round
 
 
-def round_major(draws: FloatArray, width: int) -> FloatArray:
-    """[k, E, width] (a new array) of E markets' k rounds of ``width`` numbers each, stored market-major in ``draws``
-    [E, k * width]. One pass over slabs of markets whose rows stay in cache, a round's numbers moved as one item (a
-    strided copy of the whole block is two to three times slower)."""
-    E, k = draws.shape[0], draws.shape[1] // width
-    items = draws.view(np.dtype((np.void, draws.itemsize * width)))  # [E, k]
-    out = np.empty((k, E), dtype=items.dtype)
-    for e in range(0, E, TRANSPOSE_SLAB):
-        out[:, e : e + TRANSPOSE_SLAB] = items[e : e + TRANSPOSE_SLAB].T
-    rounds: FloatArray = out.view(draws.dtype).reshape(k, E, width)
-    return rounds
+def transpose_slab(draws: FloatArray, block: FloatArray, start: int) -> None:
+    """Write the draws of markets start, start + 1, ... [n, k * width] (each market's k rounds of ``width`` numbers,
+    market-major) into their columns of the round-major ``block`` [k, E, width] (C-contiguous): a round's numbers are
+    moved as one item (a strided copy of floats is two to three times slower)."""
+    k, E, width = block.shape
+    item = np.dtype((np.void, draws.itemsize * width))
+    block.reshape(k, E * width).view(item)[:, start : start + draws.shape[0]] = draws.view(item).T
 
 
 def scale_expected_costs(obs: ObsArray, columns: slice, types: FloatArray) -> None:
-    """Multiply the expected-cost columns of observations [..., N, D] (at type 1) by the providers' types [..., N], in
-    float32, one model column at a time (a broadcast over the short model axis is several times slower)."""
-    t32 = types.astype(np.float32)
+    """Multiply the expected-cost columns of observations [..., N, D] (C-contiguous, at type 1) by the providers' types
+    [..., N], in float32, one model column at a time over every row (a broadcast over the short model or provider axis
+    is several times slower)."""
+    assert obs.flags.c_contiguous, "scaled in place through a flat view"
+    rows = obs.reshape(-1, obs.shape[-1])
+    t32 = types.astype(np.float32).reshape(-1)
     for c in range(columns.start, columns.stop):
-        obs[..., c] *= t32
+        rows[:, c] *= t32
 
 
 def cost_range(mk: Market) -> FloatArray:

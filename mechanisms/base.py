@@ -247,17 +247,17 @@ def row_any(x: BoolArray) -> BoolArray:
 
 def argmax_random_ties(values: FloatArray, noise: FloatArray) -> IntArray:
     """[E] index of each row's maximum of ``values`` [E, N], ties broken uniformly at random by ``noise`` [E, N]
-    (the tied entry with the largest noise wins; noise in [0, 1))."""
-    columns, coins = np.ascontiguousarray(values.T), np.ascontiguousarray(noise.T)  # contiguous per provider
-    best = columns[0].copy()
-    for column in columns[1:]:
-        np.maximum(best, column, out=best)
-    top = np.where(columns[0] == best, coins[0], -1.0)
+    (the tied entry with the largest noise wins; noise in [0, 1)). Column by column, on strided views (copying the
+    columns out first costs more than it saves)."""
+    best = row_max(values)
+    top = np.where(values[:, 0] == best, noise[:, 0], -1.0)
     winner = np.zeros(values.shape[0], dtype=np.int64)
-    for i in range(1, values.shape[1]):
-        key = np.where(columns[i] == best, coins[i], -1.0)
-        winner[key > top] = i
-        np.maximum(top, key, out=top)
+    last = values.shape[1] - 1
+    for i in range(1, last + 1):
+        key = np.where(values[:, i] == best, noise[:, i], -1.0)
+        winner = np.where(key > top, i, winner)
+        if i < last:
+            np.maximum(top, key, out=top)
     return winner
 
 
@@ -278,5 +278,5 @@ def best_other(values: FloatArray, winner: IntArray) -> FloatArray:
     if N == 1:
         return np.full(E, -np.inf)
     masked = np.array(values, dtype=np.float64)
-    masked.reshape(-1).put(row_offsets(E, N) + winner, -np.inf)
+    masked.reshape(-1)[row_offsets(E, N) + winner] = -np.inf  # index assignment: several times faster than put
     return row_max(masked)

@@ -63,9 +63,10 @@ class QualityEstimator:
         cell = (starts + group) * N + winner  # flat index of (market, group, winner)
         sums, counts = self.sums.reshape(-1), self.counts.reshape(-1)
         new_sums, new_counts = sums.take(cell) + score, counts.take(cell) + 1.0
-        sums.put(cell, new_sums)
-        counts.put(cell, new_counts)
-        self.means.reshape(-1).put(cell, new_sums / new_counts)
+        # Index assignment, not ``put``: several times faster (cells are distinct, one per market).
+        sums[cell] = new_sums
+        counts[cell] = new_counts
+        self.means.reshape(-1)[cell] = new_sums / new_counts
         if self._means_one is not None:
             self._means_one = self.means[0].tolist()
             self._qhat_one = None
