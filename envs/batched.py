@@ -15,6 +15,7 @@ costs and mechanism coins: common random numbers). Markets run in lockstep: all 
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -432,23 +433,27 @@ class BatchedMarket:
         self._base_list = mk.base_cost.tolist()
         self._price_lists = mk.price_in.tolist(), mk.price_out.tolist()
         self._substitutes = [list(s) for s in lay.substitutes]
-        self._dynamic = slice(lay.last_price, lay.time_left)  # the history and the mechanism's state
+        # The history and the mechanism's state, contiguous in each provider's row of the float32 observations:
+        # written by one ``pack_into`` per row into the block's bytes (assigning nested lists to an array slice costs
+        # several times more), at these offsets from the round's first byte.
+        self._pack_dynamic = struct.Struct(f"{lay.time_left - lay.last_price}f").pack_into
+        itemsize = np.dtype(np.float32).itemsize
+        self._dynamic_offsets = [(i * lay.size + lay.last_price) * itemsize for i in range(self.n_providers)]
+        self._round_bytes = self.n_providers * lay.size * itemsize
 
     def _observe_one(self) -> None:
-        """:meth:`_observe` of a single market after a round, reading the precomputed block (``self.obs``, a fresh
-        array)."""
+        """:meth:`_observe` of a single market after a round, completing the precomputed block's observations of
+        the round (``self.obs``, a view of them: fresh memory, as no other round writes there and every block is a
+        new array)."""
         block, pos, t = self._block, self._pos, self.t  # t >= 1: the win rate's max(1, t) is t
-        obs = block.obs[pos : pos + 1].copy()
-        vs = self.config.value_scale
+        vs, pack, buffer, winner = self.config.value_scale, self._pack_dynamic, block.obs_bytes, self._last_winner_one
+        start = pos * self._round_bytes
         last_price = self._last_price_one / vs
         public = self.mechanism.public_state_one(block.context[pos], block.groups[pos])
-        rows = [
-            [last_price, bid / vs, 0.0, wins / t, *public] for bid, wins in zip(self._last_bids_one, self._wins_one)
-        ]
-        if self._last_winner_one != NO_WINNER:
-            rows[self._last_winner_one][2] = 1.0  # last_won
-        obs[0, :, self._dynamic] = rows
-        self.obs = obs
+        for i, (offset, bid, wins) in enumerate(zip(self._dynamic_offsets, self._last_bids_one, self._wins_one)):
+            # last price, own last bid, last won (never for NO_WINNER), win rate, the mechanism's state
+            pack(buffer, start + offset, last_price, bid / vs, 1.0 if i == winner else 0.0, wins / t, *public)
+        self.obs = block.obs[pos : pos + 1]
 
     def step_one(self, actions: list[list[float]]) -> tuple[ObsArray, list[float], bool]:
         """:meth:`step` of a single market (E = 1) with Python arithmetic: the PettingZoo env's per-step path.
@@ -466,13 +471,12 @@ class BatchedMarket:
         mk, cfg, lay, mech = self.market, self.config, self.layout, self.mechanism
         block, pos, N = self._block, self._pos, self.n_providers
         row = pos * N  # round pos's entries of the block's per-provider lists
-        honest, types = block.honest[row : row + N], block.types[row : row + N]
+        honest, exp_out = block.honest[row : row + N], block.expected_output[row : row + N]
         declared = self._declared_list
         scale, max_infl, L = lay.ask_scale, lay.max_inflation, mk.max_output_tokens
         per_token = cfg.billing == "per_token"
-        exp_out = block.expected_output[row : row + N]
-        bids, asks, served, inflation = [0.0] * N, [0.0] * N, list(declared), [0.0] * N
-        substituted = [False] * N
+        bids, served, inflation, substituted = [0.0] * N, list(declared), [0.0] * N, [False] * N
+        asks = [0.0] * N if per_token else bids  # per query, the asks are the bids (as in step)
         # Clipped to [-1, 1] and decoded as in ObservationLayout, with max and min written out: a call of either
         # builtin costs more than the arithmetic.
         for i, (a_bid, a_sub, a_infl) in enumerate(actions):
@@ -483,7 +487,7 @@ class BatchedMarket:
                 bids[i] = ask * exp_out[i]
             else:
                 ask = honest[i] + a_bid * scale
-                asks[i] = bids[i] = 0.0 if ask < 0.0 else ask
+                bids[i] = 0.0 if ask < 0.0 else ask
             if a_sub > 0.0:
                 subs = self._substitutes[i]
                 k = math.ceil((1.0 if a_sub > 1.0 else a_sub) * len(subs))
@@ -510,7 +514,7 @@ class BatchedMarket:
             elif per_token:
                 payment = payment / exp_out[w] * reported
             value = cfg.value_scale * score
-            cost_w = self._base_list[w][s] * types[w] * (tau_in + tau_out)
+            cost_w = self._base_list[w][s] * block.types[row + w] * (tau_in + tau_out)
             rewards[w] = cfg.eta * payment - cost_w
             self._wins_one[w] += 1.0
             self._last_price_one = payment
@@ -688,7 +692,8 @@ class _SingleBlock:
     :meth:`BatchedMarket._observe` and :meth:`BatchedMarket.step`, so both paths agree to the bit): per-round numbers
     as flat Python lists, round r's entries at [r * N, (r + 1) * N) of a per-provider list and [r * M, (r + 1) * M)
     of a per-model one (a nested list costs a list object per round to build, and wakes the garbage collector), and
-    each round's observations but for the history and the mechanism's state."""
+    each round's observations but for the history and the mechanism's state (which :meth:`BatchedMarket._observe_one`
+    writes in place)."""
 
     def __init__(self, market: BatchedMarket):
         m, mk, cfg = market, market.market, market.config
@@ -701,7 +706,7 @@ class _SingleBlock:
         self.queries = q.tolist()
         self.n_models = mk.n_models
         self.groups = mk.group.take(q).tolist()
-        self.context = mk.context.take(q, axis=0)
+        self.context = list(mk.context.take(q, axis=0))  # each round's row, a view made once
         self.score = mk.score.take(q, axis=0).ravel().tolist()  # every model's answer
         self.input_tokens = mk.input_tokens.take(q, axis=0).ravel().tolist()
         self.output_tokens = mk.output_tokens.take(q, axis=0).ravel().tolist()
@@ -710,10 +715,11 @@ class _SingleBlock:
         scale_expected_costs(self.obs, m.layout.expected_cost, types)
         rounds = m.t - m._pos + np.arange(q.shape[0])  # the rounds played before each of the block's
         self.obs[:, :, m.layout.time_left] = (1.0 - rounds / cfg.horizon)[:, None]
+        self.obs_bytes = self.obs.data.cast("B")  # the observations' bytes, for struct's pack_into
         self.honest = (m._honest_unit.take(q, axis=0) * types).ravel().tolist()
         self.expected_output = np.maximum(m._declared_exp_out.take(q, axis=0), 1.0).ravel().tolist()
         declared_cost = m._declared_cost_unit.take(q, axis=0) * types
-        self.best_welfare = np.maximum(0.0, (m._declared_value.take(q, axis=0) - declared_cost).max(axis=1)).tolist()
+        self.best_welfare = np.maximum(0.0, row_max(m._declared_value.take(q, axis=0) - declared_cost)).tolist()
         self.noise = m._noise[:, 0].ravel().tolist() if m._noise_dim else []  # noise_dim per round
 
 

@@ -285,7 +285,7 @@ class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type in
         """The joint action (N lists of 3 floats) of a dict of per-agent actions, or the ValueError that names what
         is wrong (not a mapping, not numbers, not finite, wrong shape, unknown or missing agents; out of range in
         ``strict`` mode)."""
-        if not isinstance(actions, Mapping):
+        if not isinstance(actions, dict) and not isinstance(actions, Mapping):  # dict first: the ABC's check is slower
             raise ValueError(
                 f"actions must be a dict of agent -> action (3 numbers) for {self.agents}, got {type(actions).__name__}"
             )
@@ -298,7 +298,10 @@ class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type in
                 act = actions[a]
                 # ValueError for a wrong length, TypeError for non-numbers (isfinite takes numbers only)
                 bid, substitution, inflation = act.tolist() if isinstance(act, np.ndarray) else act
-                if not (isfinite(bid) and isfinite(substitution) and isfinite(inflation)):
+                # A finite sum has finite terms (NaN and inf propagate); a sum that overflows checks them one by one.
+                if not isfinite(bid + substitution + inflation) and not (
+                    isfinite(bid) and isfinite(substitution) and isfinite(inflation)
+                ):
                     raise ValueError
                 joint.append([float(bid), float(substitution), float(inflation)])
         except (KeyError, ValueError, TypeError):
@@ -363,17 +366,17 @@ class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type in
 
     def _infos(self, r: SingleRound) -> dict[str, dict[str, Any]]:
         """Per-provider infos of the round ``r`` (see the module docstring)."""
-        winner = r.winner
+        winner, value, payment, cost = r.winner, r.value, r.payment, r.cost
         market = {
             "t": r.t,
             "query": r.query,
             "winner": winner,
             "score": r.score,
-            "value": r.value,
-            "payment": r.payment,
-            "cost": r.cost,
-            "user_utility": r.value - r.payment,
-            "welfare": r.value - r.cost,
+            "value": value,
+            "payment": payment,
+            "cost": cost,
+            "user_utility": value - payment,
+            "welfare": value - cost,
             "best_welfare": r.best_welfare,
             "unserved": winner < 0,
             "mechanism": self.mechanism.diagnostics_one(),
@@ -396,8 +399,8 @@ class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type in
                 "won": won,
                 "bid": bid,
                 "honest_bid": honest,
-                "payment": r.payment if won else 0.0,
-                "cost": r.cost if won else 0.0,
+                "payment": payment if won else 0.0,
+                "cost": cost if won else 0.0,
                 "profit": profit,
                 "declared": declared,
                 "served": served,

@@ -265,6 +265,8 @@ def argmax_random_ties_one(values: list[float], noise: list[float]) -> int:
     """:func:`argmax_random_ties` of one market, on Python lists (the tied entry with the largest noise, the first of
     those on a tie in the noise too)."""
     best = max(values)
+    if values.count(best) == 1:  # no tie, the common case: the loop below would pick the same entry
+        return values.index(best)
     w, top = -1, -1.0
     for i, v in enumerate(values):
         if v == best and noise[i] > top:

@@ -20,7 +20,9 @@ QualityMode = Literal["learned", "prior"]
 class QualityEstimator:
     """Running mean of S per (market, group, provider), shrunk toward the advertised quality."""
 
-    CACHES: ClassVar[tuple[str, ...]] = ("_qhat_one",)  # the E = 1 path's qhat lists, rebuilt from the means
+    # The E = 1 path's qhat lists, rebuilt from the means, and its flat views of the arrays (of the arrays a restore
+    # replaces: rebuilt on first use).
+    CACHES: ClassVar[tuple[str, ...]] = ("_qhat_one", "_flat_one")
 
     def __init__(self, mode: QualityMode = "learned", prior_weight: float = 5.0):
         if mode not in ("learned", "prior"):
@@ -38,6 +40,7 @@ class QualityEstimator:
         self.means = self.sums / self.counts
         self._means_one: list[list[float]] | None = self.means[0].tolist() if n_markets == 1 else None  # [G][N]: E = 1
         self._qhat_one: list[list[float]] | None = None
+        self._flat_one: tuple[memoryview[float], memoryview[float], memoryview[float]] | None = None
 
     def mean_score(self, group: IntArray) -> FloatArray:
         """[E, N] estimated mean score of every provider on each market's query group."""
@@ -87,11 +90,19 @@ class QualityEstimator:
     def observe_one(self, winner: int, group: int, score: float) -> None:
         """:meth:`observe` of a single market (E = 1); ``winner`` >= 0."""
         if self.mode == "learned":
-            total = self.sums.item(0, group, winner) + score
-            count = self.counts.item(0, group, winner) + 1.0
-            self.sums[0, group, winner], self.counts[0, group, winner] = total, count
             means = self._means_one
             assert means is not None, "observe_one needs a single market (E = 1)"
-            self.means[0, group, winner] = means[group][winner] = mean = total / count
+            sums, counts, flat_means = self._flat_one or self._flat_views()
+            cell = group * len(means[0]) + winner  # (market 0, group, winner) of the [1, G, N] arrays
+            sums[cell] = total = sums[cell] + score
+            counts[cell] = count = counts[cell] + 1.0
+            flat_means[cell] = means[group][winner] = mean = total / count
             if self._qhat_one is not None:
                 self._qhat_one[group][winner] = mean * self.value_scale
+
+    def _flat_views(self) -> tuple[memoryview[float], memoryview[float], memoryview[float]]:
+        """Flat float views of the sums, counts and means of a single market: a memoryview's item access is several
+        times cheaper than numpy's scalar indexing, and writes through to the arrays."""
+        sums, counts, means = (a.data.cast("B").cast("d") for a in (self.sums, self.counts, self.means))
+        self._flat_one = sums, counts, means
+        return sums, counts, means
