@@ -77,6 +77,28 @@ class Outcome:
     context: FloatArray
     group: IntArray
 
+    @classmethod
+    def one(
+        cls,
+        winner: int,
+        score: float,
+        input_tokens: int,
+        reported_tokens: int,
+        payment: float,
+        context: FloatArray,
+        group: int,
+    ) -> Outcome:
+        """The outcome of a single market's round (E = 1), from the arguments of :meth:`Mechanism.update_one`."""
+        return cls(
+            np.array([winner]),
+            np.array([score]),
+            np.array([input_tokens]),
+            np.array([reported_tokens]),
+            np.array([payment]),
+            context[None],
+            np.array([group]),
+        )
+
     @property
     def served(self) -> BoolArray:
         """[E] bool: markets where someone was served."""
@@ -168,17 +190,7 @@ class Mechanism(ABC):
         group: int,
     ) -> None:
         """:meth:`update` for a single market (E = 1)."""
-        self.update(
-            Outcome(
-                np.array([winner]),
-                np.array([score]),
-                np.array([input_tokens]),
-                np.array([reported_tokens]),
-                np.array([payment]),
-                context[None],
-                np.array([group]),
-            )
-        )
+        self.update(Outcome.one(winner, score, input_tokens, reported_tokens, payment, context, group))
 
     @property
     def public_state_dim(self) -> int:

@@ -105,17 +105,7 @@ class Allocation(ABC):
         group: int,
     ) -> None:
         """:meth:`update` of a single market (the arguments of :meth:`Mechanism.update_one`)."""
-        self.update(
-            Outcome(
-                np.array([winner]),
-                np.array([score]),
-                np.array([input_tokens]),
-                np.array([reported_tokens]),
-                np.array([payment]),
-                context[None],
-                np.array([group]),
-            )
-        )
+        self.update(Outcome.one(winner, score, input_tokens, reported_tokens, payment, context, group))
 
     def public_state_one(self, context: FloatArray, group: int) -> list[float]:
         """:meth:`public_state` of a single market."""
