@@ -42,7 +42,7 @@ import mechanisms
 from agents.policy import LEVERS, Lever, LeverMask, Policy
 from envs.batched import BatchedMarket
 from envs.config import ConfigError, from_dict, load_yaml
-from envs.layout import ACTION_DIM
+from envs.layout import ACTION_DIM, BID_CODEC
 from envs.market import raw_env
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
@@ -271,7 +271,13 @@ def make_manifest(
         "algo": algo,
         "mode": mode,
         "observation_layout": market.layout.record(),
-        "action": {"dim": ACTION_DIM, "encoding": ["bid", "substitution", "inflation"], "low": -1.0, "high": 1.0},
+        "action": {
+            "dim": ACTION_DIM,
+            "encoding": ["bid", "substitution", "inflation"],
+            "bid_codec": BID_CODEC,
+            "low": -1.0,
+            "high": 1.0,
+        },
         "versions": versions(),
         **(extra or {}),
     }
@@ -357,6 +363,11 @@ def check_manifest(manifest: dict[str, Any], market: raw_env | BatchedMarket, so
         problems.append(f"agents {manifest['agents']} != {market.possible_agents}")
     if manifest["action"].get("dim") != ACTION_DIM:
         problems.append(f"action dim {manifest['action'].get('dim')} != {ACTION_DIM}")
+    if manifest["action"].get("bid_codec") != BID_CODEC:  # absent: the additive codec clipped at 0 (before 2026-12)
+        problems.append(
+            f"bid codec {manifest['action'].get('bid_codec', 'max(0, honest_ask + a * ask_scale)')!r} != "
+            f"{BID_CODEC!r} (retrain the policy)"
+        )
     want = market.layout.record()
     have = manifest["observation_layout"]
     diffs = [k for k in want if have.get(k) != want[k]]

@@ -240,14 +240,16 @@ def update_rule(q: np.ndarray, action: int, reward: float, alpha: float, gamma: 
 
 def ask_actions(layout: ObservationLayout, obs: np.ndarray, asks: np.ndarray, basis: Basis) -> np.ndarray:
     """a[0] for asks in the ask's unit ([...] like ``obs[..., 0]``); raises if an ask is outside the action box."""
-    if basis == "margin":
-        a = np.asarray(asks, dtype=np.float64) / layout.ask_scale
+    if basis == "margin":  # a margin >= 0 is the markup a[0] * ask_scale itself; below, a fraction of the honest ask
+        margin = np.asarray(asks, dtype=np.float64)
+        honest = layout.honest_ask(obs)
+        a = np.where(margin >= 0.0, margin / layout.ask_scale, layout.bid_action(obs, honest + margin, honest))
     else:
         a = layout.bid_action(obs, asks)
     if not np.abs(a).max(initial=0.0) <= 1.0 + 1e-9:
         raise ValueError(
             f"q-learning: an ask of the grid is outside the action box (a[0] = {np.abs(a).max():.3f}; "
-            f"asks reach honest ask +/- ask_scale = {layout.ask_scale:g}): use a smaller grid, "
+            f"asks reach 0 to the honest ask + ask_scale = {layout.ask_scale:g}): use a smaller grid, "
             f"basis='margin' or a larger bid_scale"
         )
     return np.clip(a, -1.0, 1.0)

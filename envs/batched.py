@@ -482,12 +482,11 @@ class BatchedMarket:
         for i, (a_bid, a_sub, a_infl) in enumerate(actions):
             a_bid = -1.0 if a_bid < -1.0 else 1.0 if a_bid > 1.0 else a_bid
             if per_token:
-                ask = honest[i] / exp_out[i] + a_bid * scale
-                asks[i] = ask = 0.0 if ask < 0.0 else ask
+                h = honest[i] / exp_out[i]
+                asks[i] = ask = h + a_bid * scale if a_bid >= 0.0 else h * (1.0 + a_bid)
                 bids[i] = ask * exp_out[i]
             else:
-                ask = honest[i] + a_bid * scale
-                bids[i] = 0.0 if ask < 0.0 else ask
+                bids[i] = honest[i] + a_bid * scale if a_bid >= 0.0 else honest[i] * (1.0 + a_bid)
             if a_sub > 0.0:
                 subs = self._substitutes[i]
                 k = math.ceil((1.0 if a_sub > 1.0 else a_sub) * len(subs))

@@ -4,6 +4,7 @@ manipulation gain, checkpoints."""
 from __future__ import annotations
 
 import csv
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -97,7 +98,8 @@ class GainEvaluator(BaseCallback):
     action is pinned at a bound (a continuous bid that wins moves the profit with any change); PPO's exploration
     around such a mean rarely reaches back inside, so further steps buy nothing (e.g. second_price learners,
     unchanged from 50k to 300k steps). A learner priced out of every round also measures equal gains, but its
-    exploration still finds wins: it trains on. ``history``: the (gain, profit) measured before a resume, so a
+    exploration still finds wins: it trains on. An infinite target (no scripted deviation to match) only stops a
+    pinned learner. ``history``: the (gain, profit) measured before a resume, so a
     resumed run stops where an uninterrupted one does.
     """
 
@@ -123,7 +125,8 @@ class GainEvaluator(BaseCallback):
                 self.logger.record(f"eval/{key}", value)
             self.history.append((result["manipulation_gain"], result["profit"]))
             if self.stop_at is not None:
-                self.logger.record("eval/target_gain", self.stop_at)
+                if math.isfinite(self.stop_at):
+                    self.logger.record("eval/target_gain", self.stop_at)
                 recent = self.history[-PINNED_MEASUREMENTS:]
                 pinned = len(recent) == PINNED_MEASUREMENTS and len(set(recent)) == 1 and recent[0][1] != 0.0
                 return result["manipulation_gain"] < self.stop_at and not pinned

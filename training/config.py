@@ -68,8 +68,9 @@ class TrainConfig:
             evaluation's, so choosing the strongest of several learners on them does not bias its final evaluation.
         target: stop a learner once its gain over honest play (measured every ``eval_every`` steps on the selection
             seeds) reaches this many money units per round; ``best_scripted``: the best gain a scripted deviation of
-            its lever family (``agents.scripted.DEVIATIONS`` using only ``levers``) makes on the same seeds; null:
-            train all ``timesteps`` (then a cap).
+            its lever family (``agents.scripted.DEVIATIONS`` using only ``levers``) makes on the same seeds (when
+            none gains, there is nothing to match: the learner trains all ``timesteps``); null: train all
+            ``timesteps`` (then a cap).
         levers: the action dimensions the learners control (``bid``, ``substitution``, ``inflation``); the others
             play honest.
         learning_rate: the optimizer's step size.

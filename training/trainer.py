@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -443,6 +444,8 @@ def train(
             else:
                 name, stop_at = best_scripted_gain(cfg, stage.learners[0], fixed)
             targets[stage.learners[0]] = {"target": name, "target_gain": stop_at}
+            if name == "truthful":  # no scripted deviation gains: nothing to match (a fresh policy, whose mean action
+                stop_at = math.inf  # is about 0, honest play, would match 0 at once); it trains its whole budget
         remaining = stage.steps - model.num_timesteps
         callbacks = CallbackList(
             [

@@ -482,6 +482,12 @@ TAMPER_CASES = [
     pytest.param(
         "ppo", manifest(env="llm_market_v0"), ("does not match this market", "env"), id="env-disagrees-with-market"
     ),
+    pytest.param(
+        "ppo",
+        manifest(action={"dim": 3, "encoding": ["bid", "substitution", "inflation"], "low": -1.0, "high": 1.0}),
+        ("does not match this market", "bid codec 'max.0, honest_ask", "retrain the policy"),
+        id="trained-with-the-old-bid-codec",
+    ),
     # the policy zip
     pytest.param(
         "ppo",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -276,6 +277,13 @@ def test_a_learner_stops_once_it_matches_its_target(tmp_path):
     summary = train(cfg, progress=False).summary["provider_0"]
     assert summary["target"] == "markup" and summary["target_gain"] > 0.0  # only the bid lever pays on uniform
     assert summary["matched"] == (summary["manipulation_gain"] >= summary["target_gain"])
+    # Truthful second price: no scripted deviation gains, so there is nothing to match and the learner trains its
+    # whole budget (a fresh policy, about honest, would have "matched" 0 at its first measurement).
+    cfg = TrainConfig(
+        **{**cfg.__dict__, "mechanism": "second_price", "timesteps": 2048, "run_dir": str(tmp_path / "nothing")}
+    )
+    summary = train(cfg, progress=False).summary["provider_0"]
+    assert (summary["target"], summary["target_gain"]) == ("truthful", 0.0) and summary["steps"] >= 2048
 
 
 def _measure(evaluator: GainEvaluator, measurements: list[tuple[float, float]]) -> list[bool]:
@@ -302,6 +310,9 @@ def test_a_learner_whose_play_no_longer_changes_stops_and_a_resume_stops_alike(t
     pinned = [(0.1, 0.3), (0.2, 0.4), (0.2, 0.4), (0.2, 0.4), (0.3, 0.5)]
     assert _measure(evaluator(), pinned) == [True, True, True, False, True]
     assert _measure(evaluator(stop_at=None), pinned) == [True] * 5  # no target: never stops
+    # No scripted deviation to match (an infinite target): only a pinned learner stops.
+    assert _measure(evaluator(stop_at=math.inf), [(0.0, 0.3), (0.001, 0.3), (0.002, 0.3)]) == [True] * 3
+    assert _measure(evaluator(stop_at=math.inf), [(0.0, 0.3)] * 3) == [True, True, False]
     assert _measure(evaluator(), [(-0.2, 0.0)] * 4) == [True] * 4  # priced out: exploration still finds wins
     assert _measure(evaluator(), [(0.1, 0.3), (0.2, 0.4), (0.25, 0.4), (0.2, 0.4)]) == [True] * 4
     assert _measure(evaluator(history=[(0.1, 0.3), (0.2, 0.4)]), [(0.2, 0.4), (0.2, 0.4)]) == [True, False]
