@@ -24,7 +24,7 @@ import gymnasium
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from envs.layout import ACTION_DIM, BID, INFLATION, SUBSTITUTION, ObservationLayout, StateLayout
+from envs.layout import ACTION_DIM, ASK_DECADES, BID, INFLATION, SUBSTITUTION, ObservationLayout, StateLayout
 from envs.scenarios import Market, ScenarioConfig, build_market
 from envs.snapshot import SnapshotError, capture, restore
 from mechanisms.base import NO_WINNER, BoolArray, FloatArray, IntArray, MarketInfo, Mechanism, Outcome, row_max
@@ -474,6 +474,7 @@ class BatchedMarket:
         honest, exp_out = block.honest[row : row + N], block.expected_output[row : row + N]
         declared = self._declared_list
         scale, max_infl, L = lay.ask_scale, lay.max_inflation, mk.max_output_tokens
+        decades = ASK_DECADES
         per_token = cfg.billing == "per_token"
         bids, served, inflation, substituted = [0.0] * N, list(declared), [0.0] * N, [False] * N
         asks = [0.0] * N if per_token else bids  # per query, the asks are the bids (as in step)
@@ -483,10 +484,10 @@ class BatchedMarket:
             a_bid = -1.0 if a_bid < -1.0 else 1.0 if a_bid > 1.0 else a_bid
             if per_token:
                 h = honest[i] / exp_out[i]
-                asks[i] = ask = h + a_bid * scale if a_bid >= 0.0 else h * (1.0 + a_bid)
+                asks[i] = ask = h + a_bid * scale if a_bid >= 0.0 else h * 10.0 ** (decades * a_bid)
                 bids[i] = ask * exp_out[i]
             else:
-                bids[i] = honest[i] + a_bid * scale if a_bid >= 0.0 else honest[i] * (1.0 + a_bid)
+                bids[i] = honest[i] + a_bid * scale if a_bid >= 0.0 else honest[i] * 10.0 ** (decades * a_bid)
             if a_sub > 0.0:
                 subs = self._substitutes[i]
                 k = math.ceil((1.0 if a_sub > 1.0 else a_sub) * len(subs))

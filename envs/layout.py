@@ -6,14 +6,18 @@ codec methods, so the decoding rules of the market's docstring are written once,
 
 Action (per provider, all in [-1, 1]; the all-zero action is honest play, exactly):
     a[0] bid:           ask = honest_ask + a[0] * ask_scale for a[0] >= 0 (a markup, in money), and
-                        ask = honest_ask * (1 + a[0]) for a[0] < 0 (a fraction of the honest ask: a[0] = -1 asks 0).
-                        Per-query billing: the ask is a price for the query and honest_ask the expected cost of
-                        serving it with the declared model; per-token billing: the ask is a price per reported output
-                        token and honest_ask the break-even price, expected cost / expected output tokens of the
-                        declared model. Every a[0] is a different ask: the codec has no flat region. (An additive
-                        rule clipped at 0 mapped nearly half the box, every a[0] < -honest_ask / ask_scale, to the ask
-                        0, where a gradient learner feels nothing, and left the asks between the substitute's cost
-                        and the honest ask a sliver of the box: learners that substituted sank into that floor.)
+                        ask = honest_ask * 10 ** (ASK_DECADES * a[0]) for a[0] < 0 (a fraction of the honest ask, on
+                        a log scale: a[0] = -1/3 asks a tenth of it, -1 a thousandth). Per-query billing: the ask is
+                        a price for the query and honest_ask the expected cost of serving it with the declared model;
+                        per-token billing: the ask is a price per reported output token and honest_ask the break-even
+                        price, expected cost / expected output tokens of the declared model.
+                        Every a[0] is a different ask, and a given factor below the honest ask (a cheaper model's
+                        cost, a rival's ask) is as far from honest play for every provider, whatever its costs.
+                        (An additive rule clipped at 0 mapped nearly half the box, every a[0] < -honest_ask /
+                        ask_scale, to the ask 0, where a gradient learner feels nothing, and squeezed the asks between
+                        a substitute's cost and the honest ask into a sliver: learners that substituted sank into the
+                        floor. A linear fraction, honest_ask * (1 + a[0]), put those asks at a[0] of about -0.85, out
+                        of reach of exploration from honest play under some mechanisms.)
     a[1] substitution:  a[1] <= 0 serves the declared model; a[1] > 0 serves the k-th cheaper menu model,
                         k = ceil(a[1] * n_substitutes) (closest in cost first; a[1] = 1 is the cheapest).
     a[2] inflation:     iota = max(0, a[2]) * max_inflation; reported output tokens min(ceil(tau (1 + iota)), L).
@@ -32,7 +36,8 @@ import numpy as np
 
 ACTION_DIM = 3
 BID, SUBSTITUTION, INFLATION = range(ACTION_DIM)
-BID_CODEC = "ask = honest_ask * (1 + a) for a < 0, honest_ask + a * ask_scale for a >= 0"  # in learned manifests
+ASK_DECADES = 3.0  # a[0] in [-1, 0) spans this many decades of asks below the honest ask
+BID_CODEC = "ask = honest_ask * 10 ** (3 a) for a < 0, honest_ask + a * ask_scale for a >= 0"  # in learned manifests
 SCALAR_FIELDS = ("last_price", "last_bid", "last_won", "win_rate", "time_left")  # one entry of the observation
 
 
@@ -140,17 +145,23 @@ class ObservationLayout:
 
     def decode_asks(self, a_bid: np.ndarray, honest_ask: np.ndarray) -> np.ndarray:
         """Asks from a[0] in [-1, 1] and the honest asks (the ask's unit): markups above, fractions below."""
-        return honest_ask * (1.0 + np.minimum(a_bid, 0.0)) + np.maximum(a_bid, 0.0) * self.ask_scale
+        asks = honest_ask + np.maximum(a_bid, 0.0) * self.ask_scale
+        below = a_bid < 0.0
+        if below.any():  # the power only where it is needed (honest play, the common case, has none)
+            asks = np.where(below, honest_ask * 10.0 ** (ASK_DECADES * np.minimum(a_bid, 0.0)), asks)
+        return asks
 
     def bid_action(self, obs: np.ndarray, ask: np.ndarray, honest: np.ndarray | None = None) -> np.ndarray:
         """The a[0] that asks ``ask`` (in the billing's unit) given observations (and their :meth:`honest_ask`, when
-        the caller has it); the inverse of :meth:`decode_asks` for asks >= 0 (unclipped: values above 1 are not
-        reachable). An honest ask of 0 takes any ask >= 0 as a markup."""
+        the caller has it); the inverse of :meth:`decode_asks` for asks > 0 (unclipped: values outside [-1, 1] are
+        not reachable; an ask of 0 gives -inf). An honest ask of 0 takes any ask >= 0 as a markup."""
         honest = np.asarray(self.honest_ask(obs) if honest is None else honest, dtype=np.float64)
         ask = np.asarray(ask, dtype=np.float64)
         markup = (ask - honest) / self.ask_scale
-        fraction = np.divide(ask, honest, out=np.ones(np.broadcast(ask, honest).shape), where=honest > 0) - 1.0
-        return np.where(ask >= honest, markup, fraction)
+        below = ask < honest  # so honest > 0
+        with np.errstate(divide="ignore"):
+            fraction = np.log10(np.where(below, ask, 1.0) / np.where(below, honest, 1.0)) / ASK_DECADES
+        return np.where(below, fraction, markup)
 
     @functools.cached_property
     def _substitute_table(self) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ p_out(d_w) tau'. User value V = value_scale * S; user utility V - P_w; winner's 
 
 Action (per provider, all in [-1, 1]; the all-zero action is honest play, exactly; decoding in
 :mod:`envs.layout`):
-    a[0] bid:           ask = honest_ask + a[0] * ask_scale for a[0] >= 0, honest_ask * (1 + a[0]) below;
+    a[0] bid:           ask = honest_ask + a[0] * ask_scale for a[0] >= 0, honest_ask * 10 ** (3 a[0]) below;
                         honest_ask = expected cost of serving q with the declared model (true input tokens, group-mean
                         output tokens) at the provider's current cost, per query or per expected output token.
     a[1] substitution:  a[1] <= 0 serves the declared model; a[1] > 0 serves the k-th cheaper menu model,

@@ -86,26 +86,24 @@ def test_honest_action_is_exact_and_accounting_holds():
 
 @pytest.mark.parametrize("billing", ["per_query", "per_token"])
 def test_the_bid_codec_has_no_flat_region_and_inverts(billing):
-    """a[0] >= 0 marks the honest ask up by a[0] * ask_scale; a[0] < 0 asks the fraction 1 + a[0] of it: strictly
-    increasing in a[0] over the whole box (no interval of actions asks the same), 0 at a[0] = -1, and
-    ``bid_action`` inverts it. The market decodes by the same rule, on the PettingZoo and the batched path."""
+    """a[0] >= 0 marks the honest ask up by a[0] * ask_scale; a[0] < 0 asks the fraction 10^(3 a[0]) of it: strictly
+    increasing over the whole box (no interval of actions asks the same), a tenth at -1/3, a thousandth at -1, and
+    ``bid_action`` inverts it. The market decodes by the same rule."""
     market = parallel_env("capitals", "first_price", seed=2, billing=billing)
     lay = market.layout
     obs, _ = market.reset()
     honest = np.array([float(lay.honest_ask(obs[a])) for a in market.possible_agents])
-    a = np.linspace(-1.0, 1.0, 401)
+    a = np.linspace(-1.0, 1.0, 601)
     asks = lay.decode_asks(a[:, None], honest[None, :])
     assert np.all(np.diff(asks, axis=0) > 0)
-    np.testing.assert_allclose(asks[0], 0.0, atol=1e-15)
-    np.testing.assert_allclose(asks[200], honest)
-    np.testing.assert_allclose(asks[-1], honest + lay.ask_scale)
-    np.testing.assert_allclose(asks[100], 0.5 * honest)  # a[0] = -0.5: half the honest ask
+    np.testing.assert_allclose(asks[[0, 200, 300, 600]], [honest / 1000, honest / 10, honest, honest + lay.ask_scale])
     for i, agent in enumerate(market.possible_agents):
         np.testing.assert_allclose(lay.bid_action(obs[agent], asks[:, i]), a, atol=1e-12)
+    assert lay.bid_action(obs["provider_0"], 0.0) == -np.inf  # unreachable: clipped to -1 by whoever acts on it
     assert lay.bid_action(obs["provider_0"], 0.0, np.float64(0.0)) == 0.0  # an honest ask of 0: a markup of 0
-    actions = {agent: np.array([-0.5, 0.0, 0.0], dtype=np.float32) for agent in market.possible_agents}
+    actions = {agent: np.array([-1 / 3, 0.0, 0.0], dtype=np.float32) for agent in market.possible_agents}
     market.step(actions)
-    np.testing.assert_allclose(market.last_round.asks[0], 0.5 * honest, rtol=1e-6)
+    np.testing.assert_allclose(market.last_round.asks[0], honest / 10, rtol=1e-6)
 
 
 class ListPriceFirstPrice(FirstPrice):
