@@ -99,8 +99,8 @@ class GainEvaluator(BaseCallback):
     around such a mean rarely reaches back inside, so further steps buy nothing (e.g. second_price learners,
     unchanged from 50k to 300k steps). A learner priced out of every round also measures equal gains, but its
     exploration still finds wins: it trains on. An infinite target (no scripted deviation to match) only stops a
-    pinned learner. ``history``: the (gain, profit) measured before a resume, so a
-    resumed run stops where an uninterrupted one does.
+    pinned learner. ``history``: the (gain, profit) measured before a resume, so a resumed run stops where an
+    uninterrupted one does.
     """
 
     def __init__(
