@@ -630,7 +630,8 @@ class BatchedMarket:
             payment = mk.price_in.take(w) * tau_in + mk.price_out.take(w) * reported
         elif per_token:  # the mechanism's price per expected output token, on reported tokens
             payment = payment / exp_out.reshape(-1).take(flat_w) * reported
-        payment = np.where(won, payment, 0.0)
+        if not all_won:
+            payment = np.where(won, payment, 0.0)
         value = cfg.value_scale * score
         types = self._round_types()
         cost = self._base_flat.take(w * M + s)  # the served model's cost per token, times the winner's type
@@ -645,7 +646,7 @@ class BatchedMarket:
         self.last_won = np.zeros((E, N))
         self.last_won.reshape(-1)[winners] = 1.0
         self.wins += self.last_won
-        self.last_price = np.where(won, payment, self.last_price)
+        self.last_price = payment.copy() if all_won else np.where(won, payment, self.last_price)
         self.last_bids = bids
         mech.update(Outcome(winner, score, tau_in, reported, payment, context, group))
 
