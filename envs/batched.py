@@ -602,7 +602,8 @@ class BatchedMarket:
             bids = asks * exp_out  # the mechanism ranks expected payments per query
         else:
             asks = bids = lay.decode_asks(acts[:, :, BID], honest)
-        substituting = bool((acts[:, :, SUBSTITUTION] > 0).any())
+        # One strided pass down the flat column (an [E, N] view is walked a market at a time); actions are finite.
+        substituting = bool(acts.reshape(-1, ACTION_DIM)[:, SUBSTITUTION].max() > 0.0)
         served = lay.decode_served(acts[:, :, SUBSTITUTION], mk.declared) if substituting else self._declared_rows
         inflation = lay.decode_inflation(acts[:, :, INFLATION])
 
@@ -621,11 +622,14 @@ class BatchedMarket:
         tau_out = self._output_flat.take(flat_qs)
         if not all_won:
             score, tau_in, tau_out = np.where(won, score, 0.0), np.where(won, tau_in, 0), np.where(won, tau_out, 0)
-        reported_f = inflation.reshape(-1).take(flat_w)  # min(ceil(tau_out (1 + iota)), L), in place
-        reported_f += 1.0
-        reported_f *= tau_out
-        np.ceil(reported_f, out=reported_f)
-        reported = np.minimum(reported_f, mk.max_output_tokens, out=reported_f).astype(np.int64)
+        if inflation.max() > 0.0:
+            reported_f = inflation.reshape(-1).take(flat_w)  # min(ceil(tau_out (1 + iota)), L), in place
+            reported_f += 1.0
+            reported_f *= tau_out
+            np.ceil(reported_f, out=reported_f)
+            reported = np.minimum(reported_f, mk.max_output_tokens, out=reported_f).astype(np.int64)
+        else:  # nobody inflates (honest play): iota = 0, the true tokens capped at L (the same numbers)
+            reported = np.minimum(tau_out, mk.max_output_tokens)
         if mech.billing == "list_price":  # list prices of the declared model, on reported tokens
             payment = mk.price_in.take(w) * tau_in + mk.price_out.take(w) * reported
         elif per_token:  # the mechanism's price per expected output token, on reported tokens
@@ -634,7 +638,8 @@ class BatchedMarket:
             payment = np.where(won, payment, 0.0)
         value = cfg.value_scale * score
         types = self._round_types()
-        cost = self._base_flat.take(w * M + s)  # the served model's cost per token, times the winner's type
+        # The served model's cost per token, times the winner's type.
+        cost = self._base_flat.take(w * M + s) if substituting else self._declared_base.take(w)
         cost *= types.reshape(-1).take(flat_w)
         cost *= tau_in + tau_out
         if not all_won:

@@ -309,6 +309,8 @@ def best_other(values: FloatArray, winner: IntArray) -> FloatArray:
     E, N = values.shape
     if N == 1:
         return np.full(E, -np.inf)
+    if N == 2:  # the other column (what the masked maximum below gives, NaN and -inf included)
+        return pick(values, 1 - winner)
     masked = np.array(values, dtype=np.float64)
     masked.reshape(-1)[row_offsets(E, N) + winner] = -np.inf  # index assignment: several times faster than put
     return row_max(masked)
