@@ -146,9 +146,8 @@ class ObservationLayout:
     def decode_asks(self, a_bid: np.ndarray, honest_ask: np.ndarray) -> np.ndarray:
         """Asks from a[0] in [-1, 1] and the honest asks (the ask's unit): markups above, fractions below."""
         asks = honest_ask + np.maximum(a_bid, 0.0) * self.ask_scale
-        below = a_bid < 0.0
-        if below.any():  # the power only where it is needed (honest play, the common case, has none)
-            asks = np.where(below, honest_ask * 10.0 ** (ASK_DECADES * np.minimum(a_bid, 0.0)), asks)
+        if np.min(a_bid) < 0.0:  # the power only where it is needed (honest play, the common case, has none)
+            asks = np.where(a_bid < 0.0, honest_ask * 10.0 ** (ASK_DECADES * np.minimum(a_bid, 0.0)), asks)
         return asks
 
     def bid_action(self, obs: np.ndarray, ask: np.ndarray, honest: np.ndarray | None = None) -> np.ndarray:

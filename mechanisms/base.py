@@ -238,8 +238,13 @@ def pick(x: NDArray[ScalarT], index: IntArray) -> NDArray[ScalarT]:
 
 def row_max(x: NDArray[Any]) -> NDArray[Any]:
     """[E] the largest entry of each row of ``x`` [E, N]."""
-    out = np.array(x[:, 0], dtype=np.result_type(x.dtype, np.float64) if x.dtype == bool else x.dtype)
-    for i in range(1, x.shape[1]):
+    if x.dtype == bool:
+        out = np.array(x[:, 0], dtype=np.result_type(x.dtype, np.float64))
+        first = 1
+    else:  # the first two columns into a new array at once (copying the first column out costs a pass)
+        out = np.maximum(x[:, 0], x[:, 1]) if x.shape[1] > 1 else x[:, 0].copy()
+        first = 2
+    for i in range(first, x.shape[1]):
         np.maximum(out, x[:, i], out=out)
     return out
 
@@ -261,6 +266,8 @@ def argmax_random_ties(values: FloatArray, noise: FloatArray) -> IntArray:
     """[E] index of each row's maximum of ``values`` [E, N], ties broken uniformly at random by ``noise`` [E, N]
     (the tied entry with the largest noise wins; noise in [0, 1)). Column by column, on strided views (copying the
     columns out first costs more than it saves)."""
+    if values.shape[1] == 2:
+        return _argmax_random_ties_pair(values, noise)
     best = row_max(values)
     top = np.where(values[:, 0] == best, noise[:, 0], -1.0)
     winner = np.zeros(values.shape[0], dtype=np.int64)
@@ -271,6 +278,17 @@ def argmax_random_ties(values: FloatArray, noise: FloatArray) -> IntArray:
         if i < last:
             np.maximum(top, key, out=top)
     return winner
+
+
+def _argmax_random_ties_pair(values: FloatArray, noise: FloatArray) -> IntArray:
+    """:func:`argmax_random_ties` of two columns: the second wins where it is larger, or equal with larger noise
+    (the general rule's outcome, NaN rows included: they go to the first; a fraction of its passes)."""
+    second = values[:, 1] > values[:, 0]
+    tie = values[:, 1] == values[:, 0]
+    if tie.any():  # ties are rare: the noise is compared only when there is one
+        tie &= noise[:, 1] > noise[:, 0]
+        second |= tie
+    return second.astype(np.int64)
 
 
 def argmax_random_ties_one(values: list[float], noise: list[float]) -> int:
@@ -291,6 +309,8 @@ def best_other(values: FloatArray, winner: IntArray) -> FloatArray:
     E, N = values.shape
     if N == 1:
         return np.full(E, -np.inf)
+    if N == 2:  # the other column (what the masked maximum below gives, NaN and -inf included)
+        return pick(values, 1 - winner)
     masked = np.array(values, dtype=np.float64)
     masked.reshape(-1)[row_offsets(E, N) + winner] = -np.inf  # index assignment: several times faster than put
     return row_max(masked)

@@ -52,9 +52,11 @@ class ScoringAuction(Mechanism):
         w = argmax_random_ties(s, noise)
         served = pick(s, w) >= 0.0
         self.n_rounds += 1
+        payment = self.payment(w, bids, s)
+        if served.all():  # every market served, the common case: no masks (the same numbers)
+            return w, payment
         self.n_unserved += ~served
-        payment = np.where(served, self.payment(w, bids, s), 0.0)
-        return np.where(served, w, NO_WINNER), payment
+        return np.where(served, w, NO_WINNER), np.where(served, payment, 0.0)
 
     def payment(self, winner: IntArray, bids: FloatArray, scores: FloatArray) -> FloatArray:
         """[E] what the user pays each market's winner (where it is served)."""
