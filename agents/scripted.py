@@ -4,6 +4,9 @@ All are one :class:`ScriptedPolicy` with a bid rule, a substitution level and an
 
 - ``truthful``: bid the expected cost of serving the declared model, serve it, report true tokens.
 - ``markup``: bid ``factor`` x cost (default 1.25).
+- ``underbid``: bid a tenth of the cost: buy rounds at a loss. It pays where winning now is worth more later (a
+  mechanism that learns a provider's quality from the rounds it wins, or ranks a bid below its prior's support as the
+  support's bottom); learners found it under soft_rochet and myerson.
 - ``bne``: the symmetric first-price equilibrium of the uniform market, b(c) = c + (c_max - c) / n (§8).
 - ``substitute``: serve the cheapest menu model, billed as the declared one (bid as if serving the declared model).
 - ``inflate``: report the most output tokens the market allows (a[2] = 1: (1 + max_inflation) x the true count,
@@ -150,6 +153,7 @@ class RandomPolicy(Policy):
 PRESETS: dict[str, dict[str, Any]] = {
     "truthful": {},
     "markup": {"bid": "markup"},
+    "underbid": {"bid": "markup", "markup": 0.1},
     "bne": {"bid": "bne"},
     "substitute": {"substitution": 1.0},
     "inflate": {"inflation": 1.0},
@@ -175,7 +179,16 @@ def scripted_levers(name: str) -> tuple[str, ...]:
     )
 
 
-DEVIATIONS = ("markup", "substitute", "inflate", "substitute_cost", "substitute_markup", "markup_inflate", "all_levers")
+DEVIATIONS = (
+    "markup",
+    "underbid",
+    "substitute",
+    "inflate",
+    "substitute_cost",
+    "substitute_markup",
+    "markup_inflate",
+    "all_levers",
+)
 """The scripted manipulations an evaluation tries by default (every preset but truthful and bne, which is the
 equilibrium of one textbook market)."""
 

@@ -19,7 +19,7 @@ from envs.market import make_batched, parallel_env, raw_env
 Billing = Literal["per_query", "per_token"]
 BackendName = Literal["process", "ray"]
 LIST_PRICE = "list_price"  # the billing of mechanisms that name no price (second_best bills list prices)
-MAX_DECISION_SEEDS = 499  # seeds 0..498 stay below the learners' selection seeds (EvalSpec.seed_list)
+MAX_DECISION_SEEDS = 4_999  # seeds 0..4998 stay below the learners' selection seeds (training.config.SELECTION_SEED)
 
 
 @dataclass
@@ -45,7 +45,7 @@ class EvalConfig:
         decision_seeds: a deviation a decision of the verdict turns on (exploited, the levers that pay, persistence)
             while its gain is estimated above the tolerance but its family-wise lower bound is not plays on more
             seeds (doubling), up to this many
-            (:func:`evaluation.runner.resolve_undecided`; at most 499, below the learners' selection seeds).
+            (:func:`evaluation.runner.resolve_undecided`; at most 4,999, below the learners' selection seeds).
         episodes: episodes per seed.
         out: output directory of the report.
         train: first train best-response learners for every mechanism and billing (in ``out/runs/``).
@@ -85,7 +85,7 @@ class EvalConfig:
     seeds: int = 20
     max_seeds: int = 80
     target_half_width: float = 0.01
-    decision_seeds: int = 320
+    decision_seeds: int = 1_280
     episodes: int = 1
     out: str = "reports/latest"
     train: bool = False
@@ -149,7 +149,7 @@ class EvalConfig:
             raise ConfigError(
                 f"evaluate config: field 'decision_seeds' ({self.decision_seeds}) must be between 'max_seeds' "
                 f"({self.max_seeds}) and {MAX_DECISION_SEEDS} (seed k's markets are seeded base + 1000 k; the "
-                f"learners' selection seeds start 499,000 above the base)"
+                f"learners' selection seeds start 4,999,000 above the base)"
             )
         if not self.horizons or min(self.horizons) < 1:
             raise ConfigError(f"evaluate config: field 'horizons' must list positive integers, got {self.horizons}")

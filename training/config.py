@@ -13,6 +13,10 @@ from agents.policy import LEVERS
 from agents.qlearning import QConfig
 from envs.config import ConfigError, check_fields, check_finite, from_dict, load_config
 
+SELECTION_SEED = 5_000_000
+"""The first selection seed (:attr:`TrainConfig.selection_seed`), above every evaluation seed of a run
+(``evaluation.config.MAX_DECISION_SEEDS``)."""
+
 # Keywords of an SB3 algorithm the trainer sets itself: the policy class, its network, the environment, the device.
 SET_BY_TRAINER = ("policy", "env", "policy_kwargs", "device")
 
@@ -102,7 +106,7 @@ class TrainConfig:
     checkpoint_every: int = 250_000
     eval_every: int = 100_000
     eval_episodes: int = 8
-    selection_seed: int = 500_000
+    selection_seed: int = SELECTION_SEED
     target: float | Literal["best_scripted"] | None = None
     levers: list[str] = field(default_factory=lambda: ["bid", "substitution", "inflation"])
     learning_rate: float = 1e-3

@@ -24,7 +24,7 @@ from envs.files import atomic_write
 from evaluation.config import LIST_PRICE, EvalConfig, EvalSpec, Setting
 from evaluation.parallel import make_backend
 from evaluation.rollout import play
-from training.config import TrainConfig
+from training.config import SELECTION_SEED, TrainConfig
 from training.trainer import read_run_config, scripted_target, train
 
 
@@ -103,7 +103,7 @@ def learner_runs(cfg: EvalConfig) -> list[tuple[tuple[str, str], dict[str, Any]]
                             "eval_every": cfg.train_chunk,
                             "eval_episodes": cfg.selection_episodes,
                             "seed": 100 * cfg.seed + k,
-                            "selection_seed": 500_000 + 10_000_000 * cfg.seed,
+                            "selection_seed": SELECTION_SEED + 10_000_000 * cfg.seed,
                             "n_envs": n_envs,
                             "n_steps": n_steps,
                             "batch_size": batch,

@@ -94,6 +94,20 @@ def test_markup_default_factor_is_one_quarter_above_cost() -> None:
     assert info["bid"] == pytest.approx(1.25 * info["honest_bid"], rel=1e-5)
 
 
+@pytest.mark.parametrize("scenario", ["capitals", "uniform"])
+def test_underbid_asks_a_tenth_of_the_cost_and_moves_only_the_bid(scenario: str) -> None:
+    from agents.scripted import DEVIATIONS, scripted_levers
+
+    env = parallel_env(scenario, mechanism="second_price", seed=0)
+    policies = {a: make_strategy("underbid", env.layout) for a in env.possible_agents}
+    for infos in play(env, policies, 50):
+        for a in env.possible_agents:
+            info = infos[a]
+            assert info["bid"] == pytest.approx(0.1 * info["honest_bid"], rel=1e-5)
+            assert not info["substituted"] and info["inflation"] == 0.0
+    assert scripted_levers("underbid") == ("bid",) and "underbid" in DEVIATIONS
+
+
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_bne_bid_is_the_uniform_first_price_equilibrium(n: int) -> None:
     env = parallel_env("uniform", mechanism="first_price", seed=0, n_providers=n)

@@ -115,10 +115,10 @@ FLAG_CASES = [
     ),
     case(
         {"--decision-seeds": "1"},
-        ("--decision-seeds: ", r"'decision_seeds' \(1\) must be between 'max_seeds' \(2\) and 499"),
+        ("--decision-seeds: ", r"'decision_seeds' \(1\) must be between 'max_seeds' \(2\) and 4999"),
         id="decision-seeds-below-max-seeds",
     ),
-    case({"--decision-seeds": "500"}, ("--decision-seeds: ", "and 499", "selection seeds"), id="decision-seeds-500"),
+    case({"--decision-seeds": "5000"}, ("--decision-seeds: ", "and 4999", "selection seeds"), id="decision-seeds-5000"),
     case({"--seed": "-1"}, ("--seed: ", "'seed' must be >= 0"), id="seed-negative"),
     case({"--seeds": "many"}, ("argument --seeds: invalid int value",), id="seeds-word"),
     case({"--episodes": "1.5"}, ("argument --episodes: invalid int value",), id="episodes-float"),

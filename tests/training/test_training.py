@@ -368,6 +368,30 @@ def test_the_grid_trains_seeds_and_evaluates_the_strongest_on_selection_seeds(tm
     assert again == chosen
 
 
+def test_selection_seeds_are_disjoint_from_every_evaluation_seed_of_every_run():
+    """A learner chosen on seeds the evaluation also plays would carry the winner's curse into the verdict: the
+    selection seeds of runs 0 and 1 must miss every market seed either run may evaluate, up to the decision-seed cap."""
+    from evaluation import EvalConfig
+    from evaluation.config import MAX_DECISION_SEEDS, EvalSpec
+    from training.grid import learner_runs
+
+    selection, evaluation = set(), set()
+    for seed in (0, 1):
+        cfg = EvalConfig(
+            scenario="uniform",
+            mechanisms=["first_price"],
+            billings=["per_query"],
+            horizons=[64],
+            decision_seeds=MAX_DECISION_SEEDS,
+            seed=seed,
+        )
+        for _, job in learner_runs(cfg):
+            selection |= {job["selection_seed"] + e for e in range(cfg.selection_episodes)}
+        spec = EvalSpec("uniform", ["first_price"], episodes=cfg.episodes, base_seed=EvalSpec.base_seed_of(seed))
+        evaluation |= set(spec.seeds_between(0, cfg.decision_seeds))
+    assert len(evaluation) == 2 * MAX_DECISION_SEEDS and selection and not selection & evaluation
+
+
 @pytest.mark.parametrize("algo, eps", [("ppo", 1e-5), ("sac", 1e-8)])
 def test_models_keep_sb3s_optimizer_settings_with_the_fast_adam(algo, eps):
     # Giving SB3 optimizer kwargs replaces its own: PPO's Adam must keep eps = 1e-5 (a changed eps changes every
