@@ -128,6 +128,59 @@ class ScriptedPolicy(Policy):
         return action
 
 
+class ScriptedBatch(Policy):
+    """Several scripted strategies in one call, each on its own consecutive block of rows (the evaluation plays many
+    profiles in one batched market): the same actions as each strategy's :meth:`ScriptedPolicy.act` on its block,
+    with the honest asks read once for all rows. All strategies must share one observation layout.
+
+    Args:
+        blocks: (strategy, number of rows) in row order.
+    """
+
+    name = "scripted_batch"
+
+    def __init__(self, blocks: list[tuple[ScriptedPolicy, int]]):
+        layouts = {id(policy.layout) for policy, _ in blocks}
+        if len(layouts) != 1:
+            raise ValueError(f"a ScriptedBatch needs one observation layout, got {len(layouts)}")
+        self.layout = blocks[0][0].layout
+
+        def per_row(value: Any, dtype: Any) -> np.ndarray:
+            return np.repeat(np.array([value(p) for p, _ in blocks], dtype=dtype), [n for _, n in blocks])
+
+        self.moves_bid = per_row(lambda p: p.bid_rule != "cost" or p.cost_of == "served", bool)
+        self.markup = per_row(lambda p: p.markup if p.bid_rule == "markup" else 1.0, np.float64)
+        self.bne = per_row(lambda p: p.bid_rule == "bne", bool)
+        self.n = per_row(lambda p: p.n, np.int64)
+        self.c_max = per_row(lambda p: p.c_max, np.float64)
+        self.served = per_row(lambda p: p.cost_of == "served" and p.substitution > 0, bool)
+        self.substitution = per_row(lambda p: p.substitution, np.float64)
+        self.inflation = per_row(lambda p: p.inflation, np.float64)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        lay = self.layout
+        action = np.zeros((obs.shape[0], 3), dtype=np.float32)
+        if self.moves_bid.any():
+            honest = lay.honest_ask(obs)
+            base = honest.copy()
+            rows = np.flatnonzero(self.served)
+            if rows.size:
+                o = obs[rows]
+                model = lay.served_model(o, self.substitution[rows])
+                cost = np.take_along_axis(o[:, lay.expected_cost], model[:, None], -1)[:, 0]
+                cost = cost.astype(np.float64) * lay.value_scale
+                if lay.billing == "per_token":
+                    cost = cost / np.maximum(lay.expected_output_tokens_declared(o), 1.0)
+                base[rows] = cost
+            ask = np.where(self.bne, base + np.maximum(self.c_max - base, 0.0) / self.n, base * self.markup)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                bid = np.clip(lay.bid_action(obs, ask, honest), -1.0, 1.0)
+            action[:, BID] = np.where(self.moves_bid, bid, 0.0)
+        action[:, SUBSTITUTION] = self.substitution
+        action[:, INFLATION] = self.inflation
+        return action
+
+
 class RandomPolicy(Policy):
     """Uniform random actions from its own seeded Generator."""
 

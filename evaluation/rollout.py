@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
 from agents.policy import LeverMask, Policy
+from agents.scripted import ScriptedBatch, ScriptedPolicy
 from envs.batched import BatchedMarket, Round
 from envs.metrics import EpisodeStats
 
@@ -94,14 +96,29 @@ def _act_groups(policies: Sequence[Policy], S: int) -> list[_ActGroup]:
         variants = by_key.setdefault(policy.key(), (policy, {}))[1]
         mask_key = None if keep is None else tuple(keep.tolist())
         variants.setdefault(mask_key, (keep, []))[1].extend(range(p * S, (p + 1) * S))
-    groups = []
+    groups: list[_ActGroup] = []
+    scripted: dict[int, list[_ActGroup]] = {}  # by layout: one call for every scripted strategy of a market
     for policy, variants in by_key.values():
         rows = np.array([r for _, rs in variants.values() for r in rs])
         masks, start = [], 0
         for keep, rs in variants.values():
             masks.append((slice(start, start + len(rs)), np.array(rs), keep))
             start += len(rs)
-        groups.append(_ActGroup(policy, rows, masks))
+        group = _ActGroup(policy, rows, masks)
+        if isinstance(policy, ScriptedPolicy):
+            scripted.setdefault(id(policy.layout), []).append(group)
+        else:
+            groups.append(group)
+    for same in scripted.values():  # they differ only in per-row parameters
+        if len(same) == 1:
+            groups += same
+            continue
+        masks, start = [], 0
+        for g in same:
+            masks += [(slice(start + pos.start, start + pos.stop), markets, keep) for pos, markets, keep in g.masks]
+            start += len(g.rows)
+        batch = ScriptedBatch([(cast(ScriptedPolicy, g.policy), len(g.rows)) for g in same])
+        groups.append(_ActGroup(batch, np.concatenate([g.rows for g in same]), masks))
     return groups
 
 

@@ -70,20 +70,35 @@ def _play_seeds(
 
 
 def evaluate_setting(spec: EvalSpec, setting: Setting, family: int = 0) -> SettingResult:
-    """Every profile of one setting over ``spec.seeds`` seeds, doubled (up to ``spec.max_seeds``) while some gain's
-    family-wise CI half-width (``family`` tests; default: this setting's deviations) exceeds the target."""
+    """Every profile of one setting over ``spec.seeds`` seeds; then, doubling up to ``spec.max_seeds``, more seeds for
+    each deviation (with all its lever variants, so their paired shortfalls stay paired) while one of its gains'
+    family-wise CI half-width (``family`` tests; default: this setting's deviations) exceeds the target. A deviation
+    whose gains are already that precise stops: the seeds go where the uncertainty is. Honest play, every deviation's
+    baseline, plays every seed any deviation plays."""
     profiles = setting_profiles(spec, setting)
     family = family or sum(len(p.deviators) for p in profiles if p.alias_of is None)
     runs, base, traces = _play_seeds(spec, setting, profiles, 0, spec.seeds, traces=True)
+    baselines = {p.name: list(base.get(tuple(sorted(p.others)), runs["honest"])) for p in profiles}
     n = spec.seeds
     cap = spec.max_seeds or spec.seeds
-    while n < cap and _widest_half_width(profiles, runs, base, family) > spec.target_half_width:
+    while n < cap:
+        sources = [p for p in profiles if p.alias_of is None and p.deviators and len(runs[p.name]) == n]
+        t = family_quantile(family, n - 1)
+        wide = {
+            p.deviation for p in sources if _half_width(p, runs[p.name], baselines[p.name], t) > spec.target_half_width
+        }
+        if not wide:
+            break
+        extended = [p for p in sources if p.deviation in wide]
         more = min(2 * n, cap)
-        extra, extra_base, _ = _play_seeds(spec, setting, profiles, n, more, traces=False)
-        runs = {k: v + extra[k] for k, v in runs.items()}
-        base = {k: v + extra_base[k] for k, v in base.items()}
+        honest = next(p for p in profiles if p.name == "honest")
+        extra, extra_base, _ = _play_seeds(spec, setting, [honest, *extended], n, more, traces=False)
+        runs["honest"] = runs["honest"] + extra["honest"]
+        for p in extended:
+            runs[p.name] = runs[p.name] + extra[p.name]
+            baselines[p.name] = baselines[p.name] + extra_base.get(tuple(sorted(p.others)), extra["honest"])
         n = more
-    honest = runs["honest"]
+    baselines["honest"] = runs["honest"]
     results = {
         p.name: ProfileRuns(
             p.deviation,
@@ -91,16 +106,21 @@ def evaluate_setting(spec: EvalSpec, setting: Setting, family: int = 0) -> Setti
             p.kind,
             sorted(p.deviators),
             tuple(sorted(p.others)),
-            runs[p.name],
+            runs[p.alias_of or p.name],
             traces[p.name].arrays(),
-            base.get(tuple(sorted(p.others)), honest),
+            baselines[p.alias_of or p.name],
             p.alias_of,
         )
         for p in profiles
     }
     market = spec.market(setting, 1)
+    honest_runs = runs["honest"]
     note = mechanisms.REGISTRY[setting.mechanism].degenerate(
-        {k.split("/", 1)[1]: float(np.mean([r[k] for r in honest])) for k in honest[0] if k.startswith("mechanism/")}
+        {
+            k.split("/", 1)[1]: float(np.mean([r[k] for r in honest_runs]))
+            for k in honest_runs[0]
+            if k.startswith("mechanism/")
+        }
     )
     return SettingResult(
         setting.mechanism,
@@ -114,18 +134,12 @@ def evaluate_setting(spec: EvalSpec, setting: Setting, family: int = 0) -> Setti
     )
 
 
-def _widest_half_width(
-    profiles: list[Profile], runs: dict[str, Runs], base: dict[tuple[str, ...], Runs], family: int
-) -> float:
-    """The widest family-wise CI half-width of any deviator's gain."""
+def _half_width(profile: Profile, runs: Runs, baseline: Runs, t: float) -> float:
+    """The widest CI half-width (quantile ``t``) of a deviator's paired gain in one profile."""
     widest = 0.0
-    n = len(runs["honest"])
-    t = family_quantile(family, n - 1)
-    for p in profiles:
-        baseline = base.get(tuple(sorted(p.others)), runs["honest"])
-        for a in p.deviators:
-            diff = np.array([r[f"{a}/profit"] - b[f"{a}/profit"] for r, b in zip(runs[p.name], baseline)])
-            widest = max(widest, t * float(diff.std(ddof=1)) / np.sqrt(n))
+    for a in profile.deviators:
+        diff = np.array([r[f"{a}/profit"] - b[f"{a}/profit"] for r, b in zip(runs, baseline)])
+        widest = max(widest, t * float(diff.std(ddof=1)) / np.sqrt(diff.size))
     return widest
 
 

@@ -209,3 +209,28 @@ def test_make_strategy_rejects_bad_parameter_values() -> None:
         make_strategy("substitute", env.layout, substitution=2.0)
     with pytest.raises(ValueError, match="inflation"):
         make_strategy("inflate", env.layout, inflation=-0.5)
+
+
+@pytest.mark.parametrize(
+    "scenario, overrides",
+    [("capitals", {}), ("capitals", {"billing": "per_token"}), ("uniform", {"n_providers": 3})],
+)
+def test_a_scripted_batch_acts_exactly_as_each_strategy_on_its_rows(scenario: str, overrides: dict) -> None:
+    """The evaluation plays every scripted deviation in one call (agents.scripted.ScriptedBatch): each block of rows
+    gets bit for bit the actions its own strategy gives."""
+    from agents.scripted import PRESETS, ScriptedBatch
+
+    env, obs = observations(scenario, **overrides)
+    strategies = [make_strategy(name, env.layout) for name in PRESETS] + [
+        make_strategy("markup", env.layout, markup=0.5),
+        make_strategy("substitute_cost", env.layout, substitution=0.3),
+    ]
+    rng = np.random.default_rng(0)
+    blocks = [(s, int(n)) for s, n in zip(strategies, rng.integers(1, len(obs), len(strategies)))]
+    rows = np.concatenate([rng.integers(0, len(obs), n) for _, n in blocks])
+    batched = ScriptedBatch(blocks).act(obs[rows])
+    one_by_one = np.concatenate(
+        [s.act(obs[part]) for (s, _), part in zip(blocks, np.split(rows, np.cumsum([n for _, n in blocks])[:-1]))]
+    )
+    assert batched.dtype == np.float32 and np.array_equal(batched, one_by_one)
+    assert np.any(batched[:, 0] != 0) and np.any(batched[:, 0] < 0)  # bids above and below the honest ask

@@ -251,6 +251,27 @@ def test_seeds_are_added_until_the_gains_are_precise():
     assert evaluate_setting(spec, Setting("first_price", "per_query", 40)).n_seeds == 4
 
 
+def test_seeds_go_only_to_the_deviations_whose_gains_are_not_yet_precise():
+    """Under per-query billing padding the token count changes nothing: ``inflate``'s gain is exactly 0 on every seed,
+    precise at once, while ``markup``'s varies. Only markup (and honest play, every deviation's baseline) plays on."""
+    spec = EvalSpec(
+        scenario="uniform",
+        mechanisms=["first_price"],
+        strategies=["markup", "inflate"],
+        seeds=4,
+        max_seeds=16,
+        target_half_width=1e-6,
+        horizons=[40],
+    )
+    result = evaluate_setting(spec, Setting("first_price", "per_query", 40))
+    seeds = {name: len(p.runs) for name, p in result.profiles.items()}
+    assert seeds["honest"] == 16 and all(seeds[n] == 16 for n in seeds if n.startswith("markup"))
+    assert all(seeds[n] == 4 for n in seeds if n.startswith("inflate")) and any(n.startswith("inflate") for n in seeds)
+    for name, p in result.profiles.items():
+        assert len(p.baseline) == len(p.runs), name
+        assert p.baseline == result.profiles["honest"].runs[: len(p.runs)], name  # paired: the same seeds
+
+
 @pytest.mark.parametrize(
     "field, value",
     [("tolerance", math.nan), ("tolerance", math.inf), ("target_half_width", math.nan), ("tolerance", -1.0)],
