@@ -39,8 +39,8 @@ class EvalConfig:
             that pays.
         run_dirs: train.py run dirs whose learned policies are evaluated (each in its own mechanism's market).
         seeds: independent seeds to start with (the unit of the confidence intervals).
-        max_seeds: seeds are added (doubling) up to this many until every gain's family-wise CI half-width is at
-            most ``target_half_width``.
+        max_seeds: a deviation (with its lever variants) plays more seeds (doubling) up to this many until each of
+            its gains' family-wise CI half-width is at most ``target_half_width``.
         target_half_width: the family-wise CI half-width of a gain (money per round) that stops adding seeds.
         decision_seeds: a deviation a decision of the verdict turns on (exploited, the levers that pay, persistence)
             while its gain is estimated above the tolerance but its family-wise lower bound is not plays on more

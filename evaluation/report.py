@@ -264,7 +264,7 @@ def write_report(
     seeds = (
         f"{header.seeds} seeds"
         + (
-            f" (up to {header.max_seeds} while a gain's family-wise 95% CI half-width "
+            f" (a deviation up to {header.max_seeds} while one of its gains' family-wise 95% CI half-width "
             f"exceeded {header.target_half_width:g})"
             if header.max_seeds > header.seeds
             else ""
