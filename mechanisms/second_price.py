@@ -22,5 +22,9 @@ class SecondPrice(ScoringAuction):
         return qhat_w - np.maximum(0.0, best_other(scores, winner))
 
     def payment_one(self, winner: int, bids: list[float], scores: list[float]) -> float:
-        others = [s for i, s in enumerate(scores) if i != winner]
-        return (scores[winner] + bids[winner]) - max(0.0, max(others) if others else -np.inf)
+        if len(scores) == 2:  # the other score (what the general rule below gives)
+            other = scores[1 - winner]
+        else:
+            other = max((s for i, s in enumerate(scores) if i != winner), default=-np.inf)
+        # max(0.0, other) written out (0.0 for NaN too, as the builtin gives): the call costs more than the compare
+        return (scores[winner] + bids[winner]) - (other if other > 0.0 else 0.0)
