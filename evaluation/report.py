@@ -270,8 +270,8 @@ def write_report(
             else ""
         )
         + (
-            f"; a deviation a decision turns on plays up to {header.decision_seeds} seeds while its gain is "
-            f"estimated above the tolerance but its family-wise lower bound is not"
+            f"; a deviation a decision turns on plays up to {header.decision_seeds} seeds while its family-wise "
+            f"confidence interval contains the tolerance"
             if header.decision_seeds > header.max_seeds
             else ""
         )

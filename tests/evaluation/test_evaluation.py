@@ -208,6 +208,17 @@ def test_the_levers_that_pay_do_not_hang_on_which_deviation_tops_the_ranking():
         levers_of=levers_of,
     )
     assert v.undecided == [(256, "substitute@provider_0")] and v.paying_lever == "bid; undecided: substitution"
+    # so is one estimated below it whose interval still reaches above it (a small gain whose first estimate fell
+    # low): both sides of the bound are pursued; a gain precisely below it is decided
+    for noise, undecided in ((0.5, [(256, "substitute@provider_0")]), (0.001, [])):
+        gains = {"markup@provider_0": 0.05, "substitute@provider_0": -0.1}
+        v = judge(
+            [synthetic(256, gains, {"markup@provider_0": 0.01, "substitute@provider_0": noise}, seed=3)],
+            tolerance=0.0,
+            levers_of=levers_of,
+        )
+        assert record(v, "substitute@provider_0").gain < 0.0 and v.undecided == undecided
+        assert v.paying_lever == ("bid; undecided: substitution" if undecided else "bid")
 
     combos = [
         Exploit("provider_0", name, name, "all", 256, 0.1, 0.05, 0.15, 0.05, lever)
