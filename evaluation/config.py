@@ -43,8 +43,8 @@ class EvalConfig:
             its gains' family-wise CI half-width is at most ``target_half_width``.
         target_half_width: the family-wise CI half-width of a gain (money per round) that stops adding seeds.
         decision_seeds: a deviation a decision of the verdict turns on (exploited, the levers that pay, persistence)
-            plays on more seeds (doubling) while its family-wise confidence interval contains the tolerance, up to
-            this many
+            plays on more seeds (doubling) while its family-wise lower bound does not clear the tolerance and its
+            95% confidence interval reaches above it, up to this many
             (:func:`evaluation.runner.resolve_undecided`; at most 4,999, below the learners' selection seeds).
         episodes: episodes per seed.
         out: output directory of the report.

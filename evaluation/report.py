@@ -271,7 +271,7 @@ def write_report(
         )
         + (
             f"; a deviation a decision turns on plays up to {header.decision_seeds} seeds while its family-wise "
-            f"confidence interval contains the tolerance"
+            f"lower bound does not clear the tolerance and its 95% CI reaches above it"
             if header.decision_seeds > header.max_seeds
             else ""
         )

@@ -156,8 +156,9 @@ class MechanismVerdict:
     every smallest combination that does; comma-separated; then ``; undecided:`` and the levers whose one-lever
     deviations are still undecided at the seed cap, if any).
     ``notes``: horizons not judged and why, learners that stayed weaker than the best scripted deviation, deviations
-    left undecided. ``undecided``: (horizon, profile) of the deviations whose family-wise confidence interval contains
-    the tolerance, where a decision turns on them (:func:`evaluation.summary.judge`).
+    left undecided. ``undecided``: (horizon, profile) of the deviations whose family-wise lower bound does not clear
+    the tolerance while their 95% CI reaches above it, where a decision turns on them
+    (:func:`evaluation.summary.judge`).
     ``t_family``: the family's Student-t quantile at the first seeds (a deviation played on more seeds has its own,
     smaller one).
     """

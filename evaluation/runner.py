@@ -180,8 +180,9 @@ def resolve_undecided(
 ) -> list[MechanismVerdict]:
     """The verdicts, once every decision is settled or its deviations reach ``spec.decision_seeds`` seeds.
 
-    While a decision (exploited or not, the levers that pay, persistence) turns on a deviation whose family-wise
-    confidence interval contains the tolerance (:attr:`MechanismVerdict.undecided`), that deviation - with
+    While a decision (exploited or not, the levers that pay, persistence) turns on a deviation whose family-wise lower
+    bound does not clear the tolerance while its 95% CI reaches above it (:attr:`MechanismVerdict.undecided`), that
+    deviation - with
     all its lever variants, so paired shortfalls stay paired - plays twice the seeds, continuing the same seed sequence,
     and the mechanism is judged again. Only the undecided deviations and their baselines play, so a gain at the
     detection limit of a long horizon costs a few profiles' seeds, not the setting's. ``results`` are extended in place.

@@ -17,16 +17,17 @@ every smallest combination that does: what keeps paying as the mechanism learns.
 happens to top the ranking (learned policies of different seeds mix the levers differently) nor on a lever that pays
 only briefly, at the edge of significance.
 
-Each of these decisions turns on some deviations' confidence intervals; a deviation whose family-wise confidence
-interval still contains the tolerance, where a decision turns on it, is *undecided*
-(:attr:`MechanismVerdict.undecided`), and the runner plays it on more seeds
+Each of these decisions turns on some deviations' confidence intervals; a deviation whose family-wise lower bound
+does not clear the tolerance but whose 95% confidence interval reaches above it, where a decision turns on it, is
+*undecided* (:attr:`MechanismVerdict.undecided`), and the runner plays it on more seeds
 (:func:`evaluation.runner.resolve_undecided`) so that a gain at the test's detection limit does not flip a decision from
-one run to the next. Both sides are pursued: a small gain whose first estimate happens to fall below the tolerance gets
-the same seeds as one whose estimate falls above it (pursuing only the latter named a lever in one run and missed it
-in the next). As whether seeds are added then depends on the gains seen, every look at the runs is a test: the
-Bonferroni family counts each test at each look (``looks``), which keeps the family-wise level. The smallest gain the
-test detects with 80% power is reported per deviation and, as the mechanism's power, its largest value at the longest
-judged horizon.
+one run to the next. A small gain whose first estimate happens to fall below the tolerance is pursued as well as one
+whose estimate falls above it (pursuing only the latter named a lever in one run and missed it in the next); a gain
+whose 95% interval lies below the tolerance is settled (a claim that a gain pays needs the family-wise bound, one that
+it does not, only the ordinary one). As whether seeds are added then depends on the gains seen, every look at the
+runs is a test: the Bonferroni family counts each test at each look (``looks``), which keeps the family-wise level.
+The smallest gain the test detects with 80% power is reported per deviation and, as the mechanism's power, its largest
+value at the longest judged horizon.
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def judge(
     notes += _weaker_learners(records, judged_horizons)
     if undecided:
         notes.append(
-            f"undecided (family-wise confidence interval contains {tolerance:g}): "
+            f"undecided (95% CI reaches above {tolerance:g}, family-wise lower bound not): "
             + ", ".join(f"{profile} at T={horizon}" for horizon, profile in undecided)
         )
     if exploits:
@@ -313,14 +314,14 @@ def _undecided(
     tolerance: float,
     levers_of: dict[str, str],
 ) -> list[tuple[int, str]]:
-    """(horizon, profile) of the deviations whose family-wise confidence interval contains the tolerance (whichever
-    side of it the estimate lies on), where a decision turns on them:
+    """(horizon, profile) of the deviations whose family-wise lower bound does not clear the tolerance but whose 95%
+    confidence interval reaches above it (whichever side of it the estimate lies on), where a decision turns on them:
     every deviation while the mechanism holds (one of them may yet exploit it); once exploited, the one-lever
     deviations and variants of a lever not yet among the levers that pay (it may yet pay alone) at the horizons those
     are named at, and, while no exploit is significant at the longest horizon, the deviations there (persistence)."""
 
     def unconfirmed(r: DeviationRecord) -> bool:
-        return r.gain_lower <= tolerance < 2.0 * r.gain - r.gain_lower  # the upper bound: gain + t se
+        return r.gain_lower <= tolerance < r.gain_ci_high
 
     if not exploits:
         relevant = candidates

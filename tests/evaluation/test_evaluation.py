@@ -208,16 +208,21 @@ def test_the_levers_that_pay_do_not_hang_on_which_deviation_tops_the_ranking():
         levers_of=levers_of,
     )
     assert v.undecided == [(256, "substitute@provider_0")] and v.paying_lever == "bid; undecided: substitution"
-    # so is one estimated below it whose interval still reaches above it (a small gain whose first estimate fell
-    # low): both sides of the bound are pursued; a gain precisely below it is decided
-    for noise, undecided in ((0.5, [(256, "substitute@provider_0")]), (0.001, [])):
+    # so is one estimated below it whose 95% interval still reaches above it (a small gain whose first estimate fell
+    # low): both sides of the bound are pursued. One whose 95% interval lies below the bound is settled, even while
+    # its family-wise interval (wider) still reaches above it; so is one known precisely.
+    for noise, undecided in ((0.5, True), (0.2, False), (0.001, False)):
         gains = {"markup@provider_0": 0.05, "substitute@provider_0": -0.1}
         v = judge(
             [synthetic(256, gains, {"markup@provider_0": 0.01, "substitute@provider_0": noise}, seed=3)],
             tolerance=0.0,
             levers_of=levers_of,
         )
-        assert record(v, "substitute@provider_0").gain < 0.0 and v.undecided == undecided
+        r = record(v, "substitute@provider_0")
+        assert r.gain < 0.0 and (r.gain_ci_high > 0.0) == undecided
+        if noise == 0.2:
+            assert r.gain + (r.gain - r.gain_lower) > 0.0  # the family-wise upper bound
+        assert v.undecided == ([(256, "substitute@provider_0")] if undecided else [])
         assert v.paying_lever == ("bid; undecided: substitution" if undecided else "bid")
 
     combos = [
