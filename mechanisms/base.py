@@ -7,9 +7,12 @@ nothing of learning agents: the market calls it, and policies only see its ``pub
 
 Every mechanism runs E independent markets at once: its state arrays carry a leading market axis, and ``allocate`` /
 ``update`` / ``public_state`` take and return arrays over markets ([E] or [E, N]). A single market is E = 1. Markets
-never share state; the only randomness a mechanism uses per round is the ``noise`` the market hands it (``noise_dim``
+never share state; the randomness a mechanism uses per round is the ``noise`` the market hands it (``noise_dim``
 uniforms per market and round, drawn from each market's own stream whatever the actions), so a market's rounds do not
-depend on which other markets run beside it, and profiles played on the same seeds see the same draws.
+depend on which other markets run beside it, and profiles played on the same seeds see the same draws. A mechanism
+whose only coin breaks ties of the winner's score (first and second price: a tie has probability zero with continuous
+costs) draws it only when a market ties, from that market's own generator (``rngs``; :func:`argmax_drawing_ties`), so
+that markets do not draw coins they almost never use; profiles then share their coins up to their first tie.
 """
 
 from __future__ import annotations
@@ -130,7 +133,8 @@ class Mechanism(ABC):
 
     def reset(self, info: MarketInfo, n_markets: int, rngs: list[np.random.Generator]) -> None:
         """Start a new episode in ``n_markets`` markets: forget all history. ``rngs`` (one per market) serve draws a
-        mechanism makes once per episode; per-round randomness comes as ``noise``."""
+        mechanism makes once per episode, and coins it draws only when a market needs one (a tie); per-round
+        randomness comes as ``noise``."""
         self.info = info
         self.n_markets = n_markets
         self.rngs = rngs
@@ -289,6 +293,32 @@ def _argmax_random_ties_pair(values: FloatArray, noise: FloatArray) -> IntArray:
         tie &= noise[:, 1] > noise[:, 0]
         second |= tie
     return second.astype(np.int64)
+
+
+def argmax_drawing_ties(values: FloatArray, rngs: list[np.random.Generator]) -> IntArray:
+    """:func:`argmax_random_ties` with the noise drawn only where a row's maximum is tied: row e then draws its N
+    uniforms from ``rngs[e]``; the other rows draw nothing and go to their maximum (NaN rows to the first entry)."""
+    E, N = values.shape
+    if N == 2:
+        tie = values[:, 1] == values[:, 0]
+    else:
+        best = row_max(values)
+        count = np.zeros(E, dtype=np.int64)
+        for i in range(N):
+            count += values[:, i] == best
+        tie = count > 1
+    noise = np.zeros((E, N))  # a unique maximum wins whatever its noise (> -1)
+    for e in np.flatnonzero(tie):  # rare: one market's generator each
+        noise[e] = rngs[e].random(N)
+    return argmax_random_ties(values, noise)
+
+
+def argmax_drawing_ties_one(values: list[float], rng: np.random.Generator) -> int:
+    """:func:`argmax_drawing_ties` of one market, on a Python list (the same draws)."""
+    best = max(values)
+    if values.count(best) == 1:
+        return values.index(best)
+    return argmax_random_ties_one(values, rng.random(len(values)).tolist())
 
 
 def argmax_random_ties_one(values: list[float], noise: list[float]) -> int:

@@ -13,16 +13,17 @@ from mechanisms.base import (
     MarketInfo,
     Mechanism,
     Outcome,
-    argmax_random_ties,
-    argmax_random_ties_one,
+    argmax_drawing_ties,
+    argmax_drawing_ties_one,
     pick,
 )
 from mechanisms.quality import QualityEstimator, QualityMode
 
 
 class ScoringAuction(Mechanism):
-    """Picks w = argmax_i s_i with s_i = qhat_i - b_i when s_w >= 0 (ties broken at random); subclasses set the
-    payment from the user to the winner.
+    """Picks w = argmax_i s_i with s_i = qhat_i - b_i when s_w >= 0 (ties broken at random, by a coin drawn from the
+    market's generator only when it ties: :func:`mechanisms.base.argmax_drawing_ties`); subclasses set the payment
+    from the user to the winner.
 
     Public state: the platform's current qhat_i / value_scale for every provider on the query's group, so providers
     can see how the platform rates them (and each other).
@@ -37,10 +38,6 @@ class ScoringAuction(Mechanism):
         self.n_rounds = 0
         self.n_unserved = np.zeros(n_markets)
 
-    @property
-    def noise_dim(self) -> int:
-        return self.info.n_providers
-
     def scores(self, bids: FloatArray, group: IntArray) -> FloatArray:
         """[E, N] quality-adjusted scores qhat - bid."""
         return self.quality.qhat(group) - bids
@@ -49,7 +46,7 @@ class ScoringAuction(Mechanism):
         self, bids: FloatArray, context: FloatArray, group: IntArray, noise: FloatArray
     ) -> tuple[IntArray, FloatArray]:
         s = self.scores(bids, group)
-        w = argmax_random_ties(s, noise)
+        w = argmax_drawing_ties(s, self.rngs)
         served = pick(s, w) >= 0.0
         self.n_rounds += 1
         payment = self.payment(w, bids, s)
@@ -71,7 +68,7 @@ class ScoringAuction(Mechanism):
 
     def allocate_one(self, bids: list[float], context: FloatArray, group: int, noise: list[float]) -> tuple[int, float]:
         s = list(map(operator.sub, self.quality.qhat_one(group), bids))
-        w = argmax_random_ties_one(s, noise)
+        w = argmax_drawing_ties_one(s, self.rngs[0])
         self.n_rounds += 1
         if s[w] < 0.0:
             self.n_unserved[0] += 1

@@ -38,6 +38,7 @@ class One:
         return np.atleast_2d(np.asarray(context, dtype=float))
 
     def allocate(self, bids, context=ONE_CONTEXT, group: int = 0) -> tuple[int, float]:
+        self.mech.rngs = [self.rng]  # the market's generator, for the coins a mechanism draws only on a tie
         noise = self.rng.random((1, self.mech.noise_dim))
         w, p = self.mech.allocate(np.asarray(bids, dtype=float)[None], self._ctx(context), np.array([group]), noise)
         return int(w[0]), float(p[0])

@@ -610,3 +610,31 @@ def test_registry_builds_fresh_instances_of_the_named_class() -> None:
         a, b = mechanisms.make(name), mechanisms.make(name)
         assert type(a) is cls and a is not b and a.name == name
     assert isinstance(mechanisms.make("ucb_myerson", reserve=2.0), UCBMyerson)
+
+
+@pytest.mark.parametrize("name", ["first_price", "second_price"])
+@pytest.mark.parametrize("n", [2, 3])
+def test_scoring_auctions_draw_a_tie_coin_only_on_a_tie_uniformly_and_alike_on_both_paths(name, n) -> None:
+    """First and second price break a tie of the best score with N uniforms drawn from the tied market's own
+    generator at that moment; a market without a tie draws nothing. Over 6,000 markets whose N
+    providers tie, every provider wins 1/N of them (99.9% binomial bounds), and each market's single-market path
+    (``allocate_one``, the PettingZoo env's) picks the same winner from the same draws."""
+    E = 6_000
+    info = make_info(np.full((n, 1), 0.8))
+    seeds = np.random.SeedSequence(7).spawn(E)
+    batched, rngs = mechanisms.make(name), [np.random.default_rng(s) for s in seeds]
+    batched.reset(info, E, rngs)
+    bids = np.full((E, n), 0.3)
+    bids[::2, -1] = 0.2  # even markets: the last provider wins outright, no coin
+    winner, _ = batched.allocate(bids, np.ones((E, 1)), np.zeros(E, dtype=np.int64), np.zeros((E, 0)))
+    untouched = [np.random.default_rng(s).random() for s in seeds[::2]]
+    assert [g.random() for g in rngs[::2]] == untouched  # no draw without a tie
+    assert (winner[::2] == n - 1).all()
+    counts = np.bincount(winner[1::2], minlength=n)
+    lo, hi = (E // 2) / n + np.array([-1, 1]) * 3.3 * np.sqrt((E // 2) / n * (1 - 1 / n))
+    assert ((lo < counts) & (counts < hi)).all(), counts
+    for e in range(1, 200, 2):  # the single-market path: the same generator state, the same coin
+        one = mechanisms.make(name)
+        one.reset(info, 1, [np.random.default_rng(seeds[e])])
+        w, _ = one.allocate_one(bids[e].tolist(), np.ones(1), 0, [])
+        assert w == winner[e]
