@@ -182,10 +182,10 @@ def resolve_undecided(
 
     While a decision (exploited or not, the levers that pay, persistence) turns on a deviation whose family-wise lower
     bound does not clear the tolerance while its 95% CI reaches above it (:attr:`MechanismVerdict.undecided`), that
-    deviation - with
-    all its lever variants, so paired shortfalls stay paired - plays twice the seeds, continuing the same seed sequence,
-    and the mechanism is judged again. Only the undecided deviations and their baselines play, so a gain at the
-    detection limit of a long horizon costs a few profiles' seeds, not the setting's. ``results`` are extended in place.
+    deviation - with all its lever variants, so paired shortfalls stay paired - plays twice the seeds, continuing the
+    same seed sequence, and the mechanism is judged again. Only the undecided deviations and their baselines play, so
+    a gain at the detection limit of a long horizon costs a few profiles' seeds, not the setting's. ``results`` are
+    extended in place.
 
     Adding seeds only where a decision is open is a sequential design: whether a deviation plays more seeds depends on
     its gain so far, so every look is a test, and each look is a Bonferroni test of the whole family over
