@@ -374,7 +374,7 @@ class BatchedMarket:
                 transpose_slab(x[:n], block, e)
         queries = blocks[0][:, :, 0]
         queries *= mk.n_queries
-        self._queries = np.floor(queries, out=queries).astype(np.int64)  # [k, E]
+        self._queries = queries.astype(np.int64)  # [k, E] floor(n_queries u): truncation, as u >= 0 (floor is slower)
         if per_query:  # low + (high - low) u, as Generator.uniform computes it
             self._types = blocks[1]  # [k, E, N]
             self._types *= cfg.cost_high - cfg.cost_low

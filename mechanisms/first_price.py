@@ -5,7 +5,7 @@ the winner its bid, P_w = b_w. Not truthful: a provider gains by asking more tha
 market the equilibrium bid is b(c) = c + (1 - c) / n, §8).
 """
 
-from mechanisms.base import FloatArray, IntArray, pick
+from mechanisms.base import FloatArray, IntArray
 from mechanisms.registry import register
 from mechanisms.scoring import ScoringAuction
 
@@ -15,8 +15,8 @@ class FirstPrice(ScoringAuction):
     name = "first_price"
     reference = "MECHANISMS.md §2"
 
-    def payment(self, winner: IntArray, bids: FloatArray, scores: FloatArray) -> FloatArray:
-        return pick(bids, winner)
+    def payment(self, winner: IntArray, bid_w: FloatArray, score_w: FloatArray, scores: FloatArray) -> FloatArray:
+        return bid_w
 
     def payment_one(self, winner: int, bids: list[float], scores: list[float]) -> float:
         return bids[winner]

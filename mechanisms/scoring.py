@@ -15,7 +15,7 @@ from mechanisms.base import (
     Outcome,
     argmax_drawing_ties,
     argmax_drawing_ties_one,
-    pick,
+    row_offsets,
 )
 from mechanisms.quality import QualityEstimator, QualityMode
 
@@ -47,16 +47,19 @@ class ScoringAuction(Mechanism):
     ) -> tuple[IntArray, FloatArray]:
         s = self.scores(bids, group)
         w = argmax_drawing_ties(s, self.rngs)
-        served = pick(s, w) >= 0.0
+        flat = row_offsets(*s.shape) + w  # each market's winner in the flattened [E, N] arrays
+        score_w = s.reshape(-1).take(flat)
+        served = score_w >= 0.0
         self.n_rounds += 1
-        payment = self.payment(w, bids, s)
+        payment = self.payment(w, bids.reshape(-1).take(flat), score_w, s)
         if served.all():  # every market served, the common case: no masks (the same numbers)
             return w, payment
         self.n_unserved += ~served
         return np.where(served, w, NO_WINNER), np.where(served, payment, 0.0)
 
-    def payment(self, winner: IntArray, bids: FloatArray, scores: FloatArray) -> FloatArray:
-        """[E] what the user pays each market's winner (where it is served)."""
+    def payment(self, winner: IntArray, bid_w: FloatArray, score_w: FloatArray, scores: FloatArray) -> FloatArray:
+        """[E] what the user pays each market's winner (where it is served), from the winner's bid and score [E] and
+        every provider's score [E, N]."""
         raise NotImplementedError
 
     def payment_one(self, winner: int, bids: list[float], scores: list[float]) -> float:

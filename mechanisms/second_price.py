@@ -7,7 +7,7 @@ dominant strategy as long as qhat does not depend on the provider's own actions 
 
 import numpy as np
 
-from mechanisms.base import FloatArray, IntArray, best_other, pick
+from mechanisms.base import FloatArray, IntArray, best_other
 from mechanisms.registry import register
 from mechanisms.scoring import ScoringAuction
 
@@ -17,9 +17,8 @@ class SecondPrice(ScoringAuction):
     name = "second_price"
     reference = "MECHANISMS.md §2"
 
-    def payment(self, winner: IntArray, bids: FloatArray, scores: FloatArray) -> FloatArray:
-        qhat_w = pick(scores, winner) + pick(bids, winner)
-        return qhat_w - np.maximum(0.0, best_other(scores, winner))
+    def payment(self, winner: IntArray, bid_w: FloatArray, score_w: FloatArray, scores: FloatArray) -> FloatArray:
+        return (score_w + bid_w) - np.maximum(0.0, best_other(scores, winner))  # qhat_w - max(0, s_(2))
 
     def payment_one(self, winner: int, bids: list[float], scores: list[float]) -> float:
         if len(scores) == 2:  # the other score (what the general rule below gives)
