@@ -381,35 +381,24 @@ class raw_env(ParallelEnv):  # type: ignore[misc]  # PettingZoo ships no type in
             "unserved": winner < 0,
             "mechanism": self.mechanism.diagnostics_one(),
         }
+        bids, honest, profits, declared = r.bids, r.honest_bids, r.rewards, self._declared
+        served, substituted, inflation = r.served, r.substituted, r.inflation
         infos = {}
-        for i, (a, bid, honest, profit, declared, served, substituted, inflation) in enumerate(
-            zip(
-                self.possible_agents,
-                r.bids,
-                r.honest_bids,
-                r.rewards,
-                self._declared,
-                r.served,
-                r.substituted,
-                r.inflation,
-            )
-        ):
-            won = i == winner
-            infos[a] = {
-                "won": won,
-                "bid": bid,
-                "honest_bid": honest,
-                "payment": payment if won else 0.0,
-                "cost": cost if won else 0.0,
-                "profit": profit,
-                "declared": declared,
-                "served": served,
-                "substituted": substituted,
-                "inflation": inflation,
-                "true_tokens": r.true_tokens if won else 0,
-                "reported_tokens": r.reported_tokens if won else 0,
-                "market": market,
-            }
+        for i, a in enumerate(self.possible_agents):  # two literals, the winner's and the others': no conditionals
+            if i == winner:
+                infos[a] = {
+                    "won": True, "bid": bids[i], "honest_bid": honest[i], "payment": payment, "cost": cost,
+                    "profit": profits[i], "declared": declared[i], "served": served[i], "substituted": substituted[i],
+                    "inflation": inflation[i], "true_tokens": r.true_tokens, "reported_tokens": r.reported_tokens,
+                    "market": market,
+                }  # fmt: skip
+            else:
+                infos[a] = {
+                    "won": False, "bid": bids[i], "honest_bid": honest[i], "payment": 0.0, "cost": 0.0,
+                    "profit": profits[i], "declared": declared[i], "served": served[i], "substituted": substituted[i],
+                    "inflation": inflation[i], "true_tokens": 0, "reported_tokens": 0,
+                    "market": market,
+                }  # fmt: skip
         if self.info_format == "flat":
             flat_market = flatten_info(market, "market_")
             for a in self.possible_agents:
