@@ -387,7 +387,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, aliases: dict[s
     for f in dataclasses.fields(cls):
         names = [f"--{f.name.replace('_', '-')}", *(aliases or {}).get(f.name, [])]
         kind, convert = _flag_parser(hints[f.name])
-        help_text = docs.get(f.name, "")
+        help_text = docs.get(f.name, "").replace("%", "%%")  # argparse %-formats help: "95%" would break --help
         if kind == "bool":
             parser.add_argument(
                 *names, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
