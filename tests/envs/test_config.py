@@ -21,6 +21,8 @@ def test_scenario_presets_load(path):
 def test_train_configs_load(path):
     cfg = load_train_config(path)
     load_scenario(cfg.scenario, {k: v for k, v in cfg.overrides.items() if k == "n_providers"})
+    if cfg.algo == "ppo":  # a minibatch larger than the rollout is cut to the rollout (SB3 warns)
+        assert cfg.batch_size <= cfg.n_envs * cfg.n_steps, f"{path.name}: batch_size exceeds one rollout"
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "evaluate").glob("*.yaml")), ids=lambda p: p.stem)
