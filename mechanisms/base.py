@@ -299,20 +299,18 @@ def argmax_drawing_ties(values: FloatArray, rngs: list[np.random.Generator]) -> 
     """:func:`argmax_random_ties` with the noise drawn only where a row's maximum is tied: row e then draws its N
     uniforms from ``rngs[e]``; the other rows draw nothing and go to their maximum (NaN rows to the first entry)."""
     E, N = values.shape
-    if N == 2:  # the pair rule of _argmax_random_ties_pair, with the tied rows' noise drawn as it is needed
-        second = values[:, 1] > values[:, 0]
+    if N == 2:
         tie = values[:, 1] == values[:, 0]
-        if tie.any():  # rare: one market's generator each
-            for e in np.flatnonzero(tie):
-                u = rngs[e].random(2)
-                second[e] = u[1] > u[0]
-        return second.astype(np.int64)
-    best = row_max(values)
-    count = np.zeros(E, dtype=np.int64)
-    for i in range(N):
-        count += values[:, i] == best
+        if not tie.any():  # the common case: the larger wins (NaN rows the first), as the rule gives, without noise
+            return (values[:, 1] > values[:, 0]).astype(np.int64)
+    else:
+        best = row_max(values)
+        count = np.zeros(E, dtype=np.int64)
+        for i in range(N):
+            count += values[:, i] == best
+        tie = count > 1
     noise = np.zeros((E, N))  # a unique maximum wins whatever its noise (> -1)
-    for e in np.flatnonzero(count > 1):  # rare: one market's generator each
+    for e in np.flatnonzero(tie):  # rare: one market's generator each
         noise[e] = rngs[e].random(N)
     return argmax_random_ties(values, noise)
 
